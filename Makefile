@@ -1,0 +1,28 @@
+# tpm, the Torrent Package Manager. See README.md.
+GO     ?= go
+BIN    ?= bin
+
+.PHONY: build test demo bench lint clean
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# Every test, with the race detector; scenarios in test/ run the real tpm.
+test: lint
+	$(GO) test -race -count=1 ./...
+
+# Packs the example packages and installs them into a scratch prefix.
+demo: build
+	./examples/demo.sh $(BIN)
+
+# Benchmarks: Go benchmarks, then tpm against the tools people would use.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,458 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"tpm/store"
+	"tpm/tarball"
+)
+
+// opState is how far one op of a journaled transaction got. Recovery undoes
+// ops that had not started placing files and finishes those that had: the
+// files they replace are gone by then, so forward is the only way back to a
+// state the receipts describe.
+type opState string
+
+const (
+	statePlanned   opState = "planned"
+	stateStaged    opState = "staged"
+	statePlacing   opState = "placing"
+	stateCommitted opState = "committed"
+)
+
+type journal struct {
+	ID     string       `json:"id"`
+	Prefix string       `json:"prefix"`
+	Ops    []journalOp  `json:"ops"`
+}
+
+type journalOp struct {
+	Name    string            `json:"name"`
+	Action  Action            `json:"action"`
+	State   opState           `json:"state"`
+	Temps   []rename          `json:"temps,omitempty"`
+	NewDirs []string          `json:"new_dirs,omitempty"`
+	Remove  []string          `json:"remove,omitempty"`
+	Receipt *store.Receipt    `json:"receipt,omitempty"` // nil for Remove
+	Info    map[string][]byte `json:"info,omitempty"`
+}
+
+type rename struct {
+	Temp   string `json:"temp"`
+	Target string `json:"target"`
+}
+
+// OpResult reports one op that was applied.
+type OpResult struct {
+	Action     Action
+	Name       string
+	Version    string
+	OldVersion string
+	Warnings   []string // a post-script that failed: the package is in place
+}
+
+// Apply carries out a plan: journal, stage every file beside its target,
+// one sync, then package by package pre-script, rename into place, remove
+// what the old version had, sync, commit the receipt, post-script. A
+// failing pre-script or an error stops the transaction there: the packages
+// already committed stay, the rest are undone, and the returned results say
+// which is which.
+func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
+	if len(p.Ops) == 0 {
+		return nil, nil
+	}
+	if err := os.MkdirAll(p.Prefix, 0o755); err != nil {
+		return nil, fmt.Errorf("prefix: %w", err)
+	}
+	t, err := openTree(p.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer t.close()
+
+	j := &journal{ID: p.id, Prefix: p.Prefix}
+	for _, op := range p.Ops {
+		jo := journalOp{Name: op.Name, Action: op.Action, State: statePlanned, NewDirs: op.newDirs, Remove: op.remove}
+		for i := range op.records {
+			if temp, ok := op.temps[i]; ok {
+				jo.Temps = append(jo.Temps, rename{Temp: temp, Target: op.records[i].Path})
+			}
+		}
+		j.Ops = append(j.Ops, jo)
+	}
+	e.opts.Step("journal " + p.id)
+	if err := e.writeJournal(j, nil); err != nil {
+		return nil, err
+	}
+
+	strip := !(e.opts.Root && p.Prefix == "/")
+	for i, op := range p.Ops {
+		if op.Action == Remove {
+			continue
+		}
+		if err := e.stage(ctx, t, op, strip); err != nil {
+			return nil, e.abort(t, j, 0, fmt.Errorf("%s %s: %w", op.Action, op.Name, err))
+		}
+		j.Ops[i].Receipt = e.receiptOf(p.Prefix, op)
+		j.Ops[i].Info = op.pkg.Info
+	}
+	e.opts.Step("sync staged files")
+	if err := t.sync(); err != nil {
+		return nil, e.abort(t, j, 0, err)
+	}
+	for i := range j.Ops {
+		j.Ops[i].State = stateStaged
+	}
+	e.opts.Step("journal staged")
+	if err := e.writeJournal(j, nil); err != nil {
+		return nil, e.abort(t, j, 0, err)
+	}
+
+	var done []OpResult
+	for i, op := range p.Ops {
+		if err := ctx.Err(); err != nil {
+			return done, e.abort(t, j, i, err)
+		}
+		res := OpResult{Action: op.Action, Name: op.Name, Version: op.Version, OldVersion: op.OldVersion}
+		info := e.scriptsOf(p.Prefix, op)
+		pre, post := scriptNames(op.Action)
+		e.opts.Step(pre + " " + op.Name)
+		if err := e.runScript(ctx, p.Prefix, op, pre, info[pre]); err != nil {
+			return done, e.abort(t, j, i, err)
+		}
+		j.Ops[i].State = statePlacing
+		e.opts.Step("journal placing " + op.Name)
+		if err := e.writeJournal(j, nil); err != nil {
+			return done, e.abort(t, j, i, err)
+		}
+		if err := e.place(t, j.Prefix, &j.Ops[i]); err != nil {
+			// Half-placed: only recovery's roll forward can finish it.
+			return done, fmt.Errorf("%s %s: %w (run any tpm command to finish it)", op.Action, op.Name, err)
+		}
+		if err := e.commit(t, j, i); err != nil {
+			return done, fmt.Errorf("%s %s: %w (run any tpm command to finish it)", op.Action, op.Name, err)
+		}
+		e.opts.Step(post + " " + op.Name)
+		if err := e.runScript(ctx, p.Prefix, op, post, info[post]); err != nil {
+			res.Warnings = append(res.Warnings, err.Error())
+		}
+		done = append(done, res)
+		e.opts.Applied(res)
+	}
+	e.opts.Step("clear journal")
+	if err := e.db.Update(func(tx *store.Tx) error { return tx.ClearJournal() }); err != nil {
+		return done, err
+	}
+	return done, nil
+}
+
+func scriptNames(a Action) (string, string) {
+	switch a {
+	case Install:
+		return "preinstall", "postinstall"
+	case Remove:
+		return "preremove", "postremove"
+	}
+	return "preupgrade", "postupgrade"
+}
+
+func (e *Engine) scriptsOf(prefix string, op *Op) map[string][]byte {
+	if op.pkg != nil {
+		return op.pkg.Info
+	}
+	var info map[string][]byte
+	e.db.View(func(tx *store.Tx) error {
+		info = tx.Info(prefix, op.Name)
+		return nil
+	})
+	return info
+}
+
+func (e *Engine) receiptOf(prefix string, op *Op) *store.Receipt {
+	return &store.Receipt{
+		Manifest:    *op.pkg.Manifest,
+		Prefix:      prefix,
+		Reason:      op.Reason,
+		InstalledAt: e.opts.Now().UTC(),
+		Files:       op.records,
+	}
+}
+
+func (e *Engine) writeJournal(j *journal, also func(*store.Tx) error) error {
+	raw, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	return e.db.Update(func(tx *store.Tx) error {
+		if also != nil {
+			if err := also(tx); err != nil {
+				return err
+			}
+		}
+		return tx.SetJournal(raw)
+	})
+}
+
+// abort undoes the ops from index from on (none of which has started placing
+// files) and clears the journal; the ops before stay committed.
+func (e *Engine) abort(t *tree, j *journal, from int, cause error) error {
+	for i := from; i < len(j.Ops); i++ {
+		e.rollback(t, j.Prefix, &j.Ops[i])
+	}
+	if err := e.db.Update(func(tx *store.Tx) error { return tx.ClearJournal() }); err != nil {
+		return fmt.Errorf("%w (and clearing the journal failed: %v)", cause, err)
+	}
+	return cause
+}
+
+// stage writes every file of op under its temporary name beside its target
+// and creates the directories it needs. The archive is read again through
+// the same checks as when it was planned, and must list the same entries.
+func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
+	index := make(map[string]int, len(op.entries))
+	for i, en := range op.entries {
+		index[en.Path] = i
+	}
+	isNew := make(map[string]bool, len(op.newDirs))
+	for _, d := range op.newDirs {
+		isNew[d] = true
+	}
+	for _, en := range op.entries {
+		if en.Type != tarball.TypeDir || !isNew[en.Path] {
+			continue
+		}
+		e.opts.Step("mkdir " + en.Path)
+		mode := keepMode(en.Mode, strip)
+		if err := t.root.Mkdir(en.Path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := t.root.Chmod(en.Path, mode); err != nil {
+			return err
+		}
+		op.records[index[en.Path]].Mode = mode | fs.ModeDir
+	}
+
+	f, err := os.Open(op.Archive)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := tarball.NewReader(bufio.NewReaderSize(f, 1<<20), e.opts.Limits)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 256<<10)
+	seen := 0
+	for {
+		en, content, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		i, ok := index[en.Path]
+		if !ok || !sameEntry(op.entries[i], en) {
+			return fmt.Errorf("%s changed since it was checked (entry data/%s)", op.Archive, en.Path)
+		}
+		seen++
+		if en.Type == tarball.TypeDir {
+			continue
+		}
+		temp := op.temps[i]
+		e.opts.Step("stage " + en.Path)
+		rec := &op.records[i]
+		switch en.Type {
+		case tarball.TypeFile:
+			mode := keepMode(en.Mode, strip)
+			sum, err := t.writeFile(temp, content, mode, en.ModTime, buf)
+			if err != nil {
+				return fmt.Errorf("write %s: %w", en.Path, err)
+			}
+			rec.SHA256, rec.Mode = sum, mode
+		case tarball.TypeSymlink:
+			if err := t.root.Symlink(en.Link, temp); err != nil {
+				return fmt.Errorf("symlink %s: %w", en.Path, err)
+			}
+		case tarball.TypeHardlink:
+			target := index[en.Link]
+			if err := t.root.Link(op.temps[target], temp); err != nil {
+				return fmt.Errorf("link %s: %w", en.Path, err)
+			}
+			src := op.records[target]
+			rec.Type, rec.SHA256, rec.Mode, rec.Size = store.File, src.SHA256, src.Mode, src.Size
+		}
+	}
+	if seen != len(op.pkg.Entries) {
+		return fmt.Errorf("%s changed since it was checked", op.Archive)
+	}
+	return nil
+}
+
+func sameEntry(a, b tarball.Entry) bool {
+	return a.Type == b.Type && a.Size == b.Size && a.Link == b.Link && a.Mode == b.Mode
+}
+
+func keepMode(m fs.FileMode, strip bool) fs.FileMode {
+	if strip {
+		m &^= fs.ModeSetuid | fs.ModeSetgid
+	}
+	return m
+}
+
+// place renames the op's staged files into place and removes what it drops.
+func (e *Engine) place(t *tree, prefix string, jo *journalOp) error {
+	for _, rn := range jo.Temps {
+		e.opts.Step("rename " + rn.Target)
+		if err := t.root.Rename(rn.Temp, rn.Target); err != nil {
+			if errors.Is(err, fs.ErrNotExist) && t.exists(rn.Target) {
+				continue // renamed before a crash; recovery passes here again
+			}
+			return fmt.Errorf("rename into %s: %w", rn.Target, err)
+		}
+	}
+	for _, rel := range jo.Remove {
+		e.opts.Step("remove " + rel)
+		if err := e.removeOwned(t, prefix, jo.Name, rel); err != nil {
+			return err
+		}
+	}
+	e.opts.Step("sync " + jo.Name)
+	return t.sync()
+}
+
+// removeOwned deletes a path that name's old receipt lists, unless another
+// package has it now. Directories go only when empty and nobody else lists
+// them: a shared directory stays for its other owners, and a directory with
+// an unowned file in it stays for that file.
+func (e *Engine) removeOwned(t *tree, prefix, name, rel string) error {
+	var keep bool
+	e.db.View(func(tx *store.Tx) error {
+		if owner := tx.FileOwner(prefix, rel); owner != "" && owner != name {
+			keep = true
+		}
+		for _, o := range tx.DirOwners(prefix, rel) {
+			keep = keep || o != name
+		}
+		return nil
+	})
+	if keep {
+		return nil
+	}
+	err := t.root.Remove(rel)
+	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+		return nil
+	}
+	return fmt.Errorf("remove %s: %w", rel, err)
+}
+
+// commit records the op's receipt (or its absence) and marks it committed
+// in the journal, in one bbolt transaction.
+func (e *Engine) commit(t *tree, j *journal, i int) error {
+	jo := &j.Ops[i]
+	jo.State = stateCommitted
+	e.opts.Step("commit " + jo.Name)
+	return e.writeJournal(j, func(tx *store.Tx) error {
+		if jo.Receipt == nil {
+			return tx.DeleteReceipt(j.Prefix, jo.Name)
+		}
+		return tx.PutReceipt(jo.Receipt, jo.Info)
+	})
+}
+
+// rollback removes what staging left of an op that never started placing.
+func (e *Engine) rollback(t *tree, prefix string, jo *journalOp) {
+	for _, rn := range jo.Temps {
+		t.root.Remove(rn.Temp)
+	}
+	dirs := append([]string(nil), jo.NewDirs...)
+	for _, d := range deepestFirst(dirs) {
+		var owned bool
+		e.db.View(func(tx *store.Tx) error {
+			owned = len(tx.DirOwners(prefix, d)) > 0
+			return nil
+		})
+		if !owned {
+			t.root.Remove(d) // fails, as it should, when something else is inside
+		}
+	}
+}
+
+// tree is the prefix being written, opened once: every name is resolved
+// inside it by os.Root, so nothing can be written outside the prefix.
+type tree struct {
+	root *os.Root
+	dir  *os.File // for syncfs
+}
+
+func openTree(prefix string) (*tree, error) {
+	root, err := os.OpenRoot(prefix)
+	if err != nil {
+		return nil, fmt.Errorf("prefix: %w", err)
+	}
+	dir, err := os.Open(prefix)
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("prefix: %w", err)
+	}
+	return &tree{root: root, dir: dir}, nil
+}
+
+func (t *tree) close() {
+	t.root.Close()
+	t.dir.Close()
+}
+
+// sync makes everything written to the prefix's filesystem durable with one
+// syncfs, instead of one fsync per file.
+func (t *tree) sync() error {
+	if err := unix.Syncfs(int(t.dir.Fd())); err != nil {
+		return fmt.Errorf("sync %s: %w", t.dir.Name(), err)
+	}
+	return nil
+}
+
+func (t *tree) exists(rel string) bool {
+	_, err := t.root.Lstat(rel)
+	return err == nil
+}
+
+func (t *tree) writeFile(rel string, content io.Reader, mode fs.FileMode, mtime time.Time, buf []byte) (string, error) {
+	f, err := t.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	_, err = io.CopyBuffer(io.MultiWriter(f, h), content, buf)
+	if err == nil {
+		// fchmod, unlike the mode given to open, is not cut by the umask.
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		tv := []unix.Timeval{{Sec: mtime.Unix()}, {Sec: mtime.Unix()}}
+		err = unix.Futimes(int(f.Fd()), tv)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

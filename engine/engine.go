@@ -1,0 +1,113 @@
+// Package engine is the install engine: transactions that put packages onto
+// a prefix, upgrade them and take them away, with receipts in the store, a
+// journal that makes every transaction survive a crash, and verification of
+// the disk against the receipts. It is a library: the CLI's --offline mode
+// and the daemon's installer drive it the same way.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"tpm/store"
+	"tpm/tarball"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// StateDir holds the database; maintainer scripts are written to a
+	// private folder under it while they run (/tmp may be noexec).
+	StateDir string
+	Limits   tarball.Limits
+	// ScriptTimeout bounds every maintainer script.
+	ScriptTimeout time.Duration
+	// Output receives each line a maintainer script prints.
+	Output func(pkg, script, line string)
+	// Applied is told about each op as soon as it is done, post-script
+	// included, so a long transaction shows progress.
+	Applied func(OpResult)
+	// Step is called before every step that changes the disk or the
+	// database, with a short description. Tests use it to kill the process
+	// at any point and check that recovery leaves receipts and disk agreeing.
+	Step func(desc string)
+	// Now stamps receipts.
+	Now func() time.Time
+	// Root says whether the process runs as root; setuid and setgid bits are
+	// kept only for root installing into "/".
+	Root bool
+}
+
+// Engine runs transactions against one state database. It is not safe for
+// concurrent use: one transaction at a time, as the database allows anyway.
+type Engine struct {
+	db   *store.DB
+	opts Options
+}
+
+// DatabaseFile is the state database's name inside the state directory.
+const DatabaseFile = "tpm.db"
+
+// Open opens the state database in opts.StateDir and finishes or undoes any
+// transaction that a crash interrupted, so every caller starts from a state
+// where receipts and disk agree.
+func Open(ctx context.Context, opts Options) (*Engine, *Recovery, error) {
+	if opts.Limits == (tarball.Limits{}) {
+		opts.Limits = tarball.DefaultLimits()
+	}
+	if opts.ScriptTimeout == 0 {
+		opts.ScriptTimeout = 5 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Step == nil {
+		opts.Step = func(string) {}
+	}
+	if opts.Applied == nil {
+		opts.Applied = func(OpResult) {}
+	}
+	if opts.Output == nil {
+		opts.Output = func(string, string, string) {}
+	}
+	stateDir, err := filepath.Abs(opts.StateDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("state directory: %w", err)
+	}
+	opts.StateDir = stateDir // scripts run in the prefix, so a relative path would break
+	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("state directory: %w", err)
+	}
+	db, err := store.OpenInstalled(filepath.Join(opts.StateDir, DatabaseFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	e := &Engine{db: db, opts: opts}
+	rec, err := e.recover(ctx)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return e, rec, nil
+}
+
+// Close releases the database.
+func (e *Engine) Close() error { return e.db.Close() }
+
+// DB gives read access to the receipts for queries.
+func (e *Engine) DB() *store.DB { return e.db }
+
+// CleanPrefix turns a user's --prefix into the absolute, clean form receipts
+// are keyed by.
+func CleanPrefix(prefix string) (string, error) {
+	if prefix == "" {
+		prefix = "/"
+	}
+	abs, err := filepath.Abs(prefix)
+	if err != nil {
+		return "", fmt.Errorf("prefix %s: %w", prefix, err)
+	}
+	return abs, nil
+}

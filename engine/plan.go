@@ -1,0 +1,511 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"tpm/manifest"
+	"tpm/resolve"
+	"tpm/store"
+	"tpm/tarball"
+	"tpm/version"
+)
+
+// Action is what a transaction does to one package.
+type Action string
+
+const (
+	Install   Action = "install"
+	Upgrade   Action = "upgrade"
+	Downgrade Action = "downgrade"
+	Reinstall Action = "reinstall"
+	Remove    Action = "remove"
+)
+
+// Op is one package's part of a transaction.
+type Op struct {
+	Action     Action
+	Name       string
+	Version    string // the version after the op (the removed one for Remove)
+	OldVersion string // the installed version it replaces, if any
+	Reason     store.Reason
+	Archive    string // the .tpkg to install from
+	Requested  bool   // named by the user rather than pulled in
+
+	pkg     *tarball.Package
+	old     *store.Receipt
+	entries []tarball.Entry     // data/ entries plus implicit parent directories
+	records []store.FileRecord  // one per entry; hashes are filled in when staged
+	temps   map[int]string      // entry index → temporary name beside its target
+	newDirs []string            // directories staging creates (removed on rollback)
+	remove  []string            // paths to delete once the new files are in place
+}
+
+// Plan is a checked transaction, ready to show to the user and to apply.
+type Plan struct {
+	Prefix string
+	Ops    []*Op // in the order they run: dependencies first
+	id     string
+}
+
+// Archive is a package file to install.
+type Archive struct {
+	Path   string
+	Reason store.Reason
+}
+
+// InstallRequest asks for packages to be installed or upgraded.
+type InstallRequest struct {
+	Prefix   string
+	Archives []Archive
+	// UpgradeOnly refuses packages that are not installed yet (tpm upgrade).
+	UpgradeOnly    bool
+	AllowDowngrade bool
+	Reinstall      bool
+}
+
+// Skipped explains a requested package that needs nothing done.
+type Skipped struct {
+	Name, Version, Why string
+}
+
+// PlanInstall reads and checks every archive, the dependencies and the file
+// conflicts, and writes nothing.
+func (e *Engine) PlanInstall(ctx context.Context, req InstallRequest) (*Plan, []Skipped, error) {
+	prefix, err := CleanPrefix(req.Prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	plan := &Plan{Prefix: prefix, id: newID()}
+	var skipped []Skipped
+	var installed []*store.Receipt
+	err = e.db.View(func(tx *store.Tx) error {
+		installed, err = tx.Receipts(prefix)
+		if err != nil {
+			return err
+		}
+		byName := receiptsByName(installed)
+		for _, a := range req.Archives {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			op, skip, err := e.planArchive(a, byName, req)
+			if err != nil {
+				return err
+			}
+			if skip != nil {
+				skipped = append(skipped, *skip)
+				continue
+			}
+			plan.Ops = append(plan.Ops, op)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := plan.order(installed, nil); err != nil {
+		return nil, nil, err
+	}
+	if err := e.checkFiles(plan); err != nil {
+		return nil, nil, err
+	}
+	return plan, skipped, nil
+}
+
+func receiptsByName(rs []*store.Receipt) map[string]*store.Receipt {
+	m := make(map[string]*store.Receipt, len(rs))
+	for _, r := range rs {
+		m[r.Name] = r
+	}
+	return m
+}
+
+func (e *Engine) planArchive(a Archive, installed map[string]*store.Receipt, req InstallRequest) (*Op, *Skipped, error) {
+	f, err := os.Open(a.Path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open package: %w", err)
+	}
+	defer f.Close()
+	pkg, err := tarball.Inspect(f, e.opts.Limits)
+	if err != nil {
+		return nil, nil, fmt.Errorf("refusing %s: %w", filepath.Base(a.Path), err)
+	}
+	m := pkg.Manifest
+	if host := manifest.HostArchitecture(); !m.RunsOn(host) {
+		return nil, nil, fmt.Errorf("%s is built for %s; this host is %s", m, m.Architecture, host)
+	}
+	if m.Type == manifest.TypeSource {
+		return nil, nil, fmt.Errorf("%s is a Source package; this version of tpm installs Binary packages only", m)
+	}
+	reason := a.Reason
+	if reason == "" {
+		reason = store.Explicit
+	}
+	op := &Op{Action: Install, Name: m.Name, Version: m.Version, Reason: reason, Archive: a.Path, Requested: true, pkg: pkg}
+	if old := installed[m.Name]; old != nil {
+		op.old, op.OldVersion = old, old.Version
+		if old.Reason == store.Explicit {
+			op.Reason = store.Explicit
+		}
+		switch c := version.Compare(m.Version, old.Version); {
+		case c > 0:
+			op.Action = Upgrade
+		case c == 0 && req.Reinstall:
+			op.Action = Reinstall
+		case c == 0:
+			return nil, &Skipped{Name: m.Name, Version: m.Version, Why: "already installed"}, nil
+		case req.AllowDowngrade:
+			op.Action = Downgrade
+		default:
+			return nil, nil, fmt.Errorf("%s is installed; %s would be a downgrade: add --allow-downgrade", old.Manifest.String(), m)
+		}
+	} else if req.UpgradeOnly {
+		return nil, nil, fmt.Errorf("%s is not installed, so it cannot be upgraded: use tpm install", m.Name)
+	}
+	op.entries, op.records = withParents(pkg.Entries)
+	return op, nil, nil
+}
+
+// withParents adds the directories an archive implies but does not list, so
+// that every receipt owns the directories it needs and shared directories
+// are removed only when their last owner goes.
+func withParents(entries []tarball.Entry) ([]tarball.Entry, []store.FileRecord) {
+	seen := make(map[string]bool, len(entries))
+	var out []tarball.Entry
+	var records []store.FileRecord
+	var addDir func(p string)
+	addDir = func(p string) {
+		if p == "." || seen[p] {
+			return
+		}
+		addDir(path.Dir(p))
+		seen[p] = true
+		out = append(out, tarball.Entry{Path: p, Type: tarball.TypeDir, Mode: 0o755})
+		records = append(records, store.FileRecord{Path: p, Type: store.Dir, Mode: fs.ModeDir | 0o755})
+	}
+	for _, en := range entries {
+		addDir(path.Dir(en.Path))
+		if en.Type == tarball.TypeDir {
+			if seen[en.Path] {
+				continue // a repeated directory entry, or one listed after its children
+			}
+			seen[en.Path] = true
+		}
+		out = append(out, en)
+		records = append(records, recordOf(en))
+	}
+	return out, records
+}
+
+func recordOf(en tarball.Entry) store.FileRecord {
+	r := store.FileRecord{Path: en.Path, Mode: en.Mode}
+	switch en.Type {
+	case tarball.TypeDir:
+		r.Type, r.Mode = store.Dir, en.Mode|fs.ModeDir
+	case tarball.TypeSymlink:
+		r.Type, r.Link, r.Mode = store.Symlink, en.Link, fs.ModeSymlink|0o777
+	default:
+		r.Type, r.Size = store.File, en.Size
+	}
+	return r
+}
+
+// order checks dependencies against what the prefix will hold and puts the
+// ops in the order they must run.
+func (p *Plan) order(installed []*store.Receipt, removing []string) error {
+	change := resolve.Change{Remove: removing}
+	for _, r := range installed {
+		change.Installed = append(change.Installed, &r.Manifest)
+	}
+	byName := make(map[string]*Op)
+	for _, op := range p.Ops {
+		if op.Action != Remove {
+			change.Add = append(change.Add, op.pkg.Manifest)
+			byName[op.Name] = op
+		}
+	}
+	ordered, err := resolve.Order(change)
+	if err != nil {
+		return err
+	}
+	var ops []*Op
+	for _, m := range ordered {
+		ops = append(ops, byName[m.Name])
+	}
+	for _, op := range p.Ops {
+		if op.Action == Remove {
+			ops = append(ops, op)
+		}
+	}
+	p.Ops = ops
+	return nil
+}
+
+// Conflict is one path that two parties claim.
+type Conflict struct {
+	Path    string // absolute
+	Package string // the package that wants it
+	Owner   string // the package that has it, or "" for an unowned file on disk
+	Detail  string
+}
+
+func (c Conflict) String() string {
+	if c.Detail != "" {
+		return fmt.Sprintf("%s (in %s) %s", c.Path, c.Package, c.Detail)
+	}
+	if c.Owner == "" {
+		return fmt.Sprintf("%s (in %s) exists on disk and belongs to no package", c.Path, c.Package)
+	}
+	return fmt.Sprintf("%s (in %s) is owned by %s", c.Path, c.Package, c.Owner)
+}
+
+// ConflictError refuses a transaction before anything is written.
+type ConflictError struct{ Conflicts []Conflict }
+
+func (e *ConflictError) Error() string {
+	const show = 3
+	var parts []string
+	for i, c := range e.Conflicts {
+		if i == show {
+			parts = append(parts, fmt.Sprintf("and %d more", len(e.Conflicts)-show))
+			break
+		}
+		parts = append(parts, c.String())
+	}
+	noun := "conflict"
+	if len(e.Conflicts) > 1 {
+		noun = "conflicts"
+	}
+	return fmt.Sprintf("file %s: %s", noun, strings.Join(parts, "; "))
+}
+
+// checkFiles finds every path that a new package wants and something else
+// already has: another package in the same transaction, a receipt that keeps
+// it, or a file on disk that no package owns. It also refuses names that
+// would pass through a symlink on disk, and works out which directories
+// staging creates, which temporary names it uses and which old files go.
+func (e *Engine) checkFiles(p *Plan) error {
+	// What the new packages claim, for moves between packages in one go.
+	claimed := make(map[string]string)
+	claimedDir := make(map[string]bool)
+	var conflicts []Conflict
+	for _, op := range p.Ops {
+		if op.Action == Remove {
+			continue
+		}
+		for _, rec := range op.records {
+			if rec.Type == store.Dir {
+				claimedDir[rec.Path] = true
+				continue
+			}
+			if other, ok := claimed[rec.Path]; ok && other != op.Name {
+				conflicts = append(conflicts, Conflict{Path: join(p.Prefix, rec.Path), Package: op.Name, Owner: other, Detail: "is also in " + other + " in this transaction"})
+			}
+			claimed[rec.Path] = op.Name
+		}
+	}
+	// Packages whose current receipts stop counting once the plan is applied.
+	leaving := make(map[string]bool)
+	for _, op := range p.Ops {
+		if op.old != nil || op.Action == Remove {
+			leaving[op.Name] = true
+		}
+	}
+	disk := newDiskView(p.Prefix)
+	defer disk.close()
+	err := e.db.View(func(tx *store.Tx) error {
+		for oi, op := range p.Ops {
+			if op.Action == Remove {
+				continue
+			}
+			op.temps = make(map[int]string)
+			for i, rec := range op.records {
+				abs := join(p.Prefix, rec.Path)
+				if above, kind := disk.blockedAbove(rec.Path); above != "" {
+					return fmt.Errorf("refusing %s: entry data/%s passes through the %s %s on disk", op.pkg.Manifest, rec.Path, kind, join(p.Prefix, above))
+				}
+				info, err := disk.lstat(rec.Path)
+				if err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("check %s: %w", abs, err)
+				}
+				exists := err == nil
+				if rec.Type == store.Dir {
+					if owner := tx.FileOwner(p.Prefix, rec.Path); owner != "" {
+						conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: owner, Detail: "is a directory in " + op.Name + " but a file of " + owner})
+					} else if exists && !info.IsDir() {
+						conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Detail: "is a directory in " + op.Name + " but a " + kindOf(info) + " on disk"})
+					} else if !exists {
+						op.newDirs = append(op.newDirs, rec.Path)
+					}
+					continue
+				}
+				op.temps[i] = path.Join(path.Dir(rec.Path), fmt.Sprintf(".tpm-%s-%d-%d", p.id, oi, i))
+				if claimedDir[rec.Path] {
+					continue // reported from the directory's side above
+				}
+				owner := tx.FileOwner(p.Prefix, rec.Path)
+				switch {
+				case owner == op.Name:
+					// The package replaces its own file.
+				case owner != "" && !(leaving[owner] && claimed[rec.Path] == op.Name && !stillHas(p, owner, rec.Path)):
+					conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: owner})
+				case owner != "":
+					// Moves from a package that drops or leaves it in this transaction.
+				case len(tx.DirOwners(p.Prefix, rec.Path)) > 0:
+					conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: tx.DirOwners(p.Prefix, rec.Path)[0], Detail: "is a file in " + op.Name + " but a directory of " + strings.Join(tx.DirOwners(p.Prefix, rec.Path), ", ")})
+				case exists:
+					conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name})
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(conflicts) > 0 {
+		return &ConflictError{Conflicts: conflicts}
+	}
+	for _, op := range p.Ops {
+		if op.old != nil {
+			op.remove = dropped(op.old, op.records, claimed, claimedDir)
+		}
+	}
+	return nil
+}
+
+// stillHas says whether owner, after this plan, still has path.
+func stillHas(p *Plan, owner, rel string) bool {
+	for _, op := range p.Ops {
+		if op.Name != owner || op.Action == Remove {
+			continue
+		}
+		for _, r := range op.records {
+			if r.Path == rel {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// dropped lists the old receipt's paths that the new version lacks and that
+// no other package of the transaction takes over: files first, then
+// directories deepest first.
+func dropped(old *store.Receipt, records []store.FileRecord, claimed map[string]string, claimedDir map[string]bool) []string {
+	keep := make(map[string]bool, len(records))
+	for _, r := range records {
+		keep[r.Path] = true
+	}
+	var files, dirs []string
+	for _, r := range old.Files {
+		if keep[r.Path] || claimed[r.Path] != "" || claimedDir[r.Path] {
+			continue
+		}
+		if r.Type == store.Dir {
+			dirs = append(dirs, r.Path)
+		} else {
+			files = append(files, r.Path)
+		}
+	}
+	return append(files, deepestFirst(dirs)...)
+}
+
+func deepestFirst(dirs []string) []string {
+	sort.Slice(dirs, func(i, j int) bool {
+		di, dj := strings.Count(dirs[i], "/"), strings.Count(dirs[j], "/")
+		if di != dj {
+			return di > dj
+		}
+		return dirs[i] > dirs[j]
+	})
+	return dirs
+}
+
+// PlanRemove checks that names are installed and that nothing else needs
+// them; with cascade, the packages that need them are removed too.
+func (e *Engine) PlanRemove(ctx context.Context, prefix string, names []string, cascade bool) (*Plan, error) {
+	prefix, err := CleanPrefix(prefix)
+	if err != nil {
+		return nil, err
+	}
+	plan := &Plan{Prefix: prefix, id: newID()}
+	err = e.db.View(func(tx *store.Tx) error {
+		installed, err := tx.Receipts(prefix)
+		if err != nil {
+			return err
+		}
+		byName := receiptsByName(installed)
+		var manifests []*manifest.Manifest
+		for _, r := range installed {
+			manifests = append(manifests, &r.Manifest)
+		}
+		removing := make(map[string]bool)
+		var order []string
+		for _, n := range names {
+			if byName[n] == nil {
+				return fmt.Errorf("%s is not installed in %s", n, prefix)
+			}
+			if !removing[n] {
+				removing[n] = true
+				order = append(order, n)
+			}
+		}
+		for {
+			broken := resolve.Dependents(manifests, order)
+			if len(broken) == 0 {
+				break
+			}
+			if !cascade {
+				var who []string
+				for _, m := range broken {
+					who = append(who, m.String())
+				}
+				return fmt.Errorf("cannot remove %s: needed by %s (remove those too, or use --cascade)", strings.Join(order, ", "), strings.Join(who, ", "))
+			}
+			// Dependents go first, so nothing is ever left without what it needs.
+			var more []string
+			for _, m := range broken {
+				if !removing[m.Name] {
+					removing[m.Name] = true
+					more = append(more, m.Name)
+				}
+			}
+			order = append(more, order...)
+		}
+		for _, n := range order {
+			r := byName[n]
+			op := &Op{Action: Remove, Name: n, Version: r.Version, OldVersion: r.Version, Reason: r.Reason, old: r}
+			for _, want := range names {
+				op.Requested = op.Requested || want == n
+			}
+			op.remove = dropped(r, nil, nil, nil)
+			plan.Ops = append(plan.Ops, op)
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+func newID() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func join(prefix, rel string) string {
+	return filepath.Join(prefix, filepath.FromSlash(rel))
+}

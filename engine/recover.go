@@ -1,0 +1,72 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"tpm/store"
+)
+
+// Recovery reports what Open did about a transaction a crash interrupted.
+type Recovery struct {
+	ID         string
+	Prefix     string
+	Completed  []string // ops that had started placing files, finished
+	RolledBack []string // ops that had not, undone
+	// Committed ops keep their receipts; their post-scripts may not have run.
+}
+
+func (e *Engine) recover(ctx context.Context) (*Recovery, error) {
+	// A crash while a script ran leaves its private copy behind.
+	if leftovers, _ := filepath.Glob(filepath.Join(e.opts.StateDir, scriptDirPattern)); len(leftovers) > 0 {
+		for _, d := range leftovers {
+			os.RemoveAll(d)
+		}
+	}
+	var raw []byte
+	e.db.View(func(tx *store.Tx) error {
+		raw = tx.Journal()
+		return nil
+	})
+	if raw == nil {
+		return nil, nil
+	}
+	var j journal
+	if err := json.Unmarshal(raw, &j); err != nil {
+		return nil, fmt.Errorf("recover: the journal in %s is unreadable: %w", e.db.Path(), err)
+	}
+	rec := &Recovery{ID: j.ID, Prefix: j.Prefix}
+	if _, err := os.Lstat(j.Prefix); err != nil {
+		// Nothing of the transaction can be on a disk that is not there.
+		return rec, e.db.Update(func(tx *store.Tx) error { return tx.ClearJournal() })
+	}
+	t, err := openTree(j.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("recover: %w", err)
+	}
+	defer t.close()
+	for i := range j.Ops {
+		jo := &j.Ops[i]
+		switch jo.State {
+		case statePlanned, stateStaged:
+			e.rollback(t, j.Prefix, jo)
+			rec.RolledBack = append(rec.RolledBack, jo.Name)
+		case statePlacing:
+			if err := e.place(t, j.Prefix, jo); err != nil {
+				return nil, fmt.Errorf("recover: finishing %s %s: %w", jo.Action, jo.Name, err)
+			}
+			if err := e.commit(t, &j, i); err != nil {
+				return nil, fmt.Errorf("recover: finishing %s %s: %w", jo.Action, jo.Name, err)
+			}
+			rec.Completed = append(rec.Completed, jo.Name)
+		}
+	}
+	e.opts.Step("clear journal")
+	if err := e.db.Update(func(tx *store.Tx) error { return tx.ClearJournal() }); err != nil {
+		return nil, fmt.Errorf("recover: %w", err)
+	}
+	return rec, ctx.Err()
+}

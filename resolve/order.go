@@ -1,0 +1,216 @@
+// Package resolve decides whether a set of package changes leaves every
+// package's dependencies met, and in which order to apply them. It knows
+// manifests only: no archives, no disk, no database.
+package resolve
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"tpm/manifest"
+)
+
+// Change is what a transaction does to one prefix: packages it adds or
+// replaces (by name) and packages it takes away.
+type Change struct {
+	Installed []*manifest.Manifest // what the prefix holds now
+	Add       []*manifest.Manifest // new packages and new versions of installed ones
+	Remove    []string             // names to take away
+}
+
+// MissingError says which dependency of which package nothing satisfies.
+type MissingError struct {
+	Package    *manifest.Manifest
+	Dependency manifest.Dependency
+	Have       []*manifest.Manifest // versions of the named packages that are there
+	Upgrade    bool                 // the package is already installed and the change broke it
+}
+
+func (e *MissingError) Error() string {
+	var have []string
+	for _, m := range e.Have {
+		have = append(have, m.String())
+	}
+	what := "not installed"
+	if len(have) > 0 {
+		what = "have " + strings.Join(have, ", ")
+	}
+	if e.Upgrade {
+		return fmt.Sprintf("the change breaks %s, which needs %s (%s)", e.Package, e.Dependency, what)
+	}
+	return fmt.Sprintf("%s needs %s (%s)", e.Package, e.Dependency, what)
+}
+
+// CycleError names a dependency cycle among the packages being added.
+type CycleError struct{ Chain []string }
+
+func (e *CycleError) Error() string {
+	return "dependency cycle: " + strings.Join(e.Chain, " → ")
+}
+
+// Order checks that after the change every added package, and every
+// installed package that depends on something the change touches, has its
+// dependencies met. It returns Add ordered dependencies first.
+func Order(c Change) ([]*manifest.Manifest, error) {
+	final := make(map[string]*manifest.Manifest)
+	for _, m := range c.Installed {
+		final[m.Name] = m
+	}
+	for _, name := range c.Remove {
+		delete(final, name)
+	}
+	touched := make(map[string]bool)
+	for _, name := range c.Remove {
+		touched[name] = true
+	}
+	adding := make(map[string]*manifest.Manifest)
+	for _, m := range c.Add {
+		if _, dup := adding[m.Name]; dup {
+			return nil, fmt.Errorf("%s is named twice in one transaction", m.Name)
+		}
+		adding[m.Name] = m
+		final[m.Name] = m
+		touched[m.Name] = true
+	}
+	installed := make(map[string]*manifest.Manifest)
+	for _, m := range c.Installed {
+		installed[m.Name] = m
+	}
+
+	// Check the new packages first so their errors come before collateral ones.
+	for _, m := range c.Add {
+		if err := checkDeps(m, final, false); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range sortedByName(final) {
+		if adding[m.Name] != nil || !dependsOnAny(m, touched) {
+			continue
+		}
+		if err := checkDeps(m, final, true); err != nil {
+			return nil, err
+		}
+	}
+	return topoSort(c.Add, adding, final)
+}
+
+func checkDeps(m *manifest.Manifest, final map[string]*manifest.Manifest, upgrade bool) error {
+	for _, dep := range m.Dependencies {
+		if satisfier(dep, final) == nil {
+			var have []*manifest.Manifest
+			for _, name := range dep.Names() {
+				if h := final[name]; h != nil {
+					have = append(have, h)
+				}
+			}
+			return &MissingError{Package: m, Dependency: dep, Have: have, Upgrade: upgrade}
+		}
+	}
+	return nil
+}
+
+// satisfier returns the first alternative's package that meets dep.
+func satisfier(dep manifest.Dependency, pkgs map[string]*manifest.Manifest) *manifest.Manifest {
+	for _, alt := range dep {
+		if m := pkgs[alt.Name]; m != nil && alt.Allows(m.Version) {
+			return m
+		}
+	}
+	return nil
+}
+
+func dependsOnAny(m *manifest.Manifest, names map[string]bool) bool {
+	for _, dep := range m.Dependencies {
+		for _, n := range dep.Names() {
+			if names[n] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func sortedByName(pkgs map[string]*manifest.Manifest) []*manifest.Manifest {
+	out := make([]*manifest.Manifest, 0, len(pkgs))
+	for _, m := range pkgs {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// topoSort orders the added packages so that each comes after the added
+// packages that satisfy its dependencies; ties keep the caller's order.
+func topoSort(add []*manifest.Manifest, adding, final map[string]*manifest.Manifest) ([]*manifest.Manifest, error) {
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := make(map[string]int)
+	var out []*manifest.Manifest
+	var stack []string
+	var visit func(m *manifest.Manifest) error
+	visit = func(m *manifest.Manifest) error {
+		switch state[m.Name] {
+		case done:
+			return nil
+		case visiting:
+			start := 0
+			for i, n := range stack {
+				if n == m.Name {
+					start = i
+				}
+			}
+			chain := append(append([]string{}, stack[start:]...), m.Name)
+			return &CycleError{Chain: chain}
+		}
+		state[m.Name] = visiting
+		stack = append(stack, m.Name)
+		for _, dep := range m.Dependencies {
+			if s := satisfier(dep, final); s != nil && adding[s.Name] == s {
+				if err := visit(s); err != nil {
+					return err
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[m.Name] = done
+		out = append(out, m)
+		return nil
+	}
+	for _, m := range add {
+		if err := visit(m); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Dependents returns the packages among installed (other than those in
+// removing) that would lose a dependency if removing went away, by name.
+func Dependents(installed []*manifest.Manifest, removing []string) []*manifest.Manifest {
+	final := make(map[string]*manifest.Manifest)
+	for _, m := range installed {
+		final[m.Name] = m
+	}
+	gone := make(map[string]bool)
+	for _, n := range removing {
+		gone[n] = true
+		delete(final, n)
+	}
+	var out []*manifest.Manifest
+	for _, m := range sortedByName(final) {
+		if !dependsOnAny(m, gone) {
+			continue
+		}
+		for _, dep := range m.Dependencies {
+			if satisfier(dep, final) == nil {
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,272 @@
+// Package store keeps tpm's state in bbolt files. This file holds the host's
+// installed-state database: receipts of installed packages, the file-owner
+// index, the copy of each package's info/ folder, and the journal of the
+// transaction in flight. Receipts, owners and info change together in one
+// bbolt transaction, so they can never disagree with each other.
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"tpm/manifest"
+)
+
+var (
+	bucketPackages = []byte("packages") // prefix \0 name → Receipt (JSON)
+	bucketFiles    = []byte("files")    // prefix \0 path → owning package (everything but directories)
+	bucketDirs     = []byte("dirs")     // prefix \0 path \0 name → "" (directories are shared)
+	bucketInfo     = []byte("info")     // prefix \0 name \0 file → content of info/file
+	bucketMeta     = []byte("meta")     // "journal" → the transaction in flight
+	keyJournal     = []byte("journal")
+)
+
+// ErrLocked means another process (normally the running daemon) has the
+// database open.
+var ErrLocked = errors.New("database is locked by another process")
+
+// Reason records why a package is installed.
+type Reason string
+
+const (
+	Explicit   Reason = "explicit"
+	Dependency Reason = "dependency"
+)
+
+// FileType is the kind of an installed path. A hard link in a package is
+// installed as a regular file and recorded as one.
+type FileType string
+
+const (
+	Dir     FileType = "dir"
+	File    FileType = "file"
+	Symlink FileType = "symlink"
+)
+
+// FileRecord is one installed path, relative to the receipt's prefix.
+type FileRecord struct {
+	Path   string      `json:"path"`
+	Type   FileType    `json:"type"`
+	Mode   fs.FileMode `json:"mode,omitempty"`
+	Size   int64       `json:"size,omitempty"`
+	SHA256 string      `json:"sha256,omitempty"`
+	Link   string      `json:"link,omitempty"`
+}
+
+// Receipt is what tpm knows about one installed package.
+type Receipt struct {
+	manifest.Manifest
+	Prefix      string       `json:"prefix"`
+	Reason      Reason       `json:"reason"`
+	InstalledAt time.Time    `json:"installed_at"`
+	Files       []FileRecord `json:"files"`
+}
+
+// DB is the installed-state database.
+type DB struct {
+	bolt *bolt.DB
+}
+
+// OpenInstalled opens (creating if needed) the state database at path. bbolt
+// takes an exclusive flock, so a second process gets ErrLocked at once
+// instead of waiting forever.
+func OpenInstalled(path string) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("open state database: %w", err)
+	}
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 250 * time.Millisecond})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open state database %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open state database %s: %w", path, err)
+	}
+	err = b.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketPackages, bucketFiles, bucketDirs, bucketInfo, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("open state database %s: %w", path, err)
+	}
+	return &DB{bolt: b}, nil
+}
+
+// Close releases the database and its lock.
+func (db *DB) Close() error { return db.bolt.Close() }
+
+// Path is the database file.
+func (db *DB) Path() string { return db.bolt.Path() }
+
+// View runs fn in a read-only transaction.
+func (db *DB) View(fn func(*Tx) error) error {
+	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+}
+
+// Update runs fn in one read-write transaction: all of it commits or none.
+func (db *DB) Update(fn func(*Tx) error) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+}
+
+// Tx is a transaction over the installed-state database.
+type Tx struct {
+	tx *bolt.Tx
+}
+
+func key(parts ...string) []byte {
+	var b bytes.Buffer
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteByte(0)
+		}
+		b.WriteString(p)
+	}
+	return b.Bytes()
+}
+
+// Receipt returns the receipt of name in prefix, or nil if it is not installed.
+func (t *Tx) Receipt(prefix, name string) (*Receipt, error) {
+	raw := t.tx.Bucket(bucketPackages).Get(key(prefix, name))
+	if raw == nil {
+		return nil, nil
+	}
+	var r Receipt
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, fmt.Errorf("receipt of %s: %w", name, err)
+	}
+	return &r, nil
+}
+
+// Receipts returns every receipt of prefix, by name.
+func (t *Tx) Receipts(prefix string) ([]*Receipt, error) {
+	var out []*Receipt
+	start := key(prefix, "")
+	c := t.tx.Bucket(bucketPackages).Cursor()
+	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, start); k, v = c.Next() {
+		var r Receipt
+		if err := json.Unmarshal(v, &r); err != nil {
+			return nil, fmt.Errorf("receipt %q: %w", k[len(start):], err)
+		}
+		out = append(out, &r)
+	}
+	return out, nil
+}
+
+// FileOwner returns the package that owns the non-directory path, or "".
+func (t *Tx) FileOwner(prefix, path string) string {
+	return string(t.tx.Bucket(bucketFiles).Get(key(prefix, path)))
+}
+
+// DirOwners returns the packages that list the directory path, by name.
+func (t *Tx) DirOwners(prefix, path string) []string {
+	var owners []string
+	start := key(prefix, path, "")
+	c := t.tx.Bucket(bucketDirs).Cursor()
+	for k, _ := c.Seek(start); k != nil && bytes.HasPrefix(k, start); k, _ = c.Next() {
+		owners = append(owners, string(k[len(start):]))
+	}
+	return owners
+}
+
+// Info returns the stored info/ files of an installed package.
+func (t *Tx) Info(prefix, name string) map[string][]byte {
+	out := make(map[string][]byte)
+	start := key(prefix, name, "")
+	c := t.tx.Bucket(bucketInfo).Cursor()
+	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, start); k, v = c.Next() {
+		out[string(k[len(start):])] = bytes.Clone(v)
+	}
+	return out
+}
+
+// PutReceipt records r and its info/ files, replacing any earlier receipt of
+// the same package together with the ownership that receipt claimed.
+func (t *Tx) PutReceipt(r *Receipt, info map[string][]byte) error {
+	if err := t.DeleteReceipt(r.Prefix, r.Name); err != nil {
+		return err
+	}
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := t.tx.Bucket(bucketPackages).Put(key(r.Prefix, r.Name), raw); err != nil {
+		return err
+	}
+	files, dirs := t.tx.Bucket(bucketFiles), t.tx.Bucket(bucketDirs)
+	for _, f := range r.Files {
+		if f.Type == Dir {
+			err = dirs.Put(key(r.Prefix, f.Path, r.Name), nil)
+		} else {
+			err = files.Put(key(r.Prefix, f.Path), []byte(r.Name))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	names := make([]string, 0, len(info))
+	for n := range info {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := t.tx.Bucket(bucketInfo).Put(key(r.Prefix, r.Name, n), info[n]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteReceipt forgets an installed package: its receipt, the ownership it
+// claimed and its info/ copy. Ownership that another package has since taken
+// over is left alone.
+func (t *Tx) DeleteReceipt(prefix, name string) error {
+	old, err := t.Receipt(prefix, name)
+	if err != nil || old == nil {
+		return err
+	}
+	files, dirs := t.tx.Bucket(bucketFiles), t.tx.Bucket(bucketDirs)
+	for _, f := range old.Files {
+		if f.Type == Dir {
+			err = dirs.Delete(key(prefix, f.Path, name))
+		} else if t.FileOwner(prefix, f.Path) == name {
+			err = files.Delete(key(prefix, f.Path))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for n := range t.Info(prefix, name) {
+		if err := t.tx.Bucket(bucketInfo).Delete(key(prefix, name, n)); err != nil {
+			return err
+		}
+	}
+	return t.tx.Bucket(bucketPackages).Delete(key(prefix, name))
+}
+
+// Journal returns the recorded transaction in flight, or nil.
+func (t *Tx) Journal() []byte {
+	return bytes.Clone(t.tx.Bucket(bucketMeta).Get(keyJournal))
+}
+
+// SetJournal records the transaction in flight.
+func (t *Tx) SetJournal(b []byte) error {
+	return t.tx.Bucket(bucketMeta).Put(keyJournal, b)
+}
+
+// ClearJournal marks that no transaction is in flight.
+func (t *Tx) ClearJournal() error {
+	return t.tx.Bucket(bucketMeta).Delete(keyJournal)
+}

@@ -1,0 +1,218 @@
+package tarball
+
+import (
+	"archive/tar"
+	"bufio"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+
+	"tpm/manifest"
+)
+
+// PackOptions tune tpm pack.
+type PackOptions struct {
+	// Clamp, when set, caps every mtime (SOURCE_DATE_EPOCH), so the same tree
+	// checked out at different times packs to the same bytes.
+	Clamp *time.Time
+}
+
+// PackDir validates the package folder dir (info/ and data/) and writes the
+// archive to w: info/ first so the manifest is read without unpacking the
+// rest, then data/ depth first in name order, owner root:root, and no gzip
+// name or time, so packing the same folder twice gives the same bytes.
+func PackDir(dir string, w io.Writer, opts PackOptions) (*manifest.Manifest, error) {
+	m, scripts, err := checkPackDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	gz, err := gzip.NewWriterLevel(w, gzip.DefaultCompression)
+	if err != nil {
+		return nil, err
+	}
+	tw := tar.NewWriter(gz)
+	add := func(rel, full string, info fs.FileInfo) error {
+		return writeEntry(tw, rel, full, info, opts)
+	}
+	for _, top := range []string{"info", "data"} {
+		if err := walkSorted(dir, top, scripts, add); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := gz.Close(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// checkPackDir refuses a folder tpm could not install, before anything is
+// written: a bad manifest, stray or non-executable files in info/, and
+// special files in data/.
+func checkPackDir(dir string) (*manifest.Manifest, map[string]bool, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "info", manifestName))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: info/package.json is missing or unreadable: %w", dir, err)
+	}
+	m, err := manifest.Parse(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	infos, err := os.ReadDir(filepath.Join(dir, "info"))
+	if err != nil {
+		return nil, nil, err
+	}
+	scripts := make(map[string]bool)
+	for _, e := range infos {
+		name := e.Name()
+		if name == manifestName {
+			continue
+		}
+		if !isScript(name) {
+			return nil, nil, fmt.Errorf("info/%s: only package.json and the scripts %v may be in info/", name, Scripts)
+		}
+		st, err := os.Lstat(filepath.Join(dir, "info", name))
+		if err != nil {
+			return nil, nil, err
+		}
+		if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+			return nil, nil, fmt.Errorf("info/%s: scripts must be executable regular files (chmod +x)", name)
+		}
+		scripts[name] = true
+	}
+	st, err := os.Lstat(filepath.Join(dir, "data"))
+	if err != nil || !st.IsDir() {
+		return nil, nil, fmt.Errorf("%s: data/ is missing; it holds the files to install", dir)
+	}
+	if m.Type == manifest.TypeSource {
+		if len(scripts) > 0 {
+			return nil, nil, fmt.Errorf("%s: source packages run no scripts; remove them from info/", dir)
+		}
+		st, err := os.Stat(filepath.Join(dir, "data", "configure"))
+		if err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+			return nil, nil, fmt.Errorf("%s: a Source package needs an executable data/configure", dir)
+		}
+	}
+	return m, scripts, nil
+}
+
+// walkSorted visits dir/top depth first with entries in name order (the
+// order of os.ReadDir), which puts every directory before its contents.
+func walkSorted(dir, top string, scripts map[string]bool, add func(rel, full string, info fs.FileInfo) error) error {
+	return filepath.WalkDir(filepath.Join(dir, top), func(full string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, full)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if top == "info" && rel != "info" && rel != "info/"+manifestName && !scripts[filepath.Base(rel)] {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if len(rel) > PathMax {
+			return fmt.Errorf("%s: name is longer than PATH_MAX", rel)
+		}
+		return add(rel, full, info)
+	})
+}
+
+func writeEntry(tw *tar.Writer, rel, full string, info fs.FileInfo, opts PackOptions) error {
+	mode := info.Mode()
+	hdr := &tar.Header{
+		Name:    rel,
+		Mode:    int64(mode.Perm()),
+		ModTime: info.ModTime().Truncate(time.Second),
+		Uname:   "root",
+		Gname:   "root",
+	}
+	if mode&fs.ModeSetuid != 0 {
+		hdr.Mode |= 0o4000
+	}
+	if mode&fs.ModeSetgid != 0 {
+		hdr.Mode |= 0o2000
+	}
+	if mode&fs.ModeSticky != 0 {
+		hdr.Mode |= 0o1000
+	}
+	if opts.Clamp != nil && hdr.ModTime.After(*opts.Clamp) {
+		hdr.ModTime = *opts.Clamp
+	}
+	switch {
+	case mode.IsDir():
+		hdr.Typeflag = tar.TypeDir
+		hdr.Name += "/"
+	case mode.IsRegular():
+		hdr.Typeflag = tar.TypeReg
+		hdr.Size = info.Size()
+	case mode&fs.ModeSymlink != 0:
+		target, err := os.Readlink(full)
+		if err != nil {
+			return err
+		}
+		hdr.Typeflag = tar.TypeSymlink
+		hdr.Linkname = target
+	default:
+		return fmt.Errorf("%s: only directories, regular files and symlinks can be packed (this is %v)", rel, mode.Type())
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	if hdr.Typeflag != tar.TypeReg {
+		return nil
+	}
+	f, err := os.Open(full)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	n, err := io.Copy(tw, f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	if n != hdr.Size {
+		return fmt.Errorf("%s: changed size while packing", rel)
+	}
+	return nil
+}
+
+// PackFile packs dir into outDir/NAME-VERSION-ARCH.tpkg, replacing any file
+// of that name only once the new one is complete.
+func PackFile(dir, outDir string, opts PackOptions) (string, *manifest.Manifest, error) {
+	tmp, err := os.CreateTemp(outDir, ".tpm-pack-*")
+	if err != nil {
+		return "", nil, err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	buf := bufio.NewWriterSize(tmp, 1<<20)
+	m, err := PackDir(dir, buf, opts)
+	if err == nil {
+		err = buf.Flush()
+	}
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("pack %s: %w", dir, err)
+	}
+	out := filepath.Join(outDir, m.FileName())
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return "", nil, fmt.Errorf("pack %s: %w", dir, err)
+	}
+	return out, m, nil
+}

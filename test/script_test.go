@@ -1,0 +1,175 @@
+// Package test runs end-to-end scenarios: testscript files in testdata/ that
+// drive the real tpm command (this test binary re-executed as tpm) in
+// temporary directories.
+package test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"tpm/cli"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){"tpm": tpmMain})
+}
+
+// tpmMain is cmd/tpm's main plus one test hook: TPM_TEST_CRASH_AFTER=N
+// kills the process, without running any deferred cleanup, just before the
+// Nth step of a transaction, the way a power cut or kill -9 would.
+func tpmMain() {
+	env := cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	if n, err := strconv.Atoi(os.Getenv("TPM_TEST_CRASH_AFTER")); err == nil {
+		steps := 0
+		env.Step = func(desc string) {
+			steps++
+			if steps == n {
+				fmt.Fprintf(os.Stderr, "crashing before step %d: %s\n", n, desc)
+				os.Exit(137)
+			}
+		}
+	}
+	os.Exit(cli.Main(context.Background(), os.Args[1:], env))
+}
+
+func TestScripts(t *testing.T) {
+	examples, err := filepath.Abs("../examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata",
+		RequireExplicitExec: true,
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("EXAMPLES", examples)
+			e.Setenv("ARCH", hostArch())
+			return nil
+		},
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "root":
+				return os.Geteuid() == 0, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"mktpkg": cmdMktpkg,
+		},
+	})
+}
+
+func hostArch() string {
+	switch runtime.GOARCH {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	}
+	return runtime.GOARCH
+}
+
+// cmdMktpkg writes a .tpkg with arbitrary, possibly hostile, entries that
+// tpm pack would never produce:
+//
+//	mktpkg [-raw] [-truncate N] [-manifest JSON] OUT ENTRY...
+//
+// ENTRY is TYPE:NAME[=VALUE]: file:data/x=content, dir:data/d,
+// symlink:data/l=target, hardlink:data/h=data/x, char:data/c, block:data/b,
+// fifo:data/f, exec:info/postinstall=script. A valid info/package.json
+// (name "evil", version 1.0) comes first unless -manifest replaces it or
+// -raw leaves it out. -truncate N cuts the compressed file to N bytes.
+func cmdMktpkg(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! mktpkg")
+	}
+	manifest := `{"Name":"evil","Version":"1.0","Architecture":"any","Type":"Binary"}`
+	raw, truncate := false, -1
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "-raw":
+			raw = true
+			args = args[1:]
+		case "-truncate":
+			n, err := strconv.Atoi(args[1])
+			ts.Check(err)
+			truncate = n
+			args = args[2:]
+		case "-manifest":
+			manifest = args[1]
+			args = args[2:]
+		default:
+			ts.Fatalf("mktpkg: unknown flag %s", args[0])
+		}
+	}
+	if len(args) < 1 {
+		ts.Fatalf("usage: mktpkg [-raw] [-truncate N] [-manifest JSON] OUT ENTRY...")
+	}
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	write := func(h *tar.Header, body string) {
+		h.Size = int64(len(body))
+		if h.Typeflag != tar.TypeReg {
+			h.Size = 0
+		}
+		ts.Check(tw.WriteHeader(h))
+		if h.Size > 0 {
+			_, err := tw.Write([]byte(body))
+			ts.Check(err)
+		}
+	}
+	if !raw {
+		write(&tar.Header{Name: "info/", Typeflag: tar.TypeDir, Mode: 0o755}, "")
+		write(&tar.Header{Name: "info/package.json", Typeflag: tar.TypeReg, Mode: 0o644}, manifest)
+		write(&tar.Header{Name: "data/", Typeflag: tar.TypeDir, Mode: 0o755}, "")
+	}
+	for _, spec := range args[1:] {
+		kind, rest, ok := strings.Cut(spec, ":")
+		if !ok {
+			ts.Fatalf("mktpkg: entry %q is not TYPE:NAME[=VALUE]", spec)
+		}
+		name, value, _ := strings.Cut(rest, "=")
+		h := &tar.Header{Name: name, Mode: 0o644}
+		switch kind {
+		case "file":
+			h.Typeflag = tar.TypeReg
+		case "exec":
+			h.Typeflag, h.Mode = tar.TypeReg, 0o755
+		case "suid":
+			h.Typeflag, h.Mode = tar.TypeReg, 0o4755
+		case "dir":
+			h.Typeflag, h.Mode = tar.TypeDir, 0o755
+		case "symlink":
+			h.Typeflag, h.Linkname = tar.TypeSymlink, value
+		case "hardlink":
+			h.Typeflag, h.Linkname = tar.TypeLink, value
+		case "char":
+			h.Typeflag = tar.TypeChar
+		case "block":
+			h.Typeflag = tar.TypeBlock
+		case "fifo":
+			h.Typeflag = tar.TypeFifo
+		default:
+			ts.Fatalf("mktpkg: unknown entry type %q", kind)
+		}
+		write(h, value)
+	}
+	ts.Check(tw.Close())
+	ts.Check(gz.Close())
+	out := buf.Bytes()
+	if truncate >= 0 && truncate < len(out) {
+		out = out[:truncate]
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), out, 0o644))
+}
