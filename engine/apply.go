@@ -34,9 +34,9 @@ const (
 )
 
 type journal struct {
-	ID     string       `json:"id"`
-	Prefix string       `json:"prefix"`
-	Ops    []journalOp  `json:"ops"`
+	ID     string      `json:"id"`
+	Prefix string      `json:"prefix"`
+	Ops    []journalOp `json:"ops"`
 }
 
 type journalOp struct {

@@ -43,11 +43,11 @@ type Op struct {
 
 	pkg     *tarball.Package
 	old     *store.Receipt
-	entries []tarball.Entry     // data/ entries plus implicit parent directories
-	records []store.FileRecord  // one per entry; hashes are filled in when staged
-	temps   map[int]string      // entry index → temporary name beside its target
-	newDirs []string            // directories staging creates (removed on rollback)
-	remove  []string            // paths to delete once the new files are in place
+	entries []tarball.Entry    // data/ entries plus implicit parent directories
+	records []store.FileRecord // one per entry; hashes are filled in when staged
+	temps   map[int]string     // entry index → temporary name beside its target
+	newDirs []string           // directories staging creates (removed on rollback)
+	remove  []string           // paths to delete once the new files are in place
 }
 
 // Plan is a checked transaction, ready to show to the user and to apply.

@@ -125,6 +125,7 @@ type Reader struct {
 	tr      *tar.Reader
 	limits  Limits
 	entries int
+	content int64 // sum of declared file sizes, bounded like the stream
 	seen    map[string]EntryType // every data/ path so far, for symlink, parent and hard-link rules
 	info    map[string][]byte
 	done    bool
@@ -207,6 +208,19 @@ func (r *Reader) Next() (Entry, io.Reader, error) {
 // top-level folders and for info/ files, which it reads into r.info.
 func (r *Reader) check(hdr *tar.Header) (Entry, bool, error) {
 	name := hdr.Name
+	for k := range hdr.PAXRecords {
+		// archive/tar expands sparse holes itself: a few bytes of input
+		// could become any amount of output.
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return Entry{}, false, refuse(hdr.Name, "sparse files are not supported")
+		}
+	}
+	if hdr.Size > 0 {
+		r.content += hdr.Size
+		if r.content > r.limits.MaxBytes {
+			return Entry{}, false, refuse(hdr.Name, "files add up to more than %d bytes (the limit)", r.limits.MaxBytes)
+		}
+	}
 	if hdr.Typeflag == tar.TypeDir {
 		name = strings.TrimSuffix(name, "/")
 	}

@@ -8,13 +8,18 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -64,7 +69,13 @@ func TestScripts(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mktpkg": cmdMktpkg,
+			"mktpkg":    cmdMktpkg,
+			"mode":      cmdMode,
+			"mtime":     cmdMtime,
+			"repeat":    cmdRepeat,
+			"lockdb":    cmdLockdb,
+			"unlockdb":  cmdUnlockdb,
+			"jsonlines": cmdJSONLines,
 		},
 	})
 }
@@ -172,4 +183,167 @@ func cmdMktpkg(ts *testscript.TestScript, neg bool, args []string) {
 		out = out[:truncate]
 	}
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]), out, 0o644))
+}
+
+// cmdMode prints, one line per PATH, the octal permission bits of the path
+// itself (not of a symlink's target), setuid, setgid and sticky included:
+//
+//	mode PATH...
+//
+// prints 0755, 4755, 0750, …
+func cmdMode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! mode")
+	}
+	if len(args) == 0 {
+		ts.Fatalf("usage: mode PATH...")
+	}
+	for _, p := range args {
+		info, err := os.Lstat(ts.MkAbs(p))
+		ts.Check(err)
+		m := info.Mode()
+		bits := uint32(m.Perm())
+		if m&fs.ModeSetuid != 0 {
+			bits |= 0o4000
+		}
+		if m&fs.ModeSetgid != 0 {
+			bits |= 0o2000
+		}
+		if m&fs.ModeSticky != 0 {
+			bits |= 0o1000
+		}
+		fmt.Fprintf(ts.Stdout(), "%04o\n", bits)
+	}
+}
+
+// cmdMtime sets the access and modification times of each PATH (not
+// following symlinks) to UNIX seconds, like touch -h -d @UNIX:
+//
+//	mtime UNIX PATH...
+func cmdMtime(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! mtime")
+	}
+	if len(args) < 2 {
+		ts.Fatalf("usage: mtime UNIX PATH...")
+	}
+	secs, err := strconv.ParseInt(args[0], 10, 64)
+	ts.Check(err)
+	t := time.Unix(secs, 0)
+	for _, p := range args[1:] {
+		ts.Check(os.Chtimes(ts.MkAbs(p), t, t))
+	}
+}
+
+// cmdRepeat sets the environment variable VAR to STRING repeated N times,
+// for names and link targets too long to write out:
+//
+//	repeat VAR N STRING
+func cmdRepeat(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! repeat")
+	}
+	if len(args) != 3 {
+		ts.Fatalf("usage: repeat VAR N STRING")
+	}
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	ts.Setenv(args[0], strings.Repeat(args[2], n))
+}
+
+// locks are the files lockdb holds, by absolute path, per script.
+var locks sync.Map // *testscript.TestScript → map[string]*os.File
+
+func heldLocks(ts *testscript.TestScript) map[string]*os.File {
+	m, _ := locks.LoadOrStore(ts, make(map[string]*os.File))
+	return m.(map[string]*os.File)
+}
+
+// cmdLockdb takes the exclusive flock that bbolt takes on a database file,
+// the way a running daemon holding the state database would, and keeps it
+// until unlockdb PATH or the end of the script:
+//
+//	lockdb PATH
+func cmdLockdb(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! lockdb")
+	}
+	if len(args) != 1 {
+		ts.Fatalf("usage: lockdb PATH")
+	}
+	p := ts.MkAbs(args[0])
+	held := heldLocks(ts)
+	if held[p] != nil {
+		ts.Fatalf("lockdb: %s is already locked", p)
+	}
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	ts.Check(err)
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		ts.Fatalf("lockdb %s: %v", p, err)
+	}
+	held[p] = f
+	ts.Defer(func() {
+		if held[p] == f {
+			delete(held, p)
+			f.Close()
+		}
+		if len(held) == 0 {
+			locks.Delete(ts)
+		}
+	})
+}
+
+// cmdUnlockdb releases a lock taken by lockdb:
+//
+//	unlockdb PATH
+func cmdUnlockdb(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! unlockdb")
+	}
+	if len(args) != 1 {
+		ts.Fatalf("usage: unlockdb PATH")
+	}
+	p := ts.MkAbs(args[0])
+	held := heldLocks(ts)
+	f := held[p]
+	if f == nil {
+		ts.Fatalf("unlockdb: %s is not locked", p)
+	}
+	delete(held, p)
+	ts.Check(f.Close())
+}
+
+// cmdJSONLines checks that FILE (or stdout, or stderr) is JSON lines: at
+// least one line, and every line one JSON object:
+//
+//	jsonlines FILE
+func cmdJSONLines(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: jsonlines FILE")
+	}
+	text := ts.ReadFile(args[0])
+	err := checkJSONLines(text)
+	switch {
+	case err != nil && !neg:
+		ts.Fatalf("%s is not JSON lines: %v", args[0], err)
+	case err == nil && neg:
+		ts.Fatalf("%s is JSON lines, unexpectedly", args[0])
+	}
+}
+
+func checkJSONLines(text string) error {
+	if text == "" {
+		return fmt.Errorf("it is empty")
+	}
+	if !strings.HasSuffix(text, "\n") {
+		return fmt.Errorf("the last line has no newline")
+	}
+	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(line), &obj); err != nil {
+			return fmt.Errorf("line %d %q: %v", i+1, line, err)
+		}
+	}
+	return nil
 }

@@ -1,0 +1,306 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"tpm/store"
+)
+
+// The crash test runs each transaction in a child process (this test binary
+// again) that exits abruptly just before step N, for every N until the
+// transaction completes, and checks after each crash that the next Open
+// brings receipts and disk back into agreement.
+
+const crashEnv = "TPM_ENGINE_CRASH_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(crashEnv) != "" {
+		os.Exit(crashChild())
+	}
+	os.Exit(m.Run())
+}
+
+// crashChild applies one transaction described by the environment and exits
+// with 77 before step CRASH_AT, or 0 if it finishes first.
+func crashChild() int {
+	at, _ := strconv.Atoi(os.Getenv("CRASH_AT"))
+	steps := 0
+	opts := Options{
+		StateDir: os.Getenv("CRASH_STATE"),
+		Step: func(desc string) {
+			steps++
+			if steps == at {
+				os.Exit(77)
+			}
+		},
+	}
+	ctx := context.Background()
+	e, _, err := Open(ctx, opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	prefix := os.Getenv("CRASH_PREFIX")
+	var plan *Plan
+	if names := os.Getenv("CRASH_REMOVE"); names != "" {
+		plan, err = e.PlanRemove(ctx, prefix, strings.Fields(names), true)
+	} else {
+		req := InstallRequest{Prefix: prefix}
+		for _, a := range strings.Fields(os.Getenv("CRASH_ARCHIVES")) {
+			req.Archives = append(req.Archives, Archive{Path: a})
+		}
+		plan, _, err = e.PlanInstall(ctx, req)
+	}
+	if err == nil {
+		_, err = e.Apply(ctx, plan)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	return 0
+}
+
+type crashCase struct {
+	name    string
+	setup   []string // archives installed before the crashing transaction
+	archive []string // the transaction: archives to install ...
+	remove  []string // ... or names to remove (with cascade)
+	// the states the prefix may be in after recovery: name → version
+	before, after map[string]string
+}
+
+func TestCrashAtEveryStep(t *testing.T) {
+	pkgs := t.TempDir()
+	a1 := writePackage(t, pkgs, pkgSpec{name: "a", version: "1.0", files: map[string]string{
+		"usr/bin/a":              "#!/bin/sh\necho a1\n",
+		"usr/share/a/one":        "one",
+		"usr/share/a/two":        "two",
+		"usr/share/a/old/x":      "x",
+		"usr/share/doc/a/README": "a",
+	}, links: map[string]string{"usr/lib/a.so": "a.so.1"},
+		scripts: map[string]string{"postinstall": "#!/bin/sh\necho installed $1\n", "preremove": "#!/bin/sh\ntrue\n"}})
+	a2 := writePackage(t, pkgs, pkgSpec{name: "a", version: "2.0", files: map[string]string{
+		"usr/bin/a":              "#!/bin/sh\necho a2\n",
+		"usr/share/a/one":        "one",
+		"usr/share/a/three":      "three",
+		"usr/share/a/new/y":      "y",
+		"usr/share/doc/a/README": "a2",
+	}, scripts: map[string]string{"preupgrade": "#!/bin/sh\ntrue\n", "postupgrade": "#!/bin/sh\necho upgraded $1 $2\n"}})
+	b1 := writePackage(t, pkgs, pkgSpec{name: "b", version: "1.0", deps: []string{"a"}, files: map[string]string{
+		"usr/bin/b":              "b",
+		"usr/share/doc/b/README": "b",
+	}})
+
+	cases := []crashCase{
+		{name: "install", archive: []string{b1, a1},
+			before: map[string]string{}, after: map[string]string{"a": "1.0", "b": "1.0"}},
+		{name: "upgrade", setup: []string{a1, b1}, archive: []string{a2},
+			before: map[string]string{"a": "1.0", "b": "1.0"}, after: map[string]string{"a": "2.0", "b": "1.0"}},
+		{name: "remove", setup: []string{a1, b1}, remove: []string{"a"},
+			before: map[string]string{"a": "1.0", "b": "1.0"}, after: map[string]string{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for n := 1; ; n++ {
+				if n > 500 {
+					t.Fatal("the transaction never finished")
+				}
+				dir := t.TempDir()
+				state, prefix := filepath.Join(dir, "state"), filepath.Join(dir, "root")
+				if len(tc.setup) > 0 {
+					installAll(t, state, prefix, tc.setup)
+				}
+				cmd := exec.Command(os.Args[0], "-test.run=^$")
+				cmd.Env = append(os.Environ(), crashEnv+"=1", "CRASH_AT="+strconv.Itoa(n),
+					"CRASH_STATE="+state, "CRASH_PREFIX="+prefix,
+					"CRASH_ARCHIVES="+strings.Join(tc.archive, " "), "CRASH_REMOVE="+strings.Join(tc.remove, " "))
+				out, err := cmd.CombinedOutput()
+				var exit *exec.ExitError
+				crashed := errors.As(err, &exit) && exit.ExitCode() == 77
+				if err != nil && !crashed {
+					t.Fatalf("step %d: child failed: %v\n%s", n, err, out)
+				}
+				got := checkConsistent(t, state, prefix)
+				if !crashed {
+					if !sameVersions(got, tc.after) {
+						t.Fatalf("completed run left %v, want %v", got, tc.after)
+					}
+					t.Logf("checked a crash before each of %d steps", n-1)
+					return
+				}
+				if !sameVersions(got, tc.before) && !sameVersions(got, tc.after) {
+					// A multi-package transaction may stop between packages:
+					// each package must still be whole, which checkConsistent saw.
+					if !partialOf(got, tc.before, tc.after) {
+						t.Fatalf("crash before step %d left %v: neither %v nor %v", n, got, tc.before, tc.after)
+					}
+				}
+			}
+		})
+	}
+}
+
+func installAll(t *testing.T, state, prefix string, archives []string) {
+	t.Helper()
+	ctx := context.Background()
+	e, _, err := Open(ctx, Options{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	req := InstallRequest{Prefix: prefix}
+	for _, a := range archives {
+		req.Archives = append(req.Archives, Archive{Path: a})
+	}
+	plan, _, err := e.PlanInstall(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkConsistent recovers, then demands that the disk is exactly what the
+// receipts say: every recorded path verifies, every path on disk is owned,
+// and no temporary or script file is left. It returns name → version.
+func checkConsistent(t *testing.T, state, prefix string) map[string]string {
+	t.Helper()
+	e, _, err := Open(context.Background(), Options{StateDir: state})
+	if err != nil {
+		t.Fatalf("recovery: %v", err)
+	}
+	defer e.Close()
+	problems, err := e.Verify(prefix, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) > 0 {
+		t.Fatalf("after recovery: %v", problems)
+	}
+	owned := map[string]bool{".": true}
+	versions := map[string]string{}
+	e.DB().View(func(tx *store.Tx) error {
+		if tx.Journal() != nil {
+			t.Error("journal left after recovery")
+		}
+		rs, _ := tx.Receipts(prefix)
+		for _, r := range rs {
+			versions[r.Name] = r.Version
+			for _, f := range r.Files {
+				owned[f.Path] = true
+			}
+		}
+		return nil
+	})
+	if _, err := os.Stat(prefix); err == nil {
+		filepath.WalkDir(prefix, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(prefix, p)
+			if !owned[filepath.ToSlash(rel)] {
+				t.Errorf("unowned path left on disk: %s", rel)
+			}
+			return nil
+		})
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(state, ".script-*"))
+	if len(leftovers) > 0 {
+		t.Errorf("script folders left: %v", leftovers)
+	}
+	return versions
+}
+
+func sameVersions(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// partialOf says whether got has, for every package, either its before or
+// its after version (or neither where it is absent in one of them).
+func partialOf(got, before, after map[string]string) bool {
+	names := map[string]bool{}
+	for _, m := range []map[string]string{got, before, after} {
+		for k := range m {
+			names[k] = true
+		}
+	}
+	for n := range names {
+		if got[n] != before[n] && got[n] != after[n] {
+			return false
+		}
+	}
+	return true
+}
+
+type pkgSpec struct {
+	name, version string
+	deps          []string
+	files         map[string]string
+	links         map[string]string
+	scripts       map[string]string
+}
+
+// writePackage packs a package folder built from spec into dir.
+func writePackage(t *testing.T, dir string, spec pkgSpec) string {
+	t.Helper()
+	src := t.TempDir()
+	var deps []string
+	for _, d := range spec.deps {
+		deps = append(deps, strconv.Quote(d))
+	}
+	manifest := fmt.Sprintf(`{"Name":%q,"Version":%q,"Architecture":"any","Type":"Binary","Dependencies":[%s]}`,
+		spec.name, spec.version, strings.Join(deps, ","))
+	must(t, os.MkdirAll(filepath.Join(src, "info"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(src, "data"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "info", "package.json"), []byte(manifest), 0o644))
+	for name, body := range spec.scripts {
+		must(t, os.WriteFile(filepath.Join(src, "info", name), []byte(body), 0o755))
+	}
+	paths := make([]string, 0, len(spec.files))
+	for p := range spec.files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		full := filepath.Join(src, "data", p)
+		must(t, os.MkdirAll(filepath.Dir(full), 0o755))
+		must(t, os.WriteFile(full, []byte(spec.files[p]), 0o644))
+	}
+	for p, target := range spec.links {
+		full := filepath.Join(src, "data", p)
+		must(t, os.MkdirAll(filepath.Dir(full), 0o755))
+		must(t, os.Symlink(target, full))
+	}
+	out, _, err := packFile(src, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
