@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
-
 )
 
 // Env is what the command may touch of its process.

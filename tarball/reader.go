@@ -125,7 +125,7 @@ type Reader struct {
 	tr      *tar.Reader
 	limits  Limits
 	entries int
-	content int64 // sum of declared file sizes, bounded like the stream
+	content int64                // sum of declared file sizes, bounded like the stream
 	seen    map[string]EntryType // every data/ path so far, for symlink, parent and hard-link rules
 	info    map[string][]byte
 	done    bool
