@@ -2,7 +2,7 @@
 GO     ?= go
 BIN    ?= bin
 
-.PHONY: build test demo bench lint clean
+.PHONY: build test demo bench fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -18,6 +18,14 @@ demo: build
 # Benchmarks: Go benchmarks, then tpm against the tools people would use.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Each fuzz target for FUZZTIME (the seed corpora also run in make test).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./manifest
+	$(GO) test -run '^$$' -fuzz '^FuzzCompare$$' -fuzztime $(FUZZTIME) ./version
+	$(GO) test -run '^$$' -fuzz '^FuzzInspect$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./tarball
+	$(GO) test -run '^$$' -fuzz '^FuzzInstall$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./engine
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

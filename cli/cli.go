@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 )
 
 // Env is what the command may touch of its process.
@@ -115,6 +116,15 @@ func Main(ctx context.Context, args []string, env Env) int {
 	c := &command{env: env, in: bufio.NewReader(env.Stdin)}
 	vs := verbs()
 	name, rest := findVerb(args, vs)
+	if name == "help" {
+		// "tpm help VERB" is "tpm VERB --help".
+		name, rest = findVerb(rest, vs)
+		if name == "" {
+			fmt.Fprint(env.Stdout, mainUsage(vs))
+			return 0
+		}
+		rest = append(rest, "--help")
+	}
 	if name == "" {
 		if wantsHelp(args) {
 			fmt.Fprint(env.Stdout, mainUsage(vs))
@@ -263,8 +273,11 @@ func (c *command) confirm(question string) (bool, error) {
 	}
 	fmt.Fprintf(c.env.Stderr, "%s [Y/n] ", question)
 	line, err := c.in.ReadString('\n')
+	if !isTerminal(c.env.Stdin) {
+		// Nobody typed a newline: end the prompt's line so the log reads well.
+		fmt.Fprintln(c.env.Stderr, strings.TrimSpace(line))
+	}
 	if err != nil && line == "" {
-		fmt.Fprintln(c.env.Stderr)
 		return false, nil
 	}
 	switch strings.ToLower(strings.TrimSpace(line)) {
@@ -272,4 +285,13 @@ func (c *command) confirm(question string) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

@@ -53,10 +53,13 @@ func (c *command) openEngine(ctx context.Context) (*engine.Engine, error) {
 	}
 	if rec != nil {
 		if c.opts.json {
-			c.emit(map[string]any{"event": "recovered", "transaction": rec.ID, "completed": rec.Completed, "rolled_back": rec.RolledBack})
+			c.emit(map[string]any{"event": "recovered", "transaction": rec.ID, "completed": rec.Completed, "rolled_back": rec.RolledBack, "scripts_not_run": rec.ScriptsNotRun})
 		} else {
 			fmt.Fprintf(c.env.Stderr, "tpm: recovered an interrupted transaction in %s: finished [%s], undid [%s]\n",
 				rec.Prefix, strings.Join(rec.Completed, " "), strings.Join(rec.RolledBack, " "))
+			if len(rec.ScriptsNotRun) > 0 {
+				fmt.Fprintf(c.env.Stderr, "tpm: these installed packages' scripts did not run; run them by hand if needed: %s\n", strings.Join(rec.ScriptsNotRun, ", "))
+			}
 		}
 	}
 	return e, nil
@@ -319,6 +322,9 @@ func runVerify(ctx context.Context, c *command, names []string) error {
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%d problem(s) found: reinstall the packages named above (tpm install --reinstall)", len(problems))
+	}
+	if c.opts.json {
+		c.emit(map[string]any{"event": "verified", "problems": 0})
 	}
 	c.printf("no problems found\n")
 	return nil

@@ -31,6 +31,7 @@ const (
 	stateStaged    opState = "staged"
 	statePlacing   opState = "placing"
 	stateCommitted opState = "committed"
+	stateDone      opState = "done" // post-script run too
 )
 
 type journal struct {
@@ -86,6 +87,9 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
 	j := &journal{ID: p.id, Prefix: p.Prefix}
 	for _, op := range p.Ops {
 		jo := journalOp{Name: op.Name, Action: op.Action, State: statePlanned, NewDirs: op.newDirs, Remove: op.remove}
+		if op.Action == Remove {
+			jo.Info = e.scriptsOf(p.Prefix, op) // so recovery can name a post-script that never ran
+		}
 		for i := range op.records {
 			if temp, ok := op.temps[i]; ok {
 				jo.Temps = append(jo.Temps, rename{Temp: temp, Target: op.records[i].Path})
@@ -148,6 +152,14 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
 		e.opts.Step(post + " " + op.Name)
 		if err := e.runScript(ctx, p.Prefix, op, post, info[post]); err != nil {
 			res.Warnings = append(res.Warnings, err.Error())
+		}
+		if info[post] != nil {
+			// Only so that recovery can tell whether the post-script ran.
+			j.Ops[i].State = stateDone
+			e.opts.Step("journal done " + op.Name)
+			if err := e.writeJournal(j, nil); err != nil {
+				return done, err
+			}
 		}
 		done = append(done, res)
 		e.opts.Applied(res)

@@ -321,6 +321,9 @@ func (e *Engine) checkFiles(p *Plan) error {
 			leaving[op.Name] = true
 		}
 	}
+	if err := typeChanges(p); err != nil {
+		return err
+	}
 	disk := newDiskView(p.Prefix)
 	defer disk.close()
 	err := e.db.View(func(tx *store.Tx) error {
@@ -332,7 +335,7 @@ func (e *Engine) checkFiles(p *Plan) error {
 			for i, rec := range op.records {
 				abs := join(p.Prefix, rec.Path)
 				if above, kind := disk.blockedAbove(rec.Path); above != "" {
-					return fmt.Errorf("refusing %s: entry data/%s passes through the %s %s on disk", op.pkg.Manifest, rec.Path, kind, join(p.Prefix, above))
+					return fmt.Errorf("refusing %s: entry %q: passes through the %s %s on disk", filepath.Base(op.Archive), "data/"+rec.Path, kind, join(p.Prefix, above))
 				}
 				info, err := disk.lstat(rec.Path)
 				if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -340,7 +343,9 @@ func (e *Engine) checkFiles(p *Plan) error {
 				}
 				exists := err == nil
 				if rec.Type == store.Dir {
-					if owner := tx.FileOwner(p.Prefix, rec.Path); owner != "" {
+					if other := claimed[rec.Path]; other != "" {
+						conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: other, Detail: "is a directory in " + op.Name + " but a file in " + other + " in this transaction"})
+					} else if owner := tx.FileOwner(p.Prefix, rec.Path); owner != "" {
 						conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: owner, Detail: "is a directory in " + op.Name + " but a file of " + owner})
 					} else if exists && !info.IsDir() {
 						conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Detail: "is a directory in " + op.Name + " but a " + kindOf(info) + " on disk"})
@@ -351,7 +356,7 @@ func (e *Engine) checkFiles(p *Plan) error {
 				}
 				op.temps[i] = path.Join(path.Dir(rec.Path), fmt.Sprintf(".tpm-%s-%d-%d", p.id, oi, i))
 				if claimedDir[rec.Path] {
-					continue // reported from the directory's side above
+					continue // a directory of another package here: reported from its side
 				}
 				owner := tx.FileOwner(p.Prefix, rec.Path)
 				switch {
@@ -379,6 +384,34 @@ func (e *Engine) checkFiles(p *Plan) error {
 	for _, op := range p.Ops {
 		if op.old != nil {
 			op.remove = dropped(op.old, op.records, claimed, claimedDir)
+		}
+	}
+	return nil
+}
+
+// typeChanges refuses an upgrade that turns one of the package's own paths
+// from a directory into something else or back: the old directory's contents
+// would have to go before the new file could be staged, which breaks the
+// promise that a failing pre-script leaves everything as it was.
+func typeChanges(p *Plan) error {
+	for _, op := range p.Ops {
+		if op.old == nil || op.Action == Remove {
+			continue
+		}
+		wasDir := make(map[string]bool, len(op.old.Files))
+		for _, f := range op.old.Files {
+			wasDir[f.Path] = f.Type == store.Dir
+		}
+		for _, rec := range op.records {
+			isDir := rec.Type == store.Dir
+			if was, ok := wasDir[rec.Path]; ok && was != isDir {
+				from, to := "a file", "a directory"
+				if was {
+					from, to = to, from
+				}
+				return fmt.Errorf("%s %s turns %s from %s into %s, which an upgrade cannot do in place: remove %s first, then install the new version",
+					op.Name, op.Version, join(p.Prefix, rec.Path), from, to, op.Name)
+			}
 		}
 	}
 	return nil
@@ -473,21 +506,22 @@ func (e *Engine) PlanRemove(ctx context.Context, prefix string, names []string, 
 				}
 				return fmt.Errorf("cannot remove %s: needed by %s (remove those too, or use --cascade)", strings.Join(order, ", "), strings.Join(who, ", "))
 			}
-			// Dependents go first, so nothing is ever left without what it needs.
-			var more []string
 			for _, m := range broken {
 				if !removing[m.Name] {
 					removing[m.Name] = true
-					more = append(more, m.Name)
+					order = append(order, m.Name)
 				}
 			}
-			order = append(more, order...)
 		}
+		var set []*manifest.Manifest
 		for _, n := range order {
-			r := byName[n]
-			op := &Op{Action: Remove, Name: n, Version: r.Version, OldVersion: r.Version, Reason: r.Reason, old: r}
+			set = append(set, &byName[n].Manifest)
+		}
+		for _, m := range resolve.DependentsFirst(set) {
+			r := byName[m.Name]
+			op := &Op{Action: Remove, Name: r.Name, Version: r.Version, OldVersion: r.Version, Reason: r.Reason, old: r}
 			for _, want := range names {
-				op.Requested = op.Requested || want == n
+				op.Requested = op.Requested || want == r.Name
 			}
 			op.remove = dropped(r, nil, nil, nil)
 			plan.Ops = append(plan.Ops, op)

@@ -16,7 +16,9 @@ type Recovery struct {
 	Prefix     string
 	Completed  []string // ops that had started placing files, finished
 	RolledBack []string // ops that had not, undone
-	// Committed ops keep their receipts; their post-scripts may not have run.
+	// Packages that were committed but whose post-script never ran. Recovery
+	// does not run it: a script cut off halfway may not be safe to repeat.
+	ScriptsNotRun []string
 }
 
 func (e *Engine) recover(ctx context.Context) (*Recovery, error) {
@@ -54,6 +56,10 @@ func (e *Engine) recover(ctx context.Context) (*Recovery, error) {
 		case statePlanned, stateStaged:
 			e.rollback(t, j.Prefix, jo)
 			rec.RolledBack = append(rec.RolledBack, jo.Name)
+		case stateCommitted:
+			if post := postScript(jo); post != "" {
+				rec.ScriptsNotRun = append(rec.ScriptsNotRun, jo.Name+" ("+post+")")
+			}
 		case statePlacing:
 			if err := e.place(t, j.Prefix, jo); err != nil {
 				return nil, fmt.Errorf("recover: finishing %s %s: %w", jo.Action, jo.Name, err)
@@ -62,6 +68,9 @@ func (e *Engine) recover(ctx context.Context) (*Recovery, error) {
 				return nil, fmt.Errorf("recover: finishing %s %s: %w", jo.Action, jo.Name, err)
 			}
 			rec.Completed = append(rec.Completed, jo.Name)
+			if post := postScript(jo); post != "" {
+				rec.ScriptsNotRun = append(rec.ScriptsNotRun, jo.Name+" ("+post+")")
+			}
 		}
 	}
 	e.opts.Step("clear journal")
@@ -69,4 +78,13 @@ func (e *Engine) recover(ctx context.Context) (*Recovery, error) {
 		return nil, fmt.Errorf("recover: %w", err)
 	}
 	return rec, ctx.Err()
+}
+
+// postScript names the op's post-script if the package has one.
+func postScript(jo *journalOp) string {
+	_, post := scriptNames(jo.Action)
+	if jo.Info[post] != nil {
+		return post
+	}
+	return ""
 }

@@ -1,11 +1,10 @@
 package engine
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,41 +58,62 @@ func (e *Engine) runScript(ctx context.Context, prefix string, op *Op, name stri
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%s of %s: %w", name, op.Name, err)
-	}
-	last := readLines(out, func(line string) { e.opts.Output(op.Name, name, line) })
-	err = cmd.Wait()
-	if err == nil {
+	// A writer rather than a pipe we drain ourselves: a script that starts a
+	// daemon leaves the output open in that child, and the script is judged
+	// by its own exit status, with WaitDelay bounding the wait for its output.
+	out := &lineWriter{emit: func(line string) { e.opts.Output(op.Name, name, line) }}
+	cmd.Stdout, cmd.Stderr = out, out
+	err = cmd.Run()
+	out.flush()
+	if err == nil || (errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success()) {
 		return nil
 	}
 	why := err.Error()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		why = "timed out after " + e.opts.ScriptTimeout.String()
 	}
-	if last != "" {
-		why += ": " + last
+	if out.last != "" {
+		why += ": " + out.last
 	}
 	return fmt.Errorf("%s of %s %s failed (%s)", name, op.Name, op.Version, why)
 }
 
-// readLines passes each line of r to fn and returns the last non-empty one,
-// which is what an error message shows.
-func readLines(r io.Reader, fn func(string)) string {
-	var last string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		fn(line)
-		if strings.TrimSpace(line) != "" {
-			last = line
+// lineWriter passes each complete line written to it to emit, and keeps the
+// last non-empty one for error messages. exec.Cmd writes to it from one
+// goroutine at a time.
+type lineWriter struct {
+	emit    func(string)
+	partial []byte
+	last    string
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
 		}
+		w.line(string(w.partial[:i]))
+		w.partial = w.partial[i+1:]
 	}
-	return last
+	if len(w.partial) > 64<<10 {
+		w.line(string(w.partial))
+		w.partial = nil
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) flush() {
+	if len(w.partial) > 0 {
+		w.line(string(w.partial))
+		w.partial = nil
+	}
+}
+
+func (w *lineWriter) line(s string) {
+	w.emit(s)
+	if strings.TrimSpace(s) != "" {
+		w.last = s
+	}
 }

@@ -214,3 +214,39 @@ func Dependents(installed []*manifest.Manifest, removing []string) []*manifest.M
 	}
 	return out
 }
+
+// DependentsFirst orders packages that are all going away so that each goes
+// before the packages of the set it depends on: a remove script may still
+// use what its package needs. Cycles, which installed packages may have,
+// are broken in name order.
+func DependentsFirst(set []*manifest.Manifest) []*manifest.Manifest {
+	byName := make(map[string]*manifest.Manifest, len(set))
+	for _, m := range set {
+		byName[m.Name] = m
+	}
+	visited := make(map[string]bool, len(set))
+	var depsFirst []*manifest.Manifest
+	var visit func(m *manifest.Manifest)
+	visit = func(m *manifest.Manifest) {
+		if visited[m.Name] {
+			return
+		}
+		visited[m.Name] = true
+		for _, dep := range m.Dependencies {
+			for _, n := range dep.Names() {
+				if d := byName[n]; d != nil {
+					visit(d)
+				}
+			}
+		}
+		depsFirst = append(depsFirst, m)
+	}
+	for _, m := range sortedByName(byName) {
+		visit(m)
+	}
+	out := make([]*manifest.Manifest, len(depsFirst))
+	for i, m := range depsFirst {
+		out[len(out)-1-i] = m
+	}
+	return out
+}

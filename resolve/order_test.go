@@ -90,3 +90,15 @@ func TestDependents(t *testing.T) {
 		t.Fatalf("dependents of a b: %q, want d", got)
 	}
 }
+
+func TestDependentsFirst(t *testing.T) {
+	set := []*manifest.Manifest{pkg(t, "lib 1"), pkg(t, "app 1", "lib"), pkg(t, "tool 1", `["app","x"]`), pkg(t, "c1 1", "c2"), pkg(t, "c2 1", "c1")}
+	got := names(DependentsFirst(set))
+	pos := map[string]int{}
+	for i, n := range strings.Fields(got) {
+		pos[n] = i
+	}
+	if len(pos) != 5 || pos["tool"] > pos["app"] || pos["app"] > pos["lib"] {
+		t.Fatalf("order %q: want tool before app before lib, every package once", got)
+	}
+}

@@ -3,6 +3,7 @@ package tarball
 import (
 	"archive/tar"
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -27,6 +28,14 @@ type PackOptions struct {
 // rest, then data/ depth first in name order, owner root:root, and no gzip
 // name or time, so packing the same folder twice gives the same bytes.
 func PackDir(dir string, w io.Writer, opts PackOptions) (*manifest.Manifest, error) {
+	m, err := packDir(dir, w, opts)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", dir, err)
+	}
+	return m, nil
+}
+
+func packDir(dir string, w io.Writer, opts PackOptions) (*manifest.Manifest, error) {
 	m, scripts, err := checkPackDir(dir)
 	if err != nil {
 		return nil, err
@@ -59,7 +68,10 @@ func PackDir(dir string, w io.Writer, opts PackOptions) (*manifest.Manifest, err
 func checkPackDir(dir string) (*manifest.Manifest, map[string]bool, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, "info", manifestName))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: info/package.json is missing or unreadable: %w", dir, err)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, errors.New("info/package.json is missing")
+		}
+		return nil, nil, err
 	}
 	m, err := manifest.Parse(raw)
 	if err != nil {
@@ -89,15 +101,15 @@ func checkPackDir(dir string) (*manifest.Manifest, map[string]bool, error) {
 	}
 	st, err := os.Lstat(filepath.Join(dir, "data"))
 	if err != nil || !st.IsDir() {
-		return nil, nil, fmt.Errorf("%s: data/ is missing; it holds the files to install", dir)
+		return nil, nil, errors.New("data/ is missing; it holds the files to install")
 	}
 	if m.Type == manifest.TypeSource {
 		if len(scripts) > 0 {
-			return nil, nil, fmt.Errorf("%s: source packages run no scripts; remove them from info/", dir)
+			return nil, nil, errors.New("Source packages run no scripts; remove them from info/")
 		}
 		st, err := os.Stat(filepath.Join(dir, "data", "configure"))
 		if err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
-			return nil, nil, fmt.Errorf("%s: a Source package needs an executable data/configure", dir)
+			return nil, nil, errors.New("a Source package needs an executable data/configure")
 		}
 	}
 	return m, scripts, nil
@@ -193,14 +205,16 @@ func writeEntry(tw *tar.Writer, rel, full string, info fs.FileInfo, opts PackOpt
 func PackFile(dir, outDir string, opts PackOptions) (string, *manifest.Manifest, error) {
 	tmp, err := os.CreateTemp(outDir, ".tpm-pack-*")
 	if err != nil {
-		return "", nil, err
+		return "", nil, fmt.Errorf("pack %s: %w", dir, err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
 	buf := bufio.NewWriterSize(tmp, 1<<20)
 	m, err := PackDir(dir, buf, opts)
-	if err == nil {
-		err = buf.Flush()
+	if err != nil {
+		tmp.Close()
+		return "", nil, err
 	}
+	err = buf.Flush()
 	if err == nil {
 		err = tmp.Chmod(0o644)
 	}
