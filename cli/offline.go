@@ -58,7 +58,7 @@ func (c *command) openEngine(ctx context.Context) (*engine.Engine, error) {
 			fmt.Fprintf(c.env.Stderr, "tpm: recovered an interrupted transaction in %s: finished [%s], undid [%s]\n",
 				rec.Prefix, strings.Join(rec.Completed, " "), strings.Join(rec.RolledBack, " "))
 			if len(rec.ScriptsNotRun) > 0 {
-				fmt.Fprintf(c.env.Stderr, "tpm: these installed packages' scripts did not run; run them by hand if needed: %s\n", strings.Join(rec.ScriptsNotRun, ", "))
+				fmt.Fprintf(c.env.Stderr, "tpm: the interruption skipped these scripts of installed packages; run them by hand if needed: %s\n", strings.Join(rec.ScriptsNotRun, ", "))
 			}
 		}
 	}
