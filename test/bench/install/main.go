@@ -298,6 +298,15 @@ func measureBundle(ctx context.Context, work string, b *bundle, tools []tool, ru
 		}
 	}
 
+	if b.deb != "" {
+		// Belt and braces: the host's dpkg database must not know the package.
+		for _, f := range []string{"/var/lib/dpkg/info/" + b.spec.name + ".list", "/var/lib/dpkg/info/" + b.spec.name + ".md5sums"} {
+			if _, err := os.Lstat(f); err == nil {
+				return "", fmt.Errorf("%s exists: dpkg wrote to the host's database, stop and clean it up (dpkg --purge %s)", f, b.spec.name)
+			}
+		}
+	}
+
 	med := make([]measure, len(tools))
 	for i := range tools {
 		if len(results[i]) > 0 {
