@@ -18,6 +18,7 @@ demo: build
 # Benchmarks: Go benchmarks, then tpm against the tools people would use.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./test/bench/install -tpm $(BIN)/tpm
 
 # Each fuzz target for FUZZTIME (the seed corpora also run in make test).
 FUZZTIME ?= 30s

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"syscall"
 	"time"
 
@@ -98,7 +100,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
 		j.Ops = append(j.Ops, jo)
 	}
 	e.opts.Step("journal " + p.id)
-	if err := e.writeJournal(j, nil); err != nil {
+	if err := e.writeJournal(j); err != nil {
 		return nil, err
 	}
 
@@ -121,7 +123,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
 		j.Ops[i].State = stateStaged
 	}
 	e.opts.Step("journal staged")
-	if err := e.writeJournal(j, nil); err != nil {
+	if err := e.writeJournal(j); err != nil {
 		return nil, e.abort(t, j, 0, err)
 	}
 
@@ -139,7 +141,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
 		}
 		j.Ops[i].State = statePlacing
 		e.opts.Step("journal placing " + op.Name)
-		if err := e.writeJournal(j, nil); err != nil {
+		if err := e.writeStates(j, nil); err != nil {
 			return done, e.abort(t, j, i, err)
 		}
 		if err := e.place(t, j.Prefix, &j.Ops[i]); err != nil {
@@ -157,7 +159,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
 			// Only so that recovery can tell whether the post-script ran.
 			j.Ops[i].State = stateDone
 			e.opts.Step("journal done " + op.Name)
-			if err := e.writeJournal(j, nil); err != nil {
+			if err := e.writeStates(j, nil); err != nil {
 				return done, err
 			}
 		}
@@ -203,8 +205,29 @@ func (e *Engine) receiptOf(prefix string, op *Op) *store.Receipt {
 	}
 }
 
-func (e *Engine) writeJournal(j *journal, also func(*store.Tx) error) error {
+// writeJournal records the whole journal: the plan, with every temporary
+// name and receipt, and the ops' states.
+func (e *Engine) writeJournal(j *journal) error {
 	raw, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	states, err := json.Marshal(j.states())
+	if err != nil {
+		return err
+	}
+	return e.db.Update(func(tx *store.Tx) error {
+		if err := tx.SetJournal(raw); err != nil {
+			return err
+		}
+		return tx.SetJournalStates(states)
+	})
+}
+
+// writeStates records only the ops' states, with also in the same bbolt
+// transaction: a state change costs a few bytes, not the whole plan again.
+func (e *Engine) writeStates(j *journal, also func(*store.Tx) error) error {
+	states, err := json.Marshal(j.states())
 	if err != nil {
 		return err
 	}
@@ -214,8 +237,16 @@ func (e *Engine) writeJournal(j *journal, also func(*store.Tx) error) error {
 				return err
 			}
 		}
-		return tx.SetJournal(raw)
+		return tx.SetJournalStates(states)
 	})
+}
+
+func (j *journal) states() []opState {
+	out := make([]opState, len(j.Ops))
+	for i, op := range j.Ops {
+		out[i] = op.State
+	}
+	return out
 }
 
 // abort undoes the ops from index from on (none of which has started placing
@@ -248,24 +279,28 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 		}
 		e.opts.Step("mkdir " + en.Path)
 		mode := keepMode(en.Mode, strip)
-		if err := t.root.Mkdir(en.Path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		if err := t.root.Chmod(en.Path, mode); err != nil {
+		if err := t.mkdir(en.Path, mode); err != nil {
 			return err
 		}
 		op.records[index[en.Path]].Mode = mode | fs.ModeDir
 	}
 
-	f, err := os.Open(op.Archive)
-	if err != nil {
-		return err
+	var r *tarball.Reader
+	if op.tarStream != nil {
+		r = tarball.NewTarReader(bytes.NewReader(op.tarStream), e.opts.Limits)
+	} else {
+		f, err := os.Open(op.Archive)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if r, err = tarball.NewReader(bufio.NewReaderSize(f, 1<<20), e.opts.Limits); err != nil {
+			return err
+		}
 	}
-	defer f.Close()
-	r, err := tarball.NewReader(bufio.NewReaderSize(f, 1<<20), e.opts.Limits)
-	if err != nil {
-		return err
-	}
+	pool := newStagePool(ctx, t, stageWorkers)
+	defer pool.stop()
+	var hardlinks []int
 	buf := make([]byte, 256<<10)
 	seen := 0
 	for {
@@ -276,7 +311,7 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 		if err != nil {
 			return err
 		}
-		if err := ctx.Err(); err != nil {
+		if err := pool.err(); err != nil {
 			return err
 		}
 		i, ok := index[en.Path]
@@ -287,29 +322,41 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 		if en.Type == tarball.TypeDir {
 			continue
 		}
-		temp := op.temps[i]
-		e.opts.Step("stage " + en.Path)
-		rec := &op.records[i]
-		switch en.Type {
-		case tarball.TypeFile:
-			mode := keepMode(en.Mode, strip)
-			sum, err := t.writeFile(temp, content, mode, en.ModTime, buf)
-			if err != nil {
-				return fmt.Errorf("write %s: %w", en.Path, err)
-			}
-			rec.SHA256, rec.Mode = sum, mode
-		case tarball.TypeSymlink:
-			if err := t.root.Symlink(en.Link, temp); err != nil {
-				return fmt.Errorf("symlink %s: %w", en.Path, err)
-			}
-		case tarball.TypeHardlink:
-			target := index[en.Link]
-			if err := t.root.Link(op.temps[target], temp); err != nil {
-				return fmt.Errorf("link %s: %w", en.Path, err)
-			}
-			src := op.records[target]
-			rec.Type, rec.SHA256, rec.Mode, rec.Size = store.File, src.SHA256, src.Mode, src.Size
+		if en.Type == tarball.TypeHardlink {
+			hardlinks = append(hardlinks, i) // once every file it may repeat is written
+			continue
 		}
+		e.opts.Step("stage " + en.Path)
+		job := stageJob{temp: op.temps[i], entry: en, mode: keepMode(en.Mode, strip), rec: &op.records[i]}
+		if en.Type == tarball.TypeFile && en.Size > stageInline {
+			// Large files stream from the archive here, while the workers
+			// go on with the small ones.
+			if err := job.run(t, content, buf); err != nil {
+				return err
+			}
+			continue
+		}
+		if en.Type == tarball.TypeFile {
+			job.data = make([]byte, en.Size)
+			if _, err := io.ReadFull(content, job.data); err != nil {
+				return fmt.Errorf("read data/%s: %w", en.Path, err)
+			}
+		}
+		pool.submit(job)
+	}
+	if err := pool.wait(); err != nil {
+		return err
+	}
+	for _, i := range hardlinks {
+		en := op.entries[i]
+		target := index[en.Link]
+		e.opts.Step("stage " + en.Path)
+		if err := t.root.Link(op.temps[target], op.temps[i]); err != nil {
+			return fmt.Errorf("link %s: %w", en.Path, err)
+		}
+		src := op.records[target]
+		rec := &op.records[i]
+		rec.Type, rec.SHA256, rec.Mode, rec.Size = store.File, src.SHA256, src.Mode, src.Size
 	}
 	if seen != len(op.pkg.Entries) {
 		return fmt.Errorf("%s changed since it was checked", op.Archive)
@@ -332,7 +379,7 @@ func keepMode(m fs.FileMode, strip bool) fs.FileMode {
 func (e *Engine) place(t *tree, prefix string, jo *journalOp) error {
 	for _, rn := range jo.Temps {
 		e.opts.Step("rename " + rn.Target)
-		if err := t.root.Rename(rn.Temp, rn.Target); err != nil {
+		if err := t.rename(rn.Temp, rn.Target); err != nil {
 			if errors.Is(err, fs.ErrNotExist) && t.exists(rn.Target) {
 				continue // renamed before a crash; recovery passes here again
 			}
@@ -367,7 +414,7 @@ func (e *Engine) removeOwned(t *tree, prefix, name, rel string) error {
 	if keep {
 		return nil
 	}
-	err := t.root.Remove(rel)
+	err := t.remove(rel)
 	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
 		return nil
 	}
@@ -380,7 +427,7 @@ func (e *Engine) commit(t *tree, j *journal, i int) error {
 	jo := &j.Ops[i]
 	jo.State = stateCommitted
 	e.opts.Step("commit " + jo.Name)
-	return e.writeJournal(j, func(tx *store.Tx) error {
+	return e.writeStates(j, func(tx *store.Tx) error {
 		if jo.Receipt == nil {
 			return tx.DeleteReceipt(j.Prefix, jo.Name)
 		}
@@ -391,7 +438,7 @@ func (e *Engine) commit(t *tree, j *journal, i int) error {
 // rollback removes what staging left of an op that never started placing.
 func (e *Engine) rollback(t *tree, prefix string, jo *journalOp) {
 	for _, rn := range jo.Temps {
-		t.root.Remove(rn.Temp)
+		t.remove(rn.Temp)
 	}
 	dirs := append([]string(nil), jo.NewDirs...)
 	for _, d := range deepestFirst(dirs) {
@@ -401,7 +448,7 @@ func (e *Engine) rollback(t *tree, prefix string, jo *journalOp) {
 			return nil
 		})
 		if !owned {
-			t.root.Remove(d) // fails, as it should, when something else is inside
+			t.remove(d) // fails, as it should, when something else is inside
 		}
 	}
 }
@@ -410,6 +457,7 @@ func (e *Engine) rollback(t *tree, prefix string, jo *journalOp) {
 // inside it by os.Root, so nothing can be written outside the prefix.
 type tree struct {
 	root *os.Root
+	dirs *dirCache
 	dir  *os.File // for syncfs
 }
 
@@ -423,10 +471,11 @@ func openTree(prefix string) (*tree, error) {
 		root.Close()
 		return nil, fmt.Errorf("prefix: %w", err)
 	}
-	return &tree{root: root, dir: dir}, nil
+	return &tree{root: root, dirs: newDirCache(root), dir: dir}, nil
 }
 
 func (t *tree) close() {
+	t.dirs.close()
 	t.root.Close()
 	t.dir.Close()
 }
@@ -441,12 +490,61 @@ func (t *tree) sync() error {
 }
 
 func (t *tree) exists(rel string) bool {
-	_, err := t.root.Lstat(rel)
+	d, base, err := t.dirs.at(rel)
+	if err == nil {
+		_, err = d.Lstat(base)
+	}
 	return err == nil
 }
 
+// remove deletes one file or empty directory.
+func (t *tree) remove(rel string) error {
+	d, base, err := t.dirs.at(rel)
+	if err != nil {
+		return err
+	}
+	if err := d.Remove(base); err != nil {
+		return err
+	}
+	t.dirs.forget(rel)
+	return nil
+}
+
+// mkdir creates the directory rel with exactly mode (not cut by the umask).
+func (t *tree) mkdir(rel string, mode fs.FileMode) error {
+	d, base, err := t.dirs.at(rel)
+	if err != nil {
+		return err
+	}
+	if err := d.Mkdir(base, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return d.Chmod(base, mode)
+}
+
+func (t *tree) symlink(target, rel string) error {
+	d, base, err := t.dirs.at(rel)
+	if err != nil {
+		return err
+	}
+	return d.Symlink(target, base)
+}
+
+// rename moves a staged temporary onto its target in the same directory.
+func (t *tree) rename(temp, target string) error {
+	d, base, err := t.dirs.at(target)
+	if err != nil {
+		return err
+	}
+	return d.Rename(path.Base(temp), base)
+}
+
 func (t *tree) writeFile(rel string, content io.Reader, mode fs.FileMode, mtime time.Time, buf []byte) (string, error) {
-	f, err := t.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	d, base, err := t.dirs.at(rel)
+	if err != nil {
+		return "", err
+	}
+	f, err := d.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", err
 	}
@@ -456,12 +554,12 @@ func (t *tree) writeFile(rel string, content io.Reader, mode fs.FileMode, mtime 
 		// fchmod, unlike the mode given to open, is not cut by the umask.
 		err = f.Chmod(mode)
 	}
-	if err == nil {
-		tv := []unix.Timeval{{Sec: mtime.Unix()}, {Sec: mtime.Unix()}}
-		err = unix.Futimes(int(f.Fd()), tv)
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		// utimensat on the name in its directory: one call, no /proc lookup.
+		err = d.Chtimes(base, mtime, mtime)
 	}
 	if err != nil {
 		return "", err

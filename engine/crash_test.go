@@ -261,7 +261,7 @@ type pkgSpec struct {
 }
 
 // writePackage packs a package folder built from spec into dir.
-func writePackage(t *testing.T, dir string, spec pkgSpec) string {
+func writePackage(t testing.TB, dir string, spec pkgSpec) string {
 	t.Helper()
 	src := t.TempDir()
 	var deps []string
@@ -298,7 +298,7 @@ func writePackage(t *testing.T, dir string, spec pkgSpec) string {
 	return out
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

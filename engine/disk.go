@@ -12,6 +12,7 @@ import (
 // same few parents over and over.
 type diskView struct {
 	root  *os.Root // nil when the prefix does not exist yet
+	dirs  *dirCache
 	cache map[string]fs.FileInfo
 	miss  map[string]bool
 }
@@ -19,13 +20,14 @@ type diskView struct {
 func newDiskView(prefix string) *diskView {
 	d := &diskView{cache: make(map[string]fs.FileInfo), miss: make(map[string]bool)}
 	if root, err := os.OpenRoot(prefix); err == nil {
-		d.root = root
+		d.root, d.dirs = root, newDirCache(root)
 	}
 	return d
 }
 
 func (d *diskView) close() {
 	if d.root != nil {
+		d.dirs.close()
 		d.root.Close()
 	}
 }
@@ -37,7 +39,18 @@ func (d *diskView) lstat(rel string) (fs.FileInfo, error) {
 	if d.miss[rel] || d.root == nil {
 		return nil, fs.ErrNotExist
 	}
-	info, err := d.root.Lstat(rel)
+	parent := path.Dir(rel)
+	if d.miss[parent] {
+		d.miss[rel] = true
+		return nil, fs.ErrNotExist
+	}
+	var info fs.FileInfo
+	dir, base, err := d.dirs.at(rel)
+	if err == nil {
+		info, err = dir.Lstat(base)
+	} else if errors.Is(err, fs.ErrNotExist) {
+		d.miss[parent] = true
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		d.miss[rel] = true
 	} else if err == nil {

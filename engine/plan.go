@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -41,13 +42,14 @@ type Op struct {
 	Archive    string // the .tpkg to install from
 	Requested  bool   // named by the user rather than pulled in
 
-	pkg     *tarball.Package
-	old     *store.Receipt
-	entries []tarball.Entry    // data/ entries plus implicit parent directories
-	records []store.FileRecord // one per entry; hashes are filled in when staged
-	temps   map[int]string     // entry index → temporary name beside its target
-	newDirs []string           // directories staging creates (removed on rollback)
-	remove  []string           // paths to delete once the new files are in place
+	pkg       *tarball.Package
+	tarStream []byte // the decompressed archive, when small enough to keep
+	old       *store.Receipt
+	entries   []tarball.Entry    // data/ entries plus implicit parent directories
+	records   []store.FileRecord // one per entry; hashes are filled in when staged
+	temps     map[int]string     // entry index → temporary name beside its target
+	newDirs   []string           // directories staging creates (removed on rollback)
+	remove    []string           // paths to delete once the new files are in place
 }
 
 // Plan is a checked transaction, ready to show to the user and to apply.
@@ -56,6 +58,10 @@ type Plan struct {
 	Ops    []*Op // in the order they run: dependencies first
 	id     string
 }
+
+// keepStream is the largest decompressed archive a plan keeps in memory so
+// that staging does not decompress it a second time.
+const keepStream = 64 << 20
 
 // Archive is a package file to install.
 type Archive struct {
@@ -136,7 +142,7 @@ func (e *Engine) planArchive(a Archive, installed map[string]*store.Receipt, req
 		return nil, nil, fmt.Errorf("open package: %w", err)
 	}
 	defer f.Close()
-	pkg, err := tarball.Inspect(f, e.opts.Limits)
+	pkg, stream, err := tarball.InspectKeep(bufio.NewReaderSize(f, 1<<20), e.opts.Limits, keepStream)
 	if err != nil {
 		return nil, nil, fmt.Errorf("refusing %s: %w", filepath.Base(a.Path), err)
 	}
@@ -151,7 +157,7 @@ func (e *Engine) planArchive(a Archive, installed map[string]*store.Receipt, req
 	if reason == "" {
 		reason = store.Explicit
 	}
-	op := &Op{Action: Install, Name: m.Name, Version: m.Version, Reason: reason, Archive: a.Path, Requested: true, pkg: pkg}
+	op := &Op{Action: Install, Name: m.Name, Version: m.Version, Reason: reason, Archive: a.Path, Requested: true, pkg: pkg, tarStream: stream}
 	if old := installed[m.Name]; old != nil {
 		op.old, op.OldVersion = old, old.Version
 		if old.Reason == store.Explicit {

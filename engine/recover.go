@@ -28,17 +28,24 @@ func (e *Engine) recover(ctx context.Context) (*Recovery, error) {
 			os.RemoveAll(d)
 		}
 	}
-	var raw []byte
+	var raw, rawStates []byte
 	e.db.View(func(tx *store.Tx) error {
-		raw = tx.Journal()
+		raw, rawStates = tx.Journal(), tx.JournalStates()
 		return nil
 	})
 	if raw == nil {
 		return nil, nil
 	}
 	var j journal
+	var states []opState
 	if err := json.Unmarshal(raw, &j); err != nil {
 		return nil, fmt.Errorf("recover: the journal in %s is unreadable: %w", e.db.Path(), err)
+	}
+	if err := json.Unmarshal(rawStates, &states); err != nil || len(states) != len(j.Ops) {
+		return nil, fmt.Errorf("recover: the journal in %s is inconsistent: %v", e.db.Path(), err)
+	}
+	for i := range j.Ops {
+		j.Ops[i].State = states[i]
 	}
 	rec := &Recovery{ID: j.ID, Prefix: j.Prefix}
 	if _, err := os.Lstat(j.Prefix); err != nil {

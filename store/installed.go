@@ -26,8 +26,9 @@ var (
 	bucketFiles    = []byte("files")    // prefix \0 path → owning package (everything but directories)
 	bucketDirs     = []byte("dirs")     // prefix \0 path \0 name → "" (directories are shared)
 	bucketInfo     = []byte("info")     // prefix \0 name \0 file → content of info/file
-	bucketMeta     = []byte("meta")     // "journal" → the transaction in flight
+	bucketMeta     = []byte("meta")     // "journal", "journal-states" → the transaction in flight
 	keyJournal     = []byte("journal")
+	keyStates      = []byte("journal-states")
 )
 
 // ErrLocked means another process (normally the running daemon) has the
@@ -266,7 +267,22 @@ func (t *Tx) SetJournal(b []byte) error {
 	return t.tx.Bucket(bucketMeta).Put(keyJournal, b)
 }
 
+// JournalStates returns the small, often rewritten part of the journal:
+// how far each step of the transaction got.
+func (t *Tx) JournalStates() []byte {
+	return bytes.Clone(t.tx.Bucket(bucketMeta).Get(keyStates))
+}
+
+// SetJournalStates records how far the transaction in flight got, without
+// rewriting its (possibly large) plan.
+func (t *Tx) SetJournalStates(b []byte) error {
+	return t.tx.Bucket(bucketMeta).Put(keyStates, b)
+}
+
 // ClearJournal marks that no transaction is in flight.
 func (t *Tx) ClearJournal() error {
+	if err := t.tx.Bucket(bucketMeta).Delete(keyStates); err != nil {
+		return err
+	}
 	return t.tx.Bucket(bucketMeta).Delete(keyJournal)
 }

@@ -7,6 +7,7 @@ package tarball
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -120,7 +121,6 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // out, everything the hostile-input rules forbid. Both the inspection pass and
 // the installer's staging pass read through it, so they cannot disagree.
 type Reader struct {
-	gz      *gzip.Reader
 	counter *countingReader
 	tr      *tar.Reader
 	limits  Limits
@@ -137,15 +137,24 @@ func NewReader(r io.Reader, limits Limits) (*Reader, error) {
 	if err != nil {
 		return nil, gzipError(err)
 	}
-	counter := &countingReader{r: gz, limit: limits.MaxBytes}
+	return newReader(gz, limits), nil
+}
+
+// NewTarReader reads an archive's tar stream that was already decompressed
+// (and its gzip trailer checked), as kept by InspectKeep.
+func NewTarReader(r io.Reader, limits Limits) *Reader {
+	return newReader(r, limits)
+}
+
+func newReader(decompressed io.Reader, limits Limits) *Reader {
+	counter := &countingReader{r: decompressed, limit: limits.MaxBytes}
 	return &Reader{
-		gz:      gz,
 		counter: counter,
 		tr:      tar.NewReader(counter),
 		limits:  limits,
 		seen:    make(map[string]EntryType),
 		info:    make(map[string][]byte),
-	}, nil
+	}
 }
 
 func gzipError(err error) error {
@@ -392,10 +401,25 @@ type Package struct {
 // Inspect reads a whole archive, applying every rule, and returns its
 // manifest, info/ files and data/ listing.
 func Inspect(r io.Reader, limits Limits) (*Package, error) {
-	tr, err := NewReader(r, limits)
+	pkg, _, err := InspectKeep(r, limits, 0)
+	return pkg, err
+}
+
+// InspectKeep is Inspect that also returns the decompressed tar stream when
+// it is at most keep bytes, so that the installer's second pass (after the
+// conflict checks) need not decompress again. The stream is nil otherwise.
+func InspectKeep(r io.Reader, limits Limits, keep int64) (*Package, []byte, error) {
+	gz, err := gzip.NewReader(r)
 	if err != nil {
-		return nil, err
+		return nil, nil, gzipError(err)
 	}
+	var kept *cappedBuffer
+	src := io.Reader(gz)
+	if keep > 0 {
+		kept = &cappedBuffer{limit: keep}
+		src = io.TeeReader(gz, kept)
+	}
+	tr := newReader(src, limits)
 	pkg := &Package{}
 	for {
 		entry, content, err := tr.Next()
@@ -403,12 +427,12 @@ func Inspect(r io.Reader, limits Limits) (*Package, error) {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if entry.Type == TypeFile {
 			n, err := io.Copy(io.Discard, content)
 			if err != nil {
-				return nil, gzipError(err)
+				return nil, nil, gzipError(err)
 			}
 			pkg.Bytes += n
 		}
@@ -417,9 +441,30 @@ func Inspect(r io.Reader, limits Limits) (*Package, error) {
 	pkg.Info = tr.Info()
 	pkg.Manifest, err = manifest.Parse(pkg.Info[manifestName])
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return pkg, nil
+	if kept == nil || kept.over {
+		return pkg, nil, nil
+	}
+	return pkg, kept.buf.Bytes(), nil
+}
+
+// cappedBuffer keeps what is written to it until it would pass limit, then
+// gives up (and keeps nothing more) without failing the writer.
+type cappedBuffer struct {
+	buf   bytes.Buffer
+	limit int64
+	over  bool
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if !c.over && int64(c.buf.Len()+len(p)) <= c.limit {
+		c.buf.Write(p)
+	} else if !c.over {
+		c.over = true
+		c.buf = bytes.Buffer{}
+	}
+	return len(p), nil
 }
 
 // ReadManifest returns the package's manifest, reading only as far as
