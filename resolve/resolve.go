@@ -1,0 +1,203 @@
+package resolve
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"tpm/manifest"
+	"tpm/version"
+)
+
+// Index is what a resolution may choose from: every version of every
+// package, newest first.
+type Index map[string][]*manifest.Manifest
+
+// NewIndex groups manifests by name, newest first, keeping only those that
+// run on arch.
+func NewIndex(ms []*manifest.Manifest, arch string) Index {
+	idx := make(Index)
+	for _, m := range ms {
+		if m.RunsOn(arch) {
+			idx[m.Name] = append(idx[m.Name], m)
+		}
+	}
+	for _, vs := range idx {
+		sort.SliceStable(vs, func(i, j int) bool { return version.Compare(vs[i].Version, vs[j].Version) > 0 })
+	}
+	return idx
+}
+
+// best returns the newest version that c allows, or nil.
+func (idx Index) best(c manifest.Constraint) *manifest.Manifest {
+	for _, m := range idx[c.Name] {
+		if c.Allows(m.Version) {
+			return m
+		}
+	}
+	return nil
+}
+
+// Choice is one package a resolution decided to install.
+type Choice struct {
+	*manifest.Manifest
+	Requested bool // named by the user; the others are pulled in as dependencies
+}
+
+// UnsatisfiableError explains why nothing can satisfy a dependency: the
+// chain of packages that led to it and what the index has instead.
+type UnsatisfiableError struct {
+	Chain []string // "hello 2.0", "libgreet >= 3"
+	Have  []string // versions the index or the host has of the names wanted
+}
+
+func (e *UnsatisfiableError) Error() string {
+	what := "no package of that name in the index"
+	if len(e.Have) > 0 {
+		what = "only " + strings.Join(e.Have, ", ")
+	}
+	return fmt.Sprintf("cannot satisfy %s (%s)", strings.Join(e.Chain, " → "), what)
+}
+
+// Resolve picks, for each wanted constraint, the newest version in the
+// index that allows it, and recursively whatever those need that the host
+// does not have, preferring installed packages and, among alternatives,
+// the first that can be had. It returns the choices dependencies first;
+// packages already installed at an allowed version are not chosen again.
+func Resolve(idx Index, installed []*manifest.Manifest, want []manifest.Constraint) ([]Choice, error) {
+	r := &resolver{
+		idx:       idx,
+		installed: make(map[string]*manifest.Manifest),
+		chosen:    make(map[string]*manifest.Manifest),
+		requested: make(map[string]bool),
+		state:     make(map[string]int),
+	}
+	for _, m := range installed {
+		r.installed[m.Name] = m
+	}
+	for _, c := range want {
+		if have := r.installed[c.Name]; have != nil && c.Allows(have.Version) {
+			continue
+		}
+		m := idx.best(c)
+		if m == nil {
+			return nil, &UnsatisfiableError{Chain: []string{c.String()}, Have: r.have(c.Name)}
+		}
+		r.requested[m.Name] = true
+		if err := r.visit(m, []string{m.String()}); err != nil {
+			return nil, err
+		}
+	}
+	var out []Choice
+	for _, m := range r.order {
+		out = append(out, Choice{Manifest: m, Requested: r.requested[m.Name]})
+	}
+	return out, nil
+}
+
+type resolver struct {
+	idx       Index
+	installed map[string]*manifest.Manifest
+	chosen    map[string]*manifest.Manifest
+	requested map[string]bool
+	state     map[string]int // 1 while its dependencies are visited, 2 when done
+	order     []*manifest.Manifest
+	stack     []string
+}
+
+func (r *resolver) visit(m *manifest.Manifest, chain []string) error {
+	switch r.state[m.Name] {
+	case 2:
+		return nil
+	case 1:
+		start := 0
+		for i, n := range r.stack {
+			if n == m.Name {
+				start = i
+			}
+		}
+		return &CycleError{Chain: append(append([]string{}, r.stack[start:]...), m.Name)}
+	}
+	if prev := r.chosen[m.Name]; prev != nil && prev != m {
+		return fmt.Errorf("%s and %s are both needed (%s)", prev, m, strings.Join(chain, " → "))
+	}
+	r.chosen[m.Name] = m
+	r.state[m.Name] = 1
+	r.stack = append(r.stack, m.Name)
+	for _, dep := range m.Dependencies {
+		next, err := r.pick(dep, chain)
+		if err != nil {
+			return err
+		}
+		if next != nil {
+			if err := r.visit(next, append(append([]string{}, chain...), dep.String(), next.String())); err != nil {
+				return err
+			}
+		}
+	}
+	r.stack = r.stack[:len(r.stack)-1]
+	r.state[m.Name] = 2
+	r.order = append(r.order, m)
+	return nil
+}
+
+// pick returns what satisfies dep: nil when something installed or already
+// chosen (and not being replaced) does, else the best candidate of the
+// first alternative the index can satisfy.
+func (r *resolver) pick(dep manifest.Dependency, chain []string) (*manifest.Manifest, error) {
+	for _, alt := range dep {
+		if m := r.chosen[alt.Name]; m != nil {
+			if alt.Allows(m.Version) {
+				if r.state[m.Name] == 1 {
+					return m, nil // let visit report the cycle
+				}
+				return nil, nil
+			}
+			continue
+		}
+		if m := r.installed[alt.Name]; m != nil && alt.Allows(m.Version) {
+			return nil, nil
+		}
+	}
+	for _, alt := range dep {
+		if r.chosen[alt.Name] != nil {
+			continue // chosen at a version this alternative does not allow
+		}
+		if m := r.idx.best(alt); m != nil {
+			return m, nil
+		}
+	}
+	var have []string
+	for _, n := range dep.Names() {
+		have = append(have, r.have(n)...)
+	}
+	return nil, &UnsatisfiableError{Chain: append(append([]string{}, chain...), dep.String()), Have: have}
+}
+
+// have lists what the index and the host have of name, for messages.
+func (r *resolver) have(name string) []string {
+	var out []string
+	if m := r.installed[name]; m != nil {
+		out = append(out, m.String()+" (installed)")
+	}
+	if m := r.chosen[name]; m != nil {
+		out = append(out, m.String()+" (chosen)")
+	}
+	for _, m := range r.idx[name] {
+		out = append(out, m.String())
+	}
+	return out
+}
+
+// Upgrades returns the installed packages that the index has a newer
+// version of, as constraints that ask for exactly that version.
+func Upgrades(idx Index, installed []*manifest.Manifest) []manifest.Constraint {
+	var out []manifest.Constraint
+	for _, m := range installed {
+		if vs := idx[m.Name]; len(vs) > 0 && version.Compare(vs[0].Version, m.Version) > 0 {
+			out = append(out, manifest.Constraint{Name: m.Name, Op: manifest.OpEq, Version: vs[0].Version})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
