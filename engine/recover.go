@@ -21,6 +21,13 @@ type Recovery struct {
 	ScriptsNotRun []string
 }
 
+// Recover finishes or undoes a transaction that failed halfway (Apply says
+// so in its error) without a restart; Open does the same at start. It
+// returns nil when there was nothing to do.
+func (e *Engine) Recover(ctx context.Context) (*Recovery, error) {
+	return e.recover(ctx)
+}
+
 func (e *Engine) recover(ctx context.Context) (*Recovery, error) {
 	// A crash while a script ran leaves its private copy behind.
 	if leftovers, _ := filepath.Glob(filepath.Join(e.opts.StateDir, scriptDirPattern)); len(leftovers) > 0 {
