@@ -139,13 +139,17 @@ func receiptsByName(rs []*store.Receipt) map[string]*store.Receipt {
 func (e *Engine) planArchive(a Archive, installed map[string]*store.Receipt, req InstallRequest) (*Op, *Skipped, error) {
 	// Opening a FIFO or a device would block or read forever.
 	if info, err := os.Stat(a.Path); err != nil {
-		return nil, nil, fmt.Errorf("open package: %w", err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is said once, below
+		}
+		return nil, nil, fmt.Errorf("cannot read package %s: %w", a.Path, err)
 	} else if !info.Mode().IsRegular() {
 		return nil, nil, fmt.Errorf("%s is not a package file (not a regular file)", a.Path)
 	}
 	f, err := os.Open(a.Path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open package: %w", err)
+		return nil, nil, fmt.Errorf("cannot read package: %w", err)
 	}
 	defer f.Close()
 	pkg, stream, err := tarball.InspectKeep(bufio.NewReaderSize(f, 1<<20), e.opts.Limits, keepStream)
