@@ -19,6 +19,7 @@ demo: build
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./test/bench/install -tpm $(BIN)/tpm
+	$(GO) run ./test/bench/server
 
 # Each fuzz target for FUZZTIME (the seed corpora also run in make test).
 FUZZTIME ?= 30s

@@ -1,5 +1,7 @@
-// Package actors will hold the daemons' protoactor-go actors (scanner,
-// seeder, publisher, syncer, downloader, installer, builder, gateway) and the
-// two supervision trees. The install engine they will drive is package
-// engine; nothing here yet.
+// Package actors holds the daemons' protoactor-go actors and their
+// supervision trees. Today: the repository server (server_*.go), a
+// supervisor we own with the scanner, seeder and publisher under it
+// (OneForOne, bounded restarts). Each actor drives a domain package (repo,
+// swarm, publish) and never blocks in Receive: slow work runs on a goroutine
+// that reports back with a message.
 package actors

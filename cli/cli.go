@@ -46,6 +46,7 @@ type options struct {
 	allowDowngrade bool
 	cascade        bool
 	output         string
+	force          bool
 	maxEntries     int
 	maxBytes       int64
 	scriptTimeout  string
@@ -100,6 +101,11 @@ func verbs() []verb {
 		{name: "files", args: "NAME...", summary: "list the files an installed package owns", run: runFiles},
 		{name: "owns", args: "PATH...", summary: "tell which package owns a file", run: runOwns},
 		{name: "verify", args: "[NAME...]", summary: "compare installed files with the receipts", run: runVerify},
+		{name: "keygen", args: "[-o DIR]", summary: "write a repository key pair: repo.key (secret) and repo.pub (for clients)",
+			flags: func(fs *pflag.FlagSet, o *options) {
+				fs.StringVarP(&o.output, "output", "o", "/etc/tpm", "folder for repo.key and repo.pub")
+				fs.BoolVar(&o.force, "force", false, "replace an existing key pair")
+			}, run: runKeygen},
 		{name: "pack", args: "DIR", summary: "build NAME-VERSION-ARCH.tpkg from a package folder (info/ and data/)",
 			flags: func(fs *pflag.FlagSet, o *options) {
 				fs.StringVarP(&o.output, "output", "o", ".", "folder to write the package to")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tpm/engine"
+	"tpm/signing"
 	"tpm/store"
 	"tpm/tarball"
 )
@@ -352,5 +353,21 @@ func runPack(ctx context.Context, c *command, args []string) error {
 		return nil
 	}
 	fmt.Fprintln(c.env.Stdout, out)
+	return nil
+}
+
+func runKeygen(ctx context.Context, c *command, args []string) error {
+	if len(args) > 0 {
+		return usagef("keygen takes no arguments; use -o DIR")
+	}
+	key, pub, err := signing.Keygen(c.opts.output, c.opts.force)
+	if err != nil {
+		return err
+	}
+	if c.opts.json {
+		c.emit(map[string]any{"event": "keygen", "key": key, "public": pub})
+		return nil
+	}
+	fmt.Fprintf(c.env.Stdout, "wrote %s (keep it secret) and %s (give it to clients)\n", key, pub)
 	return nil
 }

@@ -1,0 +1,317 @@
+// Command tpmd is the tpm daemon. "tpmd server" indexes, signs, publishes
+// and seeds a directory of packages; "tpmd client" is not built yet.
+//
+// This file is wiring only: flags and the config file, the pid file, the
+// file-IO choice of the torrent library, signals, and the exit status. The
+// server itself is actors.Server.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"tpm/actors"
+	"tpm/repo"
+	"tpm/signing"
+	"tpm/swarm"
+)
+
+const usage = `usage: tpmd server [flags]
+
+Indexes, signs, publishes and seeds the packages of --packages.
+
+Flags may also come from --config FILE: one "name = value" per line, names
+as the long flags without "--", "#" starts a comment; a flag given on the
+command line wins over the file. Example:
+
+    packages = /srv/tpm/packages
+    state-dir = /var/lib/tpm-server
+    http = :8080
+    public-url = http://repo.example:8080
+    torrent-listen = :6881
+    key = /etc/tpm/repo.key
+    scan-interval = 12h
+
+Signals: SIGHUP rescans now; SIGTERM and SIGINT stop within 5 seconds.
+
+Flags:
+`
+
+// stopBudget is how long a clean stop may take; upstart and systemd wait
+// longer before they kill.
+const stopBudget = 5 * time.Second
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(os.Stderr, usage)
+		serverFlags(&options{}).PrintDefaults()
+		return 2
+	}
+	switch args[0] {
+	case "server":
+		return server(args[1:])
+	case "client":
+		fmt.Fprintln(os.Stderr, "tpmd: the client role is not built yet")
+		return 2
+	}
+	fmt.Fprintf(os.Stderr, "tpmd: unknown role %q; try tpmd server --help\n", args[0])
+	return 2
+}
+
+type options struct {
+	config       string
+	packages     string
+	stateDir     string
+	httpAddr     string
+	publicURL    string
+	torrentAddr  string
+	key          string
+	scanInterval time.Duration
+	check        string
+	pidFile      string
+	logLevel     string
+	fileIO       string
+}
+
+func serverFlags(o *options) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("tpmd server", pflag.ContinueOnError)
+	fs.StringVar(&o.config, "config", "", "read flags from `FILE` (name = value lines)")
+	fs.StringVar(&o.packages, "packages", "/srv/tpm/packages", "the package `DIR` to publish")
+	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/tpm-server", "catalog and piece-completion `DIR`")
+	fs.StringVar(&o.httpAddr, "http", ":8080", "HTTP listen `ADDR`")
+	fs.StringVar(&o.publicURL, "public-url", "", "the server's `URL` as clients reach it (default http://HOSTNAME:PORT)")
+	fs.StringVar(&o.torrentAddr, "torrent-listen", ":6881", "BitTorrent listen `ADDR`")
+	fs.StringVar(&o.key, "key", "/etc/tpm/repo.key", "signing key `FILE` (tpm keygen)")
+	fs.DurationVar(&o.scanInterval, "scan-interval", 12*time.Hour, "time between periodic rescans")
+	fs.StringVar(&o.check, "check", "full", "validate new archives fully (full) or up to package.json (manifest)")
+	fs.StringVar(&o.pidFile, "pid-file", "", "pid `FILE`, locked while running (default STATE-DIR/tpmd-server.pid)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.fileIO, "file-io", "classic", "torrent file reads: classic (pread) or mmap")
+	fs.SortFlags = false
+	return fs
+}
+
+func server(args []string) int {
+	var o options
+	fs := serverFlags(&o)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "tpmd server: %v\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "tpmd server: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if o.config != "" {
+		if err := applyConfig(fs, o.config); err != nil {
+			fmt.Fprintf(os.Stderr, "tpmd server: %v\n", err)
+			return 2
+		}
+	}
+	check, err := repo.ParseCheck(o.check)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tpmd server: --check: %v\n", err)
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "tpmd server: --log-level %q is not debug, info, warn or error\n", o.logLevel)
+		return 2
+	}
+	if o.fileIO != "classic" && o.fileIO != "mmap" {
+		fmt.Fprintf(os.Stderr, "tpmd server: --file-io %q is not classic or mmap\n", o.fileIO)
+		return 2
+	}
+	// anacrolix/torrent picks its file IO from the environment once, before
+	// main runs; start over with the variable set. exec keeps the pid.
+	if os.Getenv(swarm.FileIOEnv) != o.fileIO {
+		os.Setenv(swarm.FileIOEnv, o.fileIO)
+		exe, err := os.Executable()
+		if err == nil {
+			err = syscall.Exec(exe, os.Args, os.Environ())
+		}
+		fmt.Fprintf(os.Stderr, "tpmd server: re-executing with %s=%s: %v\n", swarm.FileIOEnv, o.fileIO, err)
+		return 1
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := serve(o, check, log); err != nil {
+		fmt.Fprintf(os.Stderr, "tpmd server: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(o options, check repo.Check, log *slog.Logger) error {
+	if o.publicURL == "" {
+		o.publicURL = defaultPublicURL(o.httpAddr)
+	}
+	if o.pidFile == "" {
+		o.pidFile = filepath.Join(o.stateDir, "tpmd-server.pid")
+	}
+	key, err := signing.LoadKey(o.key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	release, err := lockPidFile(o.pidFile)
+	if err != nil {
+		return err
+	}
+	defer release()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	srv, err := actors.StartServer(actors.ServerConfig{
+		PackageDir:   o.packages,
+		StateDir:     o.stateDir,
+		HTTPAddr:     o.httpAddr,
+		PublicURL:    o.publicURL,
+		TorrentAddr:  o.torrentAddr,
+		Signer:       key,
+		ScanInterval: o.scanInterval,
+		Check:        check,
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("tpmd server started", "pid", os.Getpid(), "http", srv.HTTPAddr(), "public_url", o.publicURL,
+		"torrent", srv.TorrentAddr(), "packages", o.packages, "file_io", swarm.FileIO())
+
+	var failure error
+loop:
+	for {
+		select {
+		case <-hup:
+			log.Info("SIGHUP: rescanning")
+			srv.Rescan("SIGHUP")
+		case <-ctx.Done():
+			log.Info("stopping")
+			break loop
+		case failure = <-srv.Failed():
+			log.Error("stopping after a component failed", "err", failure)
+			break loop
+		}
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), stopBudget-500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Stop(stopCtx); err != nil {
+		log.Warn("unclean stop", "err", err)
+	}
+	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
+	return failure
+}
+
+// defaultPublicURL guesses the URL from the host name and the HTTP port.
+func defaultPublicURL(httpAddr string) string {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return "http://" + httpAddr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		} else {
+			host = "localhost"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// applyConfig sets every flag the file names that the command line did not.
+func applyConfig(fs *pflag.FlagSet, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, ok := strings.Cut(line, "=")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if !ok || name == "" {
+			return fmt.Errorf("config %s:%d: want name = value", path, n)
+		}
+		fl := fs.Lookup(name)
+		if fl == nil || name == "config" {
+			return fmt.Errorf("config %s:%d: unknown setting %q", path, n, name)
+		}
+		if fl.Changed {
+			continue
+		}
+		if unq, err := strconv.Unquote(value); err == nil {
+			value = unq
+		}
+		if err := fs.Set(name, value); err != nil {
+			return fmt.Errorf("config %s:%d: %s: %v", path, n, name, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// lockPidFile writes our pid into path under an exclusive flock held until
+// release; a second server on the same file is refused with the first's pid.
+func lockPidFile(path string) (release func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("pid file: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("pid file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b := make([]byte, 32)
+		n, _ := f.ReadAt(b, 0)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another tpmd server (pid %s) holds %s", strings.TrimSpace(string(b[:n])), path)
+		}
+		return nil, fmt.Errorf("pid file %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("pid file %s: %w", path, err)
+	}
+	return func() {
+		os.Remove(path) // while still locked, so no second server can take it in between
+		f.Close()
+	}, nil
+}

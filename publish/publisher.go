@@ -1,0 +1,377 @@
+// Package publish is the repository server's HTTP side: the signed index,
+// the package files (the torrents' web seed), the .torrent files, a
+// BitTorrent tracker and a health check, all served from one immutable
+// generation at a time.
+//
+// The current generation sits behind an atomic pointer: every request loads
+// it once and answers from it alone, so a client never sees an index and
+// torrents from different generations, and a swap never waits for a reader.
+package publish
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"tpm/messages"
+)
+
+// Config configures a Publisher.
+type Config struct {
+	// Dir is the package directory; files are opened through an os.Root on
+	// it, so no request can read outside it.
+	Dir string
+	// SeederPort returns the port of the server's own BitTorrent seeder,
+	// which the tracker hands out as a peer; nil or 0 leaves it out.
+	SeederPort func() int
+	// SeederStats reports the seeder's loaded torrents, the complete ones
+	// and the bytes it uploaded, for /healthz; nil leaves them out.
+	SeederStats func() (loaded, complete int, uploaded int64)
+	// AnnounceInterval is the interval the tracker asks clients to keep;
+	// peers expire after twice this. Zero means 10 minutes.
+	AnnounceInterval time.Duration
+	// OnStale is called (from a request's goroutine) when a published file
+	// no longer matches its generation; the server asks for a rescan.
+	OnStale func(file string)
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// Publisher serves generations over HTTP. It is an http.Handler.
+type Publisher struct {
+	cfg   Config
+	root  *os.Root
+	gen   atomic.Pointer[messages.Generation]
+	peers *PeerStore
+	log   *slog.Logger
+	// sigETag and jsonETag are derived once per generation.
+	etags atomic.Pointer[etags]
+}
+
+type etags struct {
+	number     uint64
+	sig, json_ string
+}
+
+// New opens the package directory and returns a Publisher with no
+// generation yet (the index answers 503 until Swap).
+func New(cfg Config) (*Publisher, error) {
+	root, err := os.OpenRoot(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("package directory: %w", err)
+	}
+	if cfg.AnnounceInterval <= 0 {
+		cfg.AnnounceInterval = 10 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Publisher{
+		cfg:   cfg,
+		root:  root,
+		peers: NewPeerStore(2*cfg.AnnounceInterval, cfg.Now),
+		log:   cfg.Logger,
+	}, nil
+}
+
+// Swap makes g the generation every new request sees. An older generation
+// than the current one is ignored (a late message after a restart).
+func (p *Publisher) Swap(g *messages.Generation) bool {
+	for {
+		old := p.gen.Load()
+		if old != nil && g.Number < old.Number {
+			return false
+		}
+		if p.gen.CompareAndSwap(old, g) {
+			break
+		}
+	}
+	sig := sha256.Sum256(g.IndexSig)
+	p.etags.Store(&etags{
+		number: g.Number,
+		sig:    `"` + hex.EncodeToString(sig[:]) + `"`,
+		// index.json is a function of index.db's content alone.
+		json_: strings.TrimSuffix(g.IndexETag, `"`) + `-json"`,
+	})
+	p.peers.Forget(func(ih [20]byte) bool { return g.ByInfoHash(ih) != nil })
+	return true
+}
+
+// Current is the generation being served, or nil.
+func (p *Publisher) Current() *messages.Generation { return p.gen.Load() }
+
+// Peers is the tracker's peer store.
+func (p *Publisher) Peers() *PeerStore { return p.peers }
+
+// Close releases the package directory.
+func (p *Publisher) Close() error { return p.root.Close() }
+
+// Response deadlines: small documents must be written within smallWrite;
+// a package download may take as long as it keeps moving, with at most
+// stallWrite between two writes.
+const (
+	smallWrite = 30 * time.Second
+	stallWrite = 60 * time.Second
+)
+
+// ServeHTTP routes a request.
+func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	path := r.URL.Path
+	if file, ok := strings.CutPrefix(path, "/packages/"); ok {
+		p.servePackage(w, r, file)
+		return
+	}
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(smallWrite))
+	if file, ok := strings.CutPrefix(path, "/torrents/"); ok {
+		p.serveTorrent(w, r, file)
+		return
+	}
+	switch path {
+	case "/index.db", "/index.db.sig", "/index.json":
+		p.serveIndex(w, r, path)
+	case "/announce":
+		p.serveAnnounce(w, r)
+	case "/healthz":
+		p.serveHealth(w)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (p *Publisher) serveIndex(w http.ResponseWriter, r *http.Request, path string) {
+	g := p.gen.Load()
+	if g == nil {
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "no index yet: the first scan is running", http.StatusServiceUnavailable)
+		return
+	}
+	var body []byte
+	var etag, ctype string
+	switch path {
+	case "/index.db":
+		body, etag, ctype = g.Index, g.IndexETag, "application/octet-stream"
+	case "/index.db.sig":
+		if g.IndexSig == nil {
+			http.NotFound(w, r)
+			return
+		}
+		body, ctype = g.IndexSig, "text/plain; charset=utf-8"
+		etag = p.etagsFor(g).sig
+	case "/index.json":
+		body, ctype = g.IndexJSON, "application/json"
+		etag = p.etagsFor(g).json_
+	}
+	h := w.Header()
+	h.Set("Content-Type", ctype)
+	h.Set("ETag", etag)
+	// Clients poll the index: they must revalidate every time, and with
+	// If-None-Match an unchanged index costs a 304 and no body.
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Tpm-Generation", strconv.FormatUint(g.Number, 10))
+	http.ServeContent(w, r, "", g.Updated, bytes.NewReader(body))
+}
+
+// etagsFor returns the derived ETags of g, even in the instant between a
+// Swap's pointer store and its ETag store.
+func (p *Publisher) etagsFor(g *messages.Generation) *etags {
+	if e := p.etags.Load(); e != nil && e.number == g.Number {
+		return e
+	}
+	sig := sha256.Sum256(g.IndexSig)
+	return &etags{number: g.Number, sig: `"` + hex.EncodeToString(sig[:]) + `"`,
+		json_: strings.TrimSuffix(g.IndexETag, `"`) + `-json"`}
+}
+
+func (p *Publisher) serveTorrent(w http.ResponseWriter, r *http.Request, name string) {
+	file, ok := strings.CutSuffix(name, ".torrent")
+	g := p.gen.Load()
+	if !ok || g == nil {
+		http.NotFound(w, r)
+		return
+	}
+	pkg := g.Package(file)
+	if pkg == nil {
+		http.NotFound(w, r)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/x-bittorrent")
+	h.Set("ETag", `"`+hex.EncodeToString(pkg.InfoHash[:])+`"`)
+	h.Set("Cache-Control", "no-cache")
+	http.ServeContent(w, r, "", time.Unix(0, pkg.MTimeNS), bytes.NewReader(pkg.Torrent))
+}
+
+// servePackage serves a published file from the package directory, with
+// ranges (the web seed reads pieces) and its SHA-256 as ETag. Only names of
+// the current generation are served; anything else, "../" included, is 404
+// before the file system is touched.
+func (p *Publisher) servePackage(w http.ResponseWriter, r *http.Request, file string) {
+	g := p.gen.Load()
+	if g == nil {
+		http.NotFound(w, r)
+		return
+	}
+	pkg := g.Package(file)
+	if pkg == nil {
+		http.NotFound(w, r)
+		return
+	}
+	f, err := p.root.Open(pkg.File)
+	if err != nil {
+		p.stale(w, pkg.File, err)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		p.stale(w, pkg.File, err)
+		return
+	}
+	// A file replaced or rewritten since the scan would not match the
+	// index's sha256: serve nothing rather than the wrong bytes.
+	if !matches(fi, pkg) {
+		p.stale(w, pkg.File, errors.New("changed since the last scan"))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("ETag", `"`+pkg.SHA256+`"`)
+	h.Set("Cache-Control", "no-cache")
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Now().Add(stallWrite))
+	http.ServeContent(&progressWriter{ResponseWriter: w, rc: rc}, r, "", fi.ModTime(), f)
+}
+
+func matches(fi os.FileInfo, pkg *messages.PublishedPackage) bool {
+	if fi.Size() != pkg.Size || fi.ModTime().UnixNano() != pkg.MTimeNS {
+		return false
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino == pkg.Inode && st.Ctim.Sec*1e9+st.Ctim.Nsec == pkg.CTimeNS
+	}
+	return true
+}
+
+func (p *Publisher) stale(w http.ResponseWriter, file string, err error) {
+	p.log.Warn("published package is unavailable; asking for a rescan", "file", file, "err", err)
+	if p.cfg.OnStale != nil {
+		p.cfg.OnStale(file)
+	}
+	w.Header().Set("Retry-After", "10")
+	http.Error(w, "package changed since the last scan; try again shortly", http.StatusServiceUnavailable)
+}
+
+// progressWriter pushes the write deadline on after every write, so a
+// download may take any time as long as it moves.
+type progressWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (pw *progressWriter) Write(b []byte) (int, error) {
+	n, err := pw.ResponseWriter.Write(b)
+	pw.rc.SetWriteDeadline(time.Now().Add(stallWrite))
+	return n, err
+}
+
+func (p *Publisher) serveHealth(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	g := p.gen.Load()
+	if g == nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "starting: no generation yet")
+		return
+	}
+	fmt.Fprintf(w, "ok generation=%d packages=%d rejected=%d", g.Number, len(g.Packages), len(g.Rejected))
+	if p.cfg.SeederStats != nil {
+		loaded, complete, uploaded := p.cfg.SeederStats()
+		fmt.Fprintf(w, " seeding=%d/%d uploaded=%d", complete, loaded, uploaded)
+	}
+	fmt.Fprintln(w)
+}
+
+// Server is the HTTP server around a handler, with timeouts on every
+// connection.
+type Server struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// Listen binds addr ("host:port"; port 0 picks one) for h.
+func Listen(addr string, h http.Handler, errorLog *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second, // requests have no body
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		// No WriteTimeout: responses set their own deadlines (see
+		// smallWrite and stallWrite), since a package download may be long.
+	}
+	if errorLog != nil {
+		srv.ErrorLog = slog.NewLogLogger(errorLog.Handler(), slog.LevelWarn)
+	}
+	return &Server{srv: srv, ln: ln}, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Serve serves until Shutdown; it returns nil after a shutdown.
+func (s *Server) Serve() error {
+	err := s.srv.Serve(s.ln)
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil // stopped by Shutdown or CloseListener
+	}
+	return err
+}
+
+// CloseListener stops accepting connections at once, so the address can be
+// bound again (by a restarted publisher) while Shutdown drains.
+func (s *Server) CloseListener() error {
+	err := s.ln.Close()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, waits for in-flight requests until ctx ends,
+// then closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if ctx.Err() != nil {
+		s.srv.Close()
+		return fmt.Errorf("http: connections still open at the deadline were closed: %w", ctx.Err())
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return nil // CloseListener came first
+	}
+	return err
+}

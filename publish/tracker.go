@@ -1,0 +1,286 @@
+package publish
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/torrent/bencode"
+)
+
+// The tracker is our own rather than anacrolix's tracker/http/server: that
+// handler always writes "failure reason" (empty) into successful answers,
+// which clients such as aria2 take as a failure, answers errors with HTTP
+// 500 instead of a bencoded reason, ignores numwant, and starts upstream
+// "augmentation" goroutines for every announce with few peers. The peer
+// store below is what its AnnounceTracker interface would have been given.
+
+// Tracker limits.
+const (
+	defaultNumWant = 50
+	maxNumWant     = 200
+	// maxPeers bounds the store's memory whatever announces arrive.
+	maxPeers = 200_000
+)
+
+// peerInfo is what the store keeps of one peer of one torrent.
+type peerInfo struct {
+	id     [20]byte
+	seen   time.Time
+	seeder bool
+}
+
+// PeerStore keeps the peers announced for each torrent. Peers that stop
+// announcing expire after ttl (twice the announce interval, so one missed
+// announce is forgiven).
+type PeerStore struct {
+	ttl time.Duration
+	now func() time.Time
+
+	mu        sync.Mutex
+	torrents  map[[20]byte]map[netip.AddrPort]*peerInfo
+	count     int
+	lastSweep time.Time
+}
+
+// NewPeerStore returns an empty store whose peers expire after ttl.
+func NewPeerStore(ttl time.Duration, now func() time.Time) *PeerStore {
+	if now == nil {
+		now = time.Now
+	}
+	return &PeerStore{ttl: ttl, now: now, torrents: make(map[[20]byte]map[netip.AddrPort]*peerInfo), lastSweep: now()}
+}
+
+// Announce records (or, for event "stopped", forgets) a peer. It reports
+// false when the store is full and the peer is new.
+func (s *PeerStore) Announce(ih [20]byte, id [20]byte, addr netip.AddrPort, event string, left int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if now.Sub(s.lastSweep) > s.ttl {
+		s.sweepLocked(now)
+	}
+	peers := s.torrents[ih]
+	if event == "stopped" {
+		if _, ok := peers[addr]; ok {
+			delete(peers, addr)
+			s.count--
+			if len(peers) == 0 {
+				delete(s.torrents, ih)
+			}
+		}
+		return true
+	}
+	p, ok := peers[addr]
+	if !ok {
+		if s.count >= maxPeers {
+			return false
+		}
+		if peers == nil {
+			peers = make(map[netip.AddrPort]*peerInfo)
+			s.torrents[ih] = peers
+		}
+		p = &peerInfo{}
+		peers[addr] = p
+		s.count++
+	}
+	p.id, p.seen, p.seeder = id, now, left == 0
+	return true
+}
+
+// Peers returns up to max live peers of ih other than exclude (the
+// announcing peer), and how many live peers are seeders and leechers.
+func (s *PeerStore) Peers(ih [20]byte, exclude netip.AddrPort, max int) (peers []netip.AddrPort, seeders, leechers int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for addr, p := range s.torrents[ih] { // map order: a different sample each time
+		if now.Sub(p.seen) > s.ttl {
+			continue
+		}
+		if p.seeder {
+			seeders++
+		} else {
+			leechers++
+		}
+		if addr != exclude && len(peers) < max {
+			peers = append(peers, addr)
+		}
+	}
+	return peers, seeders, leechers
+}
+
+// Forget drops every torrent that keep rejects, when a generation removes
+// packages.
+func (s *PeerStore) Forget(keep func([20]byte) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ih, peers := range s.torrents {
+		if !keep(ih) {
+			s.count -= len(peers)
+			delete(s.torrents, ih)
+		}
+	}
+}
+
+// Len is the number of peers stored, expired ones included until a sweep.
+func (s *PeerStore) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count
+}
+
+func (s *PeerStore) sweepLocked(now time.Time) {
+	for ih, peers := range s.torrents {
+		for addr, p := range peers {
+			if now.Sub(p.seen) > s.ttl {
+				delete(peers, addr)
+				s.count--
+			}
+		}
+		if len(peers) == 0 {
+			delete(s.torrents, ih)
+		}
+	}
+	s.lastSweep = now
+}
+
+// announceResponse is a BEP 3 tracker response with BEP 23 compact peers
+// and BEP 7 peers6.
+type announceResponse struct {
+	Interval    int    `bencode:"interval"`
+	MinInterval int    `bencode:"min interval"`
+	Complete    int    `bencode:"complete"`
+	Incomplete  int    `bencode:"incomplete"`
+	Peers       []byte `bencode:"peers"`
+	Peers6      []byte `bencode:"peers6,omitempty"`
+}
+
+type failureResponse struct {
+	FailureReason string `bencode:"failure reason"`
+}
+
+// serveAnnounce is GET /announce. Only torrents of the current generation
+// are tracked. The server's own seeder never announces (it seeds everything
+// all the time); it is added to every answer at the address the client
+// reached this HTTP server on, which is this machine.
+func (p *Publisher) serveAnnounce(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Cache-Control", "no-store")
+	fail := func(reason string) {
+		b, _ := bencode.Marshal(failureResponse{reason})
+		w.Write(b)
+	}
+	q := r.URL.Query()
+	var ih, id [20]byte
+	if v := q.Get("info_hash"); len(v) == len(ih) {
+		copy(ih[:], v)
+	} else {
+		fail("info_hash must be 20 bytes")
+		return
+	}
+	if v := q.Get("peer_id"); len(v) == len(id) {
+		copy(id[:], v)
+	} else {
+		fail("peer_id must be 20 bytes")
+		return
+	}
+	port, err := strconv.ParseUint(q.Get("port"), 10, 16)
+	if err != nil || port == 0 {
+		fail("port must be 1 to 65535")
+		return
+	}
+	left, err := strconv.ParseInt(q.Get("left"), 10, 64)
+	if err != nil {
+		left = -1 // unknown: counted as a leecher
+	}
+	event := q.Get("event")
+	switch event {
+	case "", "started", "completed", "stopped", "paused":
+	default:
+		fail("unknown event")
+		return
+	}
+	numWant := defaultNumWant
+	if v, err := strconv.Atoi(q.Get("numwant")); err == nil && v >= 0 {
+		numWant = min(v, maxNumWant)
+	}
+	g := p.gen.Load()
+	if g == nil || g.ByInfoHash(ih) == nil {
+		fail("unknown torrent: this tracker serves only the repository's packages")
+		return
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		fail("cannot tell your address")
+		return
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		fail("cannot tell your address")
+		return
+	}
+	// The client's address is the connection's, never the "ip" parameter,
+	// so nobody can point a swarm at a third party.
+	self := netip.AddrPortFrom(ip.Unmap().WithZone(""), uint16(port))
+	if !p.peers.Announce(ih, id, self, event, left) {
+		fail("tracker is full; try again later")
+		return
+	}
+	peers, seeders, leechers := p.peers.Peers(ih, self, numWant)
+	if sp := p.seederPeer(r); sp.IsValid() && numWant > 0 && sp != self {
+		peers = append([]netip.AddrPort{sp}, peers...)
+		if len(peers) > numWant {
+			peers = peers[:numWant]
+		}
+		seeders++
+	}
+	resp := announceResponse{
+		Interval:    int(p.cfg.AnnounceInterval / time.Second),
+		MinInterval: int(p.cfg.AnnounceInterval / time.Second / 2),
+		Complete:    seeders,
+		Incomplete:  leechers,
+		Peers:       []byte{},
+	}
+	for _, a := range peers {
+		if a.Addr().Is4() {
+			ip4 := a.Addr().As4()
+			resp.Peers = append(resp.Peers, ip4[:]...)
+			resp.Peers = append(resp.Peers, byte(a.Port()>>8), byte(a.Port()))
+		} else {
+			ip6 := a.Addr().As16()
+			resp.Peers6 = append(resp.Peers6, ip6[:]...)
+			resp.Peers6 = append(resp.Peers6, byte(a.Port()>>8), byte(a.Port()))
+		}
+	}
+	b, err := bencode.Marshal(resp)
+	if err != nil {
+		fail("internal error")
+		return
+	}
+	w.Write(b)
+}
+
+// seederPeer is the server's own seeder as the client r can reach it: the
+// local address of r's connection with the seeder's port.
+func (p *Publisher) seederPeer(r *http.Request) netip.AddrPort {
+	if p.cfg.SeederPort == nil {
+		return netip.AddrPort{}
+	}
+	port := p.cfg.SeederPort()
+	if port <= 0 {
+		return netip.AddrPort{}
+	}
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	ap, err := netip.ParseAddrPort(local.String())
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), uint16(port))
+}

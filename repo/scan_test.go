@@ -1,0 +1,348 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+
+	"tpm/messages"
+	"tpm/repo/repotest"
+	"tpm/signing"
+	"tpm/store"
+)
+
+type fixture struct {
+	dir     string // package directory
+	state   string
+	cat     *store.Catalog
+	key     *signing.Key
+	pub     signing.PublicKey
+	scanner *Scanner
+}
+
+func newFixture(t *testing.T, check Check) *fixture {
+	t.Helper()
+	f := &fixture{dir: t.TempDir(), state: t.TempDir()}
+	keyPath, pubPath, err := signing.Keygen(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.key, err = signing.LoadKey(keyPath); err != nil {
+		t.Fatal(err)
+	}
+	if f.pub, err = signing.LoadPublicKey(pubPath); err != nil {
+		t.Fatal(err)
+	}
+	f.open(t, check)
+	return f
+}
+
+func (f *fixture) open(t *testing.T, check Check) {
+	t.Helper()
+	cat, err := store.OpenCatalog(filepath.Join(f.state, "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	f.cat = cat
+	f.scanner = NewScanner(cat, Options{Dir: f.dir, PublicURL: "http://127.0.0.1:9/", Signer: f.key, Check: check})
+}
+
+func (f *fixture) scan(t *testing.T) (*messages.Generation, messages.ScanStats) {
+	t.Helper()
+	g, st, err := f.scanner.Scan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, st
+}
+
+func pkg(name, version string, size int, seed uint64) repotest.Package {
+	return repotest.Package{Name: name, Version: version, PayloadBytes: size, Seed: seed}
+}
+
+// checkGeneration verifies everything a generation says against the files.
+func checkGeneration(t *testing.T, f *fixture, g *messages.Generation) {
+	t.Helper()
+	if err := f.pub.Verify(g.Index, g.IndexSig); err != nil {
+		t.Errorf("generation %d: %v", g.Number, err)
+	}
+	sum := sha256.Sum256(g.Index)
+	if g.IndexETag != `"`+hex.EncodeToString(sum[:])+`"` {
+		t.Errorf("ETag %s is not the index's sha256", g.IndexETag)
+	}
+	for _, p := range g.Packages {
+		data, err := os.ReadFile(filepath.Join(f.dir, p.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		if p.SHA256 != hex.EncodeToString(sum[:]) || p.Size != int64(len(data)) {
+			t.Errorf("%s: sha256/size do not match the file", p.File)
+		}
+		mi, err := metainfo.Load(bytes.NewReader(p.Torrent))
+		if err != nil {
+			t.Fatalf("%s: torrent: %v", p.File, err)
+		}
+		if mi.HashInfoBytes() != p.InfoHash {
+			t.Errorf("%s: .torrent infohash differs", p.File)
+		}
+		info, _ := mi.UnmarshalInfo()
+		if info.Name != p.File || info.Length != p.Size {
+			t.Errorf("%s: torrent info %q %d", p.File, info.Name, info.Length)
+		}
+		if mi.Announce != "http://127.0.0.1:9/announce" || len(mi.UrlList) != 1 || mi.UrlList[0] != "http://127.0.0.1:9/packages/" {
+			t.Errorf("%s: announce %q url-list %q", p.File, mi.Announce, mi.UrlList)
+		}
+		if g.Package(p.File) == nil || g.ByInfoHash(p.InfoHash) == nil {
+			t.Errorf("%s: lookups fail", p.File)
+		}
+	}
+	// index.db is a catalog with the same packages.
+	path := filepath.Join(t.TempDir(), "index.db")
+	os.WriteFile(path, g.Index, 0o644)
+	c, err := store.OpenCatalogReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.View(func(tx *store.CatalogTx) error {
+		es, _ := tx.Entries()
+		if len(es) != len(g.Packages) {
+			t.Errorf("index.db has %d entries, generation %d", len(es), len(g.Packages))
+		}
+		for i, e := range es {
+			if e.File != g.Packages[i].File || e.SHA256 != g.Packages[i].SHA256 {
+				t.Errorf("index.db entry %d = %s, generation has %s", i, e.File, g.Packages[i].File)
+			}
+		}
+		if tx.Generation() != g.Number {
+			t.Errorf("index.db generation %d, want %d", tx.Generation(), g.Number)
+		}
+		return nil
+	})
+	var doc IndexJSON
+	if err := json.Unmarshal(g.IndexJSON, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Generation != g.Number || len(doc.Packages) != len(g.Packages) || len(doc.Rejected) != len(g.Rejected) {
+		t.Errorf("index.json: generation %d, %d packages, %d rejected", doc.Generation, len(doc.Packages), len(doc.Rejected))
+	}
+}
+
+func infoHashes(g *messages.Generation) map[string][20]byte {
+	m := make(map[string][20]byte)
+	for _, p := range g.Packages {
+		m[p.File] = p.InfoHash
+	}
+	return m
+}
+
+func TestScanAddChangeRemove(t *testing.T) {
+	f := newFixture(t, CheckFull)
+	a := repotest.Make(t, f.dir, pkg("a", "1.0-1", 300<<10, 1))
+	repotest.Make(t, f.dir, pkg("b", "1.0-1", 20<<10, 2))
+	c := repotest.Make(t, f.dir, pkg("c", "2:1.0-1", 1<<20, 3))
+	os.WriteFile(filepath.Join(f.dir, "README"), []byte("not a package"), 0o644)
+
+	g1, st := f.scan(t)
+	if g1.Number != 1 || len(g1.Packages) != 3 || st.Added != 3 || !st.NewGeneration || len(g1.Rejected) != 0 {
+		t.Fatalf("first scan: generation %d with %d packages, stats %+v", g1.Number, len(g1.Packages), st)
+	}
+	checkGeneration(t, f, g1)
+	if g1.Package("c-2:1.0-1-any.tpkg") == nil {
+		t.Error("an epoch version's file is missing")
+	}
+
+	// Nothing changed: the same generation, and no file read.
+	g, st := f.scan(t)
+	if g != g1 || st.NewGeneration || st.Unchanged != 3 || st.BytesRead != 0 {
+		t.Fatalf("unchanged rescan: generation %d, stats %+v", g.Number, st)
+	}
+
+	// Add d, change b (a new version of its payload under the same name),
+	// remove c.
+	repotest.Make(t, f.dir, pkg("d", "1", 10<<10, 4))
+	repotest.Make(t, f.dir, pkg("b", "1.0-1", 20<<10, 22))
+	os.Remove(c)
+	g2, st := f.scan(t)
+	if g2.Number != 2 || st.Added != 1 || st.Changed != 1 || st.Removed != 1 || st.Unchanged != 1 {
+		t.Fatalf("second scan: generation %d, stats %+v", g2.Number, st)
+	}
+	checkGeneration(t, f, g2)
+	ih1, ih2 := infoHashes(g1), infoHashes(g2)
+	if ih1[filepath.Base(a)] != ih2[filepath.Base(a)] {
+		t.Error("the unchanged package's infohash changed")
+	}
+	if ih1["b-1.0-1-any.tpkg"] == ih2["b-1.0-1-any.tpkg"] {
+		t.Error("the changed package kept its infohash")
+	}
+	if _, ok := ih2[filepath.Base(c)]; ok {
+		t.Error("the removed package is still published")
+	}
+
+	// A restarted server (new scanner, same catalog) publishes the same
+	// generation number for the same content.
+	f.cat.Close()
+	f.open(t, CheckFull)
+	g3, st := f.scan(t)
+	if g3.Number != 2 || st.BytesRead != 0 || !bytes.Equal(g3.Index, g2.Index) {
+		t.Errorf("after restart: generation %d, read %d bytes, same index %v", g3.Number, st.BytesRead, bytes.Equal(g3.Index, g2.Index))
+	}
+}
+
+// The same file hashes to the same infohash in any directory, whatever else
+// is there.
+func TestInfoHashIndependentOfDirectory(t *testing.T) {
+	f1, f2 := newFixture(t, CheckFull), newFixture(t, CheckManifest)
+	p := repotest.Make(t, f1.dir, pkg("x", "1", 50<<10, 9))
+	data, _ := os.ReadFile(p)
+	os.WriteFile(filepath.Join(f2.dir, filepath.Base(p)), data, 0o644)
+	repotest.Make(t, f2.dir, pkg("y", "1", 50<<10, 10))
+	g1, _ := f1.scan(t)
+	g2, _ := f2.scan(t)
+	if g1.Package(filepath.Base(p)).InfoHash != g2.Package(filepath.Base(p)).InfoHash {
+		t.Error("infohash depends on the directory")
+	}
+}
+
+func TestScanRejects(t *testing.T) {
+	f := newFixture(t, CheckFull)
+	good := repotest.Make(t, f.dir, pkg("good", "1", 100<<10, 1))
+	data, _ := os.ReadFile(good)
+
+	write := func(name string, b []byte) { os.WriteFile(filepath.Join(f.dir, name), b, 0o644) }
+	// Same content as good under the wrong name.
+	write("other-1-any.tpkg", data)
+	// Cut off: the manifest is readable, the rest is not.
+	truncSrc := repotest.Make(t, t.TempDir(), pkg("trunc", "1", 100<<10, 2))
+	trunc, _ := os.ReadFile(truncSrc)
+	write("trunc-1-any.tpkg", trunc[:len(trunc)-100])
+	write("garbage-1-any.tpkg", []byte("this is not gzip"))
+	write("empty-1-any.tpkg", nil)
+	os.Symlink(good, filepath.Join(f.dir, "link-1-any.tpkg"))
+	write(".hidden-1-any.tpkg", []byte("ignored"))
+
+	g, st := f.scan(t)
+	if len(g.Packages) != 1 || g.Packages[0].File != "good-1-any.tpkg" {
+		t.Fatalf("published %+v, want only good", g.Packages)
+	}
+	reasons := make(map[string]string)
+	for _, r := range g.Rejected {
+		reasons[r.File] = r.Reason
+	}
+	for file, want := range map[string]string{
+		"other-1-any.tpkg":   "file name should be good-1-any.tpkg",
+		"trunc-1-any.tpkg":   "truncated",
+		"garbage-1-any.tpkg": "gzip",
+		"empty-1-any.tpkg":   "truncated",
+		"link-1-any.tpkg":    "not a regular file",
+	} {
+		if !strings.Contains(reasons[file], want) {
+			t.Errorf("%s: reason %q, want it to mention %q", file, reasons[file], want)
+		}
+		if strings.ContainsAny(reasons[file], "\n") {
+			t.Errorf("%s: reason has several lines", file)
+		}
+	}
+	if len(reasons) != 5 || st.Rejected != 5 || len(st.Rejections) != 5 {
+		t.Errorf("rejected %v, stats %+v", reasons, st)
+	}
+	checkGeneration(t, f, g)
+
+	// Unchanged bad files are neither re-read nor reported again.
+	g2, st := f.scan(t)
+	if g2 != g || st.BytesRead != 0 || st.Rejected != 0 {
+		t.Errorf("rescan: new generation %v, read %d, rejected %d", g2 != g, st.BytesRead, st.Rejected)
+	}
+
+	// Fixing a file publishes it; removing a rejected file forgets it.
+	os.Remove(filepath.Join(f.dir, "trunc-1-any.tpkg"))
+	write("trunc-1-any.tpkg", trunc)
+	os.Remove(filepath.Join(f.dir, "garbage-1-any.tpkg"))
+	g3, st := f.scan(t)
+	if len(g3.Packages) != 2 || len(g3.Rejected) != 3 || st.Added != 1 {
+		t.Errorf("after fixing: %d published, %d rejected, stats %+v", len(g3.Packages), len(g3.Rejected), st)
+	}
+}
+
+// The manifest check reads only up to package.json: a truncated archive
+// passes it (clients catch it), while the full check rejects it.
+func TestCheckManifestMode(t *testing.T) {
+	f := newFixture(t, CheckManifest)
+	src := repotest.Make(t, t.TempDir(), pkg("trunc", "1", 100<<10, 2))
+	data, _ := os.ReadFile(src)
+	os.WriteFile(filepath.Join(f.dir, "trunc-1-any.tpkg"), data[:len(data)-100], 0o644)
+	os.WriteFile(filepath.Join(f.dir, "garbage-1-any.tpkg"), []byte("garbage"), 0o644)
+	g, _ := f.scan(t)
+	if len(g.Packages) != 1 || len(g.Rejected) != 1 {
+		t.Errorf("manifest check: %d published, %d rejected; want 1 and 1", len(g.Packages), len(g.Rejected))
+	}
+	checkGeneration(t, f, g)
+}
+
+// A file rewritten in place with its old size and mtime put back is still
+// noticed: its ctime moved.
+func TestScanNoticesRestoredMtime(t *testing.T) {
+	f := newFixture(t, CheckFull)
+	p := repotest.Make(t, f.dir, pkg("a", "1", 64<<10, 1))
+	g1, _ := f.scan(t)
+	fi, _ := os.Stat(p)
+	other := repotest.Make(t, t.TempDir(), pkg("a", "1", 64<<10, 2))
+	data, _ := os.ReadFile(other)
+	if int64(len(data)) != fi.Size() {
+		t.Skip("the repacked file has another size; the test needs the same")
+	}
+	time.Sleep(10 * time.Millisecond) // a visibly later ctime
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(p, fi.ModTime(), fi.ModTime())
+	g2, st := f.scan(t)
+	if st.Changed != 1 || g2.Packages[0].InfoHash == g1.Packages[0].InfoHash {
+		t.Errorf("rewritten file not noticed: stats %+v", st)
+	}
+}
+
+func TestScanCancelled(t *testing.T) {
+	f := newFixture(t, CheckFull)
+	for i := range 8 {
+		repotest.Make(t, f.dir, pkg("p"+string(rune('a'+i)), "1", 10<<10, uint64(i)))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := f.scanner.Scan(ctx); err == nil {
+		t.Fatal("a cancelled scan succeeded")
+	}
+	f.cat.View(func(tx *store.CatalogTx) error {
+		if es, _ := tx.Entries(); len(es) != 0 || tx.Generation() != 0 {
+			t.Errorf("a cancelled scan committed %d entries, generation %d", len(es), tx.Generation())
+		}
+		return nil
+	})
+	g, _ := f.scan(t)
+	if len(g.Packages) != 8 {
+		t.Errorf("scan after cancel: %d packages", len(g.Packages))
+	}
+}
+
+func TestEmptyDirectoryIsGenerationOne(t *testing.T) {
+	f := newFixture(t, CheckFull)
+	g, st := f.scan(t)
+	if g.Number != 1 || len(g.Packages) != 0 || !st.NewGeneration {
+		t.Errorf("empty directory: generation %d, %d packages", g.Number, len(g.Packages))
+	}
+	checkGeneration(t, f, g)
+	if _, _, err := NewScanner(f.cat, Options{Dir: filepath.Join(f.dir, "missing")}).Scan(context.Background()); err == nil {
+		t.Error("scanning a missing directory succeeded")
+	}
+}

@@ -1,0 +1,247 @@
+package swarm
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+
+	g "github.com/anacrolix/generics"
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+)
+
+// FileIOEnv is the environment variable that anacrolix/torrent reads, once,
+// when its storage package initialises, to choose how file storage reads:
+// "mmap" (its default) maps every verified byte into the process's resident
+// memory, "classic" reads with pread. A process that seeds thousands of
+// packages wants classic (see the README's figures); since the choice is
+// made before main runs, tpmd re-executes itself with the variable set.
+const FileIOEnv = "TORRENT_STORAGE_DEFAULT_FILE_IO"
+
+// FileIO reports the file IO that this process's torrent storage uses.
+func FileIO() string {
+	if v := os.Getenv(FileIOEnv); v != "" {
+		return v
+	}
+	return "mmap"
+}
+
+// SeederConfig says where a Seeder finds its files and listens.
+type SeederConfig struct {
+	// Dir is the package directory; a torrent's file is Dir/NAME. The
+	// seeder never writes to it.
+	Dir string
+	// StateDir holds the piece-completion database (.torrent.bolt.db), so
+	// that a restart does not re-hash every package.
+	StateDir string
+	// ListenAddr is the BitTorrent listening address, "host:port"; port 0
+	// picks a free one (see Port).
+	ListenAddr string
+	// Logger gets anacrolix/torrent's log records; nil discards them.
+	Logger *slog.Logger
+}
+
+// Item is one torrent to seed.
+type Item struct {
+	InfoHash  [20]byte
+	InfoBytes []byte
+}
+
+// Seeder seeds package files from the package directory with one
+// anacrolix/torrent client: file storage on the directory itself, piece
+// completion in bbolt, no part files (with part files, a failed piece could
+// rename a complete package to .part), and no downloading at all, so nothing
+// a peer sends can ever be written into the package directory. It does not
+// announce: the server's own tracker lists it as a peer (see publish).
+type Seeder struct {
+	client  *torrent.Client
+	storage storage.ClientImplCloser
+	port    int
+
+	mu       sync.Mutex // serialises Sync and Close
+	torrents map[metainfo.Hash]*torrent.Torrent
+	closed   bool
+}
+
+// NewSeeder starts a client listening on cfg.ListenAddr.
+func NewSeeder(cfg SeederConfig) (*Seeder, error) {
+	host, portStr, err := net.SplitHostPort(cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("torrent listen address %q: %w", cfg.ListenAddr, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("torrent listen address %q: bad port", cfg.ListenAddr)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("seeder state directory: %w", err)
+	}
+	pc, err := storage.NewBoltPieceCompletion(cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("piece completion database in %s: %w", cfg.StateDir, err)
+	}
+	st := storage.NewFileOpts(storage.NewFileClientOpts{
+		ClientBaseDir:   cfg.Dir,
+		TorrentDirMaker: func(base string, _ *metainfo.Info, _ metainfo.Hash) string { return base },
+		PieceCompletion: pc,
+		UsePartFiles:    g.Some(false),
+		Logger:          cfg.logger(),
+	})
+
+	tc := torrent.NewDefaultClientConfig()
+	tc.DefaultStorage = st
+	tc.Seed = true
+	tc.NoDHT = true
+	tc.DisableTrackers = true
+	tc.DisableWebseeds = true
+	tc.DisableWebtorrent = true
+	tc.DisableUTP = true // TCP only: one socket, no cgo, what every client speaks
+	tc.NoDefaultPortForwarding = true
+	// anacrolix/torrent v1.59.1 reads the data of a peer's queued requests on
+	// one goroutine that may wait for a per-connection allocation
+	// reservation which, being FIFO, is only granted after requests that
+	// same goroutine has not read yet: uploads to a peer that queues more
+	// than this allowance stall for good (aria2 hits it at once). Allowing
+	// the whole request queue (1024 requests of 16 KiB) means no well-behaved
+	// peer ever waits; the memory is only held for requests actually queued.
+	tc.MaxAllocPeerRequestDataPerConn = 1024 * 16 << 10
+	tc.ListenPort = int(port)
+	if addr, err := netip.ParseAddr(host); err == nil {
+		tc.DisableIPv6 = addr.Is4()
+		tc.DisableIPv4 = addr.Is6()
+	}
+	tc.ListenHost = func(string) string { return host }
+	tc.Slogger = cfg.logger()
+
+	cl, err := torrent.NewClient(tc)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("torrent client on %s: %w", cfg.ListenAddr, err)
+	}
+	return &Seeder{
+		client:   cl,
+		storage:  st,
+		port:     cl.LocalPort(),
+		torrents: make(map[metainfo.Hash]*torrent.Torrent),
+	}, nil
+}
+
+func (cfg SeederConfig) logger() *slog.Logger {
+	if cfg.Logger != nil {
+		return cfg.Logger
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// Port is the port the seeder listens on.
+func (s *Seeder) Port() int { return s.port }
+
+// SyncStats counts what a Sync changed.
+type SyncStats struct {
+	Added, Dropped, Kept int
+}
+
+// Sync makes the seeded set equal to want: torrents not in want are dropped,
+// new ones added (the client then checks their pieces against the files in
+// the background, or takes the completion it recorded before), and the rest
+// are left alone, connections and all.
+func (s *Seeder) Sync(ctx context.Context, want []Item) (SyncStats, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var st SyncStats
+	if s.closed {
+		return st, errors.New("seeder is closed")
+	}
+	wanted := make(map[metainfo.Hash]Item, len(want))
+	for _, it := range want {
+		wanted[it.InfoHash] = it
+	}
+	for ih, t := range s.torrents {
+		if _, ok := wanted[ih]; !ok {
+			t.Drop()
+			delete(s.torrents, ih)
+			st.Dropped++
+		}
+	}
+	var errs []error
+	for ih, it := range wanted {
+		if _, ok := s.torrents[ih]; ok {
+			st.Kept++
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		if metainfo.HashBytes(it.InfoBytes) != ih {
+			errs = append(errs, fmt.Errorf("torrent %s: info bytes do not match the infohash", hex.EncodeToString(ih[:])))
+			continue
+		}
+		t, _ := s.client.AddTorrentOpt(torrent.AddTorrentOpts{
+			InfoHash:             ih,
+			InfoBytes:            it.InfoBytes,
+			DisallowDataDownload: true,
+		})
+		s.torrents[ih] = t
+		st.Added++
+	}
+	return st, errors.Join(errs...)
+}
+
+// Seeding reports how many torrents are loaded and how many of them are
+// complete, that is, verified and being seeded.
+func (s *Seeder) Seeding() (loaded, complete int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.torrents {
+		loaded++
+		if t.Complete().Bool() {
+			complete++
+		}
+	}
+	return loaded, complete
+}
+
+// Uploaded is the number of package bytes sent to peers since the start.
+func (s *Seeder) Uploaded() int64 {
+	st := s.client.ConnStats()
+	return st.BytesWrittenData.Int64()
+}
+
+// WaitComplete waits until the torrent ih is verified and seeding.
+func (s *Seeder) WaitComplete(ctx context.Context, ih [20]byte) error {
+	s.mu.Lock()
+	t, ok := s.torrents[ih]
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("torrent %x is not seeded", ih)
+	}
+	select {
+	case <-t.Complete().On():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops the client (all peer connections close) and releases the
+// piece-completion database.
+func (s *Seeder) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	errs := s.client.Close()
+	errs = append(errs, s.storage.Close())
+	return errors.Join(errs...)
+}
