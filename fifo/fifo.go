@@ -168,6 +168,16 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 	}
 }
 
+// Alive says whether a daemon reads the request FIFO at path.
+func Alive(path string) bool {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
+}
+
 // MakeLockFile creates the lockfile beside a request FIFO, readable by
 // everyone who may write the FIFO (flock needs only an open descriptor).
 func MakeLockFile(path string, perm fs.FileMode) error {
@@ -184,6 +194,7 @@ type Reply struct {
 	dir, path string
 	f         *os.File
 	r         *bufio.Reader
+	partial   []byte // what a read cut short by its context had already read
 }
 
 // NewReply makes a FIFO only its user can open (0600 in a fresh 0700
@@ -213,17 +224,22 @@ func (r *Reply) Path() string { return r.path }
 
 // ReadLine waits for the next reply line until ctx ends. The daemon never
 // closes the stream: its final line says it is done.
+// A read cut short keeps what it read, so the caller may wait in short
+// slices (checking meanwhile that the daemon lives) without losing a line.
 func (r *Reply) ReadLine(ctx context.Context) ([]byte, error) {
+	r.f.SetReadDeadline(time.Time{})
 	stop := context.AfterFunc(ctx, func() { r.f.SetReadDeadline(time.Now()) })
 	defer stop()
 	line, err := r.r.ReadBytes('\n')
+	r.partial = append(r.partial, line...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, err
 	}
-	return line[:len(line)-1], nil
+	line, r.partial = r.partial[:len(r.partial)-1], nil
+	return line, nil
 }
 
 // Close removes the FIFO and its directory.

@@ -161,3 +161,38 @@ func TestOpenReplyRefusesNonFIFOs(t *testing.T) {
 		t.Fatalf("FIFO without reader: %v", err)
 	}
 }
+
+func TestReplyLineSurvivesShortWaits(t *testing.T) {
+	r, err := NewReply(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w, err := OpenReply(r.Path(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.f.Write([]byte(`{"half":`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if _, err := r.ReadLine(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("half a line: %v", err)
+	}
+	w.WriteLine([]byte(`"rest"}`))
+	line, err := r.ReadLine(context.Background())
+	if err != nil || string(line) != `{"half":"rest"}` {
+		t.Fatalf("line = %q, %v", line, err)
+	}
+}
+
+func TestAlive(t *testing.T) {
+	l, path, _ := listen(t, 10)
+	if !Alive(path) {
+		t.Fatal("listening daemon reported dead")
+	}
+	l.Close()
+	if Alive(path) {
+		t.Fatal("closed daemon reported alive")
+	}
+}
