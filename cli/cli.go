@@ -65,10 +65,12 @@ type command struct {
 	env  Env
 	opts options
 	in   *bufio.Reader
+	// prefixSet says --prefix was given; otherwise the daemon's own applies.
+	prefixSet bool
 }
 
 func globalFlags(fs *pflag.FlagSet, o *options) {
-	fs.BoolVar(&o.offline, "offline", false, "use the install engine directly instead of the tpmd daemon")
+	fs.BoolVar(&o.offline, "offline", false, "use the install engine directly instead of the tpmd daemon (local .tpkg files)")
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/tpm", "state directory (with --offline)")
 	fs.StringVar(&o.prefix, "prefix", "/", "install prefix")
 	fs.StringVar(&o.runDir, "run-dir", "/run/tpm", "where the daemon's FIFOs are")
@@ -85,22 +87,26 @@ func limitFlags(fs *pflag.FlagSet, o *options) {
 
 func verbs() []verb {
 	return []verb{
-		{name: "install", args: "FILE.tpkg...", summary: "install packages (and upgrade installed ones to the given files)",
+		{name: "install", args: "NAME... | --offline FILE.tpkg...", summary: "install packages with what they need (with --offline: from local files)",
 			flags: func(fs *pflag.FlagSet, o *options) {
 				limitFlags(fs, o)
 				fs.BoolVar(&o.reinstall, "reinstall", false, "install again a version that is already installed")
 			}, run: runInstall},
-		{name: "upgrade", args: "FILE.tpkg...", summary: "upgrade installed packages to the given files",
+		{name: "upgrade", args: "[NAME...] | --offline FILE.tpkg...", summary: "upgrade installed packages (all when none is named; with --offline: to the given files)",
 			flags: limitFlags, run: runUpgrade},
 		{name: "remove", args: "NAME...", summary: "remove installed packages",
 			flags: func(fs *pflag.FlagSet, o *options) {
 				fs.BoolVar(&o.cascade, "cascade", false, "also remove the packages that need them")
 				fs.StringVar(&o.scriptTimeout, "script-timeout", "5m", "time limit for each package script")
 			}, run: runRemove},
+		{name: "search", args: "WORD", summary: "find packages in the index by name or description", run: runSearch},
+		{name: "info", args: "NAME", summary: "show a package from the index and whether it is installed", run: runInfo},
 		{name: "list", summary: "list installed packages", run: runList},
 		{name: "files", args: "NAME...", summary: "list the files an installed package owns", run: runFiles},
 		{name: "owns", args: "PATH...", summary: "tell which package owns a file", run: runOwns},
 		{name: "verify", args: "[NAME...]", summary: "compare installed files with the receipts", run: runVerify},
+		{name: "sync", summary: "fetch the repository index now", run: runSync},
+		{name: "status", summary: "show the daemon: index, seeding, peers, traffic", run: runStatus},
 		{name: "keygen", args: "[-o DIR]", summary: "write a repository key pair: repo.key (secret) and repo.pub (for clients)",
 			flags: func(fs *pflag.FlagSet, o *options) {
 				fs.StringVarP(&o.output, "output", "o", "/etc/tpm", "folder for repo.key and repo.pub")
@@ -163,6 +169,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "tpm %s: %v; run tpm %s --help\n", v.name, err, v.name)
 		return 2
 	}
+	c.prefixSet = fs.Changed("prefix")
 	err := v.run(ctx, c, fs.Args())
 	if err == nil {
 		return 0
@@ -293,7 +300,7 @@ func (c *command) confirm(question string) (bool, error) {
 	return false, nil
 }
 
-func isTerminal(r io.Reader) bool {
+func isTerminal(r any) bool {
 	f, ok := r.(*os.File)
 	if !ok {
 		return false

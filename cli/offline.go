@@ -20,9 +20,6 @@ import (
 // openEngine opens the state database for --offline use, finishing any
 // transaction a crash left behind and saying so.
 func (c *command) openEngine(ctx context.Context) (*engine.Engine, error) {
-	if !c.opts.offline {
-		return nil, fmt.Errorf("talking to the tpmd daemon is not available in this version; add --offline (and --state-dir) to use the install engine directly")
-	}
 	timeout, err := time.ParseDuration(c.opts.scriptTimeout)
 	if c.opts.scriptTimeout == "" {
 		timeout, err = 5*time.Minute, nil
@@ -77,10 +74,19 @@ func (c *command) scriptOutput(pkg, script, line string) {
 func (c *command) prefix() (string, error) { return engine.CleanPrefix(c.opts.prefix) }
 
 func runInstall(ctx context.Context, c *command, args []string) error {
+	if !c.opts.offline {
+		if len(args) == 0 {
+			return usagef("name at least one package")
+		}
+		return c.daemonInstall(ctx, args, false)
+	}
 	return c.install(ctx, args, false)
 }
 
 func runUpgrade(ctx context.Context, c *command, args []string) error {
+	if !c.opts.offline {
+		return c.daemonInstall(ctx, args, true)
+	}
 	return c.install(ctx, args, true)
 }
 
@@ -114,6 +120,9 @@ func (c *command) install(ctx context.Context, files []string, upgradeOnly bool)
 func runRemove(ctx context.Context, c *command, names []string) error {
 	if len(names) == 0 {
 		return usagef("name at least one installed package")
+	}
+	if !c.opts.offline {
+		return c.daemonRemove(ctx, names)
 	}
 	e, err := c.openEngine(ctx)
 	if err != nil {
@@ -191,6 +200,9 @@ func runList(ctx context.Context, c *command, args []string) error {
 	if len(args) > 0 {
 		return usagef("list takes no arguments")
 	}
+	if !c.opts.offline {
+		return c.daemonList(ctx)
+	}
 	e, err := c.openEngine(ctx)
 	if err != nil {
 		return err
@@ -222,6 +234,9 @@ func runList(ctx context.Context, c *command, args []string) error {
 func runFiles(ctx context.Context, c *command, names []string) error {
 	if len(names) == 0 {
 		return usagef("name at least one installed package")
+	}
+	if !c.opts.offline {
+		return c.daemonFiles(ctx, names)
 	}
 	e, err := c.openEngine(ctx)
 	if err != nil {
@@ -260,6 +275,9 @@ func runFiles(ctx context.Context, c *command, names []string) error {
 func runOwns(ctx context.Context, c *command, paths []string) error {
 	if len(paths) == 0 {
 		return usagef("name at least one path")
+	}
+	if !c.opts.offline {
+		return c.daemonOwns(ctx, paths)
 	}
 	e, err := c.openEngine(ctx)
 	if err != nil {
@@ -305,6 +323,9 @@ func runOwns(ctx context.Context, c *command, paths []string) error {
 }
 
 func runVerify(ctx context.Context, c *command, names []string) error {
+	if !c.opts.offline {
+		return c.daemonVerify(ctx, names)
+	}
 	e, err := c.openEngine(ctx)
 	if err != nil {
 		return err
