@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -50,6 +51,9 @@ type options struct {
 	maxEntries     int
 	maxBytes       int64
 	scriptTimeout  string
+	buildDir       string
+	buildTimeout   string
+	linkDir        string
 }
 
 type verb struct {
@@ -83,6 +87,10 @@ func limitFlags(fs *pflag.FlagSet, o *options) {
 	fs.IntVar(&o.maxEntries, "max-entries", 0, "refuse archives with more entries (default 500000)")
 	fs.Int64Var(&o.maxBytes, "max-bytes", 0, "refuse archives that decompress to more bytes (default 16 GiB)")
 	fs.StringVar(&o.scriptTimeout, "script-timeout", "5m", "time limit for each package script")
+	// Like mktemp -d: under $TMPDIR when it is set.
+	fs.StringVar(&o.buildDir, "build-dir", filepath.Join(os.TempDir(), "tpm"), "where source packages are built (with --offline)")
+	fs.StringVar(&o.buildTimeout, "build-timeout", "1h", "time limit for building one source package (with --offline)")
+	fs.StringVar(&o.linkDir, "link-dir", "usr/local", "where source packages are linked, relative to the prefix (with --offline)")
 }
 
 func verbs() []verb {

@@ -27,6 +27,13 @@ func (c *command) openEngine(ctx context.Context) (*engine.Engine, error) {
 	if err != nil || timeout <= 0 {
 		return nil, usagef("--script-timeout %q is not a positive duration like 30s or 5m", c.opts.scriptTimeout)
 	}
+	buildTimeout, err := time.ParseDuration(c.opts.buildTimeout)
+	if c.opts.buildTimeout == "" {
+		buildTimeout, err = time.Hour, nil
+	}
+	if err != nil || buildTimeout <= 0 {
+		return nil, usagef("--build-timeout %q is not a positive duration like 10m or 1h", c.opts.buildTimeout)
+	}
 	limits := tarball.DefaultLimits()
 	if c.opts.maxEntries > 0 {
 		limits.MaxEntries = c.opts.maxEntries
@@ -38,6 +45,9 @@ func (c *command) openEngine(ctx context.Context) (*engine.Engine, error) {
 		StateDir:      c.opts.stateDir,
 		Limits:        limits,
 		ScriptTimeout: timeout,
+		BuildRoot:     c.opts.buildDir,
+		BuildTimeout:  buildTimeout,
+		LinkDir:       c.opts.linkDir,
 		Output:        c.scriptOutput,
 		Applied:       c.applied,
 		Step:          c.env.Step,

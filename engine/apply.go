@@ -15,6 +15,8 @@ import (
 	"path"
 	"syscall"
 	"time"
+	"tpm/builder"
+	"tpm/manifest"
 
 	"golang.org/x/sys/unix"
 
@@ -51,6 +53,11 @@ type journalOp struct {
 	Remove  []string          `json:"remove,omitempty"`
 	Receipt *store.Receipt    `json:"receipt,omitempty"` // nil for Remove
 	Info    map[string][]byte `json:"info,omitempty"`
+	// Source packages: folders to delete whole on rollback and once done
+	// (the build's DESTDIR, the old bucket moved aside), and the renames
+	// that swap buckets, done before the per-file renames.
+	TempDirs []string `json:"temp_dirs,omitempty"`
+	Moves    []rename `json:"moves,omitempty"`
 }
 
 type rename struct {
@@ -92,6 +99,10 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
 		if op.Action == Remove {
 			jo.Info = e.scriptsOf(p.Prefix, op) // so recovery can name a post-script that never ran
 		}
+		if op.bucket != "" {
+			op.buildDir = path.Join(builder.BucketsDir, fmt.Sprintf(".tpm-%s-%d", p.id, len(j.Ops)))
+			jo.TempDirs = []string{op.buildDir}
+		}
 		for i := range op.records {
 			if temp, ok := op.temps[i]; ok {
 				jo.Temps = append(jo.Temps, rename{Temp: temp, Target: op.records[i].Path})
@@ -109,8 +120,18 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
 		if op.Action == Remove {
 			continue
 		}
-		if err := e.stage(ctx, t, op, strip); err != nil {
-			return nil, e.abort(t, j, 0, fmt.Errorf("%s %s: %w", op.Action, op.Name, err))
+		var err error
+		if op.bucket != "" {
+			err = e.stageSource(ctx, t, p, i, j, strip)
+		} else {
+			err = e.stage(ctx, t, op, strip)
+		}
+		if err != nil {
+			var conflict *ConflictError
+			if !errors.As(err, &conflict) {
+				err = fmt.Errorf("%s %s: %w", op.Action, op.Name, err)
+			}
+			return nil, e.abort(t, j, 0, err)
 		}
 		j.Ops[i].Receipt = e.receiptOf(p.Prefix, op)
 		j.Ops[i].Info = op.pkg.Info
@@ -134,6 +155,9 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
 		}
 		res := OpResult{Action: op.Action, Name: op.Name, Version: op.Version, OldVersion: op.OldVersion}
 		info := e.scriptsOf(p.Prefix, op)
+		if op.bucket != "" || (op.old != nil && op.old.Type == manifest.TypeSource && op.Action == Remove) {
+			info = nil // source packages run no scripts
+		}
 		pre, post := scriptNames(op.Action)
 		e.opts.Step(pre + " " + op.Name)
 		if err := e.runScript(ctx, p.Prefix, op, pre, info[pre]); err != nil {
@@ -151,6 +175,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
 		if err := e.commit(t, j, i); err != nil {
 			return done, fmt.Errorf("%s %s: %w (run any tpm command to finish it)", op.Action, op.Name, err)
 		}
+		e.cleanup(t, &j.Ops[i])
 		e.opts.Step(post + " " + op.Name)
 		if err := e.runScript(ctx, p.Prefix, op, post, info[post]); err != nil {
 			res.Warnings = append(res.Warnings, err.Error())
@@ -377,6 +402,12 @@ func keepMode(m fs.FileMode, strip bool) fs.FileMode {
 
 // place renames the op's staged files into place and removes what it drops.
 func (e *Engine) place(t *tree, prefix string, jo *journalOp) error {
+	for _, mv := range jo.Moves {
+		e.opts.Step("move " + mv.Target)
+		if err := t.move(mv.Temp, mv.Target); err != nil {
+			return err
+		}
+	}
 	for _, rn := range jo.Temps {
 		e.opts.Step("rename " + rn.Target)
 		if err := t.rename(rn.Temp, rn.Target); err != nil {
@@ -440,6 +471,9 @@ func (e *Engine) rollback(t *tree, prefix string, jo *journalOp) {
 	for _, rn := range jo.Temps {
 		t.remove(rn.Temp)
 	}
+	for _, d := range jo.TempDirs {
+		t.removeAll(d)
+	}
 	dirs := append([]string(nil), jo.NewDirs...)
 	for _, d := range deepestFirst(dirs) {
 		var owned bool
@@ -450,6 +484,16 @@ func (e *Engine) rollback(t *tree, prefix string, jo *journalOp) {
 		if !owned {
 			t.remove(d) // fails, as it should, when something else is inside
 		}
+	}
+}
+
+// cleanup deletes what a committed op no longer needs: a source build's
+// DESTDIR and the old bucket it replaced. Recovery calls it again, so it
+// must not mind finding nothing.
+func (e *Engine) cleanup(t *tree, jo *journalOp) {
+	for _, d := range jo.TempDirs {
+		e.opts.Step("clean " + d)
+		t.removeAll(d)
 	}
 }
 
@@ -528,6 +572,27 @@ func (t *tree) symlink(target, rel string) error {
 		return err
 	}
 	return d.Symlink(target, base)
+}
+
+// removeAll deletes a folder tpm made for itself, whole.
+func (t *tree) removeAll(rel string) error {
+	t.dirs.forget(rel)
+	return t.root.RemoveAll(rel)
+}
+
+// move renames across directories (a bucket into place, or aside). A move
+// whose target exists has been done (targets are fresh names or a bucket
+// just moved aside), which makes recovery's second pass harmless.
+func (t *tree) move(from, to string) error {
+	if t.exists(to) {
+		return nil
+	}
+	t.dirs.forget(from)
+	t.dirs.forget(to)
+	if err := t.root.Rename(from, to); err != nil {
+		return fmt.Errorf("move %s to %s: %w", from, to, err)
+	}
+	return nil
 }
 
 // rename moves a staged temporary onto its target in the same directory.

@@ -36,7 +36,8 @@ func crashChild() int {
 	at, _ := strconv.Atoi(os.Getenv("CRASH_AT"))
 	steps := 0
 	opts := Options{
-		StateDir: os.Getenv("CRASH_STATE"),
+		StateDir:  os.Getenv("CRASH_STATE"),
+		BuildRoot: buildRootFor(os.Getenv("CRASH_STATE")),
 		Step: func(desc string) {
 			steps++
 			if steps == at {
@@ -102,6 +103,12 @@ func TestCrashAtEveryStep(t *testing.T) {
 		"usr/share/doc/b/README": "b",
 	}})
 
+	// A source package whose make install writes a program and a data file.
+	srcPkg := func(version string) string {
+		configure := "#!/bin/sh\nprefix=${1#--prefix=}\n" +
+			"printf 'all:\\n\\ttrue\\ninstall:\\n\\tmkdir -p $(DESTDIR)%s/bin $(DESTDIR)%s/share\\n\\techo " + version + " > $(DESTDIR)%s/bin/s\\n\\techo data > $(DESTDIR)%s/share/s-" + version + "\\n' \"$prefix\" \"$prefix\" \"$prefix\" \"$prefix\" > Makefile\n"
+		return writePackage(t, pkgs, pkgSpec{name: "s", version: version, source: true, files: map[string]string{"configure": configure}})
+	}
 	cases := []crashCase{
 		{name: "install", archive: []string{b1, a1},
 			before: map[string]string{}, after: map[string]string{"a": "1.0", "b": "1.0"}},
@@ -109,6 +116,18 @@ func TestCrashAtEveryStep(t *testing.T) {
 			before: map[string]string{"a": "1.0", "b": "1.0"}, after: map[string]string{"a": "2.0", "b": "1.0"}},
 		{name: "remove", setup: []string{a1, b1}, remove: []string{"a"},
 			before: map[string]string{"a": "1.0", "b": "1.0"}, after: map[string]string{}},
+	}
+	if _, err := exec.LookPath("make"); err == nil {
+		s1, s2 := srcPkg("1"), srcPkg("2")
+		cases = append(cases,
+			crashCase{name: "source install", archive: []string{s1},
+				before: map[string]string{}, after: map[string]string{"s": "1"}},
+			crashCase{name: "source upgrade", setup: []string{s1}, archive: []string{s2},
+				before: map[string]string{"s": "1"}, after: map[string]string{"s": "2"}},
+			crashCase{name: "source remove", setup: []string{s1}, remove: []string{"s"},
+				before: map[string]string{"s": "1"}, after: map[string]string{}})
+	} else {
+		t.Log("make is not installed: source package crash cases skipped")
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -154,7 +173,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 func installAll(t *testing.T, state, prefix string, archives []string) {
 	t.Helper()
 	ctx := context.Background()
-	e, _, err := Open(ctx, Options{StateDir: state})
+	e, _, err := Open(ctx, Options{StateDir: state, BuildRoot: buildRootFor(state)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +196,7 @@ func installAll(t *testing.T, state, prefix string, archives []string) {
 // and no temporary or script file is left. It returns name → version.
 func checkConsistent(t *testing.T, state, prefix string) map[string]string {
 	t.Helper()
-	e, _, err := Open(context.Background(), Options{StateDir: state})
+	e, _, err := Open(context.Background(), Options{StateDir: state, BuildRoot: buildRootFor(state)})
 	if err != nil {
 		t.Fatalf("recovery: %v", err)
 	}
@@ -216,11 +235,19 @@ func checkConsistent(t *testing.T, state, prefix string) map[string]string {
 			return nil
 		})
 	}
+	if builds, _ := os.ReadDir(buildRootFor(state)); len(builds) > 0 {
+		t.Errorf("build folders left: %v", builds)
+	}
 	leftovers, _ := filepath.Glob(filepath.Join(state, ".script-*"))
 	if len(leftovers) > 0 {
 		t.Errorf("script folders left: %v", leftovers)
 	}
 	return versions
+}
+
+// buildRootFor keeps source builds inside the test's folder.
+func buildRootFor(state string) string {
+	return filepath.Join(filepath.Dir(state), "build")
 }
 
 func sameVersions(a, b map[string]string) bool {
@@ -254,6 +281,7 @@ func partialOf(got, before, after map[string]string) bool {
 
 type pkgSpec struct {
 	name, version string
+	source        bool // files are the source tree; configure must be among them
 	deps          []string
 	files         map[string]string
 	links         map[string]string
@@ -268,8 +296,12 @@ func writePackage(t testing.TB, dir string, spec pkgSpec) string {
 	for _, d := range spec.deps {
 		deps = append(deps, strconv.Quote(d))
 	}
-	manifest := fmt.Sprintf(`{"Name":%q,"Version":%q,"Architecture":"any","Type":"Binary","Dependencies":[%s]}`,
-		spec.name, spec.version, strings.Join(deps, ","))
+	typ := "Binary"
+	if spec.source {
+		typ = "Source"
+	}
+	manifest := fmt.Sprintf(`{"Name":%q,"Version":%q,"Architecture":"any","Type":%q,"Dependencies":[%s]}`,
+		spec.name, spec.version, typ, strings.Join(deps, ","))
 	must(t, os.MkdirAll(filepath.Join(src, "info"), 0o755))
 	must(t, os.MkdirAll(filepath.Join(src, "data"), 0o755))
 	must(t, os.WriteFile(filepath.Join(src, "info", "package.json"), []byte(manifest), 0o644))
@@ -284,7 +316,11 @@ func writePackage(t testing.TB, dir string, spec pkgSpec) string {
 	for _, p := range paths {
 		full := filepath.Join(src, "data", p)
 		must(t, os.MkdirAll(filepath.Dir(full), 0o755))
-		must(t, os.WriteFile(full, []byte(spec.files[p]), 0o644))
+		mode := os.FileMode(0o644)
+		if p == "configure" {
+			mode = 0o755
+		}
+		must(t, os.WriteFile(full, []byte(spec.files[p]), mode))
 	}
 	for p, target := range spec.links {
 		full := filepath.Join(src, "data", p)

@@ -24,6 +24,12 @@ type Options struct {
 	Limits   tarball.Limits
 	// ScriptTimeout bounds every maintainer script.
 	ScriptTimeout time.Duration
+	// Source packages: where builds run (default /tmp/tpm), how long one may
+	// take (default 1h), and the symlink farm relative to the prefix
+	// (default usr/local).
+	BuildRoot    string
+	BuildTimeout time.Duration
+	LinkDir      string
 	// Output receives each line a maintainer script prints.
 	Output func(pkg, script, line string)
 	// Applied is told about each op as soon as it is done, post-script

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	"tpm/builder"
 	"tpm/manifest"
 	"tpm/resolve"
 	"tpm/store"
@@ -44,12 +45,16 @@ type Op struct {
 
 	pkg       *tarball.Package
 	tarStream []byte // the decompressed archive, when small enough to keep
-	old       *store.Receipt
-	entries   []tarball.Entry    // data/ entries plus implicit parent directories
-	records   []store.FileRecord // one per entry; hashes are filled in when staged
-	temps     map[int]string     // entry index → temporary name beside its target
-	newDirs   []string           // directories staging creates (removed on rollback)
-	remove    []string           // paths to delete once the new files are in place
+	// Source packages: the bucket (opt/tpm/buckets/NAME) and, while building,
+	// the DESTDIR that make install fills beside it.
+	bucket   string
+	buildDir string
+	old      *store.Receipt
+	entries  []tarball.Entry    // data/ entries plus implicit parent directories
+	records  []store.FileRecord // one per entry; hashes are filled in when staged
+	temps    map[int]string     // entry index → temporary name beside its target
+	newDirs  []string           // directories staging creates (removed on rollback)
+	remove   []string           // paths to delete once the new files are in place
 }
 
 // Plan is a checked transaction, ready to show to the user and to apply.
@@ -160,9 +165,6 @@ func (e *Engine) planArchive(a Archive, installed map[string]*store.Receipt, req
 	if host := manifest.HostArchitecture(); !m.RunsOn(host) {
 		return nil, nil, fmt.Errorf("%s is built for %s; this host is %s", m, m.Architecture, host)
 	}
-	if m.Type == manifest.TypeSource {
-		return nil, nil, fmt.Errorf("%s is a Source package; this version of tpm installs Binary packages only", m)
-	}
 	reason := a.Reason
 	if reason == "" {
 		reason = store.Explicit
@@ -188,8 +190,21 @@ func (e *Engine) planArchive(a Archive, installed map[string]*store.Receipt, req
 	} else if req.UpgradeOnly {
 		return nil, nil, fmt.Errorf("%s is not installed, so it cannot be upgraded: use tpm install", m.Name)
 	}
+	if m.Type == manifest.TypeSource {
+		// What it installs is known once it is built; for now it claims its
+		// bucket, which must not be anybody else's.
+		op.bucket, op.tarStream = path.Join(builder.BucketsDir, m.Name), nil
+		op.entries, op.records = withParents([]tarball.Entry{{Path: op.bucket, Type: tarball.TypeDir, Mode: 0o755}})
+		return op, nil, nil
+	}
 	op.entries, op.records = withParents(pkg.Entries)
 	return op, nil, nil
+}
+
+// movedIn says whether rel arrives inside the op's bucket, which is renamed
+// into place whole rather than file by file.
+func (op *Op) movedIn(rel string) bool {
+	return op.bucket != "" && strings.HasPrefix(rel, op.bucket+"/")
 }
 
 // withParents adds the directories an archive implies but does not list, so
@@ -310,36 +325,14 @@ func (e *ConflictError) Error() string {
 // it, or a file on disk that no package owns. It also refuses names that
 // would pass through a symlink on disk, and works out which directories
 // staging creates, which temporary names it uses and which old files go.
+// Source packages are checked again once built, when their files are known.
 func (e *Engine) checkFiles(p *Plan) error {
-	// What the new packages claim, for moves between packages in one go.
-	claimed := make(map[string]string)
-	claimedDir := make(map[string]bool)
-	var conflicts []Conflict
-	for _, op := range p.Ops {
-		if op.Action == Remove {
-			continue
-		}
-		for _, rec := range op.records {
-			if rec.Type == store.Dir {
-				claimedDir[rec.Path] = true
-				continue
-			}
-			if other, ok := claimed[rec.Path]; ok && other != op.Name {
-				conflicts = append(conflicts, Conflict{Path: join(p.Prefix, rec.Path), Package: op.Name, Owner: other, Detail: "is also in " + other + " in this transaction"})
-			}
-			claimed[rec.Path] = op.Name
-		}
-	}
-	// Packages whose current receipts stop counting once the plan is applied.
-	leaving := make(map[string]bool)
-	for _, op := range p.Ops {
-		if op.old != nil || op.Action == Remove {
-			leaving[op.Name] = true
-		}
-	}
 	if err := typeChanges(p); err != nil {
 		return err
 	}
+	claims := p.claims()
+	var conflicts []Conflict
+	conflicts = append(conflicts, claims.conflicts...)
 	disk := newDiskView(p.Prefix)
 	defer disk.close()
 	err := e.db.View(func(tx *store.Tx) error {
@@ -347,47 +340,11 @@ func (e *Engine) checkFiles(p *Plan) error {
 			if op.Action == Remove {
 				continue
 			}
-			op.temps = make(map[int]string)
-			for i, rec := range op.records {
-				abs := join(p.Prefix, rec.Path)
-				if above, kind := disk.blockedAbove(rec.Path); above != "" {
-					return fmt.Errorf("refusing %s: entry %q: passes through the %s %s on disk", filepath.Base(op.Archive), "data/"+rec.Path, kind, join(p.Prefix, above))
-				}
-				info, err := disk.lstat(rec.Path)
-				if err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return fmt.Errorf("check %s: %w", abs, err)
-				}
-				exists := err == nil
-				if rec.Type == store.Dir {
-					if other := claimed[rec.Path]; other != "" {
-						conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: other, Detail: "is a directory in " + op.Name + " but a file in " + other + " in this transaction"})
-					} else if owner := tx.FileOwner(p.Prefix, rec.Path); owner != "" {
-						conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: owner, Detail: "is a directory in " + op.Name + " but a file of " + owner})
-					} else if exists && !info.IsDir() {
-						conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Detail: "is a directory in " + op.Name + " but a " + kindOf(info) + " on disk"})
-					} else if !exists {
-						op.newDirs = append(op.newDirs, rec.Path)
-					}
-					continue
-				}
-				op.temps[i] = path.Join(path.Dir(rec.Path), fmt.Sprintf(".tpm-%s-%d-%d", p.id, oi, i))
-				if claimedDir[rec.Path] {
-					continue // a directory of another package here: reported from its side
-				}
-				owner := tx.FileOwner(p.Prefix, rec.Path)
-				switch {
-				case owner == op.Name:
-					// The package replaces its own file.
-				case owner != "" && !(leaving[owner] && claimed[rec.Path] == op.Name && !stillHas(p, owner, rec.Path)):
-					conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: owner})
-				case owner != "":
-					// Moves from a package that drops or leaves it in this transaction.
-				case len(tx.DirOwners(p.Prefix, rec.Path)) > 0:
-					conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: tx.DirOwners(p.Prefix, rec.Path)[0], Detail: "is a file in " + op.Name + " but a directory of " + strings.Join(tx.DirOwners(p.Prefix, rec.Path), ", ")})
-				case exists:
-					conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name})
-				}
+			found, err := p.checkOp(tx, disk, oi, op, claims)
+			if err != nil {
+				return err
 			}
+			conflicts = append(conflicts, found...)
 		}
 		return nil
 	})
@@ -399,10 +356,105 @@ func (e *Engine) checkFiles(p *Plan) error {
 	}
 	for _, op := range p.Ops {
 		if op.old != nil {
-			op.remove = dropped(op.old, op.records, claimed, claimedDir)
+			op.remove = dropped(op.old, op.records, claims.files, claims.dirs)
 		}
 	}
 	return nil
+}
+
+// claims is what the new packages of a plan take, for moves between
+// packages in one go and for conflicts among them.
+type claims struct {
+	files     map[string]string // path → package, for everything but directories
+	dirs      map[string]bool
+	leaving   map[string]bool // packages whose current receipts stop counting
+	conflicts []Conflict
+}
+
+func (p *Plan) claims() claims {
+	c := claims{files: make(map[string]string), dirs: make(map[string]bool), leaving: make(map[string]bool)}
+	for _, op := range p.Ops {
+		if op.old != nil || op.Action == Remove {
+			c.leaving[op.Name] = true
+		}
+		if op.Action == Remove {
+			continue
+		}
+		for _, rec := range op.records {
+			if rec.Type == store.Dir {
+				c.dirs[rec.Path] = true
+				continue
+			}
+			if other, ok := c.files[rec.Path]; ok && other != op.Name {
+				c.conflicts = append(c.conflicts, Conflict{Path: join(p.Prefix, rec.Path), Package: op.Name, Owner: other, Detail: "is also in " + other + " in this transaction"})
+			}
+			c.files[rec.Path] = op.Name
+		}
+	}
+	return c
+}
+
+// checkOp checks one op's records (see checkFiles) and sets its temporary
+// names and the directories staging must create.
+func (p *Plan) checkOp(tx *store.Tx, disk *diskView, oi int, op *Op, c claims) ([]Conflict, error) {
+	var conflicts []Conflict
+	op.temps = make(map[int]string)
+	op.newDirs = nil
+	for i, rec := range op.records {
+		abs := join(p.Prefix, rec.Path)
+		if op.movedIn(rec.Path) {
+			continue // arrives with its bucket, in one rename
+		}
+		if above, kind := disk.blockedAbove(rec.Path); above != "" {
+			return nil, fmt.Errorf("refusing %s: entry %q: passes through the %s %s on disk", filepath.Base(op.Archive), "data/"+rec.Path, kind, join(p.Prefix, above))
+		}
+		info, err := disk.lstat(rec.Path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("check %s: %w", abs, err)
+		}
+		exists := err == nil
+		if rec.Type == store.Dir {
+			if other := c.files[rec.Path]; other != "" {
+				conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: other, Detail: "is a directory in " + op.Name + " but a file in " + other + " in this transaction"})
+			} else if owner := tx.FileOwner(p.Prefix, rec.Path); owner != "" {
+				conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: owner, Detail: "is a directory in " + op.Name + " but a file of " + owner})
+			} else if exists && !info.IsDir() {
+				conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Detail: "is a directory in " + op.Name + " but a " + kindOf(info) + " on disk"})
+			} else if exists && rec.Path == op.bucket && !ownsDir(tx, p.Prefix, rec.Path, op.Name) {
+				conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Detail: "is the build bucket of " + op.Name + " but already exists and is not its own"})
+			} else if !exists && rec.Path != op.bucket {
+				op.newDirs = append(op.newDirs, rec.Path)
+			}
+			continue
+		}
+		op.temps[i] = path.Join(path.Dir(rec.Path), fmt.Sprintf(".tpm-%s-%d-%d", p.id, oi, i))
+		if c.dirs[rec.Path] {
+			continue // a directory of another package here: reported from its side
+		}
+		owner := tx.FileOwner(p.Prefix, rec.Path)
+		switch {
+		case owner == op.Name:
+			// The package replaces its own file.
+		case owner != "" && !(c.leaving[owner] && c.files[rec.Path] == op.Name && !stillHas(p, owner, rec.Path)):
+			conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: owner})
+		case owner != "":
+			// Moves from a package that drops or leaves it in this transaction.
+		case len(tx.DirOwners(p.Prefix, rec.Path)) > 0:
+			conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: tx.DirOwners(p.Prefix, rec.Path)[0], Detail: "is a file in " + op.Name + " but a directory of " + strings.Join(tx.DirOwners(p.Prefix, rec.Path), ", ")})
+		case exists:
+			conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name})
+		}
+	}
+	return conflicts, nil
+}
+
+func ownsDir(tx *store.Tx, prefix, rel, name string) bool {
+	for _, o := range tx.DirOwners(prefix, rel) {
+		if o == name {
+			return true
+		}
+	}
+	return false
 }
 
 // typeChanges refuses an upgrade that turns one of the package's own paths

@@ -71,9 +71,12 @@ func (e *Engine) recover(ctx context.Context) (*Recovery, error) {
 			e.rollback(t, j.Prefix, jo)
 			rec.RolledBack = append(rec.RolledBack, jo.Name)
 		case stateCommitted:
+			e.cleanup(t, jo)
 			if post := postScript(jo); post != "" {
 				rec.ScriptsNotRun = append(rec.ScriptsNotRun, jo.Name+" ("+post+")")
 			}
+		case stateDone:
+			e.cleanup(t, jo)
 		case statePlacing:
 			if err := e.place(t, j.Prefix, jo); err != nil {
 				return nil, fmt.Errorf("recover: finishing %s %s: %w", jo.Action, jo.Name, err)
@@ -81,6 +84,7 @@ func (e *Engine) recover(ctx context.Context) (*Recovery, error) {
 			if err := e.commit(t, &j, i); err != nil {
 				return nil, fmt.Errorf("recover: finishing %s %s: %w", jo.Action, jo.Name, err)
 			}
+			e.cleanup(t, jo)
 			rec.Completed = append(rec.Completed, jo.Name)
 			if post := postScript(jo); post != "" {
 				rec.ScriptsNotRun = append(rec.ScriptsNotRun, jo.Name+" ("+post+")")

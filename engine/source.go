@@ -1,0 +1,156 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"tpm/builder"
+	"tpm/store"
+	"tpm/tarball"
+)
+
+// stageSource builds the source package of op i into its DESTDIR beside the
+// bucket, then works out what it installs (the bucket's files and the
+// symlink farm in the link directory), checks all of it for conflicts like
+// a binary package's files, and stages the links. Renaming the built bucket
+// into place waits, like every other file, for the op's turn to be placed.
+func (e *Engine) stageSource(ctx context.Context, t *tree, p *Plan, i int, j *journal, strip bool) error {
+	op := p.Ops[i]
+	for _, d := range op.newDirs {
+		e.opts.Step("mkdir " + d)
+		if err := t.mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	e.opts.Step("build " + op.Name)
+	res, err := builder.Build(ctx, builder.Spec{
+		Archive:   op.Archive,
+		Limits:    e.opts.Limits,
+		BuildRoot: e.opts.BuildRoot,
+		Prefix:    p.Prefix,
+		Name:      op.Name,
+		DestDir:   join(p.Prefix, op.buildDir),
+		Timeout:   e.opts.BuildTimeout,
+		Env:       []string{fmt.Sprintf("MAKEFLAGS=-j%d", runtime.NumCPU())},
+		Log:       func(step, line string) { e.opts.Output(op.Name, step, line) },
+		LogFile:   filepath.Join(e.opts.StateDir, "build-logs", op.Name+"-"+op.Version+".log"),
+	})
+	if err != nil {
+		return err
+	}
+	built, err := filepath.Rel(p.Prefix, res.Bucket)
+	if err != nil {
+		return err
+	}
+	built = filepath.ToSlash(built)
+	if strip {
+		// As for binary packages: no setuid or setgid unless root installs into /.
+		for _, f := range res.Files {
+			if f.Type == tarball.TypeFile && f.Mode&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+				if err := t.root.Chmod(path.Join(built, f.Path), keepMode(f.Mode, true)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	op.entries, op.records = e.sourceRecords(p.Prefix, op, res, strip)
+
+	// Check again, now that the files are known.
+	claims := p.claims()
+	disk := newDiskView(p.Prefix)
+	defer disk.close()
+	var conflicts []Conflict
+	err = e.db.View(func(tx *store.Tx) error {
+		found, err := p.checkOp(tx, disk, i, op, claims)
+		conflicts = append(found, claims.conflicts...)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if len(conflicts) > 0 {
+		return &ConflictError{Conflicts: conflicts}
+	}
+	if op.old != nil {
+		op.remove = dropped(op.old, op.records, claims.files, claims.dirs)
+	}
+
+	jo := &j.Ops[i]
+	jo.NewDirs = append(jo.NewDirs, op.newDirs...)
+	jo.Remove, jo.Temps, jo.Moves = op.remove, nil, nil
+	if t.exists(op.bucket) {
+		aside := op.buildDir + "-old"
+		jo.Moves = append(jo.Moves, rename{Temp: op.bucket, Target: aside})
+		jo.TempDirs = append(jo.TempDirs, aside)
+	}
+	jo.Moves = append(jo.Moves, rename{Temp: built, Target: op.bucket})
+	for k := range op.records {
+		if temp, ok := op.temps[k]; ok {
+			jo.Temps = append(jo.Temps, rename{Temp: temp, Target: op.records[k].Path})
+		}
+	}
+	e.opts.Step("journal built " + op.Name)
+	if err := e.writeJournal(j); err != nil {
+		return err
+	}
+	for _, d := range op.newDirs {
+		e.opts.Step("mkdir " + d)
+		if err := t.mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	for k, rec := range op.records {
+		if temp, ok := op.temps[k]; ok {
+			e.opts.Step("stage " + rec.Path)
+			if err := t.symlink(rec.Link, temp); err != nil {
+				return fmt.Errorf("symlink %s: %w", rec.Path, err)
+			}
+		}
+	}
+	return nil
+}
+
+// sourceRecords lists what a built source package installs, relative to
+// the prefix: the directories down to its bucket, the bucket's contents,
+// and the symlink farm (real directories, links into the bucket).
+func (e *Engine) sourceRecords(prefix string, op *Op, res *builder.Result, strip bool) ([]tarball.Entry, []store.FileRecord) {
+	var entries []tarball.Entry
+	entries = append(entries, tarball.Entry{Path: op.bucket, Type: tarball.TypeDir, Mode: 0o755})
+	for _, f := range res.Files {
+		en := tarball.Entry{Path: path.Join(op.bucket, f.Path), Type: f.Type, Mode: keepMode(f.Mode, strip), Size: f.Size, Link: f.Link}
+		entries = append(entries, en)
+	}
+	linkDir := e.opts.LinkDir
+	if linkDir == "" {
+		linkDir = builder.DefaultLinkDir(prefix)
+	} else {
+		linkDir = join(prefix, linkDir)
+	}
+	for _, l := range builder.Links(builder.BucketPath(prefix, op.Name), res.Files, linkDir) {
+		rel, err := filepath.Rel(prefix, l.Path)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		if l.Dir {
+			entries = append(entries, tarball.Entry{Path: filepath.ToSlash(rel), Type: tarball.TypeDir, Mode: 0o755})
+		} else {
+			entries = append(entries, tarball.Entry{Path: filepath.ToSlash(rel), Type: tarball.TypeSymlink, Mode: 0o777, Link: l.Target})
+		}
+	}
+	entries, records := withParents(entries)
+	shas := make(map[string]string, len(res.Files))
+	for _, f := range res.Files {
+		shas[path.Join(op.bucket, f.Path)] = f.SHA256
+	}
+	for k := range records {
+		if records[k].Type == store.File {
+			records[k].SHA256 = shas[records[k].Path]
+		}
+	}
+	return entries, records
+}
