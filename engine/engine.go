@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"tpm/builder"
 	"tpm/store"
 	"tpm/tarball"
 )
@@ -30,6 +31,9 @@ type Options struct {
 	BuildRoot    string
 	BuildTimeout time.Duration
 	LinkDir      string
+	// Build runs one source build; the daemon hands builds to its builder
+	// actor through it. Default: builder.Build in the caller's goroutine.
+	Build func(context.Context, builder.Spec) (*builder.Result, error)
 	// Output receives each line a maintainer script prints.
 	Output func(pkg, script, line string)
 	// Applied is told about each op as soon as it is done, post-script
@@ -71,6 +75,9 @@ func Open(ctx context.Context, opts Options) (*Engine, *Recovery, error) {
 	}
 	if opts.Step == nil {
 		opts.Step = func(string) {}
+	}
+	if opts.Build == nil {
+		opts.Build = builder.Build
 	}
 	if opts.Applied == nil {
 		opts.Applied = func(OpResult) {}

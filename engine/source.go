@@ -28,7 +28,7 @@ func (e *Engine) stageSource(ctx context.Context, t *tree, p *Plan, i int, j *jo
 		}
 	}
 	e.opts.Step("build " + op.Name)
-	res, err := builder.Build(ctx, builder.Spec{
+	res, err := e.opts.Build(ctx, builder.Spec{
 		Archive:   op.Archive,
 		Limits:    e.opts.Limits,
 		BuildRoot: e.opts.BuildRoot,
