@@ -138,15 +138,17 @@ func (c *command) daemonInstall(ctx context.Context, args []string, upgrade bool
 	}
 	if !c.opts.json {
 		fmt.Fprintln(c.env.Stdout, "This will:")
+		tw := tabwriter.NewWriter(c.env.Stdout, 0, 4, 2, ' ', 0)
 		var total int64
 		for _, it := range plan.Plan {
 			note := ""
 			if !it.Requested {
-				note = "  (needed)"
+				note = "(needed)"
 			}
-			fmt.Fprintf(c.env.Stdout, "  %s  %s%s\n", describeItem(it), humanBytes(it.Size), note)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", describeItem(it), humanBytes(it.Size), note)
 			total += it.Size
 		}
+		tw.Flush()
 		fmt.Fprintf(c.env.Stdout, "  %d package(s), %s to download\n", len(plan.Plan), humanBytes(total))
 	}
 	if extra {

@@ -64,7 +64,11 @@ func (v *progressView) progress(p *messages.Progress) {
 			case "download":
 				fmt.Fprintf(v.c.env.Stdout, "downloading %s (%s)\n", p.Package, humanBytes(p.Total))
 			case "verify":
-				fmt.Fprintf(v.c.env.Stdout, "downloaded %s from %d peer(s)\n", p.Package, p.Peers)
+				if p.Peers > 0 {
+					fmt.Fprintf(v.c.env.Stdout, "downloaded %s from %d peer(s)\n", p.Package, p.Peers)
+				} else {
+					fmt.Fprintf(v.c.env.Stdout, "downloaded %s\n", p.Package)
+				}
 			case "install":
 				fmt.Fprintf(v.c.env.Stdout, "installing %s\n", p.Package)
 			}
