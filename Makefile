@@ -11,7 +11,8 @@ build:
 test: lint
 	$(GO) test -race -count=1 ./...
 
-# Packs the example packages and installs them into a scratch prefix.
+# The whole mission on loopback in a scratch folder: a repository server, two
+# clients, an install through the swarm, the second client fed by the first.
 demo: build
 	./examples/demo.sh $(BIN)
 
@@ -20,6 +21,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./test/bench/install -tpm $(BIN)/tpm
 	$(GO) run ./test/bench/server
+	$(GO) run ./test/bench/client
 
 # Each fuzz target for FUZZTIME (the seed corpora also run in make test).
 FUZZTIME ?= 30s

@@ -30,6 +30,9 @@ type ServerConfig struct {
 	ScanInterval time.Duration // between periodic scans
 	Check        repo.Check
 	Logger       *slog.Logger
+	// NoSeed publishes and tracks without seeding: clients get packages
+	// from each other and from the web seed only (tpmd server --seed=false).
+	NoSeed bool
 
 	// Supervision: a component that fails more than MaxRestarts times
 	// within RestartWindow is stopped and the server reports a failure
@@ -152,7 +155,11 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	}
 
 	var errs []error
-	for range 2 { // publisher and seeder
+	components := 2 // publisher and seeder
+	if cfg.NoSeed {
+		components = 1
+	}
+	for range components {
 		select {
 		case r := <-s.ready:
 			if r.err != nil {
@@ -299,6 +306,9 @@ func (a *supervisor) Receive(ctx actor.Context) {
 			{Scanner, func() actor.Actor { return &scannerActor{s: a.s} }},
 		}
 		for _, c := range children {
+			if c.name == Seeder && a.s.cfg.NoSeed {
+				continue
+			}
 			if _, err := ctx.SpawnNamed(actor.PropsFromProducer(c.producer), c.name); err != nil {
 				a.s.fail(fmt.Errorf("start %s: %w", c.name, err))
 			}
@@ -313,7 +323,9 @@ func (a *supervisor) Receive(ctx actor.Context) {
 		if a.last == nil || msg.Generation.Number >= a.last.Number {
 			a.last = msg.Generation
 			ctx.Send(a.s.child(Publisher), msg)
-			ctx.Send(a.s.child(Seeder), msg)
+			if !a.s.cfg.NoSeed {
+				ctx.Send(a.s.child(Seeder), msg)
+			}
 		}
 	case *messages.NeedGeneration:
 		if a.last != nil && ctx.Sender() != nil {

@@ -203,6 +203,9 @@ func writeEntry(tw *tar.Writer, rel, full string, info fs.FileInfo, opts PackOpt
 // PackFile packs dir into outDir/NAME-VERSION-ARCH.tpkg, replacing any file
 // of that name only once the new one is complete.
 func PackFile(dir, outDir string, opts PackOptions) (string, *manifest.Manifest, error) {
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return "", nil, fmt.Errorf("pack %s: %w", dir, err)
+	}
 	tmp, err := os.CreateTemp(outDir, ".tpm-pack-*")
 	if err != nil {
 		return "", nil, fmt.Errorf("pack %s: %w", dir, err)

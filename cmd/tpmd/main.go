@@ -1,5 +1,6 @@
 // Command tpmd is the tpm daemon. "tpmd server" indexes, signs, publishes
-// and seeds a directory of packages; "tpmd client" is not built yet.
+// and seeds a directory of packages; "tpmd client" keeps a host's index,
+// downloads, installs and seeds packages for the tpm CLI.
 //
 // This file is wiring only: flags and the config file, the pid file, the
 // file-IO choice of the torrent library, signals, and the exit status. The
@@ -7,7 +8,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -16,20 +16,20 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"tpm/actors"
+	"tpm/daemon"
 	"tpm/repo"
 	"tpm/signing"
 	"tpm/swarm"
 )
 
 const usage = `usage: tpmd server [flags]
+       tpmd client [flags]   (tpmd client --help)
 
 Indexes, signs, publishes and seeds the packages of --packages.
 
@@ -68,8 +68,7 @@ func run(args []string) int {
 	case "server":
 		return server(args[1:])
 	case "client":
-		fmt.Fprintln(os.Stderr, "tpmd: the client role is not built yet")
-		return 2
+		return client(args[1:])
 	}
 	fmt.Fprintf(os.Stderr, "tpmd: unknown role %q; try tpmd server --help\n", args[0])
 	return 2
@@ -88,6 +87,7 @@ type options struct {
 	pidFile      string
 	logLevel     string
 	fileIO       string
+	seed         bool
 }
 
 func serverFlags(o *options) *pflag.FlagSet {
@@ -104,6 +104,7 @@ func serverFlags(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.pidFile, "pid-file", "", "pid `FILE`, locked while running (default STATE-DIR/tpmd-server.pid)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.fileIO, "file-io", "classic", "torrent file reads: classic (pread) or mmap")
+	fs.BoolVar(&o.seed, "seed", true, "seed the packages; with --seed=false clients get them from each other and the web seed")
 	fs.SortFlags = false
 	return fs
 }
@@ -124,7 +125,7 @@ func server(args []string) int {
 		return 2
 	}
 	if o.config != "" {
-		if err := applyConfig(fs, o.config); err != nil {
+		if err := daemon.ApplyConfig(fs, o.config); err != nil {
 			fmt.Fprintf(os.Stderr, "tpmd server: %v\n", err)
 			return 2
 		}
@@ -176,7 +177,7 @@ func serve(o options, check repo.Check, log *slog.Logger) error {
 	if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-	release, err := lockPidFile(o.pidFile)
+	release, err := daemon.LockPidFile(o.pidFile, "tpmd server")
 	if err != nil {
 		return err
 	}
@@ -198,6 +199,7 @@ func serve(o options, check repo.Check, log *slog.Logger) error {
 		ScanInterval: o.scanInterval,
 		Check:        check,
 		Logger:       log,
+		NoSeed:       !o.seed,
 	})
 	if err != nil {
 		return err
@@ -244,74 +246,4 @@ func defaultPublicURL(httpAddr string) string {
 		}
 	}
 	return "http://" + net.JoinHostPort(host, port)
-}
-
-// applyConfig sets every flag the file names that the command line did not.
-func applyConfig(fs *pflag.FlagSet, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, value, ok := strings.Cut(line, "=")
-		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-		if !ok || name == "" {
-			return fmt.Errorf("config %s:%d: want name = value", path, n)
-		}
-		fl := fs.Lookup(name)
-		if fl == nil || name == "config" {
-			return fmt.Errorf("config %s:%d: unknown setting %q", path, n, name)
-		}
-		if fl.Changed {
-			continue
-		}
-		if unq, err := strconv.Unquote(value); err == nil {
-			value = unq
-		}
-		if err := fs.Set(name, value); err != nil {
-			return fmt.Errorf("config %s:%d: %s: %v", path, n, name, err)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
-	}
-	return nil
-}
-
-// lockPidFile writes our pid into path under an exclusive flock held until
-// release; a second server on the same file is refused with the first's pid.
-func lockPidFile(path string) (release func(), err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("pid file: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("pid file: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		b := make([]byte, 32)
-		n, _ := f.ReadAt(b, 0)
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("another tpmd server (pid %s) holds %s", strings.TrimSpace(string(b[:n])), path)
-		}
-		return nil, fmt.Errorf("pid file %s: %w", path, err)
-	}
-	if err := f.Truncate(0); err == nil {
-		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("pid file %s: %w", path, err)
-	}
-	return func() {
-		os.Remove(path) // while still locked, so no second server can take it in between
-		f.Close()
-	}, nil
 }

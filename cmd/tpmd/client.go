@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"tpm/actors"
+	"tpm/daemon"
+	"tpm/signing"
+	"tpm/swarm"
+)
+
+const clientUsage = `usage: tpmd client [flags]
+
+Keeps this host's copy of the repository's signed index, answers the tpm
+CLI on the FIFOs in --run-dir, downloads packages from the swarm (the
+repository's HTTP web seed is the fallback), installs them with the
+engine, and seeds every installed package.
+
+Flags may also come from --config FILE: one "name = value" per line, names
+as the long flags without "--", "#" starts a comment; a flag given on the
+command line wins over the file. See deploy/client.conf.example.
+
+Signals: SIGTERM and SIGINT stop within 5 seconds, downloads included.
+
+Flags:
+`
+
+type clientOptions struct {
+	config       string
+	server       string
+	trustedKey   string
+	stateDir     string
+	cacheDir     string
+	runDir       string
+	adminGroup   string
+	prefix       string
+	syncInterval time.Duration
+	torrentAddr  string
+	webSeed      bool
+	stallTimeout time.Duration
+	buildDir     string
+	buildTimeout time.Duration
+	logLevel     string
+	fileIO       string
+	killAtStep   string
+}
+
+func clientFlags(o *clientOptions) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("tpmd client", pflag.ContinueOnError)
+	fs.StringVar(&o.config, "config", "", "read flags from `FILE` (name = value lines)")
+	fs.StringVar(&o.server, "server", "", "the repository's `URL` (tpmd server's --public-url); required")
+	fs.StringVar(&o.trustedKey, "trusted-key", "/etc/tpm/repo.pub", "the repository's public key `FILE`")
+	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/tpm", "installed-state database, index and piece-completion `DIR`")
+	fs.StringVar(&o.cacheDir, "cache-dir", "/var/cache/tpm", "`DIR` of the installed packages' files, seeded")
+	fs.StringVar(&o.runDir, "run-dir", "/run/tpm", "`DIR` of the FIFOs, lockfiles and pid file")
+	fs.StringVar(&o.adminGroup, "admin-group", "", "`GROUP` that may also write admin.fifo (mode 0620)")
+	fs.StringVar(&o.prefix, "prefix", "/", "install prefix for requests that name none")
+	fs.DurationVar(&o.syncInterval, "sync-interval", time.Hour, "time between index fetches")
+	fs.StringVar(&o.torrentAddr, "torrent-listen", ":6881", "BitTorrent listen `ADDR`")
+	fs.BoolVar(&o.webSeed, "web-seed", true, "fall back to the repository's HTTP web seed; false: peers only")
+	fs.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail a download that makes no progress for this long")
+	fs.StringVar(&o.buildDir, "build-dir", "/tmp/tpm", "`DIR` where source packages are built")
+	fs.DurationVar(&o.buildTimeout, "build-timeout", time.Hour, "time limit for building one source package")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.fileIO, "file-io", "classic", "torrent file reads: classic (pread) or mmap")
+	fs.StringVar(&o.killAtStep, "test-kill-at-step", "", "testing only: SIGKILL ourselves before the engine step starting with `TEXT`")
+	fs.MarkHidden("test-kill-at-step")
+	fs.SortFlags = false
+	return fs
+}
+
+func client(args []string) int {
+	var o clientOptions
+	fs := clientFlags(&o)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, clientUsage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "tpmd client: %v\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "tpmd client: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if o.config != "" {
+		if err := daemon.ApplyConfig(fs, o.config); err != nil {
+			fmt.Fprintf(os.Stderr, "tpmd client: %v\n", err)
+			return 2
+		}
+	}
+	if o.server == "" {
+		fmt.Fprintln(os.Stderr, "tpmd client: --server URL is required (the repository's tpmd server)")
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "tpmd client: --log-level %q is not debug, info, warn or error\n", o.logLevel)
+		return 2
+	}
+	if o.fileIO != "classic" && o.fileIO != "mmap" {
+		fmt.Fprintf(os.Stderr, "tpmd client: --file-io %q is not classic or mmap\n", o.fileIO)
+		return 2
+	}
+	if !filepath.IsAbs(o.prefix) {
+		fmt.Fprintf(os.Stderr, "tpmd client: --prefix %q must be an absolute path\n", o.prefix)
+		return 2
+	}
+	// As for the server: the torrent library reads its file IO choice from
+	// the environment before main runs.
+	if os.Getenv(swarm.FileIOEnv) != o.fileIO {
+		os.Setenv(swarm.FileIOEnv, o.fileIO)
+		exe, err := os.Executable()
+		if err == nil {
+			err = syscall.Exec(exe, os.Args, os.Environ())
+		}
+		fmt.Fprintf(os.Stderr, "tpmd client: re-executing with %s=%s: %v\n", swarm.FileIOEnv, o.fileIO, err)
+		return 1
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := runClient(o, log); err != nil {
+		fmt.Fprintf(os.Stderr, "tpmd client: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func runClient(o clientOptions, log *slog.Logger) error {
+	key, err := signing.LoadPublicKey(o.trustedKey)
+	if err != nil {
+		return fmt.Errorf("%w (--trusted-key: the repository's repo.pub)", err)
+	}
+	gid := -1
+	if o.adminGroup != "" {
+		g, err := user.LookupGroup(o.adminGroup)
+		if err != nil {
+			return fmt.Errorf("--admin-group: %w", err)
+		}
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+	if err := os.MkdirAll(o.runDir, 0o755); err != nil {
+		return fmt.Errorf("run directory: %w", err)
+	}
+	release, err := daemon.LockPidFile(filepath.Join(o.runDir, "tpmd.pid"), "tpmd client")
+	if err != nil {
+		return err
+	}
+	defer release()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	var step func(string)
+	if o.killAtStep != "" {
+		step = func(desc string) {
+			if len(desc) >= len(o.killAtStep) && desc[:len(o.killAtStep)] == o.killAtStep {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				time.Sleep(time.Minute)
+			}
+		}
+	}
+	c, err := actors.StartClient(actors.ClientConfig{
+		Server:       o.server,
+		TrustedKey:   key,
+		StateDir:     o.stateDir,
+		CacheDir:     o.cacheDir,
+		RunDir:       o.runDir,
+		AdminGID:     gid,
+		Prefix:       o.prefix,
+		SyncInterval: o.syncInterval,
+		TorrentAddr:  o.torrentAddr,
+		NoWebSeeds:   !o.webSeed,
+		StallTimeout: o.stallTimeout,
+		BuildRoot:    o.buildDir,
+		BuildTimeout: o.buildTimeout,
+		Logger:       log,
+		Step:         step,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("tpmd client started", "pid", os.Getpid(), "server", o.server, "run_dir", o.runDir,
+		"torrent_port", c.TorrentPort(), "index_generation", c.Index().Generation, "file_io", swarm.FileIO())
+
+	var failure error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping")
+	case failure = <-c.Failed():
+		log.Error("stopping after a component failed", "err", failure)
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), stopBudget-500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := c.Stop(stopCtx); err != nil {
+		log.Warn("unclean stop", "err", err)
+	}
+	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
+	return failure
+}

@@ -1,0 +1,129 @@
+package store
+
+// This file holds what a host daemon keeps beside the receipts: the record
+// of each package file in its cache (which torrent it is, what the signed
+// index said about it), so that it can seed every installed package after
+// a restart even when the current index no longer lists that version.
+// Records are small JSON files, one per cache file, written before the
+// install that needs them and reconciled with the receipts on start.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// CacheRecord describes one .tpkg of the host's cache.
+type CacheRecord struct {
+	Name      string `json:"name"`
+	Version   string `json:"version"`
+	File      string `json:"file"`
+	SHA256    string `json:"sha256"`
+	Size      int64  `json:"size"`
+	InfoHash  string `json:"infohash"`
+	InfoBytes []byte `json:"info"`
+}
+
+// CacheRecords is a directory of records.
+type CacheRecords struct{ Dir string }
+
+func (c CacheRecords) path(file string) (string, error) {
+	if file == "" || file != filepath.Base(file) || strings.HasPrefix(file, ".") {
+		return "", fmt.Errorf("cache record: %q is not a plain file name", file)
+	}
+	return filepath.Join(c.Dir, file+".json"), nil
+}
+
+// Put writes r durably, replacing any record of the same file.
+func (c CacheRecords) Put(r *CacheRecord) error {
+	p, err := c.path(r.File)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return fmt.Errorf("cache record: %w", err)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("cache record: %w", err)
+	}
+	tmp := p + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("cache record: %w", err)
+	}
+	if _, err = f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("cache record: %w", err)
+	}
+	return nil
+}
+
+// Delete forgets the record of file.
+func (c CacheRecords) Delete(file string) error {
+	p, err := c.path(file)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cache record: %w", err)
+	}
+	return nil
+}
+
+// All reads every record; unreadable ones are skipped and reported.
+func (c CacheRecords) All() ([]*CacheRecord, error) {
+	ents, err := os.ReadDir(c.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cache records: %w", err)
+	}
+	var out []*CacheRecord
+	var errs []error
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") || !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(c.Dir, e.Name()))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var r CacheRecord
+		if err := json.Unmarshal(b, &r); err != nil || r.File+".json" != e.Name() {
+			errs = append(errs, fmt.Errorf("cache record %s: unreadable", e.Name()))
+			continue
+		}
+		out = append(out, &r)
+	}
+	return out, errors.Join(errs...)
+}
+
+// AllReceipts returns the receipts of every prefix.
+func (t *Tx) AllReceipts() ([]*Receipt, error) {
+	var out []*Receipt
+	err := t.tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
+		var r Receipt
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("receipt %q: %w", bytes.ReplaceAll(k, []byte{0}, []byte{' '}), err)
+		}
+		out = append(out, &r)
+		return nil
+	})
+	return out, err
+}

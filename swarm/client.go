@@ -1,0 +1,367 @@
+package swarm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	g "github.com/anacrolix/generics"
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+	"github.com/anacrolix/torrent/tracker"
+)
+
+// ClientConfig configures a host's torrent client.
+type ClientConfig struct {
+	// CacheDir holds one .tpkg per torrent, named as the torrent names it.
+	CacheDir string
+	// StateDir holds the piece-completion database.
+	StateDir string
+	// ListenAddr is "host:port"; port 0 picks one.
+	ListenAddr string
+	// NoWebSeeds ignores the repository's HTTP web seed: downloads come from
+	// peers only.
+	NoWebSeeds bool
+	Logger     *slog.Logger
+	// StallTimeout fails a download that makes no progress for this long.
+	// Zero means 2 minutes.
+	StallTimeout time.Duration
+}
+
+// Spec is one package to download or seed: its torrent as the signed index
+// describes it, and where the swarm is.
+type Spec struct {
+	File      string // the torrent's name, the file in the cache
+	InfoHash  [20]byte
+	InfoBytes []byte
+	SHA256    string // hex, of the whole file
+	Size      int64
+	Trackers  []string
+	WebSeeds  []string // base URLs; the client appends the file name
+}
+
+// Progress is a download's state.
+type Progress struct {
+	Bytes, Total int64
+	Rate         float64 // bytes per second
+	Peers        int
+}
+
+// corruptWait is how long a download that has seen a bad piece may go
+// without progress before it is refused as corrupt.
+const corruptWait = 3 * time.Second
+
+// ErrCorrupt means the bytes that arrived do not match the signed index.
+var ErrCorrupt = errors.New("downloaded data does not match the signed index")
+
+// Client is a host's one anacrolix/torrent client: it downloads packages
+// into the cache directory and seeds every package it is told to, with file
+// storage on the cache directory and no part files (DESIGN.md).
+type Client struct {
+	cfg     ClientConfig
+	client  *torrent.Client
+	storage storage.ClientImplCloser
+	port    int
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// NewClient starts the client listening on cfg.ListenAddr.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = 2 * time.Minute
+	}
+	host, portStr, err := net.SplitHostPort(cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("torrent listen address %q: %w", cfg.ListenAddr, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("torrent listen address %q: bad port", cfg.ListenAddr)
+	}
+	for _, d := range []string{cfg.CacheDir, cfg.StateDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("torrent client: %w", err)
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	pc, err := storage.NewBoltPieceCompletion(cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("piece completion database in %s: %w", cfg.StateDir, err)
+	}
+	st := storage.NewFileOpts(storage.NewFileClientOpts{
+		ClientBaseDir:   cfg.CacheDir,
+		TorrentDirMaker: func(base string, _ *metainfo.Info, _ metainfo.Hash) string { return base },
+		PieceCompletion: pc,
+		UsePartFiles:    g.Some(false),
+		Logger:          log,
+	})
+	tc := torrent.NewDefaultClientConfig()
+	tc.DefaultStorage = st
+	tc.Seed = true
+	tc.NoDHT = true
+	tc.DisableWebtorrent = true
+	tc.DisableUTP = true
+	tc.DisableWebseeds = cfg.NoWebSeeds
+	tc.NoDefaultPortForwarding = true
+	tc.MaxAllocPeerRequestDataPerConn = 1024 * 16 << 10 // see NewSeeder
+	// anacrolix announces every minute, not at the tracker's interval, for
+	// as long as a torrent "wants peers", and a complete torrent being
+	// seeded always does: with a thousand packages seeded that is a
+	// thousand announces a minute, each followed by a dial to the
+	// repository's seeder that both sides drop at once (both complete) —
+	// measurable idle CPU on every host and on the server. With the low
+	// water mark below zero no torrent wants peers: announces keep the
+	// tracker's interval and ask for none, so they only tell the tracker
+	// we seed. Downloads ask the tracker for peers themselves (announce).
+	tc.TorrentPeersLowWater = -1
+	tc.ListenPort = int(port)
+	if addr, err := netip.ParseAddr(host); err == nil {
+		tc.DisableIPv6 = addr.Is4()
+		tc.DisableIPv4 = addr.Is6()
+	}
+	tc.ListenHost = func(string) string { return host }
+	tc.Slogger = log
+	cl, err := torrent.NewClient(tc)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("torrent client on %s: %w", cfg.ListenAddr, err)
+	}
+	return &Client{cfg: cfg, client: cl, storage: st, port: cl.LocalPort(), log: log}, nil
+}
+
+// Port is the port the client listens on.
+func (c *Client) Port() int { return c.port }
+
+// Path is where the cache keeps the file of a torrent named file.
+func (c *Client) Path(file string) string { return filepath.Join(c.cfg.CacheDir, file) }
+
+func (c *Client) add(s Spec) (*torrent.Torrent, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errors.New("torrent client is closed")
+	}
+	if metainfo.HashBytes(s.InfoBytes) != s.InfoHash {
+		return nil, fmt.Errorf("torrent of %s: info bytes do not match the infohash", s.File)
+	}
+	var info metainfo.Info
+	if err := unmarshalInfo(s.InfoBytes, &info); err != nil {
+		return nil, fmt.Errorf("torrent of %s: %w", s.File, err)
+	}
+	if info.Name != s.File || info.IsDir() || info.Length != s.Size {
+		return nil, fmt.Errorf("torrent of %s: names %q of %d bytes, not the index's file", s.File, info.Name, info.Length)
+	}
+	t, _ := c.client.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: s.InfoHash, InfoBytes: s.InfoBytes})
+	if len(s.Trackers) > 0 {
+		t.AddTrackers([][]string{s.Trackers})
+	}
+	return t, nil
+}
+
+// Seed adds the torrent of a file the cache already has, so peers can get
+// it; the client checks its pieces in the background (or takes the
+// completion it recorded before).
+func (c *Client) Seed(s Spec) error {
+	_, err := c.add(s)
+	return err
+}
+
+// Drop stops seeding ih and forgets it; the file stays (see Remove).
+func (c *Client) Drop(ih [20]byte) {
+	if t, ok := c.client.Torrent(ih); ok {
+		t.Drop()
+	}
+}
+
+// Remove drops the torrent and deletes its file from the cache.
+func (c *Client) Remove(s Spec) error {
+	c.Drop(s.InfoHash)
+	if err := os.Remove(c.Path(s.File)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cache: %w", err)
+	}
+	return nil
+}
+
+// Download gets the file of s into the cache (from peers found through
+// the trackers and, as a fallback, the web seeds), calling progress now and
+// then, and returns its path once its sha256 matches s.SHA256. A cancelled
+// ctx stops the download and deletes what had arrived, unless the file was
+// complete before. The torrent stays added afterwards, so the file is
+// seeded at once.
+func (c *Client) Download(ctx context.Context, s Spec, progress func(Progress)) (string, error) {
+	path := c.Path(s.File)
+	t, err := c.add(s)
+	if err != nil {
+		return "", err
+	}
+	wasComplete := t.Complete().Bool()
+	if !wasComplete && len(s.WebSeeds) > 0 && !c.cfg.NoWebSeeds {
+		t.AddWebSeeds(s.WebSeeds)
+	}
+	t.DownloadAll()
+	if !wasComplete {
+		go c.announce(ctx, t, s, s.Size-t.BytesCompleted())
+	}
+	fail := func(err error) (string, error) {
+		if !wasComplete {
+			t.Drop()
+			os.Remove(path)
+		}
+		return "", err
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	lastBytes, lastProgress, lastTick := int64(-1), time.Now(), time.Now()
+	lastAnnounce := time.Now()
+	var rate float64
+	for done := false; !done; {
+		select {
+		case <-t.Complete().On():
+			done = true
+		case <-ctx.Done():
+			return fail(fmt.Errorf("download of %s: %w", s.File, ctx.Err()))
+		case <-c.client.Closed():
+			return "", fmt.Errorf("download of %s: the torrent client stopped", s.File)
+		case now := <-tick.C:
+			st := t.Stats()
+			have := t.BytesCompleted()
+			if dt := now.Sub(lastTick).Seconds(); dt > 0 && lastBytes >= 0 {
+				// A short moving average, so the rate shown does not jump.
+				rate = 0.7*rate + 0.3*float64(have-lastBytes)/dt
+			}
+			if have != lastBytes {
+				lastProgress = now
+			}
+			lastBytes, lastTick = have, now
+			progress(Progress{Bytes: have, Total: s.Size, Rate: rate, Peers: st.ActivePeers})
+			// A piece that failed its hash check, and nothing good since:
+			// the only source sends bad bytes (a corrupt file on the web
+			// seed; anacrolix then drops that source). The SHA-1 of each
+			// piece comes from the signed index, so none of it was kept.
+			if bad := st.PiecesDirtiedBad.Int64(); bad > 0 && have < s.Size && now.Sub(lastProgress) > corruptWait {
+				return fail(fmt.Errorf("%s: %w (%d pieces failed their hash check and no good source is left; the repository's copy may be corrupt)", s.File, ErrCorrupt, bad))
+			}
+			// A download with no peer and no progress asks the trackers
+			// again (anacrolix's own announces ask for no peers, see
+			// NewClient), so a peer that failed to connect is tried again
+			// and one that appeared since is found.
+			if st.ActivePeers == 0 && now.Sub(lastProgress) > reannounce && now.Sub(lastAnnounce) > reannounce {
+				lastAnnounce = now
+				go c.announce(ctx, t, s, s.Size-have)
+			}
+			if now.Sub(lastProgress) > c.cfg.StallTimeout {
+				return fail(fmt.Errorf("download of %s made no progress for %v (no peers or web seed reachable?)", s.File, c.cfg.StallTimeout))
+			}
+		}
+	}
+	progress(Progress{Bytes: s.Size, Total: s.Size, Rate: rate, Peers: t.Stats().ActivePeers})
+	if err := checkSHA256(path, s.SHA256); err != nil {
+		// Drop it whatever wasComplete says: it is not what the index signs.
+		t.Drop()
+		os.Remove(path)
+		return "", err
+	}
+	return path, nil
+}
+
+// reannounce is how long a download without peers or progress waits
+// before asking the trackers for peers itself.
+const reannounce = 5 * time.Second
+
+func (c *Client) announce(ctx context.Context, t *torrent.Torrent, s Spec, left int64) {
+	for _, url := range s.Trackers {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		res, err := tracker.Announce{
+			TrackerUrl: url,
+			Context:    actx,
+			Request: tracker.AnnounceRequest{
+				InfoHash: s.InfoHash, PeerId: c.client.PeerID(), Left: left, NumWant: 50, Port: uint16(c.port),
+			},
+		}.Do()
+		cancel()
+		if err != nil {
+			c.log.Debug("announce", "tracker", url, "err", err)
+			continue
+		}
+		var peers []torrent.PeerInfo
+		for _, p := range res.Peers {
+			pi := torrent.PeerInfo{Addr: &net.TCPAddr{IP: p.IP, Port: p.Port}, Source: torrent.PeerSourceTracker}
+			copy(pi.Id[:], p.ID)
+			peers = append(peers, pi)
+		}
+		t.AddPeers(peers)
+	}
+}
+
+func checkSHA256(path, want string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", filepath.Base(path), err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("verify %s: %w", filepath.Base(path), err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("%s: %w (sha256 %s, the index says %s)", filepath.Base(path), ErrCorrupt, got, want)
+	}
+	return nil
+}
+
+// Stats is what the client does for the host.
+type Stats struct {
+	Torrents, Complete, Peers int
+	BytesUp, BytesDown        int64
+}
+
+// Stats counts torrents, connected peers and data bytes moved.
+func (c *Client) Stats() Stats {
+	var s Stats
+	for _, t := range c.client.Torrents() {
+		s.Torrents++
+		if t.Complete().Bool() {
+			s.Complete++
+		}
+		s.Peers += t.Stats().ActivePeers
+	}
+	cs := c.client.ConnStats()
+	s.BytesUp, s.BytesDown = cs.BytesWrittenData.Int64(), cs.BytesReadUsefulData.Int64()
+	return s
+}
+
+// Close stops the client: connections close, downloads fail.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	errs := c.client.Close()
+	errs = append(errs, c.storage.Close())
+	return errors.Join(errs...)
+}
+
+func unmarshalInfo(b []byte, info *metainfo.Info) error {
+	return bencode.Unmarshal(b, info)
+}

@@ -1,0 +1,425 @@
+// Package client runs the real tpmd server and tpmd client binaries on
+// loopback, in temporary directories with a temporary prefix, and speaks the
+// FIFO wire protocol to the client through the fifo package, as tpm does.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"tpm/fifo"
+	"tpm/messages"
+	"tpm/signing"
+	"tpm/tarball"
+)
+
+var (
+	tpmdBin    string
+	buildFlags []string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tpmd-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	tpmdBin = filepath.Join(dir, "tpmd")
+	args := append(append([]string{"build"}, buildFlags...), "-o", tpmdBin, "tpm/cmd/tpmd")
+	out, err := exec.Command("go", args...).CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building tpmd: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// repository is a package directory with the examples packed, and a key.
+type repository struct {
+	packages, state  string
+	keyPath, pubPath string
+}
+
+func examplesDir() string {
+	wd, _ := os.Getwd()
+	return filepath.Join(wd, "..", "..", "examples")
+}
+
+func newRepository(t *testing.T, examples ...string) *repository {
+	t.Helper()
+	r := &repository{packages: t.TempDir(), state: t.TempDir()}
+	var err error
+	r.keyPath, r.pubPath, err = signing.Keygen(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(examples) == 0 {
+		examples = []string{"greet-data", "libgreet", "hello"}
+	}
+	for _, e := range examples {
+		if _, _, err := tarball.PackFile(filepath.Join(examplesDir(), e), r.packages, tarball.PackOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
+}
+
+// addPackage packs a package made of a package.json, files under data/
+// and scripts under info/.
+func (r *repository) addPackage(t *testing.T, manifest string, files map[string]string) string {
+	t.Helper()
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "info"), 0o755)
+	os.MkdirAll(filepath.Join(src, "data"), 0o755)
+	os.WriteFile(filepath.Join(src, "info", "package.json"), []byte(manifest), 0o644)
+	for name, content := range files {
+		p := filepath.Join(src, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(name, "info/") || strings.Contains(name, "/bin/") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path, _, err := tarball.PackFile(src, r.packages, tarball.PackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	logs *logBuffer
+	done chan error
+}
+
+func startProc(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(tpmdBin, args...), logs: &logBuffer{}, done: make(chan error, 1)}
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		err := <-p.done
+		p.done <- err
+		if strings.Contains(p.logs.String(), "DATA RACE") {
+			t.Errorf("%s: the race detector found a data race", args[0])
+		}
+		if t.Failed() {
+			t.Logf("%s log:\n%s", args[0], p.logs)
+		}
+	})
+	return p
+}
+
+// exited says whether the process has exited, and with what.
+func (p *proc) exited() (bool, error) {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true, err
+	default:
+		return false, nil
+	}
+}
+
+// stop sends SIGTERM and returns how long the process took to exit.
+func (p *proc) stop(t *testing.T) time.Duration {
+	t.Helper()
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return time.Since(start)
+	case <-time.After(15 * time.Second):
+		t.Fatalf("did not stop within 15 s of SIGTERM\n%s", p.logs)
+		return 0
+	}
+}
+
+func (p *proc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	err := <-p.done
+	p.done <- err
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type server struct {
+	*proc
+	url string
+}
+
+func startServer(t *testing.T, r *repository, extra ...string) *server {
+	t.Helper()
+	return startServerAt(t, r, freeAddr(t), extra...)
+}
+
+// startServerAt starts a server on addr, so that a restarted server keeps
+// the URL its clients know.
+func startServerAt(t *testing.T, r *repository, addr string, extra ...string) *server {
+	t.Helper()
+	args := append([]string{"server", "--packages", r.packages, "--state-dir", r.state,
+		"--key", r.keyPath, "--http", addr, "--public-url", "http://" + addr,
+		"--torrent-listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)
+	s := &server{proc: startProc(t, args...), url: "http://" + addr}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(s.url + "/index.db.sig")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		if done, err := s.exited(); done {
+			t.Fatalf("tpmd server exited at start: %v\n%s", err, s.logs)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tpmd server did not publish an index\n%s", s.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// host is one client host's directories.
+type host struct {
+	state, cache, run, prefix string
+}
+
+func newHost(t *testing.T) *host {
+	return &host{state: t.TempDir(), cache: t.TempDir(), run: t.TempDir(), prefix: t.TempDir()}
+}
+
+type daemon struct {
+	*proc
+	h *host
+}
+
+func startClient(t *testing.T, h *host, serverURL, pubPath string, extra ...string) *daemon {
+	t.Helper()
+	args := append([]string{"client", "--server", serverURL, "--trusted-key", pubPath,
+		"--state-dir", h.state, "--cache-dir", h.cache, "--run-dir", h.run, "--prefix", h.prefix,
+		"--torrent-listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)
+	d := &daemon{proc: startProc(t, args...), h: h}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// A killed daemon leaves its FIFOs: wait for an answer.
+		if final, _, err := callErr(context.Background(), h.run, "status", nil, nil, 2*time.Second); err == nil && final.Type == messages.ReplyResult {
+			return d
+		}
+		if done, err := d.exited(); done {
+			t.Fatalf("tpmd client exited at start: %v\n%s", err, d.logs)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tpmd client did not make its FIFOs\n%s", d.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var reqSeq atomic.Int64
+
+// call sends one request and reads replies until the final one.
+func call(t *testing.T, run, verb string, args []string, mod func(*messages.Request)) (final messages.Reply, stream []messages.Reply) {
+	t.Helper()
+	final, stream, err := callErr(context.Background(), run, verb, args, mod, 60*time.Second)
+	if err != nil {
+		t.Fatalf("%s %v: %v", verb, args, err)
+	}
+	return final, stream
+}
+
+func callErr(ctx context.Context, run, verb string, args []string, mod func(*messages.Request), timeout time.Duration) (final messages.Reply, stream []messages.Reply, err error) {
+	rep, err := fifo.NewReply(run)
+	if err != nil {
+		return final, nil, err
+	}
+	defer rep.Close()
+	req := messages.Request{V: messages.ProtocolVersion, ID: fmt.Sprintf("t%d", reqSeq.Add(1)), Verb: verb, Args: args, Reply: rep.Path()}
+	if mod != nil {
+		mod(&req)
+	}
+	fifoName, lock := "query.fifo", "query.lock"
+	for _, v := range messages.AdminVerbs {
+		if v == verb {
+			fifoName, lock = "admin.fifo", "admin.lock"
+		}
+	}
+	line, _ := json.Marshal(req)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := fifo.Send(ctx, filepath.Join(run, fifoName), filepath.Join(run, lock), line); err != nil {
+		return final, nil, err
+	}
+	for {
+		b, err := rep.ReadLine(ctx)
+		if err != nil {
+			return final, stream, fmt.Errorf("reading replies: %w (after %d lines)", err, len(stream))
+		}
+		var r messages.Reply
+		if err := json.Unmarshal(b, &r); err != nil {
+			return final, stream, fmt.Errorf("reply %q: %w", b, err)
+		}
+		if r.ID != req.ID {
+			return final, stream, fmt.Errorf("reply for %q, want %q", r.ID, req.ID)
+		}
+		if r.Final() {
+			return r, stream, nil
+		}
+		stream = append(stream, r)
+	}
+}
+
+// ok calls and decodes a result, failing on an error reply.
+func ok(t *testing.T, run, verb string, args []string, mod func(*messages.Request), data any) []messages.Reply {
+	t.Helper()
+	final, stream := call(t, run, verb, args, mod)
+	if final.Type != messages.ReplyResult {
+		t.Fatalf("%s %v: %s: %s", verb, args, final.Type, final.Error)
+	}
+	if data != nil {
+		if err := json.Unmarshal(final.Data, data); err != nil {
+			t.Fatalf("%s result %s: %v", verb, final.Data, err)
+		}
+	}
+	return stream
+}
+
+// fails calls and returns the error line, failing on success.
+func fails(t *testing.T, run, verb string, args []string, mod func(*messages.Request)) string {
+	t.Helper()
+	final, _ := call(t, run, verb, args, mod)
+	if final.Type != messages.ReplyError {
+		t.Fatalf("%s %v succeeded: %s", verb, args, final.Data)
+	}
+	return final.Error
+}
+
+type status struct {
+	PID             int     `json:"pid"`
+	IndexGeneration uint64  `json:"index_generation"`
+	IndexPackages   int     `json:"index_packages"`
+	Seeding         int     `json:"seeding"`
+	Peers           int     `json:"peers"`
+	BytesUp         int64   `json:"bytes_up"`
+	BytesDown       int64   `json:"bytes_down"`
+	Installing      string  `json:"installing"`
+	Uptime          float64 `json:"uptime_seconds"`
+}
+
+func getStatus(t *testing.T, run string) status {
+	t.Helper()
+	var s status
+	ok(t, run, "status", nil, nil, &s)
+	return s
+}
+
+// waitIndex waits until the daemon has an index with n packages.
+func waitIndex(t *testing.T, run string, n int) status {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s := getStatus(t, run)
+		if s.IndexGeneration > 0 && s.IndexPackages >= n {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no index with %d packages: %+v", n, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type result struct {
+	Action     string   `json:"action"`
+	Name       string   `json:"name"`
+	Version    string   `json:"version"`
+	OldVersion string   `json:"old_version"`
+	Warnings   []string `json:"warnings"`
+}
+
+type listItem struct {
+	Name, Version, Reason, Prefix string
+}
+
+func list(t *testing.T, run string) map[string]listItem {
+	t.Helper()
+	var items []listItem
+	ok(t, run, "list", nil, nil, &items)
+	out := map[string]listItem{}
+	for _, it := range items {
+		out[it.Name] = it
+	}
+	return out
+}
+
+func verifyClean(t *testing.T, run string) {
+	t.Helper()
+	var problems []map[string]string
+	ok(t, run, "verify", nil, nil, &problems)
+	if len(problems) > 0 {
+		t.Fatalf("verify: %v", problems)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+const sighup = syscall.SIGHUP
