@@ -26,9 +26,13 @@ func TestDaemonScripts(t *testing.T) {
 		t.Skip("daemon scenarios start real servers; skipped with -short")
 	}
 	bin := t.TempDir()
-	out, err := exec.Command("go", "build", "-o", bin, "tpm/cmd/tpmd").CombinedOutput()
+	// tpm too, as a file other users may run: a scenario drops privileges.
+	out, err := exec.Command("go", "build", "-o", bin, "tpm/cmd/tpmd", "tpm/cmd/tpm").CombinedOutput()
 	if err != nil {
-		t.Fatalf("building tpmd: %v\n%s", err, out)
+		t.Fatalf("building tpmd and tpm: %v\n%s", err, out)
+	}
+	if err := os.Chmod(bin, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	examples, err := filepath.Abs("../examples")
 	if err != nil {
@@ -39,15 +43,23 @@ func TestDaemonScripts(t *testing.T) {
 		RequireExplicitExec: true,
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("EXAMPLES", examples)
+			e.Setenv("BIN", bin)
 			e.Setenv("PATH", bin+string(os.PathListSeparator)+e.Getenv("PATH"))
 			e.Setenv("GORACE", "atexit_sleep_ms=0")
 			return nil
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "root" {
+				return os.Geteuid() == 0, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"freeport": cmdFreeport,
 			"waitfor":  cmdWaitfor,
 			"mode":     cmdMode,
 			"sigpid":   cmdSigpid,
+			"traverse": cmdTraverse,
 		},
 	})
 }
@@ -59,6 +71,18 @@ func cmdFreeport(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(err)
 		ts.Setenv(name, fmt.Sprint(l.Addr().(*net.TCPAddr).Port))
 		l.Close()
+	}
+}
+
+// cmdTraverse lets other users reach $WORK: it adds search permission to
+// $WORK and to each of the test's own temporary folders above it (they are
+// 0700), stopping at the system's temporary directory.
+func cmdTraverse(ts *testscript.TestScript, neg bool, args []string) {
+	stop := filepath.Clean(os.TempDir())
+	for dir := ts.Getenv("WORK"); dir != stop && dir != "/" && strings.HasPrefix(dir, stop); dir = filepath.Dir(dir) {
+		info, err := os.Stat(dir)
+		ts.Check(err)
+		ts.Check(os.Chmod(dir, info.Mode().Perm()|0o011))
 	}
 }
 
