@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,11 +16,19 @@ import (
 	"tpm/messages"
 	"tpm/repo/repotest"
 	"tpm/signing"
+	"tpm/tarball"
 )
 
 // startPair runs a server (not seeding, so downloads come from its web
 // seed, which starts about 5 s late) and a client in this process.
 func startPair(t *testing.T) (*Client, string) {
+	t.Helper()
+	return startPairWith(t, nil)
+}
+
+// startPairWith is startPair with more packages, which addPackages writes
+// into the repository before the server starts.
+func startPairWith(t *testing.T, addPackages func(dir string)) (*Client, string) {
 	t.Helper()
 	keyPath, pubPath, err := signing.Keygen(t.TempDir(), false)
 	if err != nil {
@@ -30,6 +39,9 @@ func startPair(t *testing.T) (*Client, string) {
 	pkgs := t.TempDir()
 	repotest.Make(t, pkgs, repotest.Package{Name: "small", Version: "1", PayloadBytes: 1 << 10, Seed: 1})
 	repotest.Make(t, pkgs, repotest.Package{Name: "big", Version: "1", PayloadBytes: 4 << 20, Seed: 2})
+	if addPackages != nil {
+		addPackages(pkgs)
+	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := StartServer(ServerConfig{PackageDir: pkgs, StateDir: t.TempDir(), HTTPAddr: "127.0.0.1:0",
@@ -44,7 +56,8 @@ func startPair(t *testing.T) (*Client, string) {
 	})
 	run := t.TempDir()
 	c, err := StartClient(ClientConfig{Server: "http://" + srv.HTTPAddr(), TrustedKey: pub, StateDir: t.TempDir(),
-		CacheDir: t.TempDir(), RunDir: run, AdminGID: -1, Prefix: t.TempDir(), TorrentAddr: "127.0.0.1:0", Logger: log})
+		CacheDir: t.TempDir(), RunDir: run, AdminGID: -1, Prefix: t.TempDir(), TorrentAddr: "127.0.0.1:0", Logger: log,
+		BuildRoot: buildRoot(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,5 +167,58 @@ func TestClientGatewayAndSyncerRestart(t *testing.T) {
 	r := final(t, request(t, run, "info", "small"))
 	if r.Type != messages.ReplyResult || !strings.Contains(string(r.Data), `"name":"small"`) {
 		t.Fatalf("info after restarts: %+v", r)
+	}
+}
+
+// buildRoot gives each test's source builds a folder of its own.
+func buildRoot(t *testing.T) string {
+	dir := filepath.Join(t.TempDir(), "build")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// A failing builder is restarted by its supervisor; the build it ran is
+// killed, the CLI that waited is told, nothing is installed, and the daemon
+// keeps answering.
+func TestClientBuilderCrashReported(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed")
+	}
+	c, run := startPairWith(t, func(dir string) {
+		src := t.TempDir()
+		os.MkdirAll(filepath.Join(src, "info"), 0o755)
+		os.MkdirAll(filepath.Join(src, "data"), 0o755)
+		os.WriteFile(filepath.Join(src, "info", "package.json"), []byte(`{"Name":"slow","Version":"1","Architecture":"any","Type":"Source"}`), 0o644)
+		os.WriteFile(filepath.Join(src, "data", "configure"), []byte("#!/bin/sh\nprintf 'all:\\n\\t@echo building; sleep 60\\n' > Makefile\n"), 0o755)
+		if _, _, err := tarball.PackFile(src, dir, tarball.PackOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	next := request(t, run, "install", "slow")
+	for r := next(); !strings.Contains(r.Text, "building"); r = next() {
+		if r.Final() {
+			t.Fatalf("install ended before the build ran: %+v", r)
+		}
+	}
+	c.InjectCrash(Builder)
+	r := final(t, next)
+	if r.Type != messages.ReplyError || !strings.Contains(r.Error, "builder failed and was restarted") {
+		t.Fatalf("after the crash: %+v", r)
+	}
+	if r := final(t, request(t, run, "list")); r.Type != messages.ReplyResult || strings.Contains(string(r.Data), "slow") {
+		t.Fatalf("list after the crash: %+v", r)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left, _ := os.ReadDir(c.cfg.BuildRoot)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stopped build left %v", left)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

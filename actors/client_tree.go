@@ -147,6 +147,7 @@ func StartClient(cfg ClientConfig) (*Client, error) {
 		StateDir:     cfg.StateDir,
 		BuildRoot:    cfg.BuildRoot,
 		BuildTimeout: cfg.BuildTimeout,
+		Build:        c.build,
 		Root:         os.Geteuid() == 0,
 		Step:         cfg.Step,
 		Output: func(pkg, script, line string) {
@@ -301,7 +302,7 @@ func (c *Client) stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// clientSupervisor is the parent of the four components.
+// clientSupervisor is the parent of the five components.
 type clientSupervisor struct {
 	c        *Client
 	stopping bool
@@ -316,6 +317,7 @@ func (a *clientSupervisor) Receive(ctx actor.Context) {
 		}{
 			{Swarm, func() actor.Actor { return &swarmActor{c: a.c} }},
 			{Installer, func() actor.Actor { return &installerActor{c: a.c} }},
+			{Builder, func() actor.Actor { return &builderActor{c: a.c} }},
 			{Syncer, func() actor.Actor { return &syncerActor{c: a.c} }},
 			{Gateway, func() actor.Actor { return &gatewayActor{c: a.c} }},
 		}

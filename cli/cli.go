@@ -52,6 +52,7 @@ type options struct {
 	maxBytes       int64
 	scriptTimeout  string
 	buildDir       string
+	verbose        bool
 	buildTimeout   string
 	linkDir        string
 }
@@ -71,6 +72,7 @@ type command struct {
 	in   *bufio.Reader
 	// prefixSet says --prefix was given; otherwise the daemon's own applies.
 	prefixSet bool
+	buildStep map[string]string // the step each source build is in, for --verbose-less output
 }
 
 func globalFlags(fs *pflag.FlagSet, o *options) {
@@ -83,6 +85,7 @@ func globalFlags(fs *pflag.FlagSet, o *options) {
 }
 
 func limitFlags(fs *pflag.FlagSet, o *options) {
+	fs.BoolVarP(&o.verbose, "verbose", "v", false, "show every line of source package builds")
 	fs.BoolVar(&o.allowDowngrade, "allow-downgrade", false, "allow replacing a package with an older version")
 	fs.IntVar(&o.maxEntries, "max-entries", 0, "refuse archives with more entries (default 500000)")
 	fs.Int64Var(&o.maxBytes, "max-bytes", 0, "refuse archives that decompress to more bytes (default 16 GiB)")

@@ -74,6 +74,12 @@ func (c *command) openEngine(ctx context.Context) (*engine.Engine, error) {
 }
 
 func (c *command) scriptOutput(pkg, script, line string) {
+	if shown, ok := c.buildLine(pkg + ": " + script + ": " + line); ok && !c.opts.json {
+		if shown != "" {
+			fmt.Fprintln(c.env.Stdout, shown)
+		}
+		return
+	}
 	if c.opts.json {
 		c.emit(map[string]any{"event": "script", "package": pkg, "script": script, "line": line})
 		return

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
@@ -39,6 +40,12 @@ func (v *progressView) reply(r *messages.Reply) error {
 	}
 	switch r.Type {
 	case messages.ReplyLog:
+		if line, ok := v.c.buildLine(r.Text); ok {
+			if line != "" {
+				v.println(line)
+			}
+			return nil
+		}
 		v.println(r.Text)
 	case messages.ReplyProgress:
 		if r.Progress != nil {
@@ -118,4 +125,35 @@ func (v *progressView) close() {
 		v.overall.SetTotal(-1, true)
 	}
 	v.bars.Wait()
+}
+
+// buildSteps are the steps a source build reports its output under.
+var buildSteps = map[string]bool{"unpack": true, "configure": true, "make": true, "make install": true, "cleanup": true, "done": true}
+
+// buildLine filters a "NAME: STEP: text" line of a source build: all of
+// them with --verbose; otherwise one line when a build enters a step, and
+// the build's last word. ok is false for lines that are not a build's.
+func (c *command) buildLine(text string) (line string, ok bool) {
+	name, rest, found := strings.Cut(text, ": ")
+	if !found {
+		return "", false
+	}
+	step, out, found := strings.Cut(rest, ": ")
+	if !found || !buildSteps[step] {
+		return "", false
+	}
+	if c.opts.verbose {
+		return text, true
+	}
+	switch {
+	case step == "done":
+		return name + ": " + out, true
+	case c.buildStep[name] != step:
+		if c.buildStep == nil {
+			c.buildStep = make(map[string]string)
+		}
+		c.buildStep[name] = step
+		return fmt.Sprintf("building %s: %s (tpm install --verbose shows its output)", name, step), true
+	}
+	return "", true
 }

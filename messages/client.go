@@ -110,3 +110,16 @@ type SwarmReady struct {
 	Removed int
 	Err     error
 }
+
+// Build asks the builder to run one source build (Run, which configures,
+// makes and installs into a staging folder) and to send its outcome on
+// Done. The builder runs it off its mailbox and cancels it when it is
+// restarted or the daemon stops; the engine's transaction waits on Done.
+type Build struct {
+	Name string
+	Run  func(ctx context.Context) error
+	Done chan<- error // buffered by the sender: the builder never blocks on it
+}
+
+// BuildFinished tells the builder a build's goroutine ended.
+type BuildFinished struct{ Key string }
