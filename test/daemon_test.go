@@ -15,6 +15,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"tpm/builder/buildertest"
 	"tpm/fifo"
 )
 
@@ -49,8 +50,11 @@ func TestDaemonScripts(t *testing.T) {
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
-			if cond == "root" {
+			switch cond {
+			case "root":
 				return os.Geteuid() == 0, nil
+			case "gnuhello":
+				return buildertest.Enabled() && buildertest.Available() == nil, nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
@@ -60,6 +64,7 @@ func TestDaemonScripts(t *testing.T) {
 			"mode":     cmdMode,
 			"sigpid":   cmdSigpid,
 			"traverse": cmdTraverse,
+			"gnuhello": cmdGNUHello,
 		},
 	})
 }
@@ -72,6 +77,18 @@ func cmdFreeport(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Setenv(name, fmt.Sprint(l.Addr().(*net.TCPAddr).Port))
 		l.Close()
 	}
+}
+
+// cmdGNUHello lays out GNU hello's source (from the host's Debian archive)
+// as a Source package folder: gnuhello DIR. Guard it with [gnuhello].
+func cmdGNUHello(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: gnuhello DIR")
+	}
+	pkg, version, err := buildertest.GNUHello(ts.MkAbs(args[0]))
+	ts.Check(err)
+	ts.Setenv("GNU_HELLO_PKG", pkg)
+	ts.Setenv("GNU_HELLO_VERSION", version)
 }
 
 // cmdTraverse lets other users reach $WORK: it adds search permission to
