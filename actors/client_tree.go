@@ -39,9 +39,11 @@ type ClientConfig struct {
 	StallTimeout time.Duration
 	Logger       *slog.Logger
 
-	// Source packages: where they are built and for how long at most.
+	// Source packages: where they are built, for how long at most, and
+	// where they are linked (relative to the prefix; "" is usr/local).
 	BuildRoot    string
 	BuildTimeout time.Duration
+	LinkDir      string
 
 	// Step is passed to the engine (tests kill the daemon at a step).
 	Step func(string)
@@ -147,6 +149,7 @@ func StartClient(cfg ClientConfig) (*Client, error) {
 		StateDir:     cfg.StateDir,
 		BuildRoot:    cfg.BuildRoot,
 		BuildTimeout: cfg.BuildTimeout,
+		LinkDir:      cfg.LinkDir,
 		Build:        c.build,
 		Root:         os.Geteuid() == 0,
 		Step:         cfg.Step,

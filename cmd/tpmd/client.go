@@ -52,6 +52,7 @@ type clientOptions struct {
 	stallTimeout time.Duration
 	buildDir     string
 	buildTimeout time.Duration
+	linkDir      string
 	logLevel     string
 	fileIO       string
 	killAtStep   string
@@ -73,6 +74,7 @@ func clientFlags(o *clientOptions) *pflag.FlagSet {
 	fs.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail a download that makes no progress for this long")
 	fs.StringVar(&o.buildDir, "build-dir", "/tmp/tpm", "`DIR` where source packages are built")
 	fs.DurationVar(&o.buildTimeout, "build-timeout", time.Hour, "time limit for building one source package")
+	fs.StringVar(&o.linkDir, "link-dir", "usr/local", "where source packages are linked, relative to the prefix")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.fileIO, "file-io", "classic", "torrent file reads: classic (pread) or mmap")
 	fs.StringVar(&o.killAtStep, "test-kill-at-step", "", "testing only: SIGKILL ourselves before the engine step starting with `TEXT`")
@@ -186,6 +188,7 @@ func runClient(o clientOptions, log *slog.Logger) error {
 		StallTimeout: o.stallTimeout,
 		BuildRoot:    o.buildDir,
 		BuildTimeout: o.buildTimeout,
+		LinkDir:      o.linkDir,
 		Logger:       log,
 		Step:         step,
 	})
