@@ -243,35 +243,19 @@ func (c *Client) query(ctx context.Context, req *messages.Request, rep messages.
 
 func (c *Client) owns(prefix string, paths []string) ([]ownsItem, error) {
 	out := []ownsItem{}
-	err := c.engine.DB().View(func(tx *store.Tx) error {
-		for _, p := range paths {
-			if !filepath.IsAbs(p) {
-				return fmt.Errorf("%s is not an absolute path", p)
-			}
-			abs := filepath.Clean(p)
-			rel, err := filepath.Rel(prefix, abs)
-			if err != nil || !filepath.IsLocal(rel) {
-				return fmt.Errorf("%s is outside the prefix %s", abs, prefix)
-			}
-			rel = filepath.ToSlash(rel)
-			owners := tx.DirOwners(prefix, rel)
-			if o := tx.FileOwner(prefix, rel); o != "" {
-				owners = []string{o}
-			}
-			if len(owners) == 0 {
-				return fmt.Errorf("%s is not owned by any package", abs)
-			}
-			for _, o := range owners {
-				r, err := tx.Receipt(prefix, o)
-				if err != nil || r == nil {
-					return fmt.Errorf("%s: owner %s has no receipt (run tpm verify)", abs, o)
-				}
-				out = append(out, ownsItem{Path: abs, Name: r.Name, Version: r.Version})
-			}
+	for _, p := range paths {
+		if !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("%s is not an absolute path", p)
 		}
-		return nil
-	})
-	return out, err
+		receipts, err := c.engine.Owners(prefix, p)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range receipts {
+			out = append(out, ownsItem{Path: filepath.Clean(p), Name: r.Name, Version: r.Version})
+		}
+	}
+	return out, nil
 }
 
 func (c *Client) status(idx *mirror.Index) statusData {

@@ -304,38 +304,24 @@ func runOwns(ctx context.Context, c *command, paths []string) error {
 	if err != nil {
 		return err
 	}
-	return e.DB().View(func(tx *store.Tx) error {
-		for _, p := range paths {
-			abs, err := filepath.Abs(p)
-			if err != nil {
-				return err
-			}
-			rel, err := filepath.Rel(prefix, abs)
-			if err != nil || !filepath.IsLocal(rel) {
-				return fmt.Errorf("%s is outside the prefix %s", abs, prefix)
-			}
-			rel = filepath.ToSlash(rel)
-			owners := tx.DirOwners(prefix, rel)
-			if o := tx.FileOwner(prefix, rel); o != "" {
-				owners = []string{o}
-			}
-			if len(owners) == 0 {
-				return fmt.Errorf("%s is not owned by any package", abs)
-			}
-			for _, o := range owners {
-				r, err := tx.Receipt(prefix, o)
-				if err != nil || r == nil {
-					return fmt.Errorf("%s: owner %s has no receipt (run tpm verify)", abs, o)
-				}
-				if c.opts.json {
-					c.emit(map[string]any{"path": abs, "name": r.Name, "version": r.Version})
-				} else {
-					fmt.Fprintf(c.env.Stdout, "%s is owned by %s %s\n", abs, r.Name, r.Version)
-				}
+	for _, p := range paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return err
+		}
+		receipts, err := e.Owners(prefix, abs)
+		if err != nil {
+			return err
+		}
+		for _, r := range receipts {
+			if c.opts.json {
+				c.emit(map[string]any{"path": abs, "name": r.Name, "version": r.Version})
+			} else {
+				fmt.Fprintf(c.env.Stdout, "%s is owned by %s %s\n", abs, r.Name, r.Version)
 			}
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func runVerify(ctx context.Context, c *command, names []string) error {

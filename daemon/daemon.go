@@ -19,6 +19,31 @@ import (
 // ApplyConfig sets every flag the file at path names that the command line
 // did not: one "name = value" per line, names as the long flags without
 // "--", "#" starts a comment, values may be Go-quoted.
+// ParseFlags parses a daemon's command line and then, when configFile names
+// one, its config file (the command line wins). It returns the exit code to
+// stop with and false when the daemon should not start: --help (0) or a
+// usage error (2, already reported on stderr as one line).
+func ParseFlags(fs *pflag.FlagSet, name string, args []string, configFile *string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0, false
+		}
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
+		return 2, false
+	}
+	if *configFile != "" {
+		if err := ApplyConfig(fs, *configFile); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+			return 2, false
+		}
+	}
+	return 0, true
+}
+
 func ApplyConfig(fs *pflag.FlagSet, path string) error {
 	f, err := os.Open(path)
 	if err != nil {

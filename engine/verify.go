@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"tpm/store"
 )
@@ -128,4 +129,38 @@ func hashFile(root *os.Root, rel string, buf []byte) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Owners returns the receipts of the packages that own the absolute path
+// abs in prefix: one for a file, every owner for a shared directory.
+func (e *Engine) Owners(prefix, abs string) ([]*store.Receipt, error) {
+	prefix, err := CleanPrefix(prefix)
+	if err != nil {
+		return nil, err
+	}
+	abs = filepath.Clean(abs)
+	rel, err := filepath.Rel(prefix, abs)
+	if err != nil || !filepath.IsLocal(rel) {
+		return nil, fmt.Errorf("%s is outside the prefix %s", abs, prefix)
+	}
+	rel = filepath.ToSlash(rel)
+	var out []*store.Receipt
+	err = e.db.View(func(tx *store.Tx) error {
+		owners := tx.DirOwners(prefix, rel)
+		if o := tx.FileOwner(prefix, rel); o != "" {
+			owners = []string{o}
+		}
+		if len(owners) == 0 {
+			return fmt.Errorf("%s is not owned by any package", abs)
+		}
+		for _, o := range owners {
+			r, err := tx.Receipt(prefix, o)
+			if err != nil || r == nil {
+				return fmt.Errorf("%s: owner %s has no receipt (run tpm verify)", abs, o)
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
 }

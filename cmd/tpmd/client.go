@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -87,22 +86,8 @@ func client(args []string) int {
 	var o clientOptions
 	fs := clientFlags(&o)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, clientUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(os.Stderr, "tpmd client: %v\n", err)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "tpmd client: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	if o.config != "" {
-		if err := daemon.ApplyConfig(fs, o.config); err != nil {
-			fmt.Fprintf(os.Stderr, "tpmd client: %v\n", err)
-			return 2
-		}
+	if code, ok := daemon.ParseFlags(fs, "tpmd client", args, &o.config); !ok {
+		return code
 	}
 	if o.server == "" {
 		fmt.Fprintln(os.Stderr, "tpmd client: --server URL is required (the repository's tpmd server)")

@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -113,22 +112,8 @@ func server(args []string) int {
 	var o options
 	fs := serverFlags(&o)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(os.Stderr, "tpmd server: %v\n", err)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "tpmd server: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	if o.config != "" {
-		if err := daemon.ApplyConfig(fs, o.config); err != nil {
-			fmt.Fprintf(os.Stderr, "tpmd server: %v\n", err)
-			return 2
-		}
+	if code, ok := daemon.ParseFlags(fs, "tpmd server", args, &o.config); !ok {
+		return code
 	}
 	check, err := repo.ParseCheck(o.check)
 	if err != nil {
