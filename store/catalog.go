@@ -206,31 +206,41 @@ func (t *CatalogTx) WriteTo(w io.Writer) (int64, error) {
 	return t.tx.WriteTo(w)
 }
 
-// Entry returns the entry of file, or nil if the catalog has none.
-func (t *CatalogTx) Entry(file string) (*CatalogEntry, error) {
-	raw := t.tx.Bucket(bucketCatalog).Get([]byte(file))
+// getJSON decodes the value of key in b, or returns nil when there is none.
+func getJSON[T any](b *bolt.Bucket, key, what string) (*T, error) {
+	raw := b.Get([]byte(key))
 	if raw == nil {
 		return nil, nil
 	}
-	var e CatalogEntry
-	if err := json.Unmarshal(raw, &e); err != nil {
-		return nil, fmt.Errorf("catalog entry %q: %w", file, err)
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("%s %q: %w", what, key, err)
 	}
-	return &e, nil
+	return &v, nil
+}
+
+// listJSON decodes every value of b, in key order.
+func listJSON[T any](b *bolt.Bucket, what string) ([]*T, error) {
+	var out []*T
+	err := b.ForEach(func(k, raw []byte) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("%s %q: %w", what, k, err)
+		}
+		out = append(out, &v)
+		return nil
+	})
+	return out, err
+}
+
+// Entry returns the entry of file, or nil if the catalog has none.
+func (t *CatalogTx) Entry(file string) (*CatalogEntry, error) {
+	return getJSON[CatalogEntry](t.tx.Bucket(bucketCatalog), file, "catalog entry")
 }
 
 // Entries returns every entry, by file name.
 func (t *CatalogTx) Entries() ([]*CatalogEntry, error) {
-	var out []*CatalogEntry
-	err := t.tx.Bucket(bucketCatalog).ForEach(func(k, v []byte) error {
-		var e CatalogEntry
-		if err := json.Unmarshal(v, &e); err != nil {
-			return fmt.Errorf("catalog entry %q: %w", k, err)
-		}
-		out = append(out, &e)
-		return nil
-	})
-	return out, err
+	return listJSON[CatalogEntry](t.tx.Bucket(bucketCatalog), "catalog entry")
 }
 
 // PutEntry records e under e.File, replacing any entry or rejection of the
@@ -256,29 +266,12 @@ func (t *CatalogTx) DeleteEntry(file string) error {
 
 // Rejection returns the rejection of file, or nil.
 func (t *CatalogTx) Rejection(file string) (*Rejection, error) {
-	raw := t.tx.Bucket(bucketRejected).Get([]byte(file))
-	if raw == nil {
-		return nil, nil
-	}
-	var r Rejection
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("rejection %q: %w", file, err)
-	}
-	return &r, nil
+	return getJSON[Rejection](t.tx.Bucket(bucketRejected), file, "rejection")
 }
 
 // Rejections returns every rejection, by file name.
 func (t *CatalogTx) Rejections() ([]*Rejection, error) {
-	var out []*Rejection
-	err := t.tx.Bucket(bucketRejected).ForEach(func(k, v []byte) error {
-		var r Rejection
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("rejection %q: %w", k, err)
-		}
-		out = append(out, &r)
-		return nil
-	})
-	return out, err
+	return listJSON[Rejection](t.tx.Bucket(bucketRejected), "rejection")
 }
 
 // PutRejection records r under r.File, replacing any entry of the same file:
