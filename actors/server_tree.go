@@ -130,8 +130,9 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 			}
 			return 0, 0, 0
 		},
-		OnStale: s.staleFile,
-		Logger:  cfg.Logger,
+		OnStale:   s.staleFile,
+		PeersFile: filepath.Join(cfg.StateDir, "tracker-peers.json"),
+		Logger:    cfg.Logger,
 	})
 	if err != nil {
 		cat.Close()

@@ -46,8 +46,11 @@ type Config struct {
 	// OnStale is called (from a request's goroutine) when a published file
 	// no longer matches its generation; the server asks for a rescan.
 	OnStale func(file string)
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// PeersFile, when set, keeps the tracker's peers across restarts: read
+	// by New, written by Close.
+	PeersFile string
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Publisher serves generations over HTTP. It is an http.Handler.
@@ -82,12 +85,19 @@ func New(cfg Config) (*Publisher, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Publisher{
+	p := &Publisher{
 		cfg:   cfg,
 		root:  root,
 		peers: NewPeerStore(2*cfg.AnnounceInterval, cfg.Now),
 		log:   cfg.Logger,
-	}, nil
+	}
+	if cfg.PeersFile != "" {
+		if err := p.peers.Load(cfg.PeersFile); err != nil {
+			// Only a head start is lost: peers announce again anyway.
+			cfg.Logger.Warn("tracker peers of the last run not loaded", "err", err)
+		}
+	}
+	return p, nil
 }
 
 // Swap makes g the generation every new request sees. An older generation
@@ -120,7 +130,13 @@ func (p *Publisher) Current() *messages.Generation { return p.gen.Load() }
 func (p *Publisher) Peers() *PeerStore { return p.peers }
 
 // Close releases the package directory.
-func (p *Publisher) Close() error { return p.root.Close() }
+func (p *Publisher) Close() error {
+	var err error
+	if p.cfg.PeersFile != "" {
+		err = p.peers.Save(p.cfg.PeersFile)
+	}
+	return errors.Join(err, p.root.Close())
+}
 
 // Response deadlines: small documents must be written within smallWrite;
 // a package download may take as long as it keeps moving, with at most

@@ -1,9 +1,15 @@
 package publish
 
 import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -283,4 +289,80 @@ func (p *Publisher) seederPeer(r *http.Request) netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), uint16(port))
+}
+
+// savedPeer is one peer as the store keeps it across a server restart.
+type savedPeer struct {
+	InfoHash string    `json:"infohash"`
+	Addr     string    `json:"addr"`
+	ID       string    `json:"id"`
+	Seen     time.Time `json:"seen"`
+	Seeder   bool      `json:"seeder"`
+}
+
+// Save writes the live peers to path (through a temporary file), so that a
+// restarted server can name them at once: a seeding client announces again
+// only after the announce interval, and until then a downloader without a
+// web seed would find nobody.
+func (s *PeerStore) Save(path string) error {
+	s.mu.Lock()
+	now := s.now()
+	var out []savedPeer
+	for ih, peers := range s.torrents {
+		for addr, p := range peers {
+			if now.Sub(p.seen) <= s.ttl {
+				out = append(out, savedPeer{InfoHash: hex.EncodeToString(ih[:]), Addr: addr.String(), ID: hex.EncodeToString(p.id[:]), Seen: p.seen, Seeder: p.seeder})
+			}
+		}
+	}
+	s.mu.Unlock()
+	raw, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		return fmt.Errorf("save tracker peers: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// Load adds the peers a previous run saved at path that have not expired.
+// A missing file is no error; a damaged one is skipped with the error.
+func (s *PeerStore) Load(path string) error {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load tracker peers: %w", err)
+	}
+	var saved []savedPeer
+	if err := json.Unmarshal(raw, &saved); err != nil {
+		return fmt.Errorf("load tracker peers from %s: %w", path, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for _, sp := range saved {
+		var ih, id [20]byte
+		addr, err := netip.ParseAddrPort(sp.Addr)
+		if err != nil || now.Sub(sp.Seen) > s.ttl || s.count >= maxPeers {
+			continue
+		}
+		if n, err := hex.Decode(ih[:], []byte(sp.InfoHash)); err != nil || n != 20 {
+			continue
+		}
+		hex.Decode(id[:], []byte(sp.ID))
+		peers := s.torrents[ih]
+		if peers == nil {
+			peers = make(map[netip.AddrPort]*peerInfo)
+			s.torrents[ih] = peers
+		}
+		if _, dup := peers[addr]; !dup {
+			s.count++
+		}
+		peers[addr] = &peerInfo{id: id, seen: sp.Seen, seeder: sp.Seeder}
+	}
+	return nil
 }
