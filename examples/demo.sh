@@ -18,6 +18,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/tpm-demo.XXXXXX")
 pids=()
 cleanup() {
+	local status=$?
+	if [ "$status" != 0 ]; then
+		for log in "$scratch"/*.log; do
+			[ -f "$log" ] && { echo "--- last lines of $(basename "$log")" >&2; tail -n 20 "$log" >&2; }
+		done
+	fi
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 	rm -rf "$scratch"
