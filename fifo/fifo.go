@@ -227,19 +227,29 @@ func (r *Reply) Path() string { return r.path }
 // A read cut short keeps what it read, so the caller may wait in short
 // slices (checking meanwhile that the daemon lives) without losing a line.
 func (r *Reply) ReadLine(ctx context.Context) ([]byte, error) {
-	r.f.SetReadDeadline(time.Time{})
 	stop := context.AfterFunc(ctx, func() { r.f.SetReadDeadline(time.Now()) })
 	defer stop()
-	line, err := r.r.ReadBytes('\n')
-	r.partial = append(r.partial, line...)
-	if err != nil {
+	for {
+		// A deadline left by an earlier call's context (its AfterFunc may
+		// run after that call returned) is cleared and the read retried.
+		r.f.SetReadDeadline(time.Time{})
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, err
+		line, err := r.r.ReadBytes('\n')
+		r.partial = append(r.partial, line...)
+		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, err
+		}
+		line, r.partial = r.partial[:len(r.partial)-1], nil
+		return line, nil
 	}
-	line, r.partial = r.partial[:len(r.partial)-1], nil
-	return line, nil
 }
 
 // Close removes the FIFO and its directory.
