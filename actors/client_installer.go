@@ -70,20 +70,12 @@ func (a *installerActor) Receive(ctx actor.Context) {
 	}
 }
 
-type opResult struct {
-	Action     string   `json:"action"`
-	Name       string   `json:"name"`
-	Version    string   `json:"version"`
-	OldVersion string   `json:"old_version"`
-	Warnings   []string `json:"warnings"`
-}
-
-func toResult(r engine.OpResult) opResult {
+func toResult(r engine.OpResult) messages.OpResult {
 	w := r.Warnings
 	if w == nil {
 		w = []string{}
 	}
-	return opResult{Action: string(r.Action), Name: r.Name, Version: r.Version, OldVersion: r.OldVersion, Warnings: w}
+	return messages.OpResult{Action: string(r.Action), Name: r.Name, Version: r.Version, OldVersion: r.OldVersion, Warnings: w}
 }
 
 // transaction runs one admin request under the transaction lock.
@@ -140,7 +132,7 @@ func (c *Client) install(ctx context.Context, prefix string, req *messages.Reque
 	if err := checkExpect(req, got); err != nil {
 		return nil, err
 	}
-	results := []opResult{}
+	results := []messages.OpResult{}
 	if len(p.pkgs) == 0 {
 		sendLog(rep, "nothing to do: everything asked for is installed")
 		return results, nil
@@ -308,7 +300,7 @@ func (c *Client) remove(ctx context.Context, prefix string, req *messages.Reques
 	defer c.setInstalling("")
 	applyCtx := context.WithoutCancel(ctx)
 	ops, err := c.engine.Apply(applyCtx, plan)
-	results := []opResult{}
+	results := []messages.OpResult{}
 	for _, r := range ops {
 		results = append(results, toResult(r))
 		c.dropCache(r.Name, r.Version)

@@ -90,22 +90,6 @@ type problemItem struct {
 	Detail  string `json:"detail"`
 }
 
-type statusData struct {
-	PID              int     `json:"pid"`
-	UptimeSeconds    float64 `json:"uptime_seconds"`
-	Server           string  `json:"server"`
-	IndexGeneration  uint64  `json:"index_generation"`
-	IndexAgeSeconds  float64 `json:"index_age_seconds"`
-	IndexPackages    int     `json:"index_packages"`
-	Seeding          int     `json:"seeding"`
-	Peers            int     `json:"peers"`
-	BytesUp          int64   `json:"bytes_up"`
-	BytesDown        int64   `json:"bytes_down"`
-	Installing       string  `json:"installing"`
-	TorrentPort      int     `json:"torrent_port"`
-	IndexFetchedSecs float64 `json:"index_fetched_seconds_ago"`
-}
-
 func (c *Client) receipts(prefix string) (map[string]*store.Receipt, error) {
 	out := make(map[string]*store.Receipt)
 	err := c.engine.DB().View(func(tx *store.Tx) error {
@@ -258,9 +242,9 @@ func (c *Client) owns(prefix string, paths []string) ([]ownsItem, error) {
 	return out, nil
 }
 
-func (c *Client) status(idx *mirror.Index) statusData {
+func (c *Client) status(idx *mirror.Index) messages.Status {
 	now := time.Now()
-	d := statusData{
+	d := messages.Status{
 		PID: os.Getpid(), UptimeSeconds: now.Sub(c.started).Seconds(), Server: c.cfg.Server,
 		IndexGeneration: idx.Generation, IndexPackages: len(idx.Entries), Installing: *c.installing.Load(),
 		TorrentPort: c.TorrentPort(),

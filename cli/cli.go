@@ -241,7 +241,7 @@ func findVerb(args []string, vs []verb) (string, []string) {
 
 func wantsHelp(args []string) bool {
 	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "help" {
+		if a == "-h" || a == "--help" {
 			return true
 		}
 	}
@@ -287,6 +287,19 @@ func (c *command) printf(format string, args ...any) {
 	if !c.opts.json {
 		fmt.Fprintf(c.env.Stdout, format, args...)
 	}
+}
+
+// proceed asks whether to go on with a plan that does more than was asked,
+// and says how to avoid the question when the answer is no.
+func (c *command) proceed() error {
+	ok, err := c.confirm("Proceed?")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("nothing done: not confirmed (answer y, or run with -y)")
+	}
+	return nil
 }
 
 // confirm asks a yes/no question unless --yes; the default is yes, and the

@@ -152,12 +152,8 @@ func (c *command) daemonInstall(ctx context.Context, args []string, upgrade bool
 		fmt.Fprintf(c.env.Stdout, "  %d package(s), %s to download\n", len(plan.Plan), humanBytes(total))
 	}
 	if extra {
-		ok, err := c.confirm("Proceed?")
-		if err != nil {
+		if err := c.proceed(); err != nil {
 			return err
-		}
-		if !ok {
-			return fmt.Errorf("nothing done: not confirmed (answer y, or run with -y)")
 		}
 	}
 	verb := "install"
@@ -186,16 +182,8 @@ func (c *command) daemonRemove(ctx context.Context, names []string) error {
 	return c.showResults(r)
 }
 
-type opResult struct {
-	Action     string   `json:"action"`
-	Name       string   `json:"name"`
-	Version    string   `json:"version"`
-	OldVersion string   `json:"old_version"`
-	Warnings   []string `json:"warnings"`
-}
-
 func (c *command) showResults(r *messages.Reply) error {
-	var results []opResult
+	var results []messages.OpResult
 	if len(r.Data) > 0 {
 		if err := json.Unmarshal(r.Data, &results); err != nil {
 			return fmt.Errorf("tpmd's result is not what this tpm expects (%v)", err)
@@ -402,26 +390,14 @@ func runStatus(ctx context.Context, c *command, args []string) error {
 	if err := c.needDaemon("status"); err != nil {
 		return err
 	}
-	var s struct {
-		PID             int     `json:"pid"`
-		Uptime          float64 `json:"uptime_seconds"`
-		Server          string  `json:"server"`
-		IndexGeneration uint64  `json:"index_generation"`
-		IndexAge        float64 `json:"index_age_seconds"`
-		IndexPackages   int     `json:"index_packages"`
-		Seeding         int     `json:"seeding"`
-		Peers           int     `json:"peers"`
-		BytesUp         int64   `json:"bytes_up"`
-		BytesDown       int64   `json:"bytes_down"`
-		Installing      string  `json:"installing"`
-	}
+	var s messages.Status
 	if err := c.query(ctx, messages.Request{Verb: "status"}, &s); err != nil || c.opts.json {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "tpmd\tpid %d, up %s\n", s.PID, time.Duration(s.Uptime*float64(time.Second)).Round(time.Second))
+	fmt.Fprintf(tw, "tpmd\tpid %d, up %s\n", s.PID, time.Duration(s.UptimeSeconds*float64(time.Second)).Round(time.Second))
 	fmt.Fprintf(tw, "server\t%s\n", s.Server)
-	fmt.Fprintf(tw, "index\tgeneration %d, %d packages, %s old\n", s.IndexGeneration, s.IndexPackages, time.Duration(s.IndexAge*float64(time.Second)).Round(time.Second))
+	fmt.Fprintf(tw, "index\tgeneration %d, %d packages, %s old\n", s.IndexGeneration, s.IndexPackages, time.Duration(s.IndexAgeSeconds*float64(time.Second)).Round(time.Second))
 	fmt.Fprintf(tw, "seeding\t%d packages to %d peers\n", s.Seeding, s.Peers)
 	fmt.Fprintf(tw, "traffic\t%s up, %s down\n", humanBytes(s.BytesUp), humanBytes(s.BytesDown))
 	if s.Installing != "" {

@@ -168,12 +168,8 @@ func (c *command) apply(ctx context.Context, e *engine.Engine, plan *engine.Plan
 		}
 	}
 	if extra {
-		ok, err := c.confirm("Proceed?")
-		if err != nil {
+		if err := c.proceed(); err != nil {
 			return err
-		}
-		if !ok {
-			return fmt.Errorf("nothing done: not confirmed (answer y, or run with -y)")
 		}
 	}
 	_, err := e.Apply(ctx, plan)

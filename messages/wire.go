@@ -119,3 +119,30 @@ type Progress struct {
 	Rate    float64 `json:"rate,omitempty"` // bytes per second
 	Peers   int     `json:"peers,omitempty"`
 }
+
+// OpResult is one package an install, upgrade or remove changed: the
+// result Data of those requests is a list of them.
+type OpResult struct {
+	Action     string   `json:"action"`
+	Name       string   `json:"name"`
+	Version    string   `json:"version"`
+	OldVersion string   `json:"old_version,omitempty"`
+	Warnings   []string `json:"warnings"`
+}
+
+// Status is the result Data of a status request.
+type Status struct {
+	PID              int     `json:"pid"`
+	UptimeSeconds    float64 `json:"uptime_seconds"`
+	Server           string  `json:"server"`
+	IndexGeneration  uint64  `json:"index_generation"`
+	IndexAgeSeconds  float64 `json:"index_age_seconds"`
+	IndexPackages    int     `json:"index_packages"`
+	Seeding          int     `json:"seeding"`
+	Peers            int     `json:"peers"`
+	BytesUp          int64   `json:"bytes_up"`
+	BytesDown        int64   `json:"bytes_down"`
+	Installing       string  `json:"installing"`
+	TorrentPort      int     `json:"torrent_port"`
+	IndexFetchedSecs float64 `json:"index_fetched_seconds_ago"`
+}

@@ -344,27 +344,15 @@ func fails(t *testing.T, run, verb string, args []string, mod func(*messages.Req
 	return final.Error
 }
 
-type status struct {
-	PID             int     `json:"pid"`
-	IndexGeneration uint64  `json:"index_generation"`
-	IndexPackages   int     `json:"index_packages"`
-	Seeding         int     `json:"seeding"`
-	Peers           int     `json:"peers"`
-	BytesUp         int64   `json:"bytes_up"`
-	BytesDown       int64   `json:"bytes_down"`
-	Installing      string  `json:"installing"`
-	Uptime          float64 `json:"uptime_seconds"`
-}
-
-func getStatus(t *testing.T, run string) status {
+func getStatus(t *testing.T, run string) messages.Status {
 	t.Helper()
-	var s status
+	var s messages.Status
 	ok(t, run, "status", nil, nil, &s)
 	return s
 }
 
 // waitIndex waits until the daemon has an index with n packages.
-func waitIndex(t *testing.T, run string, n int) status {
+func waitIndex(t *testing.T, run string, n int) messages.Status {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -379,13 +367,7 @@ func waitIndex(t *testing.T, run string, n int) status {
 	}
 }
 
-type result struct {
-	Action     string   `json:"action"`
-	Name       string   `json:"name"`
-	Version    string   `json:"version"`
-	OldVersion string   `json:"old_version"`
-	Warnings   []string `json:"warnings"`
-}
+type result = messages.OpResult
 
 type listItem struct {
 	Name, Version, Reason, Prefix string
