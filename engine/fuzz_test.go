@@ -52,7 +52,8 @@ func FuzzInstall(f *testing.F) {
 		must(t, os.WriteFile(archive, buf.Bytes(), 0o644))
 
 		ctx := context.Background()
-		e, _, err := Open(ctx, Options{StateDir: filepath.Join(dir, "state")})
+		// A mutated manifest may say Source: its build must stay in here too.
+		e, _, err := Open(ctx, Options{StateDir: filepath.Join(dir, "state"), BuildRoot: filepath.Join(dir, "build")})
 		must(t, err)
 		defer e.Close()
 		plan, _, err := e.PlanInstall(ctx, InstallRequest{Prefix: prefix, Archives: []Archive{{Path: archive}}})

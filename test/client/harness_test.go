@@ -248,6 +248,7 @@ func startClient(t *testing.T, h *host, serverURL, pubPath string, extra ...stri
 	t.Helper()
 	args := append([]string{"client", "--server", serverURL, "--trusted-key", pubPath,
 		"--state-dir", h.state, "--cache-dir", h.cache, "--run-dir", h.run, "--prefix", h.prefix,
+		"--build-dir", t.TempDir(),
 		"--torrent-listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)
 	d := &daemon{proc: startProc(t, args...), h: h}
 	deadline := time.Now().Add(30 * time.Second)
