@@ -2,7 +2,7 @@
 GO     ?= go
 BIN    ?= bin
 
-.PHONY: build test demo bench fuzz lint clean
+.PHONY: build test demo bench bench-swarm fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -22,6 +22,13 @@ bench: build
 	$(GO) run ./test/bench/install -tpm $(BIN)/tpm
 	$(GO) run ./test/bench/server
 	$(GO) run ./test/bench/client
+
+# The swarm on a network of namespaces on this machine (root, iproute2, curl):
+# N client hosts and a repository with a thin uplink, tpm against plain HTTP
+# and the lower bound. Writes test/bench/results/swarm.md and swarm.png.
+# SWARMFLAGS passes flags (go run ./test/bench/swarm -h lists them).
+bench-swarm:
+	$(GO) run ./test/bench/swarm $(SWARMFLAGS)
 
 # Each fuzz target for FUZZTIME (the seed corpora also run in make test).
 FUZZTIME ?= 30s
