@@ -3,13 +3,17 @@ package swarm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	pp "github.com/anacrolix/torrent/peer_protocol"
 )
 
 func newTestClient(t *testing.T) *Client {
@@ -112,5 +116,116 @@ func TestAddRefusesMismatchedTorrent(t *testing.T) {
 	s.InfoHash[0] ^= 1
 	if err := c.Seed(s); err == nil {
 		t.Fatal("info bytes that do not match the infohash were accepted")
+	}
+}
+
+// tracker answers every announce with the given peers, counted as seeds.
+func fakeTracker(t *testing.T, seeds ...int) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var peers []byte
+		for _, port := range seeds {
+			peers = append(peers, 127, 0, 0, 1, byte(port>>8), byte(port))
+		}
+		fmt.Fprintf(w, "d8:completei%de10:incompletei1e8:intervali600e5:peers%d:%se", len(seeds), len(peers), peers)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/announce"
+}
+
+// countingWebSeed is webSeed that counts the requests it gets.
+func countingWebSeed(t *testing.T, dir string) (string, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	fs := http.StripPrefix("/packages/", http.FileServer(http.Dir(dir)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		fs.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/packages/", &n
+}
+
+func webSeedsOf(t *testing.T, c *Client, tor *Torrent) int {
+	t.Helper()
+	tt, ok := c.client.Torrent(tor.InfoHash)
+	if !ok {
+		t.Fatalf("%s is not in the client", tor.Name)
+	}
+	return len(tt.WebseedPeerConns())
+}
+
+// With a seed in the swarm the web seed stays out: the repository's HTTP
+// uplink is not spent on what the peers bring.
+func TestWebSeedStaysOutWhileThePeersDeliver(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	src := t.TempDir()
+	tor := writePackage(t, src, "e-1-any.tpkg", randomBytes(2<<20, 7))
+	s := newTestSeeder(t, src)
+	if _, err := s.Sync(ctx, []Item{{tor.InfoHash, tor.InfoBytes}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitComplete(ctx, tor.InfoHash); err != nil {
+		t.Fatal(err)
+	}
+	seed, requests := countingWebSeed(t, src)
+	spec := specOf(tor, seed)
+	spec.Trackers = []string{fakeTracker(t, s.Port())}
+	c := newTestClient(t)
+	if _, err := c.Download(ctx, spec, func(Progress) {}); err != nil {
+		t.Fatal(err)
+	}
+	if n, ws := requests.Load(), webSeedsOf(t, c, tor); n != 0 || ws != 0 {
+		t.Fatalf("the web seed joined (%d requests, %d web seeds) while a seed served the swarm", n, ws)
+	}
+	if s.Uploaded() < tor.Size {
+		t.Fatalf("the seed uploaded %d of %d bytes", s.Uploaded(), tor.Size)
+	}
+}
+
+// A seed the tracker names but nobody reaches: the web seed joins once the
+// peers have brought nothing for webSeedStall, and the download completes.
+func TestWebSeedJoinsWhenThePeersBringNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	src := t.TempDir()
+	tor := writePackage(t, src, "f-1-any.tpkg", randomBytes(200<<10, 8))
+	seed, requests := countingWebSeed(t, src)
+	spec := specOf(tor, seed)
+	spec.Trackers = []string{fakeTracker(t, 1)} // port 1: nothing listens there
+	c := newTestClient(t)
+	if _, err := c.Download(ctx, spec, func(Progress) {}); err != nil {
+		t.Fatal(err)
+	}
+	if n, ws := requests.Load(), webSeedsOf(t, c, tor); n == 0 || ws != 1 {
+		t.Fatalf("the web seed got %d requests, %d web seeds", n, ws)
+	}
+}
+
+// The repository's seeder names itself in the extended handshake, and a
+// client keeps a short queue of requests there, shorter the more hosts
+// download the torrent; other peers keep the queue they ask for.
+func TestRepositoryQueue(t *testing.T) {
+	c := newTestClient(t)
+	for _, tc := range []struct {
+		name       string
+		reqq, want int
+	}{
+		{RepositoryClientName, 1024, repositoryQueue},
+		{RepositoryClientName + " 1.0", 0, repositoryQueue},
+		{RepositoryClientName, 10, 10},
+		{"Transmission 3.00", 1024, 1024},
+	} {
+		m := pp.ExtendedHandshakeMessage{V: tc.name, Reqq: tc.reqq}
+		c.limitRepositoryQueue(nil, &m)
+		if m.Reqq != tc.want {
+			t.Errorf("%q asking for %d: reqq %d, want %d", tc.name, tc.reqq, m.Reqq, tc.want)
+		}
+	}
+	for downloaders, want := range map[int]int{0: 64, 1: 64, 2: 16, 4: 4, 16: minRepositoryQueue} {
+		if got := repositoryReqq(downloaders); got != want {
+			t.Errorf("repositoryReqq(%d) = %d, want %d", downloaders, got, want)
+		}
 	}
 }

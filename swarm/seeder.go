@@ -106,6 +106,7 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 	tc.DisableWebtorrent = true
 	tc.DisableUTP = true // TCP only: one socket, no cgo, what every client speaks
 	tc.NoDefaultPortForwarding = true
+	tc.ExtendedHandshakeClientVersion = RepositoryClientName
 	// anacrolix/torrent v1.59.1 reads the data of a peer's queued requests on
 	// one goroutine that may wait for a per-connection allocation
 	// reservation which, being FIFO, is only granted after requests that
