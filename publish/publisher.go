@@ -168,6 +168,8 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveIndex(w, r, path)
 	case "/announce":
 		p.serveAnnounce(w, r)
+	case "/scrape":
+		p.serveScrape(w, r)
 	case "/healthz":
 		p.serveHealth(w)
 	default:

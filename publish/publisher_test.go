@@ -337,6 +337,26 @@ func TestTracker(t *testing.T) {
 	if got := compactPeers(t, announce(t, f.url, ih, 'B', 7002, "&numwant=0")); len(got) != 0 {
 		t.Errorf("numwant=0 gave %v", got)
 	}
+	// A scrape counts the swarm: the server's seeder and A and B; it
+	// leaves out torrents it does not track.
+	resp, body := get(t, f.url+"/scrape?info_hash="+url.QueryEscape(string(ih[:]))+"&info_hash="+url.QueryEscape(string(make([]byte, 20))))
+	var scrape struct {
+		Files map[string]map[string]int64 `bencode:"files"`
+	}
+	if err := bencode.Unmarshal(body, &scrape); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("scrape: %d %q %v", resp.StatusCode, body, err)
+	}
+	if c := scrape.Files[string(ih[:])]; len(scrape.Files) != 1 || c["complete"] != 1 || c["incomplete"] != 2 {
+		t.Errorf("scrape = %v, want one file, complete 1, incomplete 2", scrape.Files)
+	}
+	if _, body := get(t, f.url+"/scrape"); !strings.Contains(string(body), "failure reason") {
+		t.Errorf("a scrape of everything was answered: %q", body)
+	}
+	// Only A itself can make the tracker forget A.
+	announce(t, f.url, ih, 'C', 7001, "&event=stopped")
+	if got := compactPeers(t, announce(t, f.url, ih, 'B', 7002, "")); len(got) != 2 {
+		t.Errorf("another peer id stopped A: %v", got)
+	}
 	// A stopped peer is forgotten.
 	announce(t, f.url, ih, 'A', 7001, "&event=stopped")
 	if got := compactPeers(t, announce(t, f.url, ih, 'B', 7002, "")); len(got) != 1 {
@@ -352,7 +372,7 @@ func TestTracker(t *testing.T) {
 			t.Errorf("no failure reason in %v", m)
 		}
 	}
-	resp, body := get(t, f.url+"/announce?info_hash=short")
+	resp, body = get(t, f.url+"/announce?info_hash=short")
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "failure reason") {
 		t.Errorf("malformed announce: %d %q", resp.StatusCode, body)
 	}

@@ -61,7 +61,8 @@ func NewPeerStore(ttl time.Duration, now func() time.Time) *PeerStore {
 }
 
 // Announce records (or, for event "stopped", forgets) a peer. It reports
-// false when the store is full and the peer is new.
+// false when the store is full and the peer is new. Only the peer itself
+// (the same peer id from the same address) can make it forget the peer.
 func (s *PeerStore) Announce(ih [20]byte, id [20]byte, addr netip.AddrPort, event string, left int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -71,7 +72,7 @@ func (s *PeerStore) Announce(ih [20]byte, id [20]byte, addr netip.AddrPort, even
 	}
 	peers := s.torrents[ih]
 	if event == "stopped" {
-		if _, ok := peers[addr]; ok {
+		if p, ok := peers[addr]; ok && p.id == id {
 			delete(peers, addr)
 			s.count--
 			if len(peers) == 0 {
@@ -167,6 +168,52 @@ type announceResponse struct {
 
 type failureResponse struct {
 	FailureReason string `bencode:"failure reason"`
+}
+
+// serveScrape is GET /scrape (BEP 48), which clients derive from the
+// announce URL to show a swarm's size: complete, incomplete and downloaded
+// (not counted: 0) for each info_hash asked about that the current
+// generation has. A scrape of everything is refused: it would be as large as
+// the repository.
+func (p *Publisher) serveScrape(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Cache-Control", "no-store")
+	hashes := r.URL.Query()["info_hash"]
+	if len(hashes) == 0 || len(hashes) > maxNumWant {
+		b, _ := bencode.Marshal(failureResponse{fmt.Sprintf("name 1 to %d info_hash parameters", maxNumWant)})
+		w.Write(b)
+		return
+	}
+	type counts struct {
+		Complete   int `bencode:"complete"`
+		Downloaded int `bencode:"downloaded"`
+		Incomplete int `bencode:"incomplete"`
+	}
+	files := make(map[string]counts)
+	g := p.gen.Load()
+	ownSeed := 0
+	if p.seederPeer(r).IsValid() {
+		ownSeed = 1
+	}
+	for _, v := range hashes {
+		var ih [20]byte
+		if len(v) != len(ih) {
+			continue
+		}
+		copy(ih[:], v)
+		if g == nil || g.ByInfoHash(ih) == nil {
+			continue
+		}
+		_, seeders, leechers := p.peers.Peers(ih, netip.AddrPort{}, 0)
+		files[v] = counts{Complete: seeders + ownSeed, Incomplete: leechers}
+	}
+	b, err := bencode.Marshal(struct {
+		Files map[string]counts `bencode:"files"`
+	}{files})
+	if err != nil {
+		b, _ = bencode.Marshal(failureResponse{"internal error"})
+	}
+	w.Write(b)
 }
 
 // serveAnnounce is GET /announce. Only torrents of the current generation
