@@ -57,7 +57,9 @@ type result struct {
 	finishes          []time.Duration // tpm, per client, sorted
 	repoSentTPM       int64           // bytes the repository host sent during the tpm run
 	repoSentHTTP      int64
-	peerUp, peerDown  int64 // sums over the clients of their torrent data counters
+	peerUp, peerDown  int64   // sums over the clients of their torrent data counters
+	seederUp          int64   // what the repository's BitTorrent seeder uploaded (the rest went over HTTP)
+	cpuBusy           float64 // share of the machine's CPU time in use during the tpm run
 	shaper            string
 	totalBytes        int64
 	repoUp, clientBit int64
@@ -273,6 +275,11 @@ func measure(ctx context.Context, o options, sh shape, n int, set packageSet, di
 	if err != nil {
 		return r, err
 	}
+	seederBefore, err := seederUploaded(ctx, nw.clients[0], url)
+	if err != nil {
+		return r, err
+	}
+	busy0, total0 := cpuTicks()
 	pctx, cancel := context.WithTimeout(ctx, phase)
 	times, err := everyClient(pctx, nw, func(ctx context.Context, i int, h host) error {
 		args := append([]string{"--run-dir", runDirs[i], "install", "-y"}, set.names...)
@@ -287,11 +294,18 @@ func measure(ctx context.Context, o options, sh shape, n int, set packageSet, di
 		return r, err
 	}
 	r.tpm, r.finishes = times[len(times)-1], times
+	busy1, total1 := cpuTicks()
+	r.cpuBusy = float64(busy1-busy0) / float64(max(1, total1-total0))
 	after, err := txBytes(ctx, nw.repo)
 	if err != nil {
 		return r, err
 	}
 	r.repoSentTPM = after - before
+	seederAfter, err := seederUploaded(ctx, nw.clients[0], url)
+	if err != nil {
+		return r, err
+	}
+	r.seederUp = seederAfter - seederBefore
 	for i := range nw.clients {
 		st, err := status(ctx, bin, runDirs[i])
 		if err != nil {
@@ -396,6 +410,40 @@ func waitFor(ctx context.Context, limit time.Duration, what string, cond func() 
 		}
 	}
 	return nil
+}
+
+// cpuTicks is the machine's busy and total CPU time from /proc/stat: the
+// hosts share this machine's cores, so a run near 100 % is limited by CPU,
+// not by the network.
+func cpuTicks() (busy, total int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		total += v
+		if i != 3 && i != 4 { // idle and iowait
+			busy += v
+		}
+	}
+	return busy, total
+}
+
+// seederUploaded reads the bytes the repository's seeder uploaded from the
+// server's /healthz.
+func seederUploaded(ctx context.Context, h host, url string) (int64, error) {
+	out, err := inNS(ctx, h, "curl", "-sf", url+"/healthz").Output()
+	if err != nil {
+		return 0, fmt.Errorf("curl %s/healthz: %w", url, err)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if v, ok := strings.CutPrefix(f, "uploaded="); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s/healthz says no uploaded=: %q", url, out)
 }
 
 func status(ctx context.Context, bin, runDir string) (messages.Status, error) {

@@ -34,10 +34,10 @@ func markdown(o options, set packageSet, rs []result) string {
 			r.tpm.Seconds()/r.bound.Seconds(), ratio, mb(r.repoSentTPM/int64(r.n)), httpSent, float64(r.repoSentTPM)/float64(r.totalBytes))
 	}
 	b.WriteString("\ntpm finish times per client (first / median / last), and what the clients' torrent clients counted:\n\n")
-	b.WriteString("| N | first | median | last | data uploaded by clients, in all | useful data downloaded by clients, in all |\n|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| N | first | median | last | repository's BitTorrent seeder uploaded | data uploaded by clients, in all | useful data downloaded by clients, in all | machine CPU busy |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {
 		f := r.finishes
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s |\n", r.n, secs(f[0]), secs(f[len(f)/2]), secs(f[len(f)-1]), mb(r.peerUp), mb(r.peerDown))
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %.0f %% |\n", r.n, secs(f[0]), secs(f[len(f)/2]), secs(f[len(f)-1]), mb(r.seederUp), mb(r.peerUp), mb(r.peerDown), r.cpuBusy*100)
 	}
 	return b.String()
 }
