@@ -174,7 +174,7 @@ const RepositoryClientName = "tpmd server"
 // minRepositoryQueue. A host alone keeps 64 requests (1 MiB, 80 Mbit/s at a
 // 100 ms round trip); 4 hosts keep 4 each, 16 hosts 2. test/bench/swarm,
 // 16 hosts: the repository sent 1.57 times the set with anacrolix's queue,
-// 1.48 with 64/d and 1.33 with 64/d².
+// about 1.48 with 64/d and 1.33–1.37 with 64/d².
 const (
 	repositoryQueue    = 64
 	minRepositoryQueue = 2

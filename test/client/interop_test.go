@@ -103,14 +103,7 @@ func TestTPMClientDownloadsFromAria2(t *testing.T) {
 	aria2 := needAria2(t)
 	r := newRepository(t, "greet-data")
 	srv := startServer(t, r, "--seed=false")
-	seedDir := t.TempDir()
-	b, err := os.ReadFile(filepath.Join(r.packages, interopPackage))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(seedDir, interopPackage), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	seedDir := seedCopy(t, r)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	seeder := exec.CommandContext(ctx, aria2, aria2Args(seedDir, torrentWithoutWebSeed(t, srv.url, interopPackage),
@@ -125,12 +118,35 @@ func TestTPMClientDownloadsFromAria2(t *testing.T) {
 		seeder.Wait()
 	}()
 
+	installFromPeersOnly(context.Background(), t, srv, r, "aria2c", seederOut.String)
+}
+
+// seedCopy is a folder with a copy of the interop package, for a standard
+// client to seed.
+func seedCopy(t *testing.T, r *repository) string {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(r.packages, interopPackage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, interopPackage), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// installFromPeersOnly installs the interop package on a new tpm client
+// without the web seed, so the bytes can only come from the standard
+// client seeding it (named seed; its output for the failure message).
+func installFromPeersOnly(ctx context.Context, t *testing.T, srv *server, r *repository, seed string, seedOutput func() string) {
+	t.Helper()
 	h := newHost(t)
 	startClient(t, h, srv.url, r.pubPath, "--web-seed=false", "--stall-timeout", "60s")
 	waitIndex(t, h.run, 1)
-	final, _, err := callErr(context.Background(), h.run, "install", []string{"greet-data"}, nil, 90*time.Second)
+	final, _, err := callErr(ctx, h.run, "install", []string{"greet-data"}, nil, 90*time.Second)
 	if err != nil || final.Type != "result" {
-		t.Fatalf("install from aria2c: %v %+v\naria2c:\n%s", err, final, seederOut.String())
+		t.Fatalf("install from %s: %v %+v\n%s:\n%s", seed, err, final, seed, seedOutput())
 	}
 	if s := getStatus(t, h.run); s.BytesDown == 0 {
 		t.Fatalf("nothing came from peers: %+v", s)

@@ -293,30 +293,11 @@ func TestTPMClientDownloadsFromTransmission(t *testing.T) {
 	r := newRepository(t, "greet-data")
 	srv := startServer(t, r, "--seed=false")
 	torrent := torrentWithoutWebSeed(t, srv.url, interopPackage)
-	seedDir := t.TempDir()
-	b, err := os.ReadFile(filepath.Join(r.packages, interopPackage))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(seedDir, interopPackage), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	seedDir := seedCopy(t, r)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	tr := startTransmission(t, bin, torrent, seedDir)
 	tr.waitAnnounced(ctx, t, torrent, true) // verified the file and seeds it
 
-	h := newHost(t)
-	startClient(t, h, srv.url, r.pubPath, "--web-seed=false", "--stall-timeout", "60s")
-	waitIndex(t, h.run, 1)
-	final, _, err := callErr(ctx, h.run, "install", []string{"greet-data"}, nil, 90*time.Second)
-	if err != nil || final.Type != "result" {
-		t.Fatalf("install from transmission-cli: %v %+v", err, final)
-	}
-	if s := getStatus(t, h.run); s.BytesDown == 0 {
-		t.Fatalf("nothing came from peers: %+v", s)
-	}
-	if _, err := os.Stat(filepath.Join(h.prefix, "usr/share/greet/greeting.txt")); err != nil {
-		t.Fatal(err)
-	}
+	installFromPeersOnly(ctx, t, srv, r, "transmission-cli", tr.output)
 }

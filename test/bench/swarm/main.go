@@ -52,17 +52,16 @@ type options struct {
 
 // result is one N's row.
 type result struct {
-	n                 int
-	tpm, http, bound  time.Duration
-	finishes          []time.Duration // tpm, per client, sorted
-	repoSentTPM       int64           // bytes the repository host sent during the tpm run
-	repoSentHTTP      int64
-	peerUp, peerDown  int64   // sums over the clients of their torrent data counters
-	seederUp          int64   // what the repository's BitTorrent seeder uploaded (the rest went over HTTP)
-	cpuBusy           float64 // share of the machine's CPU time in use during the tpm run
-	shaper            string
-	totalBytes        int64
-	repoUp, clientBit int64
+	n                int
+	tpm, http, bound time.Duration
+	finishes         []time.Duration // tpm, per client, sorted
+	repoSentTPM      int64           // bytes the repository host sent during the tpm run
+	repoSentHTTP     int64
+	peerUp, peerDown int64   // sums over the clients of their torrent data counters
+	seederUp         int64   // what the repository's BitTorrent seeder uploaded (the rest went over HTTP)
+	cpuBusy          float64 // share of the machine's CPU time in use during the tpm run
+	shaper           string
+	totalBytes       int64
 }
 
 func main() {
@@ -181,7 +180,7 @@ func makeSet(work string, sizesMB []int) (packageSet, error) {
 // measure builds the network for n clients, runs the HTTP baseline and the
 // tpm install on it, and tears it down.
 func measure(ctx context.Context, o options, sh shape, n int, set packageSet, dir, bin, keyPath, pubPath string) (result, error) {
-	r := result{n: n, totalBytes: set.bytes, repoUp: sh.repoUp, clientBit: sh.clientLink}
+	r := result{n: n, totalBytes: set.bytes}
 	nw, err := newNetwork(ctx, n, sh)
 	if err != nil {
 		return r, err
