@@ -215,7 +215,7 @@ func measure(ctx context.Context, o options, sh shape, n int, set packageSet, di
 		}
 		pctx, cancel := context.WithTimeout(ctx, phase)
 		times, err := everyClient(pctx, nw, func(ctx context.Context, i int, h host) error {
-			args := []string{"-sf", "--parallel"}
+			args := []string{"-sf", "--no-progress-meter", "--parallel"}
 			for _, f := range set.files {
 				args = append(args, "-o", "/dev/null", url+"/packages/"+f)
 			}
@@ -328,6 +328,7 @@ func everyClient(ctx context.Context, nw *network, f func(context.Context, int, 
 		err  error
 	}
 	ch := make(chan done, len(nw.clients))
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	t0 := time.Now()
@@ -348,6 +349,9 @@ func everyClient(ctx context.Context, nw *network, f func(context.Context, int, 
 		times = append(times, d.took)
 	}
 	if len(errs) > 0 {
+		if parent.Err() != nil { // interrupted or out of time: the clients' errors only echo it
+			return nil, fmt.Errorf("stopped before every client finished: %w", parent.Err())
+		}
 		return nil, errs[0]
 	}
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })

@@ -154,8 +154,24 @@ func removeStale() {
 		}
 		pidStr, _, _ := strings.Cut(rest, "-")
 		pid, err := strconv.Atoi(pidStr)
-		return err == nil && pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH
+		return err == nil && pid != os.Getpid() && !alive(pid)
 	})
+}
+
+// alive tells whether pid runs; a zombie (killed, not yet reaped) does not.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) == syscall.ESRCH {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z' && s[i+2] != 'X'
+	}
+	return true
 }
 
 func removeNamespaces(match func(string) bool) {
