@@ -25,6 +25,10 @@ import (
 // Piece lengths: powers of two from 16 KiB (the BitTorrent block size, so a
 // small package is a handful of pieces) to 16 MiB, growing until a file has
 // at most targetPieces pieces. Changing any of these changes every infohash.
+// Small pieces spread sooner: a host can pass on a piece only once it has
+// it whole. test/bench/swarm (16 hosts, 40 MB) with at most 256 pieces: the
+// repository sent 2.3 times the set, against 1.5 with 1,024; with 2,048
+// (all 16 KiB) anacrolix's work per piece made the run CPU-bound and slower.
 const (
 	MinPieceLength = 16 << 10
 	MaxPieceLength = 16 << 20
