@@ -37,10 +37,12 @@ func (a *installerActor) Receive(ctx actor.Context) {
 	case *actor.Restarting:
 		// Downloads stop; a package being placed is finished by the engine
 		// (never half-installed) but nothing after it starts.
+		// The reply goes first: the cancelled transaction then finds it
+		// sent and cannot answer with its own reason.
 		for id, f := range a.inFlight {
-			f.cancel()
 			sendResult(f.reply, nil, errors.New("the daemon's installer failed and was restarted; what had not "+
 				"started installing was cancelled: check with tpm list, then run the command again"))
+			f.cancel()
 			delete(a.inFlight, id)
 		}
 	case *messages.AdminRequest:

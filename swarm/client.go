@@ -73,11 +73,12 @@ var ErrCorrupt = errors.New("downloaded data does not match the signed index")
 // into the cache directory and seeds every package it is told to, with file
 // storage on the cache directory and no part files (DESIGN.md).
 type Client struct {
-	cfg     ClientConfig
-	client  *torrent.Client
-	storage storage.ClientImplCloser
-	port    int
-	log     *slog.Logger
+	cfg        ClientConfig
+	client     *torrent.Client
+	storage    storage.ClientImplCloser
+	completion *pieceCompletion
+	port       int
+	log        *slog.Logger
 
 	mu     sync.Mutex
 	closed bool
@@ -110,17 +111,17 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	pc, err := storage.NewBoltPieceCompletion(cfg.StateDir)
+	pc, err := openPieceCompletion(cfg.StateDir)
 	if err != nil {
-		return nil, fmt.Errorf("piece completion database in %s: %w", cfg.StateDir, err)
+		return nil, err
 	}
-	st := storage.NewFileOpts(storage.NewFileClientOpts{
+	st := unflushedStorage{storage.NewFileOpts(storage.NewFileClientOpts{
 		ClientBaseDir:   cfg.CacheDir,
 		TorrentDirMaker: func(base string, _ *metainfo.Info, _ metainfo.Hash) string { return base },
 		PieceCompletion: pc,
 		UsePartFiles:    g.Some(false),
 		Logger:          log,
-	})
+	})}
 	tc := torrent.NewDefaultClientConfig()
 	tc.DefaultStorage = st
 	tc.Seed = true
@@ -140,7 +141,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	// tracker's interval and ask for none, so they only tell the tracker
 	// we seed. Downloads ask the tracker for peers themselves (announce).
 	tc.TorrentPeersLowWater = -1
-	c := &Client{cfg: cfg, storage: st, log: log, downloaders: make(map[metainfo.Hash]int)}
+	c := &Client{cfg: cfg, storage: st, completion: pc, log: log, downloaders: make(map[metainfo.Hash]int)}
 	tc.Callbacks.ReadExtendedHandshake = c.limitRepositoryQueue
 	tc.ListenPort = int(port)
 	if addr, err := netip.ParseAddr(host); err == nil {
@@ -238,8 +239,25 @@ func (c *Client) add(s Spec) (*torrent.Torrent, error) {
 // it; the client checks its pieces in the background (or takes the
 // completion it recorded before).
 func (c *Client) Seed(s Spec) error {
-	_, err := c.add(s)
-	return err
+	t, err := c.add(s)
+	if err != nil {
+		return err
+	}
+	// A file anacrolix has to check (the daemon stopped before recording
+	// it whole): record it once its pieces all pass, so the next start
+	// need not check it again.
+	if !t.Complete().Bool() {
+		go func() {
+			select {
+			case <-t.Complete().On():
+				if err := c.completion.markWhole(s.InfoHash); err != nil {
+					c.log.Warn("piece completion", "file", s.File, "err", err)
+				}
+			case <-t.Closed():
+			}
+		}()
+	}
+	return nil
 }
 
 // Drop stops seeding ih and forgets it; the file stays (see Remove).
@@ -255,7 +273,7 @@ func (c *Client) Remove(s Spec) error {
 	if err := os.Remove(c.Path(s.File)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("cache: %w", err)
 	}
-	return nil
+	return c.completion.forget(s.InfoHash)
 }
 
 // Download gets the file of s into the cache (from peers found through
@@ -294,6 +312,7 @@ func (c *Client) Download(ctx context.Context, s Spec, progress func(Progress)) 
 		if !wasComplete {
 			t.Drop()
 			os.Remove(path)
+			c.completion.forget(s.InfoHash)
 		}
 		return "", err
 	}
@@ -354,7 +373,11 @@ func (c *Client) Download(ctx context.Context, s Spec, progress func(Progress)) 
 		// Drop it whatever wasComplete says: it is not what the index signs.
 		t.Drop()
 		os.Remove(path)
+		c.completion.forget(s.InfoHash)
 		return "", err
+	}
+	if err := c.completion.markWhole(s.InfoHash); err != nil {
+		return "", fmt.Errorf("download of %s: %w", s.File, err)
 	}
 	return path, nil
 }
@@ -401,8 +424,10 @@ func (c *Client) announce(ctx context.Context, t *torrent.Torrent, s Spec, left 
 	return seeders
 }
 
+// checkSHA256 compares the file's sha256 with want and, when it matches,
+// syncs the file: its pieces were written without an fsync each.
 func checkSHA256(path, want string) error {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", filepath.Base(path), err)
 	}
@@ -413,6 +438,9 @@ func checkSHA256(path, want string) error {
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {
 		return fmt.Errorf("%s: %w (sha256 %s, the index says %s)", filepath.Base(path), ErrCorrupt, got, want)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", filepath.Base(path), err)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anacrolix/torrent/metainfo"
 	pp "github.com/anacrolix/torrent/peer_protocol"
 )
 
@@ -68,12 +69,18 @@ func TestDownloadFromWebSeed(t *testing.T) {
 	if st := c.Stats(); st.Torrents != 1 || st.Complete != 1 {
 		t.Fatalf("stats after download: %+v", st)
 	}
+	if got, _ := c.completion.Get(metainfo.PieceKey{InfoHash: tor.InfoHash}); !got.Complete {
+		t.Fatal("the verified file is not recorded whole")
+	}
 	// Removing drops the torrent and the file.
 	if err := c.Remove(specOf(tor, "")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) || c.Stats().Torrents != 0 {
 		t.Fatalf("after Remove: %v %+v", err, c.Stats())
+	}
+	if got, _ := c.completion.Get(metainfo.PieceKey{InfoHash: tor.InfoHash}); got.Ok {
+		t.Fatal("a removed file is still recorded")
 	}
 }
 
