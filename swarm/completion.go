@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // pieceCompletion is what a host's client knows of the pieces it has. A
@@ -33,8 +35,17 @@ type pieceCompletion struct {
 
 var wholeBucket = []byte("whole")
 
+// openPieceCompletion opens the record in dir. It is written without
+// fsync: a record lost to a crash only means anacrolix checks that file
+// again, and an unreadable file is replaced by an empty one for the same
+// reason.
 func openPieceCompletion(dir string) (*pieceCompletion, error) {
-	db, err := bbolt.Open(filepath.Join(dir, "complete.db"), 0o600, &bbolt.Options{Timeout: time.Second})
+	path := filepath.Join(dir, "complete.db")
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, NoSync: true})
+	if err != nil && !errors.Is(err, berrors.ErrTimeout) {
+		os.Remove(path)
+		db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, NoSync: true})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("piece completion database in %s: %w", dir, err)
 	}

@@ -1,6 +1,9 @@
 package swarm
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/anacrolix/torrent/metainfo"
@@ -62,4 +65,23 @@ func TestPieceCompletion(t *testing.T) {
 		t.Errorf("whole after a bad piece and forget: %v", pc.whole)
 	}
 	pc.Close()
+}
+
+// An unreadable record is replaced: it only saves checking files again.
+func TestPieceCompletionReplacesGarbage(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "complete.db"), bytes.Repeat([]byte("not bbolt "), 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := openPieceCompletion(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if len(pc.whole) != 0 {
+		t.Fatalf("whole from garbage: %v", pc.whole)
+	}
+	if err := pc.markWhole(metainfo.Hash{3}); err != nil {
+		t.Fatal(err)
+	}
 }
