@@ -265,6 +265,9 @@ func (c *Client) Drop(ih [20]byte) {
 	if t, ok := c.client.Torrent(ih); ok {
 		t.Drop()
 	}
+	c.swarmMu.Lock()
+	delete(c.downloaders, ih)
+	c.swarmMu.Unlock()
 }
 
 // Remove drops the torrent and deletes its file from the cache.
