@@ -156,6 +156,10 @@ func (m *Mirror) Load() (*Index, error) {
 // Fetched time. Nothing is kept unless the signature verifies with the
 // trusted key and the generation is not older than cur's.
 func (m *Mirror) Fetch(ctx context.Context, cur *Index) (*Index, bool, error) {
+	return m.fetch(ctx, cur, 0)
+}
+
+func (m *Mirror) fetch(ctx context.Context, cur *Index, swaps int) (*Index, bool, error) {
 	etag := ""
 	if cur != nil {
 		etag = cur.ETag
@@ -174,6 +178,12 @@ func (m *Mirror) Fetch(ctx context.Context, cur *Index) (*Index, bool, error) {
 		return nil, false, fmt.Errorf("the repository's index signature: %w", err)
 	}
 	if err := m.Key.Verify(data, sig); err != nil {
+		// The server may have published a new generation between the two
+		// requests: the signature is then the new index's. Only an index
+		// that is still the server's is refused.
+		if _, _, unchanged, gerr := m.get(ctx, "/"+IndexFile, newTag); gerr == nil && !unchanged && swaps < 3 {
+			return m.fetch(ctx, cur, swaps+1)
+		}
 		return nil, false, fmt.Errorf("refusing the repository's index (kept the old one): %w; check --trusted-key or the server", err)
 	}
 	tmp, err := writeTemp(m.Dir, IndexFile, data)

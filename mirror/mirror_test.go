@@ -22,6 +22,9 @@ type repo struct {
 	db, sig  []byte
 	etag     string
 	requests int
+	// afterIndex, when set, runs once after an /index.db is served: a
+	// server publishing between a client's two requests.
+	afterIndex func(*repo)
 }
 
 func (r *repo) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -36,6 +39,10 @@ func (r *repo) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		w.Header().Set("ETag", r.etag)
 		w.Write(r.db)
+		if f := r.afterIndex; f != nil {
+			r.afterIndex = nil
+			f(r)
+		}
 	case "/index.db.sig":
 		w.Write(r.sig)
 	default:
@@ -149,5 +156,34 @@ func TestFetchVerifySwap(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, IndexFile), catalog(t, 9, "evil=1.0"), 0o644)
 	if _, err := m.Load(); err == nil {
 		t.Fatal("Load accepted a tampered file")
+	}
+}
+
+// A generation published between the index and its signature is not a
+// tampered index: the client fetches again and takes the new one.
+func TestFetchAcrossAPublish(t *testing.T) {
+	keyPath, pubPath, err := signing.Keygen(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := signing.LoadKey(keyPath)
+	pub, _ := signing.LoadPublicKey(pubPath)
+	sign := func(b []byte) []byte {
+		s, err := key.Sign(b, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	r := &repo{}
+	r.db = catalog(t, 1, "hello=1.0")
+	r.sig, r.etag = sign(r.db), `"1"`
+	next := catalog(t, 2, "hello=2.0")
+	r.afterIndex = func(r *repo) { r.db, r.sig, r.etag = next, sign(next), `"2"` }
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	idx, changed, err := New(srv.URL, pub, t.TempDir()).Fetch(context.Background(), Empty())
+	if err != nil || !changed || idx.Generation != 2 {
+		t.Fatalf("fetch across a publish: %v, changed %v, %+v", err, changed, idx)
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -23,7 +22,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -35,27 +33,12 @@ import (
 	"tpm/repo/repotest"
 	"tpm/signing"
 	"tpm/store"
+	"tpm/test/testenv"
 )
 
 var tpmdBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tpmd-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	tpmdBin = filepath.Join(dir, "tpmd")
-	out, err := exec.Command("go", "build", "-o", tpmdBin, "tpm/cmd/tpmd").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building tpmd: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &tpmdBin) }
 
 // repoDirs is one repository's directories and key.
 type repoDirs struct {
@@ -84,90 +67,29 @@ func (r *repoDirs) add(t *testing.T, name, version string, size int, seed uint64
 
 // tpmd is a running server.
 type tpmd struct {
-	cmd  *exec.Cmd
-	url  string
-	logs *logBuffer
-	done chan error
-}
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// freeAddr returns a loopback address with a port free right now: the
-// public URL must be known before tpmd starts.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	*testenv.Proc
+	url string
 }
 
 func startTpmd(t *testing.T, r *repoDirs, extra ...string) *tpmd {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	args := append([]string{"server", "--packages", r.packages, "--state-dir", r.state,
 		"--key", r.keyPath, "--http", addr, "--public-url", "http://" + addr,
 		"--torrent-listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)
-	d := &tpmd{cmd: exec.Command(tpmdBin, args...), url: "http://" + addr, logs: &logBuffer{}, done: make(chan error, 1)}
-	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.done <- d.cmd.Wait() }()
-	t.Cleanup(func() {
-		d.cmd.Process.Signal(syscall.SIGKILL)
-		<-d.done
-		if t.Failed() {
-			t.Logf("tpmd log:\n%s", d.logs)
-		}
-	})
+	d := &tpmd{Proc: testenv.Start(t, tpmdBin, args...), url: "http://" + addr}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if code, _ := get(d.url + "/healthz"); code == 200 {
 			return d
 		}
-		select {
-		case err := <-d.done:
-			d.done <- err
-			t.Fatalf("tpmd exited at start: %v\n%s", err, d.logs)
-		default:
+		if exited, err := d.Exited(); exited {
+			t.Fatalf("tpmd exited at start: %v\n%s", err, d.Logs)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tpmd did not become healthy\n%s", d.logs)
+			t.Fatalf("tpmd did not become healthy\n%s", d.Logs)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// stop sends SIGTERM and returns how long tpmd took to exit, and its error.
-func (d *tpmd) stop(t *testing.T) (time.Duration, error) {
-	t.Helper()
-	start := time.Now()
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-d.done:
-		d.done <- err
-		return time.Since(start), err
-	case <-time.After(10 * time.Second):
-		t.Fatal("tpmd did not stop within 10 s of SIGTERM")
-		return 0, nil
 	}
 }
 
@@ -194,8 +116,17 @@ func mustGet(t *testing.T, url string) []byte {
 // entries by file name and its generation.
 func (d *tpmd) index(t *testing.T, r *repoDirs) (map[string]*store.CatalogEntry, uint64) {
 	t.Helper()
+	// A rescan may publish between the two requests: take a pair only
+	// when the index is still the same afterwards.
 	idx := mustGet(t, d.url+"/index.db")
 	sig := mustGet(t, d.url+"/index.db.sig")
+	for range 3 {
+		again := mustGet(t, d.url+"/index.db")
+		if bytes.Equal(again, idx) {
+			break
+		}
+		idx, sig = again, mustGet(t, d.url+"/index.db.sig")
+	}
 	if err := r.pub.Verify(idx, sig); err != nil {
 		t.Fatalf("index signature: %v", err)
 	}
@@ -285,8 +216,8 @@ func TestIndexAfterScan(t *testing.T) {
 	if err := json.Unmarshal(mustGet(t, d.url+"/index.json"), &doc); err != nil || doc.Generation != 1 || len(doc.Packages) != 2 {
 		t.Errorf("index.json: %v, %+v", err, doc)
 	}
-	if !regexp.MustCompile(`msg=scan generation=1 new=true added=2 changed=0 removed=0 rejected=0 .* took=`).MatchString(d.logs.String()) {
-		t.Errorf("no scan log line with the counts and the time:\n%s", d.logs)
+	if !regexp.MustCompile(`msg=scan generation=1 new=true added=2 changed=0 removed=0 rejected=0 .* took=`).MatchString(d.Logs.String()) {
+		t.Errorf("no scan log line with the counts and the time:\n%s", d.Logs)
 	}
 }
 
@@ -296,8 +227,17 @@ func TestSignature(t *testing.T) {
 	r := newRepo(t)
 	r.add(t, "a", "1", 10<<10, 1)
 	d := startTpmd(t, r)
+	// A rescan may publish between the two requests: take a pair only
+	// when the index is still the same afterwards.
 	idx := mustGet(t, d.url+"/index.db")
 	sig := mustGet(t, d.url+"/index.db.sig")
+	for range 3 {
+		again := mustGet(t, d.url+"/index.db")
+		if bytes.Equal(again, idx) {
+			break
+		}
+		idx, sig = again, mustGet(t, d.url+"/index.db.sig")
+	}
 	if err := r.pub.Verify(idx, sig); err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +288,7 @@ func TestRescanOnSIGHUP(t *testing.T) {
 	added := r.add(t, "added", "1", 50<<10, 4)
 	r.add(t, "change", "1", 100<<10, 22) // same file name, new content
 	os.Remove(remove)
-	d.cmd.Process.Signal(syscall.SIGHUP)
+	d.Cmd.Process.Signal(syscall.SIGHUP)
 	es2 := d.waitGeneration(t, r, 2)
 
 	if len(es2) != 3 || es2[filepath.Base(added)] == nil || es2[filepath.Base(remove)] != nil {
@@ -373,12 +313,12 @@ func TestRescanOnSIGHUP(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Errorf("If-None-Match with the old ETag after a change: %v %v", resp.StatusCode, err)
 	}
-	if !strings.Contains(d.logs.String(), "added=1 changed=1 removed=1") {
-		t.Errorf("the rescan's log line does not count the changes:\n%s", d.logs)
+	if !strings.Contains(d.Logs.String(), "added=1 changed=1 removed=1") {
+		t.Errorf("the rescan's log line does not count the changes:\n%s", d.Logs)
 	}
 
 	// A restart keeps the generation and the infohashes.
-	if took, err := d.stop(t); err != nil || took > 5*time.Second {
+	if took, err := d.Stop(t); err != nil || took > 5*time.Second {
 		t.Fatalf("stop: %v after %v", err, took)
 	}
 	d2 := startTpmd(t, r)
@@ -406,8 +346,8 @@ func TestCorruptPackageRejected(t *testing.T) {
 	if len(doc.Rejected) != 1 || doc.Rejected[0].File != filepath.Base(bad) || doc.Rejected[0].Reason == "" {
 		t.Fatalf("index.json rejected = %+v", doc.Rejected)
 	}
-	if !strings.Contains(d.logs.String(), `msg="package rejected" file=`+filepath.Base(bad)) {
-		t.Errorf("no log line for the rejection:\n%s", d.logs)
+	if !strings.Contains(d.Logs.String(), `msg="package rejected" file=`+filepath.Base(bad)) {
+		t.Errorf("no log line for the rejection:\n%s", d.Logs)
 	}
 	if code, _ := get(d.url + "/packages/" + filepath.Base(bad)); code != 404 {
 		t.Errorf("rejected package served: %d", code)
@@ -422,11 +362,11 @@ func TestPidFileAndCleanStop(t *testing.T) {
 	d := startTpmd(t, r)
 	pidFile := filepath.Join(r.state, "tpmd-server.pid")
 	b, err := os.ReadFile(pidFile)
-	if err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(d.cmd.Process.Pid) {
-		t.Fatalf("pid file: %q, %v; want %d", b, err, d.cmd.Process.Pid)
+	if err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(d.Cmd.Process.Pid) {
+		t.Fatalf("pid file: %q, %v; want %d", b, err, d.Cmd.Process.Pid)
 	}
 
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	out, err := exec.Command(tpmdBin, "server", "--packages", r.packages, "--state-dir", r.state,
 		"--key", r.keyPath, "--http", addr, "--torrent-listen", "127.0.0.1:0").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "another tpmd server") || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
@@ -435,9 +375,9 @@ func TestPidFileAndCleanStop(t *testing.T) {
 
 	// Keep a download in flight while stopping: it is drained or cut, but
 	// the stop stays within 5 s.
-	took, err := d.stop(t)
+	took, err := d.Stop(t)
 	if err != nil {
-		t.Errorf("tpmd exited with %v after SIGTERM\n%s", err, d.logs)
+		t.Errorf("tpmd exited with %v after SIGTERM\n%s", err, d.Logs)
 	}
 	if took > 5*time.Second {
 		t.Errorf("stop took %v", took)
@@ -445,20 +385,20 @@ func TestPidFileAndCleanStop(t *testing.T) {
 	if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
 		t.Errorf("pid file left behind: %v", err)
 	}
-	if !strings.Contains(d.logs.String(), "msg=stopped") {
-		t.Errorf("no stop log line:\n%s", d.logs)
+	if !strings.Contains(d.Logs.String(), "msg=stopped") {
+		t.Errorf("no stop log line:\n%s", d.Logs)
 	}
 }
 
 func TestConfigFile(t *testing.T) {
 	r := newRepo(t)
 	r.add(t, "a", "1", 10<<10, 1)
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	conf := filepath.Join(t.TempDir(), "server.conf")
 	os.WriteFile(conf, []byte(fmt.Sprintf("# test\npackages = %s\nstate-dir = %s\nkey = %q\nhttp = %s\npublic-url = http://%s\ntorrent-listen = 127.0.0.1:0\nscan-interval = 1h\n",
 		r.packages, r.state, r.keyPath, addr, addr)), 0o644)
 	cmd := exec.Command(tpmdBin, "server", "--config", conf)
-	var logs logBuffer
+	var logs testenv.LogBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -538,7 +478,7 @@ func TestAria2Download(t *testing.T) {
 	for _, webSeed := range []bool{false, true} {
 		blockWebSeed.Store(!webSeed)
 		dir := t.TempDir()
-		port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
+		port := strings.TrimPrefix(testenv.FreeAddr(t), "127.0.0.1:")
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		cmd := exec.CommandContext(ctx, "aria2c", "--dir="+dir, "--seed-time=0",
 			"--enable-dht=false", "--enable-dht6=false", "--enable-peer-exchange=false", "--bt-enable-lpd=false",
