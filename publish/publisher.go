@@ -221,15 +221,18 @@ func (p *Publisher) etagsFor(g *messages.Generation) *etags {
 		json_: strings.TrimSuffix(g.IndexETag, `"`) + `-json"`}
 }
 
+// published is file's package in the current generation, or nil.
+func (p *Publisher) published(file string) *messages.PublishedPackage {
+	if g := p.gen.Load(); g != nil {
+		return g.Package(file)
+	}
+	return nil
+}
+
 func (p *Publisher) serveTorrent(w http.ResponseWriter, r *http.Request, name string) {
 	file, ok := strings.CutSuffix(name, ".torrent")
-	g := p.gen.Load()
-	if !ok || g == nil {
-		http.NotFound(w, r)
-		return
-	}
-	pkg := g.Package(file)
-	if pkg == nil {
+	pkg := p.published(file)
+	if !ok || pkg == nil {
 		http.NotFound(w, r)
 		return
 	}
@@ -245,12 +248,7 @@ func (p *Publisher) serveTorrent(w http.ResponseWriter, r *http.Request, name st
 // the current generation are served; anything else, "../" included, is 404
 // before the file system is touched.
 func (p *Publisher) servePackage(w http.ResponseWriter, r *http.Request, file string) {
-	g := p.gen.Load()
-	if g == nil {
-		http.NotFound(w, r)
-		return
-	}
-	pkg := g.Package(file)
+	pkg := p.published(file)
 	if pkg == nil {
 		http.NotFound(w, r)
 		return

@@ -9,15 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
@@ -94,13 +91,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = 2 * time.Minute
 	}
-	host, portStr, err := net.SplitHostPort(cfg.ListenAddr)
+	listen, err := parseListenAddr(cfg.ListenAddr)
 	if err != nil {
-		return nil, fmt.Errorf("torrent listen address %q: %w", cfg.ListenAddr, err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("torrent listen address %q: bad port", cfg.ListenAddr)
+		return nil, err
 	}
 	for _, d := range []string{cfg.CacheDir, cfg.StateDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -115,22 +108,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := unflushedStorage{storage.NewFileOpts(storage.NewFileClientOpts{
-		ClientBaseDir:   cfg.CacheDir,
-		TorrentDirMaker: func(base string, _ *metainfo.Info, _ metainfo.Hash) string { return base },
-		PieceCompletion: pc,
-		UsePartFiles:    g.Some(false),
-		Logger:          log,
-	})}
-	tc := torrent.NewDefaultClientConfig()
-	tc.DefaultStorage = st
-	tc.Seed = true
-	tc.NoDHT = true
-	tc.DisableWebtorrent = true
-	tc.DisableUTP = true
+	st := unflushedStorage{fileStorage(cfg.CacheDir, pc, log)}
+	tc := newTorrentConfig(listen, st, log)
 	tc.DisableWebseeds = cfg.NoWebSeeds
-	tc.NoDefaultPortForwarding = true
-	tc.MaxAllocPeerRequestDataPerConn = 1024 * 16 << 10 // see NewSeeder
 	// anacrolix announces every minute, not at the tracker's interval, for
 	// as long as a torrent "wants peers", and a complete torrent being
 	// seeded always does: with a thousand packages seeded that is a
@@ -143,17 +123,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	tc.TorrentPeersLowWater = -1
 	c := &Client{cfg: cfg, storage: st, completion: pc, log: log, downloaders: make(map[metainfo.Hash]int)}
 	tc.Callbacks.ReadExtendedHandshake = c.limitRepositoryQueue
-	tc.ListenPort = int(port)
-	if addr, err := netip.ParseAddr(host); err == nil {
-		tc.DisableIPv6 = addr.Is4()
-		tc.DisableIPv4 = addr.Is6()
-	}
-	tc.ListenHost = func(string) string { return host }
-	tc.Slogger = log
-	cl, err := torrent.NewClient(tc)
+	cl, err := newTorrentClient(tc, listen, st)
 	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("torrent client on %s: %w", cfg.ListenAddr, err)
+		return nil, err
 	}
 	c.client, c.port = cl, cl.LocalPort()
 	return c, nil

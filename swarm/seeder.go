@@ -7,13 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/netip"
 	"os"
-	"strconv"
 	"sync"
 
-	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
@@ -74,13 +70,9 @@ type Seeder struct {
 
 // NewSeeder starts a client listening on cfg.ListenAddr.
 func NewSeeder(cfg SeederConfig) (*Seeder, error) {
-	host, portStr, err := net.SplitHostPort(cfg.ListenAddr)
+	listen, err := parseListenAddr(cfg.ListenAddr)
 	if err != nil {
-		return nil, fmt.Errorf("torrent listen address %q: %w", cfg.ListenAddr, err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("torrent listen address %q: bad port", cfg.ListenAddr)
+		return nil, err
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("seeder state directory: %w", err)
@@ -89,44 +81,15 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("piece completion database in %s: %w", cfg.StateDir, err)
 	}
-	st := storage.NewFileOpts(storage.NewFileClientOpts{
-		ClientBaseDir:   cfg.Dir,
-		TorrentDirMaker: func(base string, _ *metainfo.Info, _ metainfo.Hash) string { return base },
-		PieceCompletion: pc,
-		UsePartFiles:    g.Some(false),
-		Logger:          cfg.logger(),
-	})
+	st := fileStorage(cfg.Dir, pc, cfg.logger())
 
-	tc := torrent.NewDefaultClientConfig()
-	tc.DefaultStorage = st
-	tc.Seed = true
-	tc.NoDHT = true
+	tc := newTorrentConfig(listen, st, cfg.logger())
 	tc.DisableTrackers = true
 	tc.DisableWebseeds = true
-	tc.DisableWebtorrent = true
-	tc.DisableUTP = true // TCP only: one socket, no cgo, what every client speaks
-	tc.NoDefaultPortForwarding = true
 	tc.ExtendedHandshakeClientVersion = RepositoryClientName
-	// anacrolix/torrent v1.59.1 reads the data of a peer's queued requests on
-	// one goroutine that may wait for a per-connection allocation
-	// reservation which, being FIFO, is only granted after requests that
-	// same goroutine has not read yet: uploads to a peer that queues more
-	// than this allowance stall for good (aria2 hits it at once). Allowing
-	// the whole request queue (1024 requests of 16 KiB) means no well-behaved
-	// peer ever waits; the memory is only held for requests actually queued.
-	tc.MaxAllocPeerRequestDataPerConn = 1024 * 16 << 10
-	tc.ListenPort = int(port)
-	if addr, err := netip.ParseAddr(host); err == nil {
-		tc.DisableIPv6 = addr.Is4()
-		tc.DisableIPv4 = addr.Is6()
-	}
-	tc.ListenHost = func(string) string { return host }
-	tc.Slogger = cfg.logger()
-
-	cl, err := torrent.NewClient(tc)
+	cl, err := newTorrentClient(tc, listen, st)
 	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("torrent client on %s: %w", cfg.ListenAddr, err)
+		return nil, err
 	}
 	return &Seeder{
 		client:   cl,

@@ -93,31 +93,14 @@ func client(args []string) int {
 		fmt.Fprintln(os.Stderr, "tpmd client: --server URL is required (the repository's tpmd server)")
 		return 2
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "tpmd client: --log-level %q is not debug, info, warn or error\n", o.logLevel)
-		return 2
-	}
-	if o.fileIO != "classic" && o.fileIO != "mmap" {
-		fmt.Fprintf(os.Stderr, "tpmd client: --file-io %q is not classic or mmap\n", o.fileIO)
-		return 2
-	}
 	if !filepath.IsAbs(o.prefix) {
 		fmt.Fprintf(os.Stderr, "tpmd client: --prefix %q must be an absolute path\n", o.prefix)
 		return 2
 	}
-	// As for the server: the torrent library reads its file IO choice from
-	// the environment before main runs.
-	if os.Getenv(swarm.FileIOEnv) != o.fileIO {
-		os.Setenv(swarm.FileIOEnv, o.fileIO)
-		exe, err := os.Executable()
-		if err == nil {
-			err = syscall.Exec(exe, os.Args, os.Environ())
-		}
-		fmt.Fprintf(os.Stderr, "tpmd client: re-executing with %s=%s: %v\n", swarm.FileIOEnv, o.fileIO, err)
-		return 1
+	log, code := setUp("tpmd client", o.logLevel, o.fileIO)
+	if log == nil {
+		return code
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if err := runClient(o, log); err != nil {
 		fmt.Fprintf(os.Stderr, "tpmd client: %v\n", err)
 		return 1
@@ -190,12 +173,6 @@ func runClient(o clientOptions, log *slog.Logger) error {
 	case failure = <-c.Failed():
 		log.Error("stopping after a component failed", "err", failure)
 	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), stopBudget-500*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	if err := c.Stop(stopCtx); err != nil {
-		log.Warn("unclean stop", "err", err)
-	}
-	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
+	stopWithin(log, c.Stop)
 	return failure
 }

@@ -120,27 +120,10 @@ func server(args []string) int {
 		fmt.Fprintf(os.Stderr, "tpmd server: --check: %v\n", err)
 		return 2
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "tpmd server: --log-level %q is not debug, info, warn or error\n", o.logLevel)
-		return 2
+	log, code := setUp("tpmd server", o.logLevel, o.fileIO)
+	if log == nil {
+		return code
 	}
-	if o.fileIO != "classic" && o.fileIO != "mmap" {
-		fmt.Fprintf(os.Stderr, "tpmd server: --file-io %q is not classic or mmap\n", o.fileIO)
-		return 2
-	}
-	// anacrolix/torrent picks its file IO from the environment once, before
-	// main runs; start over with the variable set. exec keeps the pid.
-	if os.Getenv(swarm.FileIOEnv) != o.fileIO {
-		os.Setenv(swarm.FileIOEnv, o.fileIO)
-		exe, err := os.Executable()
-		if err == nil {
-			err = syscall.Exec(exe, os.Args, os.Environ())
-		}
-		fmt.Fprintf(os.Stderr, "tpmd server: re-executing with %s=%s: %v\n", swarm.FileIOEnv, o.fileIO, err)
-		return 1
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if err := serve(o, check, log); err != nil {
 		fmt.Fprintf(os.Stderr, "tpmd server: %v\n", err)
 		return 1
@@ -207,14 +190,47 @@ loop:
 			break loop
 		}
 	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), stopBudget-500*time.Millisecond)
+	stopWithin(log, srv.Stop)
+	return failure
+}
+
+// setUp checks the flags both roles share and makes the logger; a nil
+// logger means exit with code (the message is written). anacrolix/torrent
+// picks its file IO from the environment once, before main runs, so a
+// process without the variable set starts over with it (exec keeps the
+// pid).
+func setUp(role, logLevel, fileIO string) (*slog.Logger, int) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: --log-level %q is not debug, info, warn or error\n", role, logLevel)
+		return nil, 2
+	}
+	if fileIO != "classic" && fileIO != "mmap" {
+		fmt.Fprintf(os.Stderr, "%s: --file-io %q is not classic or mmap\n", role, fileIO)
+		return nil, 2
+	}
+	if os.Getenv(swarm.FileIOEnv) != fileIO {
+		os.Setenv(swarm.FileIOEnv, fileIO)
+		exe, err := os.Executable()
+		if err == nil {
+			err = syscall.Exec(exe, os.Args, os.Environ())
+		}
+		fmt.Fprintf(os.Stderr, "%s: re-executing with %s=%s: %v\n", role, swarm.FileIOEnv, fileIO, err)
+		return nil, 1
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), 0
+}
+
+// stopWithin stops the daemon's actors within the stop budget, leaving the
+// process manager half a second.
+func stopWithin(log *slog.Logger, stop func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), stopBudget-500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if err := srv.Stop(stopCtx); err != nil {
+	if err := stop(ctx); err != nil {
 		log.Warn("unclean stop", "err", err)
 	}
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
-	return failure
 }
 
 // defaultPublicURL guesses the URL from the host name and the HTTP port.

@@ -134,7 +134,7 @@ func TestInstallWithDependencies(t *testing.T) {
 		}
 		return n == 0
 	})
-	if dt := d.stop(t); dt > 5e9 {
+	if dt, _ := d.Stop(t); dt > 5e9 {
 		t.Fatalf("stop took %v", dt)
 	}
 }

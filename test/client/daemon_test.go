@@ -70,16 +70,16 @@ func TestGarbageIntoBothFIFOs(t *testing.T) {
 		t.Fatalf("install on query.fifo: %s %v", b, err)
 	}
 	// /etc/passwd was not written to, and the daemon still answers both FIFOs.
-	if s := getStatus(t, h.run); s.PID != d.cmd.Process.Pid {
+	if s := getStatus(t, h.run); s.PID != d.Cmd.Process.Pid {
 		t.Fatalf("status: %+v", s)
 	}
 	var sr messages.SyncResult
 	ok(t, h.run, "sync", nil, nil, &sr)
-	if done, _ := d.exited(); done {
+	if done, _ := d.Exited(); done {
 		t.Fatal("daemon exited")
 	}
-	if !strings.Contains(d.logs.String(), "refused a request") {
-		t.Fatalf("garbage not logged:\n%s", d.logs)
+	if !strings.Contains(d.Logs.String(), "refused a request") {
+		t.Fatalf("garbage not logged:\n%s", d.Logs)
 	}
 }
 
@@ -95,7 +95,7 @@ func TestSecondDaemonRefused(t *testing.T) {
 		t.Fatal("second daemon started")
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) != 1 || !strings.Contains(lines[0], fmt.Sprintf("another tpmd client (pid %d)", first.cmd.Process.Pid)) {
+	if len(lines) != 1 || !strings.Contains(lines[0], fmt.Sprintf("another tpmd client (pid %d)", first.Cmd.Process.Pid)) {
 		t.Fatalf("second daemon said: %q", out)
 	}
 	getStatus(t, h.run) // the first still answers
@@ -114,10 +114,7 @@ func TestKilledMidInstallRecovers(t *testing.T) {
 	if err == nil {
 		t.Fatal("install finished although the daemon was killed")
 	}
-	select {
-	case <-d.done:
-		d.done <- nil
-	case <-time.After(10 * time.Second):
+	if killed, _ := d.Wait(10 * time.Second); !killed {
 		t.Fatal("daemon not killed")
 	}
 	os.Remove(filepath.Join(h.run, "tpmd.pid")) // what kill -9 leaves behind is harmless either way
@@ -204,7 +201,7 @@ func TestUpgradeAndPlanErrors(t *testing.T) {
 	}
 	ok(t, h.run, "install", []string{"tool"}, nil, nil)
 	r.addPackage(t, `{"Name":"tool","Version":"2.0","Architecture":"any","Type":"Binary"}`, map[string]string{"data/usr/share/tool/v": "2"})
-	srv.cmd.Process.Signal(sighup)
+	srv.Cmd.Process.Signal(sighup)
 	waitFor(t, "tool 2.0 in the index", func() bool {
 		var sr messages.SyncResult
 		ok(t, h.run, "sync", nil, nil, &sr)
@@ -231,7 +228,7 @@ func TestUpgradeAndPlanErrors(t *testing.T) {
 	})
 	// A file conflict is refused before anything is written.
 	r.addPackage(t, `{"Name":"clash","Version":"1","Architecture":"any","Type":"Binary"}`, map[string]string{"data/usr/share/tool/v": "mine"})
-	srv.cmd.Process.Signal(sighup)
+	srv.Cmd.Process.Signal(sighup)
 	waitFor(t, "clash in the index", func() bool {
 		ok(t, h.run, "sync", nil, nil, nil)
 		final, _ := call(t, h.run, "info", []string{"clash"}, nil)

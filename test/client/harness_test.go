@@ -4,17 +4,13 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -24,6 +20,7 @@ import (
 	"tpm/messages"
 	"tpm/signing"
 	"tpm/tarball"
+	"tpm/test/testenv"
 )
 
 var (
@@ -31,41 +28,9 @@ var (
 	buildFlags []string
 )
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tpmd-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	tpmdBin = filepath.Join(dir, "tpmd")
-	args := append(append([]string{"build"}, buildFlags...), "-o", tpmdBin, "tpm/cmd/tpmd")
-	out, err := exec.Command("go", args...).CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building tpmd: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &tpmdBin, buildFlags...) }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer = testenv.LogBuffer
 
 // repository is a package directory with the examples packed, and a key.
 type repository struct {
@@ -123,75 +88,11 @@ func (r *repository) addPackage(t *testing.T, manifest string, files map[string]
 	return path
 }
 
-type proc struct {
-	cmd  *exec.Cmd
-	logs *logBuffer
-	done chan error
-}
+type proc = testenv.Proc
 
-func startProc(t *testing.T, args ...string) *proc {
-	t.Helper()
-	p := &proc{cmd: exec.Command(tpmdBin, args...), logs: &logBuffer{}, done: make(chan error, 1)}
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		err := <-p.done
-		p.done <- err
-		if strings.Contains(p.logs.String(), "DATA RACE") {
-			t.Errorf("%s: the race detector found a data race", args[0])
-		}
-		if t.Failed() {
-			t.Logf("%s log:\n%s", args[0], p.logs)
-		}
-	})
-	return p
-}
+func startProc(t *testing.T, args ...string) *proc { return testenv.Start(t, tpmdBin, args...) }
 
-// exited says whether the process has exited, and with what.
-func (p *proc) exited() (bool, error) {
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return true, err
-	default:
-		return false, nil
-	}
-}
-
-// stop sends SIGTERM and returns how long the process took to exit.
-func (p *proc) stop(t *testing.T) time.Duration {
-	t.Helper()
-	start := time.Now()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return time.Since(start)
-	case <-time.After(15 * time.Second):
-		t.Fatalf("did not stop within 15 s of SIGTERM\n%s", p.logs)
-		return 0
-	}
-}
-
-func (p *proc) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	err := <-p.done
-	p.done <- err
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testenv.FreeAddr(t) }
 
 type server struct {
 	*proc
@@ -220,11 +121,11 @@ func startServerAt(t *testing.T, r *repository, addr string, extra ...string) *s
 				return s
 			}
 		}
-		if done, err := s.exited(); done {
-			t.Fatalf("tpmd server exited at start: %v\n%s", err, s.logs)
+		if done, err := s.Exited(); done {
+			t.Fatalf("tpmd server exited at start: %v\n%s", err, s.Logs)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tpmd server did not publish an index\n%s", s.logs)
+			t.Fatalf("tpmd server did not publish an index\n%s", s.Logs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -257,11 +158,11 @@ func startClient(t *testing.T, h *host, serverURL, pubPath string, extra ...stri
 		if final, _, err := callErr(context.Background(), h.run, "status", nil, nil, 2*time.Second); err == nil && final.Type == messages.ReplyResult {
 			return d
 		}
-		if done, err := d.exited(); done {
-			t.Fatalf("tpmd client exited at start: %v\n%s", err, d.logs)
+		if done, err := d.Exited(); done {
+			t.Fatalf("tpmd client exited at start: %v\n%s", err, d.Logs)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tpmd client did not make its FIFOs\n%s", d.logs)
+			t.Fatalf("tpmd client did not make its FIFOs\n%s", d.Logs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -128,9 +128,9 @@ func TestSecondClientAfterServerStopsSeeding(t *testing.T) {
 	c1 := startClient(t, h1, srv.url, r.pubPath)
 	waitIndex(t, h1.run, 3)
 	ok(t, h1.run, "install", []string{"hello"}, nil, nil)
-	srv.stop(t)
+	srv.Stop(t)
 	srv = startServerAt(t, r, addr, "--seed=false")
-	c1.stop(t)
+	c1.Stop(t)
 	startClient(t, h1, srv.url, r.pubPath)
 	waitFor(t, "first client seeding again", func() bool { return getStatus(t, h1.run).Seeding == 3 })
 	startClient(t, h2, srv.url, r.pubPath, "--web-seed=false", "--stall-timeout", "30s")
@@ -153,7 +153,7 @@ func TestTamperedIndexRefused(t *testing.T) {
 	// A new generation on the server, damaged on the way.
 	r.addPackage(t, `{"Name":"extra","Version":"1.0","Architecture":"any","Type":"Binary"}`,
 		map[string]string{"data/usr/share/extra/x": "x"})
-	srv.cmd.Process.Signal(sighup)
+	srv.Cmd.Process.Signal(sighup)
 	px.tamperIndex.Store(true)
 	waitFor(t, "server generation 2", func() bool {
 		resp, err := http.Get(srv.url + "/index.db")
@@ -215,7 +215,9 @@ func bigPackage(t *testing.T, r *repository) {
 	repotest.Make(t, r.packages, repotest.Package{Name: "big", Version: "1.0", PayloadBytes: 8 << 20, Seed: 7})
 }
 
-func TestSIGTERMMidDownload(t *testing.T) {
+// slowDownload is a host whose daemon can only get a big package from the
+// web seed, through a proxy that throttles it to 256 KiB/s.
+func slowDownload(t *testing.T) (*repository, *proxy, *host, *daemon) {
 	r := newRepository(t, "greet-data")
 	bigPackage(t, r)
 	srv := startServer(t, r, "--seed=false")
@@ -224,6 +226,11 @@ func TestSIGTERMMidDownload(t *testing.T) {
 	h := newHost(t)
 	d := startClient(t, h, px.URL, r.pubPath)
 	waitIndex(t, h.run, 2)
+	return r, px, h, d
+}
+
+func TestSIGTERMMidDownload(t *testing.T) {
+	r, px, h, d := slowDownload(t)
 	type out struct {
 		final messages.Reply
 		err   error
@@ -238,7 +245,7 @@ func TestSIGTERMMidDownload(t *testing.T) {
 		return err == nil && info.Size() > 0
 	})
 	time.Sleep(500 * time.Millisecond)
-	dt := d.stop(t)
+	dt, _ := d.Stop(t)
 	t.Logf("stopped %v after SIGTERM", dt)
 	if dt > 5*time.Second {
 		t.Fatalf("stop took %v", dt)
@@ -257,14 +264,7 @@ func TestSIGTERMMidDownload(t *testing.T) {
 }
 
 func TestCLIGoneCancelsDownload(t *testing.T) {
-	r := newRepository(t, "greet-data")
-	bigPackage(t, r)
-	srv := startServer(t, r, "--seed=false")
-	px := newProxy(t, srv.url)
-	px.throttle.Store(256 << 10)
-	h := newHost(t)
-	d := startClient(t, h, px.URL, r.pubPath)
-	waitIndex(t, h.run, 2)
+	_, _, h, d := slowDownload(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -286,7 +286,7 @@ func TestCLIGoneCancelsDownload(t *testing.T) {
 	if l := list(t, h.run); len(l) != 0 {
 		t.Fatalf("installed: %v", l)
 	}
-	if !strings.Contains(d.logs.String(), "cancelled") && testing.Verbose() {
-		t.Logf("log:\n%s", d.logs)
+	if !strings.Contains(d.Logs.String(), "cancelled") && testing.Verbose() {
+		t.Logf("log:\n%s", d.Logs)
 	}
 }

@@ -1,0 +1,86 @@
+package swarm
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+
+	g "github.com/anacrolix/generics"
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+)
+
+// listenAddr is a parsed "host:port" for a torrent client.
+type listenAddr struct {
+	text string
+	host string
+	port int
+}
+
+func parseListenAddr(s string) (listenAddr, error) {
+	host, portStr, err := net.SplitHostPort(s)
+	if err != nil {
+		return listenAddr{}, fmt.Errorf("torrent listen address %q: %w", s, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return listenAddr{}, fmt.Errorf("torrent listen address %q: bad port", s)
+	}
+	return listenAddr{text: s, host: host, port: int(port)}, nil
+}
+
+// newTorrentConfig is what the seeder and the hosts' clients share: TCP
+// only on one address (one socket, no cgo, what every client speaks), no
+// DHT, WebTorrent or port mapping, uploads to anyone interested.
+func newTorrentConfig(l listenAddr, st storage.ClientImpl, log *slog.Logger) *torrent.ClientConfig {
+	tc := torrent.NewDefaultClientConfig()
+	tc.DefaultStorage = st
+	tc.Seed = true
+	tc.NoDHT = true
+	tc.DisableWebtorrent = true
+	tc.DisableUTP = true
+	tc.NoDefaultPortForwarding = true
+	// anacrolix/torrent v1.59.1 reads the data of a peer's queued requests on
+	// one goroutine that may wait for a per-connection allocation
+	// reservation which, being FIFO, is only granted after requests that
+	// same goroutine has not read yet: uploads to a peer that queues more
+	// than this allowance stall for good (aria2 hits it at once). Allowing
+	// the whole request queue (1024 requests of 16 KiB) means no well-behaved
+	// peer ever waits; the memory is only held for requests actually queued.
+	tc.MaxAllocPeerRequestDataPerConn = 1024 * 16 << 10
+	tc.ListenPort = l.port
+	if addr, err := netip.ParseAddr(l.host); err == nil {
+		tc.DisableIPv6 = addr.Is4()
+		tc.DisableIPv4 = addr.Is6()
+	}
+	host := l.host
+	tc.ListenHost = func(string) string { return host }
+	tc.Slogger = log
+	return tc
+}
+
+// fileStorage keeps each torrent's one file directly in dir, under the
+// torrent's name, without part files (with part files, a failed piece could
+// rename a complete package to .part).
+func fileStorage(dir string, pc storage.PieceCompletion, log *slog.Logger) storage.ClientImplCloser {
+	return storage.NewFileOpts(storage.NewFileClientOpts{
+		ClientBaseDir:   dir,
+		TorrentDirMaker: func(base string, _ *metainfo.Info, _ metainfo.Hash) string { return base },
+		PieceCompletion: pc,
+		UsePartFiles:    g.Some(false),
+		Logger:          log,
+	})
+}
+
+// newTorrentClient starts the client, closing st if it cannot.
+func newTorrentClient(tc *torrent.ClientConfig, l listenAddr, st storage.ClientImplCloser) (*torrent.Client, error) {
+	cl, err := torrent.NewClient(tc)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("torrent client on %s: %w", l.text, err)
+	}
+	return cl, nil
+}
