@@ -81,20 +81,26 @@ func catalog(t *testing.T, gen uint64, names ...string) []byte {
 	return b
 }
 
-func TestFetchVerifySwap(t *testing.T) {
+// newKey makes a repository key pair: the public key, and a signer.
+func newKey(t *testing.T) (signing.PublicKey, func([]byte) []byte) {
+	t.Helper()
 	keyPath, pubPath, err := signing.Keygen(t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	key, _ := signing.LoadKey(keyPath)
 	pub, _ := signing.LoadPublicKey(pubPath)
-	sign := func(b []byte) []byte {
+	return pub, func(b []byte) []byte {
 		s, err := key.Sign(b, "test")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
+}
+
+func TestFetchVerifySwap(t *testing.T) {
+	pub, sign := newKey(t)
 	r := &repo{}
 	r.db = catalog(t, 3, "hello=1.0", "hello=2.0", "libgreet=1.2")
 	r.sig, r.etag = sign(r.db), `"a"`
@@ -162,19 +168,7 @@ func TestFetchVerifySwap(t *testing.T) {
 // A generation published between the index and its signature is not a
 // tampered index: the client fetches again and takes the new one.
 func TestFetchAcrossAPublish(t *testing.T) {
-	keyPath, pubPath, err := signing.Keygen(t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := signing.LoadKey(keyPath)
-	pub, _ := signing.LoadPublicKey(pubPath)
-	sign := func(b []byte) []byte {
-		s, err := key.Sign(b, "test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	pub, sign := newKey(t)
 	r := &repo{}
 	r.db = catalog(t, 1, "hello=1.0")
 	r.sig, r.etag = sign(r.db), `"1"`
