@@ -3,8 +3,6 @@ package actors
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -18,55 +16,48 @@ import (
 const drainTimeout = 3 * time.Second
 
 // publisherActor owns the HTTP listener and swaps generations into the
-// Server's publish.Publisher. On stop (or restart) it closes the listener at
+// server's publish.Publisher. On stop (or restart) it closes the listener at
 // once, so a restarted publisher can bind the same address, and drains the
 // open connections in the background.
 type publisherActor struct {
-	s   *Server
-	srv *publish.Server
+	env       *env
+	publisher *publish.Publisher
+	srv       *publish.Server
 }
 
 func (a *publisherActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		a.listen(ctx)
+		ctx.Request(ctx.Parent(), &messages.NeedAddr{})
+	case *messages.Addr:
+		a.listen(ctx, msg.Addr)
 	case *actor.Stopping, *actor.Restarting:
 		a.stop()
+	case *messages.RestartFailed:
+		restartFailed(Publisher, msg)
 	case *messages.GenerationReady:
-		if a.s.publisher.Swap(msg.Generation) {
-			a.s.log.Info("published", "generation", msg.Generation.Number, "packages", len(msg.Generation.Packages))
+		if a.publisher.Swap(msg.Generation) {
+			a.env.log.Info("published", "generation", msg.Generation.Number, "packages", len(msg.Generation.Packages))
 		}
-	case *messages.Crash:
-		panic("publisher: " + msg.Reason)
+	case *seederUp:
+		a.publisher.SetSeeder(msg.port, msg.stats)
 	}
 }
 
-func (a *publisherActor) listen(ctx actor.Context) {
-	s := a.s
-	first := !s.started(Publisher)
-	srv, err := publish.Listen(s.HTTPAddr(), s.publisher, s.quiet)
+func (a *publisherActor) listen(ctx actor.Context, addr string) {
+	srv, err := publish.Listen(addr, a.publisher, a.env.quiet)
 	if err != nil {
-		if first {
-			s.ready <- readyMsg{Publisher, err}
-			return
-		}
-		panic(fmt.Errorf("publisher: %w", err))
+		ctx.Send(ctx.Parent(), &messages.Ready{Component: Publisher, Err: fmt.Errorf("publisher: %w", err)})
+		return
 	}
 	a.srv = srv
-	s.mu.Lock()
-	s.httpAddr = srv.Addr()
-	s.mu.Unlock()
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
+	log := a.env.log
+	a.env.bg.Go(func() {
 		if err := srv.Serve(); err != nil {
-			s.log.Error("http server stopped", "err", err)
+			log.Error("http server stopped", "err", err)
 		}
-	}()
-	if first {
-		s.markStarted(Publisher)
-		s.ready <- readyMsg{Publisher, nil}
-	}
+	})
+	ctx.Send(ctx.Parent(), &messages.Ready{Component: Publisher, Addr: srv.Addr()})
 	ctx.Request(ctx.Parent(), &messages.NeedGeneration{})
 }
 
@@ -74,25 +65,14 @@ func (a *publisherActor) stop() {
 	if a.srv == nil {
 		return
 	}
-	srv := a.srv
+	srv, log := a.srv, a.env.log
 	a.srv = nil
 	srv.CloseListener()
-	a.s.bg.Add(1)
-	go func() {
-		defer a.s.bg.Done()
+	a.env.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
-			a.s.log.Warn("http drain", "err", err)
+			log.Warn("http drain", "err", err)
 		}
-	}()
-}
-
-// withPort replaces the port of addr ("host:port").
-func withPort(addr string, port int) string {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	return net.JoinHostPort(host, strconv.Itoa(port))
+	})
 }

@@ -8,88 +8,92 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
 
+	"tpm/generation"
 	"tpm/messages"
+	"tpm/repo"
 )
 
-// scannerActor runs scans: at start, every ScanInterval, and on Rescan
+// scannerActor runs scans: at start, every interval, and on Rescan
 // (SIGHUP, a request, a stale file). A scan runs on its own goroutine and
-// reports with ScanFinished; requests during a scan fold into one more scan
-// after it. The work itself is repo.Scanner's, which the Server owns, so a
-// restarted scanner goes on with the same catalog.
+// reports with scanFinished; requests during a scan fold into one more scan
+// after it. The catalog and the scan over it (repo.Scanner) are the
+// server's, so a restarted scanner goes on with the same catalog.
 type scannerActor struct {
-	s           *Server
+	env         *env
+	scanner     *repo.Scanner
+	interval    time.Duration
+	life        lifetime
 	cancelTimer scheduler.CancelFunc
-	cancelScan  context.CancelFunc
-	seq         uint64 // of the scan running, if busy
 	busy        bool
 	pending     string // reason of a scan asked for while busy
+}
+
+// scanFinished is what a scan's goroutine reports.
+type scanFinished struct {
+	token      uint64 // of the instance that started it
+	generation *generation.Generation
+	stats      repo.ScanStats
+	err        error
 }
 
 func (a *scannerActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		iv := a.s.cfg.ScanInterval
+		a.life = newLifetime()
 		a.cancelTimer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root).
-			SendRepeatedly(iv, iv, ctx.Self(), &messages.Rescan{Reason: "timer"})
+			SendRepeatedly(a.interval, a.interval, ctx.Self(), &messages.Rescan{Reason: "timer"})
+		ctx.Send(ctx.Parent(), &messages.Ready{Component: Scanner})
 		a.start(ctx, "start")
 	case *actor.Stopping, *actor.Restarting:
 		if a.cancelTimer != nil {
 			a.cancelTimer()
 		}
-		if a.cancelScan != nil {
-			a.cancelScan()
-		}
+		a.life.end()
+	case *messages.RestartFailed:
+		restartFailed(Scanner, msg)
 	case *messages.Rescan:
 		if a.busy {
 			a.pending = msg.Reason
 			return
 		}
 		a.start(ctx, msg.Reason)
-	case *messages.ScanFinished:
+	case *scanFinished:
 		a.finished(ctx, msg)
-	case *messages.Crash:
-		panic("scanner: " + msg.Reason)
 	}
 }
 
 func (a *scannerActor) start(ctx actor.Context, reason string) {
-	a.seq = a.s.scanSeq.Add(1) // server-wide, so an old instance's result never matches
 	a.busy, a.pending = true, ""
-	scanCtx, cancel := context.WithCancel(context.Background())
-	a.cancelScan = cancel
-	seq, self, root, scanner := a.seq, ctx.Self(), ctx.ActorSystem().Root, a.s.scanner
-	a.s.log.Debug("scan starting", "reason", reason)
-	a.s.bg.Add(1)
-	go func() {
-		defer a.s.bg.Done()
-		defer cancel()
+	scanCtx, token, self, root, scanner := a.life.ctx, a.life.token, ctx.Self(), ctx.ActorSystem().Root, a.scanner
+	a.env.log.Debug("scan starting", "reason", reason)
+	a.env.bg.Go(func() {
 		g, stats, err := scanner.Scan(scanCtx)
-		root.Send(self, &messages.ScanFinished{Seq: seq, Generation: g, Stats: stats, Err: err})
-	}()
+		root.Send(self, &scanFinished{token: token, generation: g, stats: stats, err: err})
+	})
 }
 
-func (a *scannerActor) finished(ctx actor.Context, msg *messages.ScanFinished) {
+func (a *scannerActor) finished(ctx actor.Context, msg *scanFinished) {
 	// A result of an earlier instance (before a restart) is still a valid
 	// generation; only this instance's own scan frees it for the next one.
-	if msg.Seq == a.seq && a.busy {
+	if msg.token == a.life.token {
 		a.busy = false
 	}
-	log := a.s.log
-	if errors.Is(msg.Err, context.Canceled) {
+	log := a.env.log
+	if errors.Is(msg.err, context.Canceled) {
 		log.Debug("scan cancelled")
-	} else if msg.Err != nil {
-		log.Error("scan failed; the last good generation stays published", "err", msg.Err)
+	} else if msg.err != nil {
+		log.Error("scan failed; the last good generation stays published", "err", msg.err)
 	} else {
-		st := msg.Stats
+		st := msg.stats
 		for _, r := range st.Rejections {
 			log.Warn("package rejected", "file", r.File, "reason", r.Reason)
 		}
-		log.Info("scan", "generation", msg.Generation.Number, "new", st.NewGeneration,
+		log.Info("scan", "generation", msg.generation.Number, "new", st.NewGeneration,
 			"added", st.Added, "changed", st.Changed, "removed", st.Removed, "rejected", st.Rejected,
 			"unchanged", st.Unchanged, "skipped", st.Skipped, "published", st.Published,
 			"read_bytes", st.BytesRead, "took", st.Duration.Round(time.Millisecond))
 		if st.NewGeneration {
-			ctx.Send(ctx.Parent(), &messages.GenerationReady{Generation: msg.Generation})
+			ctx.Send(ctx.Parent(), &messages.GenerationReady{Generation: msg.generation})
 		}
 	}
 	if !a.busy && a.pending != "" {

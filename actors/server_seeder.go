@@ -1,35 +1,51 @@
 package actors
 
 import (
-	"context"
 	"fmt"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"tpm/generation"
 	"tpm/messages"
 	"tpm/swarm"
 )
 
-// seederActor owns the torrent client. It opens it on start (so a restart
-// gets a fresh client on the same port), asks the supervisor for the last
-// generation, and syncs the seeded set to every new generation on a
-// goroutine; generations arriving during a sync fold into the newest.
+// seederActor owns the server's torrent client. It opens it on start, on
+// the address its supervisor keeps (so a restart gets a fresh client on the
+// same port), asks for the last generation, and syncs the seeded set to
+// every new generation on a goroutine; generations arriving during a sync
+// fold into the newest.
 type seederActor struct {
-	s          *Server
+	env        *env
+	packageDir string
+	stateDir   string
+	life       lifetime
 	seeder     *swarm.Seeder
-	cancelSync context.CancelFunc
 	syncing    bool
-	pending    *messages.Generation
-	current    *messages.Generation // the last one synced or syncing
+	pending    *generation.Generation
+	current    *generation.Generation // the last one synced or syncing
+}
+
+// seedSynced is what a sync's goroutine reports.
+type seedSynced struct {
+	number   uint64
+	stats    swarm.SyncStats
+	err      error
+	duration time.Duration
 }
 
 func (a *seederActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		a.open(ctx)
+		a.life = newLifetime()
+		ctx.Request(ctx.Parent(), &messages.NeedAddr{})
+	case *messages.Addr:
+		a.open(ctx, msg.Addr)
 	case *actor.Stopping, *actor.Restarting:
-		a.close()
+		a.close(ctx)
+	case *messages.RestartFailed:
+		restartFailed(Seeder, msg)
 	case *messages.GenerationReady:
 		if a.seeder == nil || (a.current != nil && a.current.Number == msg.Generation.Number) {
 			return // not open, or this generation is already seeded
@@ -39,83 +55,60 @@ func (a *seederActor) Receive(ctx actor.Context) {
 			return
 		}
 		a.sync(ctx, msg.Generation)
-	case *messages.SeedSynced:
+	case *seedSynced:
 		a.syncing = false
-		if msg.Err != nil {
-			a.s.log.Error("seeder sync incomplete", "generation", msg.Number, "err", msg.Err)
+		if msg.err != nil {
+			a.env.log.Error("seeder sync incomplete", "generation", msg.number, "err", msg.err)
 		} else {
-			a.s.log.Info("seeding", "generation", msg.Number, "added", msg.Added, "dropped", msg.Dropped,
-				"kept", msg.Kept, "took", msg.Duration.Round(time.Millisecond))
+			a.env.log.Info("seeding", "generation", msg.number, "added", msg.stats.Added, "dropped", msg.stats.Dropped,
+				"kept", msg.stats.Kept, "took", msg.duration.Round(time.Millisecond))
 		}
 		if g := a.pending; g != nil {
 			a.pending = nil
 			a.sync(ctx, g)
 		}
-	case *messages.Crash:
-		panic("seeder: " + msg.Reason)
 	}
 }
 
-func (a *seederActor) open(ctx actor.Context) {
-	s := a.s
-	first := !s.started(Seeder)
+func (a *seederActor) open(ctx actor.Context, addr string) {
 	seeder, err := swarm.NewSeeder(swarm.SeederConfig{
-		Dir:        s.cfg.PackageDir,
-		StateDir:   s.cfg.StateDir,
-		ListenAddr: s.TorrentAddr(),
-		Logger:     s.quiet,
+		Dir:        a.packageDir,
+		StateDir:   a.stateDir,
+		ListenAddr: addr,
+		Logger:     a.env.quiet,
 	})
 	if err != nil {
-		if first {
-			s.ready <- readyMsg{Seeder, err}
-			return // StartServer stops everything
-		}
-		panic(fmt.Errorf("seeder: %w", err)) // the supervisor retries
+		ctx.Send(ctx.Parent(), &messages.Ready{Component: Seeder, Err: fmt.Errorf("seeder: %w", err)})
+		return
 	}
 	a.seeder = seeder
-	s.seeder.Store(seeder)
-	s.seederPort.Store(int32(seeder.Port()))
-	s.mu.Lock()
-	s.torrentAddr = withPort(s.torrentAddr, seeder.Port())
-	s.mu.Unlock()
-	if first {
-		s.markStarted(Seeder)
-		s.ready <- readyMsg{Seeder, nil}
-	}
+	ctx.Send(ctx.Parent(), &messages.Ready{Component: Seeder, Addr: withPort(addr, seeder.Port())})
+	ctx.Send(ctx.Parent(), &seederUp{port: seeder.Port(), stats: seeder})
 	ctx.Request(ctx.Parent(), &messages.NeedGeneration{})
 }
 
-func (a *seederActor) sync(ctx actor.Context, g *messages.Generation) {
+func (a *seederActor) sync(ctx actor.Context, g *generation.Generation) {
 	a.syncing, a.current = true, g
 	items := make([]swarm.Item, len(g.Packages))
 	for i, p := range g.Packages {
 		items[i] = swarm.Item{InfoHash: p.InfoHash, InfoBytes: p.InfoBytes}
 	}
-	syncCtx, cancel := context.WithCancel(context.Background())
-	a.cancelSync = cancel
-	self, root, seeder := ctx.Self(), ctx.ActorSystem().Root, a.seeder
-	a.s.bg.Add(1)
-	go func() {
-		defer a.s.bg.Done()
-		defer cancel()
+	syncCtx, self, root, seeder := a.life.ctx, ctx.Self(), ctx.ActorSystem().Root, a.seeder
+	a.env.bg.Go(func() {
 		start := time.Now()
 		st, err := seeder.Sync(syncCtx, items)
-		root.Send(self, &messages.SeedSynced{Number: g.Number, Added: st.Added, Dropped: st.Dropped,
-			Kept: st.Kept, Err: err, Duration: time.Since(start)})
-	}()
+		root.Send(self, &seedSynced{number: g.Number, stats: st, err: err, duration: time.Since(start)})
+	})
 }
 
 // close cancels a running sync and closes the client; Close waits for the
 // sync to let go of the client first.
-func (a *seederActor) close() {
-	if a.cancelSync != nil {
-		a.cancelSync()
-	}
+func (a *seederActor) close(ctx actor.Context) {
+	a.life.end()
 	if a.seeder != nil {
-		a.s.seederPort.Store(0)
-		a.s.seeder.Store(nil)
+		ctx.Send(ctx.Parent(), &seederUp{})
 		if err := a.seeder.Close(); err != nil {
-			a.s.log.Warn("closing the torrent client", "err", err)
+			a.env.log.Warn("closing the torrent client", "err", err)
 		}
 		a.seeder = nil
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -12,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"tpm/messages"
+	"tpm/generation"
 	"tpm/repo/repotest"
 	"tpm/signing"
 )
@@ -59,7 +60,7 @@ func startTestServer(t *testing.T, cfg ServerConfig) *testServer {
 	cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(ts.logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	repotest.Make(t, ts.dir, repotest.Package{Name: "a", Version: "1", PayloadBytes: 50 << 10, Seed: 1})
 	repotest.Make(t, ts.dir, repotest.Package{Name: "b", Version: "1", PayloadBytes: 50 << 10, Seed: 2})
-	s, err := StartServer(cfg)
+	s, err := StartServer(cfg.withCrashes())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (ts *testServer) waitGeneration(t *testing.T, n uint64) *messages.Generation {
+func (ts *testServer) waitGeneration(t *testing.T, n uint64) *generation.Generation {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -125,8 +126,8 @@ func TestServerPublishesAndRescans(t *testing.T) {
 		t.Fatalf("generation 1: %d packages", len(g.Packages))
 	}
 	ts.waitLog(t, "seeding")
-	if ts.seederPort.Load() == 0 {
-		t.Error("the seeder's port is unknown")
+	if _, port, _ := net.SplitHostPort(ts.TorrentAddr()); port == "0" || port == "" {
+		t.Errorf("the seeder's address %q has no port", ts.TorrentAddr())
 	}
 
 	repotest.Make(t, ts.dir, repotest.Package{Name: "c", Version: "1", PayloadBytes: 10 << 10, Seed: 3})

@@ -25,7 +25,7 @@ const (
 // TailLines is how many of the last output lines a Result or BuildError keeps.
 const TailLines = 20
 
-// Steps of a build, as passed to Spec.Log and named in errors.
+// Steps of a build, as passed to a LogFunc and named in errors.
 const (
 	StepUnpack    = "unpack"
 	StepConfigure = "configure"
@@ -76,16 +76,17 @@ type Spec struct {
 	// build directory, TMPDIR inside it, LANG=C); a later entry wins, so it
 	// may also override those (PATH, CC, MAKEFLAGS=-j4, ...).
 	Env []string
-	// Log, if set, receives each output line as it comes (raw bytes, not
-	// necessarily UTF-8), with its step: StepUnpack, StepConfigure, StepMake,
-	// StepInstall, or "cleanup" and "done" for the builder's own last words.
-	// Each step starts with its command line ("$ make"). Calls never
-	// overlap; a slow Log slows the build down.
-	Log func(step, line string)
 	// LogFile, if set, is where the whole log is written (parents are made);
 	// it is kept on success and failure alike.
 	LogFile string
 }
+
+// LogFunc receives each output line of a build as it comes (raw bytes, not
+// necessarily UTF-8), with its step: StepUnpack, StepConfigure, StepMake,
+// StepInstall, or "cleanup" and "done" for the builder's own last words.
+// Each step starts with its command line ("$ make"). Calls never overlap; a
+// slow LogFunc slows the build down.
+type LogFunc func(step, line string)
 
 // Result is a successful build.
 type Result struct {
@@ -137,7 +138,7 @@ var errTimeout = errors.New("build timed out")
 // spec.DestDir. The build directory is always removed; DestDir is removed on
 // failure. Every process a step starts is killed with its process group when
 // the step ends, times out or is canceled. A failure is a *BuildError.
-func Build(ctx context.Context, spec Spec) (*Result, error) {
+func Build(ctx context.Context, spec Spec, log LogFunc) (*Result, error) {
 	start := time.Now()
 	if err := spec.check(); err != nil {
 		return nil, err
@@ -154,7 +155,7 @@ func Build(ctx context.Context, spec Spec) (*Result, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, spec.Timeout, errTimeout)
 	defer cancel()
 
-	out := &output{log: spec.Log}
+	out := &output{log: log}
 	if spec.LogFile != "" {
 		f, err := createLog(spec.LogFile)
 		if err != nil {

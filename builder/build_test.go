@@ -24,7 +24,7 @@ func TestBuildHelloSrc(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := testSpec(t, archive, "hello-src")
-	res, err := Build(context.Background(), spec)
+	res, err := Build(context.Background(), spec, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestBuildStepFailures(t *testing.T) {
 		t.Run(strings.ReplaceAll(tt.step, " ", "_"), func(t *testing.T) {
 			dir := t.TempDir()
 			spec := testSpec(t, sourcePackage(t, dir, "broken", tt.files), "broken")
-			res, err := Build(context.Background(), spec)
+			res, err := Build(context.Background(), spec, testLog(t))
 			if err == nil {
 				t.Fatalf("built: %+v", res)
 			}
@@ -142,7 +142,7 @@ func TestBuildTimeoutKillsProcessGroup(t *testing.T) {
 	spec.Env = []string{"PIDFILE=" + pidFile}
 	spec.Timeout = 2 * time.Second
 	start := time.Now()
-	_, err := Build(context.Background(), spec)
+	_, err := Build(context.Background(), spec, testLog(t))
 	took := time.Since(start)
 	t.Logf("%v after %s", err, took)
 	var be *BuildError
@@ -169,13 +169,13 @@ func TestBuildCancelKillsProcessGroup(t *testing.T) {
 	spec.Env = []string{"PIDFILE=" + pidFile}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	spec.Log = func(step, line string) {
+	log := func(step, line string) {
 		if line == "hanging" {
 			cancel()
 		}
 	}
 	start := time.Now()
-	_, err := Build(ctx, spec)
+	_, err := Build(ctx, spec, log)
 	took := time.Since(start)
 	var be *BuildError
 	if !errors.As(err, &be) || be.Step != StepMake || be.Why != "canceled" || !errors.Is(err, context.Canceled) {
@@ -202,7 +202,7 @@ func TestBuildKillsLeftoverChildren(t *testing.T) {
 	}), "leaver")
 	spec.Env = []string{"PIDFILE=" + pidFile, "PREFIX=" + BucketPath(spec.Prefix, "leaver")}
 	start := time.Now()
-	res, err := Build(context.Background(), spec)
+	res, err := Build(context.Background(), spec, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestBuildRefusesStrayInstall(t *testing.T) {
 		"Makefile":  "all:\ninstall:\n\tmkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc\n\ttouch $(DESTDIR)$(PREFIX)/bin/x $(DESTDIR)/etc/stray.conf\n",
 	}), "stray")
 	spec.Env = []string{"PREFIX=" + BucketPath(spec.Prefix, "stray")}
-	_, err := Build(context.Background(), spec)
+	_, err := Build(context.Background(), spec, testLog(t))
 	var be *BuildError
 	if !errors.As(err, &be) || be.Step != StepInstall || !strings.Contains(err.Error(), "/etc") {
 		t.Fatalf("error %v", err)
@@ -234,7 +234,7 @@ func TestBuildRefusesStrayInstall(t *testing.T) {
 
 	// Nothing installed in the bucket at all.
 	spec = testSpec(t, sourcePackage(t, t.TempDir(), "empty", map[string]string{"configure": okConfigure, "Makefile": "all:\ninstall:\n"}), "empty")
-	if _, err := Build(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "make install put nothing in") {
+	if _, err := Build(context.Background(), spec, testLog(t)); err == nil || !strings.Contains(err.Error(), "make install put nothing in") {
 		t.Fatalf("error %v", err)
 	}
 	assertCleanedUp(t, spec)
@@ -264,9 +264,11 @@ func TestBuildRefusesHostileTrees(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.ReplaceAll(tt.name, " ", "_"), func(t *testing.T) {
 			dir := t.TempDir()
-			archive := rawArchive(t, dir, tt.hdrs)
-			if tt.hdrs == nil {
-				archive = sourcePackage(t, dir, "evil", map[string]string{"configure": okConfigure})
+			var archive string
+			if tt.hdrs != nil {
+				archive = rawArchive(t, dir, tt.hdrs)
+			} else {
+				sourcePackage(t, dir, "evil", map[string]string{"configure": okConfigure})
 				raw, _ := os.ReadFile(filepath.Join(dir, "pkg-evil", "info", "package.json"))
 				mustWrite(t, filepath.Join(dir, "pkg-evil", "info", "package.json"), strings.Replace(string(raw), "Source", "Binary", 1), 0o644)
 				var err error
@@ -278,7 +280,7 @@ func TestBuildRefusesHostileTrees(t *testing.T) {
 			spec := testSpec(t, archive, "evil")
 			marker := filepath.Join(dir, "configure-ran")
 			spec.Env = []string{"MARKER=" + marker}
-			_, err := Build(context.Background(), spec)
+			_, err := Build(context.Background(), spec, testLog(t))
 			var be *BuildError
 			if !errors.As(err, &be) || be.Step != StepUnpack || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want unpack failing with %q", err, tt.want)

@@ -41,8 +41,7 @@ func TestBuildGNUHello(t *testing.T) {
 	spec := testSpec(t, archive, "hello")
 	spec.Env = []string{fmt.Sprintf("MAKEFLAGS=-j%d", runtime.NumCPU())}
 	lines := 0
-	spec.Log = func(step, line string) { lines++ }
-	res, err := Build(context.Background(), spec)
+	res, err := Build(context.Background(), spec, func(step, line string) { lines++ })
 	if err != nil {
 		t.Fatalf("%v\n%s", err, strings.Join(errTail(err), "\n"))
 	}

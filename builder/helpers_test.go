@@ -130,8 +130,12 @@ func testSpec(t *testing.T, archive, name string) Spec {
 		DestDir:   filepath.Join(dir, "prefix", ".stage-"+name),
 		Timeout:   time.Minute,
 		LogFile:   filepath.Join(dir, "state", "build-logs", name+".log"),
-		Log:       func(step, line string) { t.Logf("%s: %s", step, line) },
 	}
+}
+
+// testLog logs a build's lines as the test's.
+func testLog(t *testing.T) LogFunc {
+	return func(step, line string) { t.Logf("%s: %s", step, line) }
 }
 
 // assertCleanedUp checks what a failed build must leave: an empty build

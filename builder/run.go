@@ -101,7 +101,7 @@ func waitExited(pid int) {
 	}
 }
 
-// output passes a build's lines to Spec.Log and the log file, and keeps the
+// output passes a build's lines to its LogFunc and the log file, and keeps the
 // tail for errors. Only one goroutine uses it at a time: the builder between
 // steps, a step's reader during it.
 type output struct {

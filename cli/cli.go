@@ -1,20 +1,26 @@
 // Package cli is the tpm command: flags, verbs, prompts and output. The
 // binary in cmd/tpm only wires it to the process.
+//
+// Each verb is a cmd_VERB.go file: its options and flags, and what it does
+// through tpmd (package local) and with --offline (the engine, package
+// query), side by side. Both paths report through the same view
+// (render.go), so a verb prints the same in both modes, as text or, with
+// --json, as the wire protocol's reply lines.
 package cli
 
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
+
+	"tpm/engine"
+	"tpm/local"
 )
 
 // Env is what the command may touch of its process.
@@ -34,48 +40,17 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
-// options are every flag of every verb; each verb reads the ones it defines.
-type options struct {
+// globalOptions are the flags every verb has.
+type globalOptions struct {
 	offline  bool
 	stateDir string
 	prefix   string
 	runDir   string
 	yes      bool
 	json     bool
-
-	reinstall      bool
-	allowDowngrade bool
-	cascade        bool
-	output         string
-	force          bool
-	maxEntries     int
-	maxBytes       int64
-	scriptTimeout  string
-	buildDir       string
-	verbose        bool
-	buildTimeout   string
-	linkDir        string
 }
 
-type verb struct {
-	name    string
-	args    string
-	summary string
-	flags   func(fs *pflag.FlagSet, o *options)
-	run     func(ctx context.Context, c *command, args []string) error
-}
-
-// command is one run of tpm: its options, output and input.
-type command struct {
-	env  Env
-	opts options
-	in   *bufio.Reader
-	// prefixSet says --prefix was given; otherwise the daemon's own applies.
-	prefixSet bool
-	buildStep map[string]string // the step each source build is in, for --verbose-less output
-}
-
-func globalFlags(fs *pflag.FlagSet, o *options) {
+func (o *globalOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.offline, "offline", false, "use the install engine directly instead of the tpmd daemon (local .tpkg files)")
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/tpm", "state directory (with --offline)")
 	fs.StringVar(&o.prefix, "prefix", "/", "install prefix")
@@ -84,50 +59,45 @@ func globalFlags(fs *pflag.FlagSet, o *options) {
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per line")
 }
 
-func limitFlags(fs *pflag.FlagSet, o *options) {
-	fs.BoolVarP(&o.verbose, "verbose", "v", false, "show every line of source package builds")
-	fs.BoolVar(&o.allowDowngrade, "allow-downgrade", false, "allow replacing a package with an older version")
-	fs.IntVar(&o.maxEntries, "max-entries", 0, "refuse archives with more entries (default 500000)")
-	fs.Int64Var(&o.maxBytes, "max-bytes", 0, "refuse archives that decompress to more bytes (default 16 GiB)")
-	fs.StringVar(&o.scriptTimeout, "script-timeout", "5m", "time limit for each package script")
-	// Like mktemp -d: under $TMPDIR when it is set.
-	fs.StringVar(&o.buildDir, "build-dir", filepath.Join(os.TempDir(), "tpm"), "where source packages are built (with --offline)")
-	fs.StringVar(&o.buildTimeout, "build-timeout", "1h", "time limit for building one source package (with --offline)")
-	fs.StringVar(&o.linkDir, "link-dir", "usr/local", "where source packages are linked, relative to the prefix (with --offline)")
+// verbOptions are a verb's own flags and what it does with them.
+type verbOptions interface {
+	AddFlags(fs *pflag.FlagSet)
+	run(ctx context.Context, c *command, args []string) error
+}
+
+type verb struct {
+	name    string
+	args    string
+	summary string
+	options func() verbOptions
 }
 
 func verbs() []verb {
 	return []verb{
-		{name: "install", args: "NAME... | --offline FILE.tpkg...", summary: "install packages with what they need (with --offline: from local files)",
-			flags: func(fs *pflag.FlagSet, o *options) {
-				limitFlags(fs, o)
-				fs.BoolVar(&o.reinstall, "reinstall", false, "install again a version that is already installed")
-			}, run: runInstall},
-		{name: "upgrade", args: "[NAME...] | --offline FILE.tpkg...", summary: "upgrade installed packages (all when none is named; with --offline: to the given files)",
-			flags: limitFlags, run: runUpgrade},
-		{name: "remove", args: "NAME...", summary: "remove installed packages",
-			flags: func(fs *pflag.FlagSet, o *options) {
-				fs.BoolVar(&o.cascade, "cascade", false, "also remove the packages that need them")
-				fs.StringVar(&o.scriptTimeout, "script-timeout", "5m", "time limit for each package script")
-			}, run: runRemove},
-		{name: "search", args: "WORD", summary: "find packages in the index by name or description", run: runSearch},
-		{name: "info", args: "NAME", summary: "show a package from the index and whether it is installed", run: runInfo},
-		{name: "list", summary: "list installed packages", run: runList},
-		{name: "files", args: "NAME...", summary: "list the files an installed package owns", run: runFiles},
-		{name: "owns", args: "PATH...", summary: "tell which package owns a file", run: runOwns},
-		{name: "verify", args: "[NAME...]", summary: "compare installed files with the receipts", run: runVerify},
-		{name: "sync", summary: "fetch the repository index now", run: runSync},
-		{name: "status", summary: "show the daemon: index, seeding, peers, traffic", run: runStatus},
-		{name: "keygen", args: "[-o DIR]", summary: "write a repository key pair: repo.key (secret) and repo.pub (for clients)",
-			flags: func(fs *pflag.FlagSet, o *options) {
-				fs.StringVarP(&o.output, "output", "o", "/etc/tpm", "folder for repo.key and repo.pub")
-				fs.BoolVar(&o.force, "force", false, "replace an existing key pair")
-			}, run: runKeygen},
-		{name: "pack", args: "DIR", summary: "build NAME-VERSION-ARCH.tpkg from a package folder (info/ and data/)",
-			flags: func(fs *pflag.FlagSet, o *options) {
-				fs.StringVarP(&o.output, "output", "o", ".", "folder to write the package to")
-			}, run: runPack},
+		{"install", "NAME... | --offline FILE.tpkg...", "install packages with what they need (with --offline: from local files)", func() verbOptions { return &installOptions{} }},
+		{"upgrade", "[NAME...] | --offline FILE.tpkg...", "upgrade installed packages (all when none is named; with --offline: to the given files)", func() verbOptions { return &upgradeOptions{} }},
+		{"remove", "NAME...", "remove installed packages", func() verbOptions { return &removeOptions{} }},
+		{"search", "WORD", "find packages in the index by name or description", func() verbOptions { return &searchOptions{} }},
+		{"info", "NAME", "show a package from the index and whether it is installed", func() verbOptions { return &infoOptions{} }},
+		{"list", "", "list installed packages", func() verbOptions { return &listOptions{} }},
+		{"files", "NAME...", "list the files an installed package owns", func() verbOptions { return &filesOptions{} }},
+		{"owns", "PATH...", "tell which package owns a file", func() verbOptions { return &ownsOptions{} }},
+		{"verify", "[NAME...]", "compare installed files with the receipts", func() verbOptions { return &verifyOptions{} }},
+		{"sync", "", "fetch the repository index now", func() verbOptions { return &syncOptions{} }},
+		{"status", "", "show the daemon: index, seeding, peers, traffic", func() verbOptions { return &statusOptions{} }},
+		{"keygen", "[-o DIR]", "write a repository key pair: repo.key (secret) and repo.pub (for clients)", func() verbOptions { return &keygenOptions{} }},
+		{"pack", "DIR", "build NAME-VERSION-ARCH.tpkg from a package folder (info/ and data/)", func() verbOptions { return &packOptions{} }},
 	}
+}
+
+// command is one run of tpm: its global options, input and output.
+type command struct {
+	env  Env
+	g    globalOptions
+	in   *bufio.Reader
+	view *view
+	// prefixSet says --prefix was given; otherwise the daemon's own applies.
+	prefixSet bool
 }
 
 // Main runs tpm with args (without the program name) and returns the exit
@@ -136,7 +106,6 @@ func Main(ctx context.Context, args []string, env Env) int {
 	if env.Getenv == nil {
 		env.Getenv = os.Getenv
 	}
-	c := &command{env: env, in: bufio.NewReader(env.Stdin)}
 	vs := verbs()
 	name, rest := findVerb(args, vs)
 	if name == "help" {
@@ -166,12 +135,12 @@ func Main(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "tpm: unknown command %q; run tpm --help to see them\n", name)
 		return 2
 	}
+	c := &command{env: env, in: bufio.NewReader(env.Stdin)}
+	opts := v.options()
 	fs := pflag.NewFlagSet("tpm "+v.name, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	globalFlags(fs, &c.opts)
-	if v.flags != nil {
-		v.flags(fs, &c.opts)
-	}
+	c.g.AddFlags(fs)
+	opts.AddFlags(fs)
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Fprint(env.Stdout, verbUsage(v, fs))
@@ -181,7 +150,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 		return 2
 	}
 	c.prefixSet = fs.Changed("prefix")
-	err := v.run(ctx, c, fs.Args())
+	c.view = newView(env.Stdout, env.Stderr, c.g.json)
+	err := opts.run(ctx, c, fs.Args())
 	if err == nil {
 		return 0
 	}
@@ -191,9 +161,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 		return 2
 	}
 	msg := oneLine(err.Error())
-	if c.opts.json {
-		c.emit(map[string]any{"event": "error", "error": msg})
-	}
+	c.view.failure(msg)
 	fmt.Fprintf(env.Stderr, "tpm: %s\n", msg)
 	return 1
 }
@@ -202,14 +170,11 @@ func Main(ctx context.Context, args []string, env Env) int {
 // value, so flags may come before or after the verb.
 func findVerb(args []string, vs []verb) (string, []string) {
 	all := pflag.NewFlagSet("all", pflag.ContinueOnError)
-	var o options
-	globalFlags(all, &o)
+	var g globalOptions
+	g.AddFlags(all)
 	for _, v := range vs {
-		if v.flags == nil {
-			continue
-		}
 		one := pflag.NewFlagSet(v.name, pflag.ContinueOnError)
-		v.flags(one, &o)
+		v.options().AddFlags(one)
 		one.VisitAll(func(f *pflag.Flag) {
 			if all.Lookup(f.Name) == nil {
 				all.AddFlag(f)
@@ -255,7 +220,7 @@ func mainUsage(vs []verb) string {
 		fmt.Fprintf(&b, "  %-8s %s\n", v.name, v.summary)
 	}
 	fs := pflag.NewFlagSet("tpm", pflag.ContinueOnError)
-	globalFlags(fs, &options{})
+	new(globalOptions).AddFlags(fs)
 	b.WriteString("\nFlags for every command:\n")
 	b.WriteString(fs.FlagUsages())
 	b.WriteString("\nRun tpm COMMAND --help for a command's own flags.\n")
@@ -277,58 +242,37 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// emit prints one JSON object as a line.
-func (c *command) emit(v any) {
-	b, _ := json.Marshal(v)
-	fmt.Fprintf(c.env.Stdout, "%s\n", b)
-}
+// prefix is --prefix in the absolute, clean form receipts are keyed by.
+func (c *command) prefix() (string, error) { return engine.CleanPrefix(c.g.prefix) }
 
-func (c *command) printf(format string, args ...any) {
-	if !c.opts.json {
-		fmt.Fprintf(c.env.Stdout, format, args...)
+// client is the way to tpmd for this run. The prefix goes with the
+// requests only when --prefix was given; otherwise the daemon's applies.
+func (c *command) client() (*local.Client, error) {
+	cl := &local.Client{RunDir: c.g.runDir}
+	if c.prefixSet {
+		p, err := c.prefix()
+		if err != nil {
+			return nil, err
+		}
+		cl.Prefix = p
 	}
+	return cl, nil
 }
 
-// proceed asks whether to go on with a plan that does more than was asked,
-// and says how to avoid the question when the answer is no.
-func (c *command) proceed() error {
-	ok, err := c.confirm("Proceed?")
+// daemonQuery asks tpmd a read-only question.
+func daemonQuery[T any](c *command, ask func(cl *local.Client) (T, error)) (T, error) {
+	cl, err := c.client()
 	if err != nil {
-		return err
+		var zero T
+		return zero, err
 	}
-	if !ok {
-		return fmt.Errorf("nothing done: not confirmed (answer y, or run with -y)")
+	return ask(cl)
+}
+
+// needDaemon refuses --offline for verbs only the daemon can answer.
+func (c *command) needDaemon(verb string) error {
+	if c.g.offline {
+		return fmt.Errorf("%s needs the repository index, which only tpmd has: run it without --offline", verb)
 	}
 	return nil
-}
-
-// confirm asks a yes/no question unless --yes; the default is yes, and the
-// end of input means no, so a script without -y never proceeds by accident.
-func (c *command) confirm(question string) (bool, error) {
-	if c.opts.yes {
-		return true, nil
-	}
-	fmt.Fprintf(c.env.Stderr, "%s [Y/n] ", question)
-	line, err := c.in.ReadString('\n')
-	if !isTerminal(c.env.Stdin) {
-		// Nobody typed a newline: end the prompt's line so the log reads well.
-		fmt.Fprintln(c.env.Stderr, strings.TrimSpace(line))
-	}
-	if err != nil && line == "" {
-		return false, nil
-	}
-	switch strings.ToLower(strings.TrimSpace(line)) {
-	case "", "y", "yes":
-		return true, nil
-	}
-	return false, nil
-}
-
-func isTerminal(r any) bool {
-	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }

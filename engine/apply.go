@@ -79,11 +79,12 @@ type OpResult struct {
 // what the old version had, sync, commit the receipt, post-script. A
 // failing pre-script or an error stops the transaction there: the packages
 // already committed stay, the rest are undone, and the returned results say
-// which is which.
-func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
+// which is which. h receives the transaction's output as it goes.
+func (e *Engine) Apply(ctx context.Context, p *Plan, h Hooks) ([]OpResult, error) {
 	if len(p.Ops) == 0 {
 		return nil, nil
 	}
+	h = h.withDefaults()
 	if err := os.MkdirAll(p.Prefix, 0o755); err != nil {
 		return nil, fmt.Errorf("prefix: %w", err)
 	}
@@ -122,7 +123,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
 		}
 		var err error
 		if op.bucket != "" {
-			err = e.stageSource(ctx, t, p, i, j, strip)
+			err = e.stageSource(ctx, h, t, p, i, j, strip)
 		} else {
 			err = e.stage(ctx, t, op, strip)
 		}
@@ -160,7 +161,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
 		}
 		pre, post := scriptNames(op.Action)
 		e.opts.Step(pre + " " + op.Name)
-		if err := e.runScript(ctx, p.Prefix, op, pre, info[pre]); err != nil {
+		if err := e.runScript(ctx, h, p.Prefix, op, pre, info[pre]); err != nil {
 			return done, e.abort(t, j, i, err)
 		}
 		j.Ops[i].State = statePlacing
@@ -177,7 +178,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
 		}
 		e.cleanup(t, &j.Ops[i])
 		e.opts.Step(post + " " + op.Name)
-		if err := e.runScript(ctx, p.Prefix, op, post, info[post]); err != nil {
+		if err := e.runScript(ctx, h, p.Prefix, op, post, info[post]); err != nil {
 			res.Warnings = append(res.Warnings, err.Error())
 		}
 		if info[post] != nil {
@@ -189,7 +190,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) ([]OpResult, error) {
 			}
 		}
 		done = append(done, res)
-		e.opts.Applied(res)
+		h.Applied(res)
 	}
 	e.opts.Step("clear journal")
 	if err := e.db.Update(func(tx *store.Tx) error { return tx.ClearJournal() }); err != nil {

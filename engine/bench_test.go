@@ -31,7 +31,7 @@ func BenchmarkInstallSmallFiles(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := e.Apply(ctx, plan); err != nil {
+		if _, err := e.Apply(ctx, plan, Hooks{}); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

@@ -63,7 +63,7 @@ func crashChild() int {
 		plan, _, err = e.PlanInstall(ctx, req)
 	}
 	if err == nil {
-		_, err = e.Apply(ctx, plan)
+		_, err = e.Apply(ctx, plan, Hooks{})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -186,7 +186,7 @@ func installAll(t *testing.T, state, prefix string, archives []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Apply(ctx, plan); err != nil {
+	if _, err := e.Apply(ctx, plan, Hooks{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -31,14 +31,6 @@ type Options struct {
 	BuildRoot    string
 	BuildTimeout time.Duration
 	LinkDir      string
-	// Build runs one source build; the daemon hands builds to its builder
-	// actor through it. Default: builder.Build in the caller's goroutine.
-	Build func(context.Context, builder.Spec) (*builder.Result, error)
-	// Output receives each line a maintainer script prints.
-	Output func(pkg, script, line string)
-	// Applied is told about each op as soon as it is done, post-script
-	// included, so a long transaction shows progress.
-	Applied func(OpResult)
 	// Step is called before every step that changes the disk or the
 	// database, with a short description. Tests use it to kill the process
 	// at any point and check that recovery leaves receipts and disk agreeing.
@@ -48,6 +40,33 @@ type Options struct {
 	// Root says whether the process runs as root; setuid and setgid bits are
 	// kept only for root installing into "/".
 	Root bool
+}
+
+// Hooks are what one transaction reports to as it goes, and how it builds
+// source packages. Every field may be nil.
+type Hooks struct {
+	// Output receives each line a maintainer script or a source build
+	// prints, with the package and the script or build step.
+	Output func(pkg, step, line string)
+	// Applied is told about each op as soon as it is done, post-script
+	// included, so a long transaction shows progress.
+	Applied func(OpResult)
+	// Build runs one source build; the daemon hands builds to its builder
+	// actor through it. Default: builder.Build on the caller's goroutine.
+	Build func(context.Context, builder.Spec, builder.LogFunc) (*builder.Result, error)
+}
+
+func (h Hooks) withDefaults() Hooks {
+	if h.Output == nil {
+		h.Output = func(string, string, string) {}
+	}
+	if h.Applied == nil {
+		h.Applied = func(OpResult) {}
+	}
+	if h.Build == nil {
+		h.Build = builder.Build
+	}
+	return h
 }
 
 // Engine runs transactions against one state database. It is not safe for
@@ -75,15 +94,6 @@ func Open(ctx context.Context, opts Options) (*Engine, *Recovery, error) {
 	}
 	if opts.Step == nil {
 		opts.Step = func(string) {}
-	}
-	if opts.Build == nil {
-		opts.Build = builder.Build
-	}
-	if opts.Applied == nil {
-		opts.Applied = func(OpResult) {}
-	}
-	if opts.Output == nil {
-		opts.Output = func(string, string, string) {}
 	}
 	stateDir, err := filepath.Abs(opts.StateDir)
 	if err != nil {

@@ -58,7 +58,7 @@ func FuzzInstall(f *testing.F) {
 		defer e.Close()
 		plan, _, err := e.PlanInstall(ctx, InstallRequest{Prefix: prefix, Archives: []Archive{{Path: archive}}})
 		if err == nil {
-			if _, err := e.Apply(ctx, plan); err != nil {
+			if _, err := e.Apply(ctx, plan, Hooks{}); err != nil {
 				t.Fatalf("accepted package failed to install: %v", err)
 			}
 			problems, err := e.Verify(prefix, nil)
@@ -67,7 +67,7 @@ func FuzzInstall(f *testing.F) {
 			}
 			rm, err := e.PlanRemove(ctx, prefix, []string{plan.Ops[0].Name}, false)
 			must(t, err)
-			_, err = e.Apply(ctx, rm)
+			_, err = e.Apply(ctx, rm, Hooks{})
 			must(t, err)
 			if left, _ := os.ReadDir(prefix); len(left) > 0 {
 				t.Fatalf("remove left %v", left)

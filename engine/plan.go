@@ -19,7 +19,6 @@ import (
 	"tpm/resolve"
 	"tpm/store"
 	"tpm/tarball"
-	"tpm/version"
 )
 
 // Action is what a transaction does to one package.
@@ -78,10 +77,7 @@ type Archive struct {
 type InstallRequest struct {
 	Prefix   string
 	Archives []Archive
-	// UpgradeOnly refuses packages that are not installed yet (tpm upgrade).
-	UpgradeOnly    bool
-	AllowDowngrade bool
-	Reinstall      bool
+	Intent
 }
 
 // Skipped explains a requested package that needs nothing done.
@@ -170,25 +166,20 @@ func (e *Engine) planArchive(a Archive, installed map[string]*store.Receipt, req
 		reason = store.Explicit
 	}
 	op := &Op{Action: Install, Name: m.Name, Version: m.Version, Reason: reason, Archive: a.Path, Requested: true, pkg: pkg, tarStream: stream}
-	if old := installed[m.Name]; old != nil {
+	old := installed[m.Name]
+	action, skip, err := req.ActionFor(m, old)
+	if err != nil {
+		return nil, nil, err
+	}
+	if skip {
+		return nil, &Skipped{Name: m.Name, Version: m.Version, Why: "already installed"}, nil
+	}
+	op.Action = action
+	if old != nil {
 		op.old, op.OldVersion = old, old.Version
 		if old.Reason == store.Explicit {
 			op.Reason = store.Explicit
 		}
-		switch c := version.Compare(m.Version, old.Version); {
-		case c > 0:
-			op.Action = Upgrade
-		case c == 0 && req.Reinstall:
-			op.Action = Reinstall
-		case c == 0:
-			return nil, &Skipped{Name: m.Name, Version: m.Version, Why: "already installed"}, nil
-		case req.AllowDowngrade:
-			op.Action = Downgrade
-		default:
-			return nil, nil, fmt.Errorf("%s is installed; %s would be a downgrade: add --allow-downgrade", old.Manifest.String(), m)
-		}
-	} else if req.UpgradeOnly {
-		return nil, nil, fmt.Errorf("%s is not installed, so it cannot be upgraded: use tpm install", m.Name)
 	}
 	if m.Type == manifest.TypeSource {
 		// What it installs is known once it is built; for now it claims its

@@ -19,7 +19,7 @@ const scriptDirPattern = ".script-*"
 // the prefix as working directory, the TPM_* variables, a timeout, and its
 // output passed line by line to Options.Output. The whole process group is
 // killed on timeout or cancel, so a script's children cannot outlive it.
-func (e *Engine) runScript(ctx context.Context, prefix string, op *Op, name string, body []byte) error {
+func (e *Engine) runScript(ctx context.Context, h Hooks, prefix string, op *Op, name string, body []byte) error {
 	if body == nil {
 		return nil
 	}
@@ -61,7 +61,7 @@ func (e *Engine) runScript(ctx context.Context, prefix string, op *Op, name stri
 	// A writer rather than a pipe we drain ourselves: a script that starts a
 	// daemon leaves the output open in that child, and the script is judged
 	// by its own exit status, with WaitDelay bounding the wait for its output.
-	out := &lineWriter{emit: func(line string) { e.opts.Output(op.Name, name, line) }}
+	out := &lineWriter{emit: func(line string) { h.Output(op.Name, name, line) }}
 	cmd.Stdout, cmd.Stderr = out, out
 	err = cmd.Run()
 	out.flush()

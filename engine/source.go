@@ -19,7 +19,7 @@ import (
 // symlink farm in the link directory), checks all of it for conflicts like
 // a binary package's files, and stages the links. Renaming the built bucket
 // into place waits, like every other file, for the op's turn to be placed.
-func (e *Engine) stageSource(ctx context.Context, t *tree, p *Plan, i int, j *journal, strip bool) error {
+func (e *Engine) stageSource(ctx context.Context, h Hooks, t *tree, p *Plan, i int, j *journal, strip bool) error {
 	op := p.Ops[i]
 	for _, d := range op.newDirs {
 		e.opts.Step("mkdir " + d)
@@ -28,7 +28,7 @@ func (e *Engine) stageSource(ctx context.Context, t *tree, p *Plan, i int, j *jo
 		}
 	}
 	e.opts.Step("build " + op.Name)
-	res, err := e.opts.Build(ctx, builder.Spec{
+	res, err := h.Build(ctx, builder.Spec{
 		Archive:   op.Archive,
 		Limits:    e.opts.Limits,
 		BuildRoot: e.opts.BuildRoot,
@@ -37,9 +37,8 @@ func (e *Engine) stageSource(ctx context.Context, t *tree, p *Plan, i int, j *jo
 		DestDir:   join(p.Prefix, op.buildDir),
 		Timeout:   e.opts.BuildTimeout,
 		Env:       []string{fmt.Sprintf("MAKEFLAGS=-j%d", runtime.NumCPU())},
-		Log:       func(step, line string) { e.opts.Output(op.Name, step, line) },
 		LogFile:   filepath.Join(e.opts.StateDir, "build-logs", op.Name+"-"+op.Version+".log"),
-	})
+	}, func(step, line string) { h.Output(op.Name, step, line) })
 	if err != nil {
 		return err
 	}

@@ -9,17 +9,38 @@ package fifo
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// The files of tpmd client's run directory: the request FIFOs with their
+// lockfiles, and the pid file. Everything that names them uses these.
+const (
+	QueryFIFO = "query.fifo" // read-only requests: anyone may write it
+	AdminFIFO = "admin.fifo" // requests that change the host: root or the admin group
+	QueryLock = "query.lock"
+	AdminLock = "admin.lock"
+	PidFile   = "tpmd.pid"
+)
+
+// Paths returns the request FIFO in runDir that takes admin (or query)
+// requests, and its lockfile.
+func Paths(runDir string, admin bool) (fifo, lock string) {
+	if admin {
+		return filepath.Join(runDir, AdminFIFO), filepath.Join(runDir, AdminLock)
+	}
+	return filepath.Join(runDir, QueryFIFO), filepath.Join(runDir, QueryLock)
+}
 
 // PipeBuf is how much one write(2) to a pipe delivers without interleaving.
 const PipeBuf = 4096
@@ -189,12 +210,22 @@ func MakeLockFile(path string, perm fs.FileMode) error {
 	return os.Chmod(path, perm)
 }
 
+// MaxReplyLine is how long a reply line may be unless SetMaxLine says
+// otherwise: the file list of the largest package the engine accepts
+// (500,000 entries) fits, and a writer that never ends its line cannot make
+// the CLI hold more than this.
+const MaxReplyLine = 256 << 20
+
 // Reply is the CLI's end of a reply FIFO, in a private directory.
 type Reply struct {
 	dir, path string
 	f         *os.File
-	r         *bufio.Reader
-	partial   []byte // what a read cut short by its context had already read
+	max       int
+	// buf holds what was read and not yet returned: a read cut short by
+	// its context loses nothing, so the caller may wait in short slices
+	// (checking meanwhile that the daemon lives).
+	buf      []byte
+	skipping bool // the rest of a line longer than max is being dropped
 }
 
 // NewReply makes a FIFO only its user can open (0600 in a fresh 0700
@@ -216,39 +247,63 @@ func NewReply(parent string) (*Reply, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("reply FIFO: %w", err)
 	}
-	return &Reply{dir: dir, path: path, f: f, r: bufio.NewReaderSize(f, 64<<10)}, nil
+	return &Reply{dir: dir, path: path, f: f, max: MaxReplyLine}, nil
 }
+
+// SetMaxLine bounds the lines ReadLine returns to n bytes (newline
+// excluded); a longer line gives ErrTooLong.
+func (r *Reply) SetMaxLine(n int) { r.max = n }
 
 // Path is what a request names as its reply FIFO.
 func (r *Reply) Path() string { return r.path }
 
 // ReadLine waits for the next reply line until ctx ends. The daemon never
 // closes the stream: its final line says it is done.
-// A read cut short keeps what it read, so the caller may wait in short
-// slices (checking meanwhile that the daemon lives) without losing a line.
+// A line longer than the limit gives ErrTooLong as soon as more than the
+// limit has arrived, not when (or if) the line ends; the next call drops
+// the rest of it and returns the line after.
 func (r *Reply) ReadLine(ctx context.Context) ([]byte, error) {
 	stop := context.AfterFunc(ctx, func() { r.f.SetReadDeadline(time.Now()) })
 	defer stop()
 	for {
+		if i := bytes.IndexByte(r.buf, '\n'); i >= 0 {
+			line := r.buf[:i]
+			r.buf = r.buf[i+1:]
+			switch {
+			case r.skipping:
+				r.skipping = false
+				continue
+			case len(line) > r.max:
+				return nil, ErrTooLong
+			}
+			return bytes.Clone(line), nil
+		}
+		switch {
+		case r.skipping:
+			r.buf = r.buf[:0]
+		case len(r.buf) > r.max:
+			r.buf, r.skipping = r.buf[:0], true
+			return nil, ErrTooLong
+		}
 		// A deadline left by an earlier call's context (its AfterFunc may
 		// run after that call returned) is cleared and the read retried.
 		r.f.SetReadDeadline(time.Time{})
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		line, err := r.r.ReadBytes('\n')
-		r.partial = append(r.partial, line...)
-		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
-			continue
+		if cap(r.buf)-len(r.buf) < 4<<10 {
+			r.buf = slices.Grow(r.buf, 64<<10)
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
+		n, err := r.f.Read(r.buf[len(r.buf):cap(r.buf)])
+		r.buf = r.buf[:len(r.buf)+n]
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil:
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		default:
 			return nil, err
 		}
-		line, r.partial = r.partial[:len(r.partial)-1], nil
-		return line, nil
 	}
 }
 

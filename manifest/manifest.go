@@ -8,6 +8,9 @@
 // that names the field, what is wrong and what is allowed.
 package manifest
 
+// The errors name package.json's fields first, and their case matters.
+//lint:file-ignore ST1005 errors start with a field name (Name, Version...), which is capitalized
+
 import (
 	"bytes"
 	"encoding/json"

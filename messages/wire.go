@@ -7,39 +7,69 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"time"
 )
 
 // The FIFO wire protocol between tpm and tpmd client. A request is one JSON
 // line written to query.fifo (read-only verbs) or admin.fifo (verbs that
 // change the host); the daemon answers on the request's reply FIFO with a
 // stream of Reply lines that ends with exactly one "result" or "error".
+// tpm --json prints the same Reply lines (without the id), whether the
+// daemon or the offline engine did the work.
 
 // ProtocolVersion changes whenever a field changes meaning; the daemon
 // refuses requests of another version with a message saying so.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // MaxRequest bounds one request line; longer lines are refused unread.
 const MaxRequest = 64 << 10
 
+// The verbs.
+const (
+	VerbSearch  = "search"
+	VerbInfo    = "info"
+	VerbList    = "list"
+	VerbFiles   = "files"
+	VerbOwns    = "owns"
+	VerbStatus  = "status"
+	VerbPlan    = "plan"
+	VerbVerify  = "verify"
+	VerbInstall = "install"
+	VerbUpgrade = "upgrade"
+	VerbRemove  = "remove"
+	VerbSync    = "sync"
+)
+
 // Verbs by the FIFO they are allowed on.
 var (
-	QueryVerbs = []string{"search", "info", "list", "files", "owns", "status", "plan", "verify"}
-	AdminVerbs = []string{"install", "remove", "upgrade", "sync"}
+	QueryVerbs = []string{VerbSearch, VerbInfo, VerbList, VerbFiles, VerbOwns, VerbStatus, VerbPlan, VerbVerify}
+	AdminVerbs = []string{VerbInstall, VerbRemove, VerbUpgrade, VerbSync}
 )
+
+// IsAdmin says whether verb changes the host, so it goes to admin.fifo.
+func IsAdmin(verb string) bool { return slices.Contains(AdminVerbs, verb) }
 
 // Request is one CLI request.
 type Request struct {
-	V      int      `json:"v"`
-	ID     string   `json:"id"`
-	Verb   string   `json:"verb"`
-	Args   []string `json:"args,omitempty"`
-	Prefix string   `json:"prefix,omitempty"`
-	// Options of the verb: cascade, allow_downgrade, reinstall, as_plan ...
-	Options map[string]bool `json:"options,omitempty"`
+	V       int      `json:"v"`
+	ID      string   `json:"id"`
+	Verb    string   `json:"verb"`
+	Args    []string `json:"args,omitempty"`
+	Prefix  string   `json:"prefix,omitempty"`
+	Options Options  `json:"options,omitzero"`
 	// Expect pins an install to the plan the user confirmed: name → version.
 	// The daemon refuses when its plan differs (the index changed meanwhile).
 	Expect map[string]string `json:"expect,omitempty"`
 	Reply  string            `json:"reply"`
+}
+
+// Options are the verbs' switches; each verb reads those it has.
+type Options struct {
+	Upgrade        bool `json:"upgrade,omitempty"`         // plan: an upgrade rather than an install
+	Reinstall      bool `json:"reinstall,omitempty"`       // install, plan
+	AllowDowngrade bool `json:"allow_downgrade,omitempty"` // install, upgrade, plan
+	Cascade        bool `json:"cascade,omitempty"`         // remove
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -69,36 +99,55 @@ func ParseRequest(line []byte, allowed []string) (*Request, error) {
 	if r.V != ProtocolVersion {
 		return &r, fmt.Errorf("protocol version %d is not %d: tpm and tpmd are from different releases", r.V, ProtocolVersion)
 	}
-	for _, v := range allowed {
-		if v == r.Verb {
-			return &r, nil
-		}
+	if slices.Contains(allowed, r.Verb) {
+		return &r, nil
 	}
 	return &r, fmt.Errorf("%q is not a request this FIFO takes", r.Verb)
 }
 
 // Reply types.
 const (
-	ReplyLog      = "log"      // a line for the user (script output, notes)
-	ReplyPlan     = "plan"     // what an install would do
-	ReplyProgress = "progress" // download and install progress
-	ReplyResult   = "result"   // the end: success, with data
-	ReplyError    = "error"    // the end: failure, one line
+	ReplyLog       = "log"       // a note for the user (Text)
+	ReplyPlan      = "plan"      // what an install, upgrade or remove will do (Plan)
+	ReplyProgress  = "progress"  // a package's download or install (Progress)
+	ReplyOutput    = "output"    // a line a package script or source build printed (Output)
+	ReplySkipped   = "skipped"   // a package asked for that needs nothing done (Skipped)
+	ReplyDone      = "done"      // one package changed, as it happens (Done)
+	ReplyRecovered = "recovered" // tpm --offline finished a transaction a crash left (Recovered)
+	ReplyResult    = "result"    // the end: success, with the verb's Data
+	ReplyError     = "error"     // the end: failure, one line (Error)
 )
 
-// Reply is one line of the daemon's answer.
+// Reply is one line of the daemon's answer, and one line of tpm --json.
+// Type says which one field besides ID is set.
 type Reply struct {
-	ID       string          `json:"id"`
-	Type     string          `json:"type"`
-	Text     string          `json:"text,omitempty"`
-	Error    string          `json:"error,omitempty"`
-	Plan     []PlanItem      `json:"plan,omitempty"`
-	Progress *Progress       `json:"progress,omitempty"`
-	Data     json.RawMessage `json:"data,omitempty"`
+	ID        string          `json:"id,omitempty"`
+	Type      string          `json:"type"`
+	Text      string          `json:"text,omitempty"`
+	Error     string          `json:"error,omitempty"`
+	Plan      []PlanItem      `json:"plan,omitempty"`
+	Progress  *Progress       `json:"progress,omitempty"`
+	Output    *Output         `json:"output,omitempty"`
+	Skipped   *Skipped        `json:"skipped,omitempty"`
+	Done      *OpResult       `json:"done,omitempty"`
+	Recovered *Recovered      `json:"recovered,omitempty"`
+	Data      json.RawMessage `json:"data,omitempty"`
 }
 
 // Final says whether r ends the stream.
 func (r *Reply) Final() bool { return r.Type == ReplyResult || r.Type == ReplyError }
+
+// Result makes the final reply that carries data, the verb's result.
+func Result(data any) (*Reply, error) {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("encode the result: %w", err)
+	}
+	return &Reply{Type: ReplyResult, Data: b}, nil
+}
+
+// Failure makes the final reply of a request that failed.
+func Failure(msg string) *Reply { return &Reply{Type: ReplyError, Error: msg} }
 
 // PlanItem is one package of a plan.
 type PlanItem struct {
@@ -110,14 +159,38 @@ type PlanItem struct {
 	Size       int64  `json:"size,omitempty"`
 }
 
+// Progress stages.
+const (
+	StageDownload = "download"
+	StageVerify   = "verify"
+	StageInstall  = "install"
+	StageDone     = "done"
+)
+
 // Progress reports one package's download or install.
 type Progress struct {
 	Package string  `json:"package"`
-	Stage   string  `json:"stage"` // "download", "verify", "install", "done"
+	Stage   string  `json:"stage"`
 	Bytes   int64   `json:"bytes"`
 	Total   int64   `json:"total"`
 	Rate    float64 `json:"rate,omitempty"` // bytes per second
 	Peers   int     `json:"peers,omitempty"`
+}
+
+// Output is one line a package's script printed (Step is the script:
+// postinstall, ...) or its source build (Step is unpack, configure, make,
+// make install, cleanup or done).
+type Output struct {
+	Package string `json:"package"`
+	Step    string `json:"step"`
+	Line    string `json:"line"`
+}
+
+// Skipped is a package asked for that needs nothing done.
+type Skipped struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Why     string `json:"why"`
 }
 
 // OpResult is one package an install, upgrade or remove changed: the
@@ -130,7 +203,97 @@ type OpResult struct {
 	Warnings   []string `json:"warnings"`
 }
 
-// Status is the result Data of a status request.
+// Recovered is a transaction that a crash interrupted and the next command
+// finished (Completed) or undid (RolledBack).
+type Recovered struct {
+	Transaction   string   `json:"transaction"`
+	Prefix        string   `json:"prefix"`
+	Completed     []string `json:"completed"`
+	RolledBack    []string `json:"rolled_back"`
+	ScriptsNotRun []string `json:"scripts_not_run"`
+}
+
+// The result Data of each verb.
+
+// SearchResult is one package search found (the result of search is a
+// list of them, by name).
+type SearchResult struct {
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	Description string `json:"description"`
+	Installed   string `json:"installed"` // the installed version, or ""
+}
+
+// PackageInfo is the result of info: a package of the index.
+type PackageInfo struct {
+	Name         string     `json:"name"`
+	Version      string     `json:"version"`
+	Architecture string     `json:"architecture"`
+	Type         string     `json:"type"`
+	Maintainer   string     `json:"maintainer"`
+	Description  string     `json:"description"`
+	Dependencies []string   `json:"dependencies"`
+	File         string     `json:"file"`
+	Size         int64      `json:"size"`
+	SHA256       string     `json:"sha256"`
+	InfoHash     string     `json:"infohash"`
+	Installed    *Installed `json:"installed"` // nil when not installed
+}
+
+// Installed is what a host has of a package.
+type Installed struct {
+	Version     string    `json:"version"`
+	Reason      string    `json:"reason"` // explicit or dependency
+	InstalledAt time.Time `json:"installed_at"`
+}
+
+// InstalledPackage is one package of list's result.
+type InstalledPackage struct {
+	Name         string    `json:"name"`
+	Version      string    `json:"version"`
+	Architecture string    `json:"architecture"`
+	Reason       string    `json:"reason"`
+	InstalledAt  time.Time `json:"installed_at"`
+	Prefix       string    `json:"prefix"`
+}
+
+// PackageFile is one path of files' result.
+type PackageFile struct {
+	Package string `json:"package"`
+	Path    string `json:"path"` // absolute
+	Type    string `json:"type"` // file, dir or symlink
+	Mode    string `json:"mode"` // octal permission bits
+	SHA256  string `json:"sha256,omitempty"`
+	Link    string `json:"link,omitempty"`
+}
+
+// Owner is one answer of owns: the package that owns a path.
+type Owner struct {
+	Path    string `json:"path"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// Problem is one difference verify found between the disk and a receipt.
+type Problem struct {
+	Package string `json:"package"`
+	Path    string `json:"path"`
+	Kind    string `json:"kind"`
+	Detail  string `json:"detail"`
+}
+
+// PlanResult is the result of plan.
+type PlanResult struct {
+	Plan []PlanItem `json:"plan"`
+}
+
+// SyncResult is the result of sync.
+type SyncResult struct {
+	Generation uint64 `json:"generation"`
+	Changed    bool   `json:"changed"`
+}
+
+// Status is the result of status.
 type Status struct {
 	PID              int     `json:"pid"`
 	UptimeSeconds    float64 `json:"uptime_seconds"`
@@ -138,11 +301,28 @@ type Status struct {
 	IndexGeneration  uint64  `json:"index_generation"`
 	IndexAgeSeconds  float64 `json:"index_age_seconds"`
 	IndexPackages    int     `json:"index_packages"`
+	IndexFetchedSecs float64 `json:"index_fetched_seconds_ago"`
 	Seeding          int     `json:"seeding"`
 	Peers            int     `json:"peers"`
 	BytesUp          int64   `json:"bytes_up"`
 	BytesDown        int64   `json:"bytes_down"`
 	Installing       string  `json:"installing"`
+	Queued           int     `json:"queued"` // transactions waiting for the one that runs
 	TorrentPort      int     `json:"torrent_port"`
-	IndexFetchedSecs float64 `json:"index_fetched_seconds_ago"`
+}
+
+// Results of the verbs only tpm runs (no daemon involved).
+
+// Packed is the result of pack.
+type Packed struct {
+	File         string `json:"file"`
+	Name         string `json:"name"`
+	Version      string `json:"version"`
+	Architecture string `json:"architecture"`
+}
+
+// KeyPair is the result of keygen.
+type KeyPair struct {
+	Key    string `json:"key"`
+	Public string `json:"public"`
 }

@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"tpm/messages"
+	"tpm/generation"
 )
 
 // Config configures a Publisher.
@@ -34,18 +34,15 @@ type Config struct {
 	// Dir is the package directory; files are opened through an os.Root on
 	// it, so no request can read outside it.
 	Dir string
-	// SeederPort returns the port of the server's own BitTorrent seeder,
-	// which the tracker hands out as a peer; nil or 0 leaves it out.
-	SeederPort func() int
-	// SeederStats reports the seeder's loaded torrents, the complete ones
-	// and the bytes it uploaded, for /healthz; nil leaves them out.
-	SeederStats func() (loaded, complete int, uploaded int64)
 	// AnnounceInterval is the interval the tracker asks clients to keep;
 	// peers expire after twice this. Zero means 10 minutes.
 	AnnounceInterval time.Duration
 	// OnStale is called (from a request's goroutine) when a published file
-	// no longer matches its generation; the server asks for a rescan.
-	OnStale func(file string)
+	// no longer matches its generation, at most once every StaleEvery
+	// (zero: 5 s) however many requests notice; the server asks for a
+	// rescan.
+	OnStale    func(file string)
+	StaleEvery time.Duration
 	// PeersFile, when set, keeps the tracker's peers across restarts: read
 	// by New, written by Close.
 	PeersFile string
@@ -57,11 +54,38 @@ type Config struct {
 type Publisher struct {
 	cfg   Config
 	root  *os.Root
-	gen   atomic.Pointer[messages.Generation]
+	gen   atomic.Pointer[generation.Generation]
 	peers *PeerStore
 	log   *slog.Logger
 	// sigETag and jsonETag are derived once per generation.
 	etags atomic.Pointer[etags]
+	// seeder is the server's own seeder while one runs (SetSeeder).
+	seeder    atomic.Pointer[seeder]
+	lastStale atomic.Int64 // unix ns of the last OnStale call
+}
+
+// SeederStats is what /healthz says of the server's seeder.
+type SeederStats interface {
+	// Seeding is the number of torrents loaded and of complete ones.
+	Seeding() (loaded, complete int)
+	// Uploaded is the data bytes sent to peers.
+	Uploaded() int64
+}
+
+type seeder struct {
+	port  int
+	stats SeederStats
+}
+
+// SetSeeder tells the tracker the port of the server's own BitTorrent
+// seeder, which it hands out as a peer, and /healthz where to read its
+// figures; port 0 says no seeder runs.
+func (p *Publisher) SetSeeder(port int, stats SeederStats) {
+	if port <= 0 || stats == nil {
+		p.seeder.Store(nil)
+		return
+	}
+	p.seeder.Store(&seeder{port: port, stats: stats})
 }
 
 type etags struct {
@@ -85,6 +109,9 @@ func New(cfg Config) (*Publisher, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.StaleEvery <= 0 {
+		cfg.StaleEvery = 5 * time.Second
+	}
 	p := &Publisher{
 		cfg:   cfg,
 		root:  root,
@@ -102,7 +129,7 @@ func New(cfg Config) (*Publisher, error) {
 
 // Swap makes g the generation every new request sees. An older generation
 // than the current one is ignored (a late message after a restart).
-func (p *Publisher) Swap(g *messages.Generation) bool {
+func (p *Publisher) Swap(g *generation.Generation) bool {
 	for {
 		old := p.gen.Load()
 		if old != nil && g.Number < old.Number {
@@ -124,7 +151,7 @@ func (p *Publisher) Swap(g *messages.Generation) bool {
 }
 
 // Current is the generation being served, or nil.
-func (p *Publisher) Current() *messages.Generation { return p.gen.Load() }
+func (p *Publisher) Current() *generation.Generation { return p.gen.Load() }
 
 // Peers is the tracker's peer store.
 func (p *Publisher) Peers() *PeerStore { return p.peers }
@@ -212,7 +239,7 @@ func (p *Publisher) serveIndex(w http.ResponseWriter, r *http.Request, path stri
 
 // etagsFor returns the derived ETags of g, even in the instant between a
 // Swap's pointer store and its ETag store.
-func (p *Publisher) etagsFor(g *messages.Generation) *etags {
+func (p *Publisher) etagsFor(g *generation.Generation) *etags {
 	if e := p.etags.Load(); e != nil && e.number == g.Number {
 		return e
 	}
@@ -222,7 +249,7 @@ func (p *Publisher) etagsFor(g *messages.Generation) *etags {
 }
 
 // published is file's package in the current generation, or nil.
-func (p *Publisher) published(file string) *messages.PublishedPackage {
+func (p *Publisher) published(file string) *generation.Package {
 	if g := p.gen.Load(); g != nil {
 		return g.Package(file)
 	}
@@ -279,7 +306,7 @@ func (p *Publisher) servePackage(w http.ResponseWriter, r *http.Request, file st
 	http.ServeContent(&progressWriter{ResponseWriter: w, rc: rc}, r, "", fi.ModTime(), f)
 }
 
-func matches(fi os.FileInfo, pkg *messages.PublishedPackage) bool {
+func matches(fi os.FileInfo, pkg *generation.Package) bool {
 	if fi.Size() != pkg.Size || fi.ModTime().UnixNano() != pkg.MTimeNS {
 		return false
 	}
@@ -291,7 +318,8 @@ func matches(fi os.FileInfo, pkg *messages.PublishedPackage) bool {
 
 func (p *Publisher) stale(w http.ResponseWriter, file string, err error) {
 	p.log.Warn("published package is unavailable; asking for a rescan", "file", file, "err", err)
-	if p.cfg.OnStale != nil {
+	now, last := p.cfg.Now().UnixNano(), p.lastStale.Load()
+	if p.cfg.OnStale != nil && now-last >= int64(p.cfg.StaleEvery) && p.lastStale.CompareAndSwap(last, now) {
 		p.cfg.OnStale(file)
 	}
 	w.Header().Set("Retry-After", "10")
@@ -321,9 +349,9 @@ func (p *Publisher) serveHealth(w http.ResponseWriter) {
 		return
 	}
 	fmt.Fprintf(w, "ok generation=%d packages=%d rejected=%d", g.Number, len(g.Packages), len(g.Rejected))
-	if p.cfg.SeederStats != nil {
-		loaded, complete, uploaded := p.cfg.SeederStats()
-		fmt.Fprintf(w, " seeding=%d/%d uploaded=%d", complete, loaded, uploaded)
+	if sd := p.seeder.Load(); sd != nil {
+		loaded, complete := sd.stats.Seeding()
+		fmt.Fprintf(w, " seeding=%d/%d uploaded=%d", complete, loaded, sd.stats.Uploaded())
 	}
 	fmt.Fprintln(w)
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 
-	"tpm/messages"
+	"tpm/generation"
 	"tpm/repo"
 	"tpm/repo/repotest"
 	"tpm/signing"
@@ -53,11 +53,11 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { cat.Close() })
 
-	f.p, err = New(Config{Dir: f.dir, SeederPort: func() int { return 6881 },
-		OnStale: func(file string) { f.stale <- file }})
+	f.p, err = New(Config{Dir: f.dir, OnStale: func(file string) { f.stale <- file }})
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.p.SetSeeder(6881, seederFigures{loaded: 2, complete: 1, uploaded: 3})
 	t.Cleanup(func() { f.p.Close() })
 	srv, err := Listen("127.0.0.1:0", f.p, nil)
 	if err != nil {
@@ -70,7 +70,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) scan(t *testing.T) *messages.Generation {
+func (f *fixture) scan(t *testing.T) *generation.Generation {
 	t.Helper()
 	g, _, err := f.scanner.Scan(context.Background())
 	if err != nil {
@@ -172,7 +172,7 @@ func TestIndexPackagesTorrents(t *testing.T) {
 		t.Errorf("torrent urls: %q %q", mi.Announce, mi.UrlList)
 	}
 
-	if resp, body := get(t, f.url+"/healthz"); resp.StatusCode != 200 || !strings.Contains(string(body), "generation=1 packages=1 rejected=1") {
+	if resp, body := get(t, f.url+"/healthz"); resp.StatusCode != 200 || !strings.Contains(string(body), "generation=1 packages=1 rejected=1 seeding=1/2 uploaded=3") {
 		t.Errorf("healthz: %d %q", resp.StatusCode, body)
 	}
 
@@ -229,8 +229,8 @@ func TestStalePackage(t *testing.T) {
 
 func TestSwapIgnoresOlderGeneration(t *testing.T) {
 	f := newFixture(t)
-	g1 := messages.NewGeneration(messages.Generation{Number: 1, IndexETag: `"1"`})
-	g2 := messages.NewGeneration(messages.Generation{Number: 2, IndexETag: `"2"`})
+	g1 := generation.New(generation.Generation{Number: 1, IndexETag: `"1"`})
+	g2 := generation.New(generation.Generation{Number: 2, IndexETag: `"2"`})
 	if !f.p.Swap(g2) || f.p.Swap(g1) || f.p.Current() != g2 {
 		t.Error("an older generation replaced a newer one")
 	}
@@ -239,11 +239,11 @@ func TestSwapIgnoresOlderGeneration(t *testing.T) {
 // Readers racing with swaps only ever see whole generations.
 func TestSwapIsAtomic(t *testing.T) {
 	f := newFixture(t)
-	gens := make([]*messages.Generation, 50)
+	gens := make([]*generation.Generation, 50)
 	for i := range gens {
 		idx := []byte(fmt.Sprintf("index %d", i+1))
 		sum := sha256.Sum256(idx)
-		gens[i] = messages.NewGeneration(messages.Generation{Number: uint64(i + 1), Index: idx,
+		gens[i] = generation.New(generation.Generation{Number: uint64(i + 1), Index: idx,
 			IndexETag: `"` + hex.EncodeToString(sum[:]) + `"`})
 	}
 	f.p.Swap(gens[0])
@@ -403,3 +403,12 @@ func TestPeerStoreExpiry(t *testing.T) {
 		t.Errorf("after Forget: %d", s.Len())
 	}
 }
+
+// seederFigures stands for the server's seeder in /healthz.
+type seederFigures struct {
+	loaded, complete int
+	uploaded         int64
+}
+
+func (s seederFigures) Seeding() (int, int) { return s.loaded, s.complete }
+func (s seederFigures) Uploaded() int64     { return s.uploaded }

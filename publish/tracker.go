@@ -320,13 +320,11 @@ func (p *Publisher) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 // seederPeer is the server's own seeder as the client r can reach it: the
 // local address of r's connection with the seeder's port.
 func (p *Publisher) seederPeer(r *http.Request) netip.AddrPort {
-	if p.cfg.SeederPort == nil {
+	sd := p.seeder.Load()
+	if sd == nil {
 		return netip.AddrPort{}
 	}
-	port := p.cfg.SeederPort()
-	if port <= 0 {
-		return netip.AddrPort{}
-	}
+	port := sd.port
 	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 	if !ok {
 		return netip.AddrPort{}

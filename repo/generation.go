@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"tpm/generation"
 	"tpm/manifest"
-	"tpm/messages"
 	"tpm/store"
 	"tpm/swarm"
 )
@@ -47,7 +47,7 @@ type IndexReject struct {
 // generation builds the generation of the catalog as it is now: its
 // snapshot, signature, JSON and torrents. The caller holds s.mu, so the
 // catalog does not change in between.
-func (s *Scanner) generation() (*messages.Generation, error) {
+func (s *Scanner) generation() (*generation.Generation, error) {
 	var snapBuf bytes.Buffer
 	var entries []*store.CatalogEntry
 	var rejections []*store.Rejection
@@ -74,11 +74,11 @@ func (s *Scanner) generation() (*messages.Generation, error) {
 		return nil, fmt.Errorf("scan: read snapshot: %w", err)
 	}
 
-	g := messages.Generation{
+	g := generation.Generation{
 		Number:   number,
 		Updated:  updated,
 		Index:    snap,
-		Packages: make([]messages.PublishedPackage, 0, len(entries)),
+		Packages: make([]generation.Package, 0, len(entries)),
 	}
 	doc := IndexJSON{Format: IndexFormat, Generation: number, Updated: updated,
 		Packages: make([]IndexPackage, 0, len(entries)), Rejected: []IndexReject{}}
@@ -91,7 +91,7 @@ func (s *Scanner) generation() (*messages.Generation, error) {
 		if err != nil {
 			return nil, fmt.Errorf("scan: %s: %w", e.File, err)
 		}
-		g.Packages = append(g.Packages, messages.PublishedPackage{
+		g.Packages = append(g.Packages, generation.Package{
 			File: e.File, Name: e.Name, Version: e.Version, Architecture: e.Architecture,
 			Size: e.Size, SHA256: e.SHA256, InfoHash: ih, InfoBytes: e.InfoBytes, Torrent: tor,
 			MTimeNS: e.MTimeNS, CTimeNS: e.CTimeNS, Inode: e.Inode,
@@ -102,7 +102,7 @@ func (s *Scanner) generation() (*messages.Generation, error) {
 		})
 	}
 	for _, r := range rejections {
-		g.Rejected = append(g.Rejected, messages.RejectedFile{File: r.File, Reason: r.Reason})
+		g.Rejected = append(g.Rejected, generation.Rejected{File: r.File, Reason: r.Reason})
 		doc.Rejected = append(doc.Rejected, IndexReject{File: r.File, Reason: r.Reason})
 	}
 	var buf bytes.Buffer
@@ -123,5 +123,5 @@ func (s *Scanner) generation() (*messages.Generation, error) {
 			return nil, fmt.Errorf("scan: sign index: %w", err)
 		}
 	}
-	return messages.NewGeneration(g), nil
+	return generation.New(g), nil
 }

@@ -27,8 +27,8 @@ import (
 	"syscall"
 	"time"
 
+	"tpm/generation"
 	"tpm/manifest"
-	"tpm/messages"
 	"tpm/store"
 	"tpm/swarm"
 	"tpm/tarball"
@@ -91,7 +91,7 @@ type Scanner struct {
 	cat  *store.Catalog
 
 	mu   sync.Mutex // one scan at a time, even across actor restarts
-	last *messages.Generation
+	last *generation.Generation
 }
 
 // NewScanner returns a scanner; it reads nothing until Scan.
@@ -149,11 +149,11 @@ type outcome struct {
 // generation again (stats.NewGeneration is false), so clients polling the
 // index see the same ETag. A cancelled ctx stops the scan before it commits
 // anything.
-func (s *Scanner) Scan(ctx context.Context) (*messages.Generation, messages.ScanStats, error) {
+func (s *Scanner) Scan(ctx context.Context) (*generation.Generation, ScanStats, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	start := time.Now()
-	var stats messages.ScanStats
+	var stats ScanStats
 
 	files, err := s.list()
 	if err != nil {
@@ -229,7 +229,7 @@ func (s *Scanner) Scan(ctx context.Context) (*messages.Generation, messages.Scan
 		case o.reject != nil:
 			if old := rejections[o.file]; old == nil || old.Reason != o.reject.Reason {
 				stats.Rejected++
-				stats.Rejections = append(stats.Rejections, messages.RejectedFile{File: o.file, Reason: o.reject.Reason})
+				stats.Rejections = append(stats.Rejections, generation.Rejected{File: o.file, Reason: o.reject.Reason})
 			}
 			rejects = append(rejects, o.reject)
 		default: // changed while being read: unpublish until it settles
@@ -513,10 +513,9 @@ func (s *Scanner) hashAndCheck(ctx context.Context, r io.Reader, h *swarm.Hasher
 
 // chanReader reads the chunks hashAndCheck sends, as one stream.
 type chanReader struct {
-	chunks  chan []byte
-	cur     []byte
-	whole   []byte // the chunk cur is a suffix of, for the pool
-	stopped bool
+	chunks chan []byte
+	cur    []byte
+	whole  []byte // the chunk cur is a suffix of, for the pool
 }
 
 func (c *chanReader) Read(p []byte) (int, error) {
@@ -560,4 +559,16 @@ func oneLine(err error) string {
 		s = s[:i]
 	}
 	return s
+}
+
+// ScanStats is what one scan did, for its log line.
+type ScanStats struct {
+	Added, Changed, Removed, Rejected int // files newly in each state
+	Unchanged                         int // files taken from the catalog without reading
+	Skipped                           int // files that changed while being read; the next scan retries
+	BytesRead                         int64
+	Duration                          time.Duration
+	Published                         int  // packages in the resulting generation
+	NewGeneration                     bool // false when nothing changed
+	Rejections                        []generation.Rejected
 }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/anacrolix/torrent/metainfo"
 
-	"tpm/messages"
+	"tpm/generation"
 	"tpm/repo/repotest"
 	"tpm/signing"
 	"tpm/store"
@@ -57,7 +57,7 @@ func (f *fixture) open(t *testing.T, check Check) {
 	f.scanner = NewScanner(cat, Options{Dir: f.dir, PublicURL: "http://127.0.0.1:9/", Signer: f.key, Check: check})
 }
 
-func (f *fixture) scan(t *testing.T) (*messages.Generation, messages.ScanStats) {
+func (f *fixture) scan(t *testing.T) (*generation.Generation, ScanStats) {
 	t.Helper()
 	g, st, err := f.scanner.Scan(context.Background())
 	if err != nil {
@@ -71,7 +71,7 @@ func pkg(name, version string, size int, seed uint64) repotest.Package {
 }
 
 // checkGeneration verifies everything a generation says against the files.
-func checkGeneration(t *testing.T, f *fixture, g *messages.Generation) {
+func checkGeneration(t *testing.T, f *fixture, g *generation.Generation) {
 	t.Helper()
 	if err := f.pub.Verify(g.Index, g.IndexSig); err != nil {
 		t.Errorf("generation %d: %v", g.Number, err)
@@ -139,7 +139,7 @@ func checkGeneration(t *testing.T, f *fixture, g *messages.Generation) {
 	}
 }
 
-func infoHashes(g *messages.Generation) map[string][20]byte {
+func infoHashes(g *generation.Generation) map[string][20]byte {
 	m := make(map[string][20]byte)
 	for _, p := range g.Packages {
 		m[p.File] = p.InfoHash

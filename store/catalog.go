@@ -17,6 +17,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"tpm/manifest"
 )
@@ -78,7 +79,7 @@ func OpenCatalog(path string) (*Catalog, error) {
 		return nil, fmt.Errorf("open catalog: %w", err)
 	}
 	b, err := bolt.Open(path, 0o644, &bolt.Options{Timeout: 250 * time.Millisecond})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open catalog %s: %w", path, ErrLocked)
 	}
 	if err != nil {
@@ -131,7 +132,7 @@ func OpenCatalog(path string) (*Catalog, error) {
 // format.
 func OpenCatalogReadOnly(path string) (*Catalog, error) {
 	b, err := bolt.Open(path, 0o444, &bolt.Options{ReadOnly: true, Timeout: 250 * time.Millisecond})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open catalog %s: %w", path, ErrLocked)
 	}
 	if err != nil {

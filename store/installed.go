@@ -17,6 +17,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"tpm/manifest"
 )
@@ -85,7 +86,7 @@ func OpenInstalled(path string) (*DB, error) {
 		return nil, fmt.Errorf("open state database: %w", err)
 	}
 	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 250 * time.Millisecond})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open state database %s: %w", path, ErrLocked)
 	}
 	if err != nil {

@@ -105,7 +105,7 @@ func checkPackDir(dir string) (*manifest.Manifest, map[string]bool, error) {
 	}
 	if m.Type == manifest.TypeSource {
 		if len(scripts) > 0 {
-			return nil, nil, errors.New("Source packages run no scripts; remove them from info/")
+			return nil, nil, errors.New("a Source package runs no scripts; remove them from info/")
 		}
 		st, err := os.Stat(filepath.Join(dir, "data", "configure"))
 		if err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {

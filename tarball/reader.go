@@ -265,7 +265,7 @@ func (r *Reader) check(hdr *tar.Header) (Entry, bool, error) {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		entry.Type = TypeDir
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // tar.Reader turns the legacy TypeRegA into TypeReg or TypeDir
 		entry.Type = TypeFile
 		entry.Size = hdr.Size
 	case tar.TypeSymlink:
@@ -335,7 +335,7 @@ func (r *Reader) readInfo(hdr *tar.Header, rest string) error {
 	if rest != manifestName && !isScript(rest) {
 		return refuse(hdr.Name, "is not package.json or a known script (%s)", strings.Join(Scripts, ", "))
 	}
-	if hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA {
+	if hdr.Typeflag != tar.TypeReg {
 		return refuse(hdr.Name, "must be a regular file")
 	}
 	if isScript(rest) && hdr.Mode&0o111 == 0 {

@@ -15,7 +15,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"tpm/actors"
-	"tpm/daemon"
+	"tpm/fifo"
+	"tpm/service"
 	"tpm/signing"
 	"tpm/swarm"
 )
@@ -54,7 +55,9 @@ type clientOptions struct {
 	linkDir      string
 	logLevel     string
 	fileIO       string
-	killAtStep   string
+	// step, when a test build of tpmd sets it, is the engine's hook before
+	// every step of a transaction (testhooks.go).
+	step func(string)
 }
 
 func clientFlags(o *clientOptions) *pflag.FlagSet {
@@ -76,8 +79,7 @@ func clientFlags(o *clientOptions) *pflag.FlagSet {
 	fs.StringVar(&o.linkDir, "link-dir", "usr/local", "where source packages are linked, relative to the prefix")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.fileIO, "file-io", "classic", "torrent file reads: classic (pread) or mmap")
-	fs.StringVar(&o.killAtStep, "test-kill-at-step", "", "testing only: SIGKILL ourselves before the engine step starting with `TEXT`")
-	fs.MarkHidden("test-kill-at-step")
+	addTestFlags(fs, o)
 	fs.SortFlags = false
 	return fs
 }
@@ -86,7 +88,7 @@ func client(args []string) int {
 	var o clientOptions
 	fs := clientFlags(&o)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, clientUsage); fs.PrintDefaults() }
-	if code, ok := daemon.ParseFlags(fs, "tpmd client", args, &o.config); !ok {
+	if code, ok := service.ParseFlags(fs, "tpmd client", args, &o.config); !ok {
 		return code
 	}
 	if o.server == "" {
@@ -124,7 +126,7 @@ func runClient(o clientOptions, log *slog.Logger) error {
 	if err := os.MkdirAll(o.runDir, 0o755); err != nil {
 		return fmt.Errorf("run directory: %w", err)
 	}
-	release, err := daemon.LockPidFile(filepath.Join(o.runDir, "tpmd.pid"), "tpmd client")
+	release, err := service.LockPidFile(filepath.Join(o.runDir, fifo.PidFile), "tpmd client")
 	if err != nil {
 		return err
 	}
@@ -133,16 +135,7 @@ func runClient(o clientOptions, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	var step func(string)
-	if o.killAtStep != "" {
-		step = func(desc string) {
-			if len(desc) >= len(o.killAtStep) && desc[:len(o.killAtStep)] == o.killAtStep {
-				syscall.Kill(os.Getpid(), syscall.SIGKILL)
-				time.Sleep(time.Minute)
-			}
-		}
-	}
-	c, err := actors.StartClient(actors.ClientConfig{
+	c, err := actors.StartHost(actors.HostConfig{
 		Server:       o.server,
 		TrustedKey:   key,
 		StateDir:     o.stateDir,
@@ -158,13 +151,13 @@ func runClient(o clientOptions, log *slog.Logger) error {
 		BuildTimeout: o.buildTimeout,
 		LinkDir:      o.linkDir,
 		Logger:       log,
-		Step:         step,
+		Step:         o.step,
 	})
 	if err != nil {
 		return err
 	}
 	log.Info("tpmd client started", "pid", os.Getpid(), "server", o.server, "run_dir", o.runDir,
-		"torrent_port", c.TorrentPort(), "index_generation", c.Index().Generation, "file_io", swarm.FileIO())
+		"torrent_port", c.TorrentPort(), "file_io", swarm.FileIO())
 
 	var failure error
 	select {

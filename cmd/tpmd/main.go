@@ -21,8 +21,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"tpm/actors"
-	"tpm/daemon"
 	"tpm/repo"
+	"tpm/service"
 	"tpm/signing"
 	"tpm/swarm"
 )
@@ -112,7 +112,7 @@ func server(args []string) int {
 	var o options
 	fs := serverFlags(&o)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
-	if code, ok := daemon.ParseFlags(fs, "tpmd server", args, &o.config); !ok {
+	if code, ok := service.ParseFlags(fs, "tpmd server", args, &o.config); !ok {
 		return code
 	}
 	check, err := repo.ParseCheck(o.check)
@@ -145,7 +145,7 @@ func serve(o options, check repo.Check, log *slog.Logger) error {
 	if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-	release, err := daemon.LockPidFile(o.pidFile, "tpmd server")
+	release, err := service.LockPidFile(o.pidFile, "tpmd server")
 	if err != nil {
 		return err
 	}

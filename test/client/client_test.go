@@ -17,21 +17,21 @@ func TestInstallWithDependencies(t *testing.T) {
 	d := startClient(t, h, srv.url, r.pubPath)
 	waitIndex(t, h.run, 3)
 
-	var found []map[string]string
+	var found []messages.SearchResult
 	ok(t, h.run, "search", []string{"greet"}, nil, &found) // names and descriptions
-	if len(found) != 3 || found[0]["name"] != "greet-data" || found[1]["name"] != "hello" || found[2]["installed"] != "" {
-		t.Fatalf("search greet: %v", found)
+	if len(found) != 3 || found[0].Name != "greet-data" || found[1].Name != "hello" || found[2].Installed != "" {
+		t.Fatalf("search greet: %+v", found)
 	}
-	var info map[string]any
+	var info messages.PackageInfo
 	ok(t, h.run, "info", []string{"hello"}, nil, &info)
-	if info["version"] != "2.0-1" || info["installed"] != nil || len(info["dependencies"].([]any)) != 1 {
-		t.Fatalf("info hello: %v", info)
+	if info.Version != "2.0-1" || info.Installed != nil || len(info.Dependencies) != 1 {
+		t.Fatalf("info hello: %+v", info)
 	}
 	if e := fails(t, h.run, "info", []string{"nope"}, nil); e != "no package named nope in the index (run tpm sync?)" {
 		t.Fatalf("info nope: %q", e)
 	}
 
-	var plan struct{ Plan []messages.PlanItem }
+	var plan messages.PlanResult
 	stream := ok(t, h.run, "plan", []string{"hello"}, nil, &plan)
 	if len(stream) != 1 || stream[0].Type != messages.ReplyPlan || len(plan.Plan) != 3 {
 		t.Fatalf("plan: %v %v", stream, plan)
@@ -56,17 +56,17 @@ func TestInstallWithDependencies(t *testing.T) {
 	if len(results) != 3 || results[2].Name != "hello" || results[2].Action != "install" {
 		t.Fatalf("install results: %+v", results)
 	}
-	var sawDone, sawLog bool
+	var sawDone, sawOutput bool
 	for _, s := range stream {
-		if s.Type == messages.ReplyProgress && s.Progress.Stage == "done" && s.Progress.Package == "hello" {
+		if s.Type == messages.ReplyProgress && s.Progress.Stage == messages.StageDone && s.Progress.Package == "hello" {
 			sawDone = true
 		}
-		if s.Type == messages.ReplyLog && strings.HasPrefix(s.Text, "hello: postinstall: ") {
-			sawLog = true
+		if s.Type == messages.ReplyOutput && s.Output.Package == "hello" && s.Output.Step == "postinstall" {
+			sawOutput = true
 		}
 	}
-	if !sawDone || !sawLog {
-		t.Fatalf("stream lacks progress done or postinstall log: %+v", stream)
+	if !sawDone || !sawOutput {
+		t.Fatalf("stream lacks progress done or postinstall output: %+v", stream)
 	}
 	out, err := exec.Command(filepath.Join(h.prefix, "usr/bin/hello"), "test").CombinedOutput()
 	if err != nil {
@@ -78,28 +78,29 @@ func TestInstallWithDependencies(t *testing.T) {
 	if l["hello"].Reason != "explicit" || l["libgreet"].Reason != "dependency" || l["greet-data"].Reason != "dependency" || l["hello"].Prefix != h.prefix {
 		t.Fatalf("list: %+v", l)
 	}
-	var files []map[string]string
+	var files []messages.PackageFile
 	ok(t, h.run, "files", []string{"hello"}, nil, &files)
 	hello := filepath.Join(h.prefix, "usr/bin/hello")
 	foundFile := false
 	for _, f := range files {
-		foundFile = foundFile || (f["path"] == hello && f["type"] == "file")
+		foundFile = foundFile || (f.Path == hello && f.Type == "file")
 	}
 	if !foundFile {
-		t.Fatalf("files hello: %v", files)
+		t.Fatalf("files hello: %+v", files)
 	}
-	var owners []map[string]string
+	var owners []messages.Owner
 	ok(t, h.run, "owns", []string{hello}, nil, &owners)
-	if len(owners) != 1 || owners[0]["name"] != "hello" {
-		t.Fatalf("owns: %v", owners)
+	if len(owners) != 1 || owners[0].Name != "hello" {
+		t.Fatalf("owns: %+v", owners)
 	}
 	if e := fails(t, h.run, "owns", []string{filepath.Join(h.prefix, "nothing")}, nil); !strings.Contains(e, "not owned") {
 		t.Fatalf("owns unowned: %q", e)
 	}
 	verifyClean(t, h.run)
+	info = messages.PackageInfo{}
 	ok(t, h.run, "info", []string{"hello"}, nil, &info)
-	if inst, _ := info["installed"].(map[string]any); inst == nil || inst["version"] != "2.0-1" {
-		t.Fatalf("info after install: %v", info)
+	if info.Installed == nil || info.Installed.Version != "2.0-1" {
+		t.Fatalf("info after install: %+v", info)
 	}
 	if s := getStatus(t, h.run); s.Seeding != 3 {
 		t.Fatalf("status after install: %+v", s)
@@ -114,7 +115,7 @@ func TestInstallWithDependencies(t *testing.T) {
 	if e := fails(t, h.run, "remove", []string{"greet-data"}, nil); !strings.Contains(e, "--cascade") || !strings.Contains(e, "libgreet") {
 		t.Fatalf("remove without cascade: %q", e)
 	}
-	ok(t, h.run, "remove", []string{"greet-data"}, func(r *messages.Request) { r.Options = map[string]bool{"cascade": true} }, &results)
+	ok(t, h.run, "remove", []string{"greet-data"}, func(r *messages.Request) { r.Options = messages.Options{Cascade: true} }, &results)
 	if len(results) != 3 {
 		t.Fatalf("cascade: %+v", results)
 	}

@@ -1,11 +1,12 @@
 // Package client runs the real tpmd server and tpmd client binaries on
 // loopback, in temporary directories with a temporary prefix, and speaks the
-// FIFO wire protocol to the client through the fifo package, as tpm does.
+// FIFO wire protocol to the client through package local, as tpm does.
 package client
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"tpm/fifo"
+	"tpm/local"
 	"tpm/messages"
 	"tpm/signing"
 	"tpm/tarball"
@@ -180,45 +181,31 @@ func call(t *testing.T, run, verb string, args []string, mod func(*messages.Requ
 	return final, stream
 }
 
+// callErr is tpm's request loop (local.Client.Call) with the error reply
+// handed back as the final reply, so tests can look at it like any other;
+// err is for everything else (no daemon, the daemon gone, ctx).
 func callErr(ctx context.Context, run, verb string, args []string, mod func(*messages.Request), timeout time.Duration) (final messages.Reply, stream []messages.Reply, err error) {
-	rep, err := fifo.NewReply(run)
-	if err != nil {
-		return final, nil, err
-	}
-	defer rep.Close()
-	req := messages.Request{V: messages.ProtocolVersion, ID: fmt.Sprintf("t%d", reqSeq.Add(1)), Verb: verb, Args: args, Reply: rep.Path()}
+	req := messages.Request{ID: fmt.Sprintf("t%d", reqSeq.Add(1)), Verb: verb, Args: args}
 	if mod != nil {
 		mod(&req)
 	}
-	fifoName, lock := "query.fifo", "query.lock"
-	for _, v := range messages.AdminVerbs {
-		if v == verb {
-			fifoName, lock = "admin.fifo", "admin.lock"
-		}
-	}
-	line, _ := json.Marshal(req)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := fifo.Send(ctx, filepath.Join(run, fifoName), filepath.Join(run, lock), line); err != nil {
-		return final, nil, err
+	cl := &local.Client{RunDir: run, TempDir: run}
+	r, err := cl.Call(ctx, req, func(r *messages.Reply) error {
+		stream = append(stream, *r)
+		return nil
+	})
+	var de *local.DaemonError
+	switch {
+	case errors.As(err, &de):
+		final = *messages.Failure(de.Message)
+		final.ID = req.ID
+		return final, stream, nil
+	case err != nil:
+		return final, stream, fmt.Errorf("%w (after %d lines)", err, len(stream))
 	}
-	for {
-		b, err := rep.ReadLine(ctx)
-		if err != nil {
-			return final, stream, fmt.Errorf("reading replies: %w (after %d lines)", err, len(stream))
-		}
-		var r messages.Reply
-		if err := json.Unmarshal(b, &r); err != nil {
-			return final, stream, fmt.Errorf("reply %q: %w", b, err)
-		}
-		if r.ID != req.ID {
-			return final, stream, fmt.Errorf("reply for %q, want %q", r.ID, req.ID)
-		}
-		if r.Final() {
-			return r, stream, nil
-		}
-		stream = append(stream, r)
-	}
+	return *r, stream, nil
 }
 
 // ok calls and decodes a result, failing on an error reply.
@@ -271,15 +258,11 @@ func waitIndex(t *testing.T, run string, n int) messages.Status {
 
 type result = messages.OpResult
 
-type listItem struct {
-	Name, Version, Reason, Prefix string
-}
-
-func list(t *testing.T, run string) map[string]listItem {
+func list(t *testing.T, run string) map[string]messages.InstalledPackage {
 	t.Helper()
-	var items []listItem
+	var items []messages.InstalledPackage
 	ok(t, run, "list", nil, nil, &items)
-	out := map[string]listItem{}
+	out := map[string]messages.InstalledPackage{}
 	for _, it := range items {
 		out[it.Name] = it
 	}
@@ -288,10 +271,10 @@ func list(t *testing.T, run string) map[string]listItem {
 
 func verifyClean(t *testing.T, run string) {
 	t.Helper()
-	var problems []map[string]string
+	var problems []messages.Problem
 	ok(t, run, "verify", nil, nil, &problems)
 	if len(problems) > 0 {
-		t.Fatalf("verify: %v", problems)
+		t.Fatalf("verify: %+v", problems)
 	}
 }
 

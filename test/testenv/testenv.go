@@ -16,7 +16,8 @@ import (
 	"time"
 )
 
-// Main builds tpmd with buildFlags (-race, say) into a temporary folder,
+// Main builds tpmd with buildFlags (-race, say) and its test hooks (the
+// tpmd_testhooks build tag: --test-kill-at-step) into a temporary folder,
 // sets *bin to it, runs the tests and exits with their code.
 func Main(m *testing.M, bin *string, buildFlags ...string) {
 	dir, err := os.MkdirTemp("", "tpmd-bin-")
@@ -25,7 +26,7 @@ func Main(m *testing.M, bin *string, buildFlags ...string) {
 		os.Exit(1)
 	}
 	*bin = filepath.Join(dir, "tpmd")
-	args := append(append([]string{"build"}, buildFlags...), "-o", *bin, "tpm/cmd/tpmd")
+	args := append(append([]string{"build", "-tags", "tpmd_testhooks"}, buildFlags...), "-o", *bin, "tpm/cmd/tpmd")
 	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building tpmd: %v\n%s", err, out)
 		os.RemoveAll(dir)

@@ -27,7 +27,7 @@ import (
 	"strings"
 	"time"
 
-	"tpm/fifo"
+	"tpm/local"
 	"tpm/messages"
 	"tpm/repo/repotest"
 	"tpm/signing"
@@ -85,8 +85,8 @@ func main() {
 		"--prefix", prefix, "--torrent-listen", "127.0.0.1:0", "--log-level", "warn")
 	defer stop(cl)
 	for {
-		var st map[string]any
-		if call(run, "status", nil, nil, &st) == nil && st["index_packages"].(float64) >= float64(3+*seedN) {
+		var st messages.Status
+		if call(run, "status", nil, nil, &st) == nil && st.IndexPackages >= 3+*seedN {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -115,7 +115,7 @@ func main() {
 		tpmT = append(tpmT, time.Since(t0))
 		check(call(run, "remove", []string{"greet-data"}, nil, nil))
 	}
-	var info struct{ File string }
+	var info messages.PackageInfo
 	check(call(run, "info", []string{"greet-data"}, nil, &info))
 	file = info.File
 	for i := range *installs {
@@ -139,9 +139,9 @@ func main() {
 	}
 	fmt.Printf("| install of %d packages of %d bytes (4 requests of 250) | %s | | |\n", *seedN, *seedSize, time.Since(t0).Round(time.Millisecond))
 	for {
-		var st map[string]any
+		var st messages.Status
 		check(call(run, "status", nil, nil, &st))
-		if int(st["seeding"].(float64)) >= *seedN {
+		if st.Seeding >= *seedN {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -164,51 +164,24 @@ func main() {
 		float64(c1-c0)/100/idleFor.Seconds()*100)
 }
 
-var seq int
-
-// call sends one request as tpm does and reads the replies to the end.
+// call sends one request as tpm does (local.Client) and decodes the
+// result into data.
 func call(run, verb string, args []string, mod func(*messages.Request), data any) error {
-	rep, err := fifo.NewReply(run)
-	if err != nil {
-		return err
-	}
-	defer rep.Close()
-	seq++
-	req := messages.Request{V: messages.ProtocolVersion, ID: "b" + strconv.Itoa(seq), Verb: verb, Args: args, Reply: rep.Path()}
+	req := messages.Request{Verb: verb, Args: args}
 	if mod != nil {
 		mod(&req)
 	}
-	name := "query"
-	for _, v := range messages.AdminVerbs {
-		if v == verb {
-			name = "admin"
-		}
-	}
-	line, _ := json.Marshal(req)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if err := fifo.Send(ctx, filepath.Join(run, name+".fifo"), filepath.Join(run, name+".lock"), line); err != nil {
-		return err
+	cl := &local.Client{RunDir: run, TempDir: run}
+	r, err := cl.Call(ctx, req, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", verb, err)
 	}
-	for {
-		b, err := rep.ReadLine(ctx)
-		if err != nil {
-			return err
-		}
-		var r messages.Reply
-		if err := json.Unmarshal(b, &r); err != nil {
-			return err
-		}
-		switch r.Type {
-		case messages.ReplyError:
-			return fmt.Errorf("%s: %s", verb, r.Error)
-		case messages.ReplyResult:
-			if data != nil {
-				return json.Unmarshal(r.Data, data)
-			}
-			return nil
-		}
+	if data != nil {
+		return json.Unmarshal(r.Data, data)
 	}
+	return nil
 }
 
 func start(bin, logPath string, args ...string) *exec.Cmd {

@@ -131,7 +131,7 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintf(os.Stderr, "N = %d ...\n", n)
 		r, err := measure(ctx, o, sh, n, set, filepath.Join(work, fmt.Sprintf("n%d", n)), bin, keyPath, pubPath)
 		if err != nil {
-			return fmt.Errorf("N = %d: %w", n, err)
+			return fmt.Errorf("run with N = %d: %w", n, err)
 		}
 		results = append(results, r)
 		fmt.Fprintf(os.Stderr, "N = %d: tpm %v, HTTP %v, bound %v\n", n, r.tpm, r.http, r.bound)
@@ -455,11 +455,15 @@ func status(ctx context.Context, bin, runDir string) (messages.Status, error) {
 	if err != nil {
 		return st, fmt.Errorf("tpm status: %v: %s", err, out)
 	}
-	// --json prints tpmd's reply lines; the last is the result.
+	// --json prints reply lines (messages.Reply); status's only one is its
+	// result, with the Status as data.
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	var reply messages.Reply
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &reply); err != nil {
 		return st, fmt.Errorf("tpm status: %w", err)
+	}
+	if reply.Type != messages.ReplyResult {
+		return st, fmt.Errorf("tpm status: a %s reply, not the result: %s", reply.Type, lines[len(lines)-1])
 	}
 	if err := json.Unmarshal(reply.Data, &st); err != nil {
 		return st, fmt.Errorf("tpm status: %w", err)

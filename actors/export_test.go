@@ -1,0 +1,47 @@
+package actors
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// crash makes the component that receives it fail, to see its supervisor
+// restart it. Only tests send it, through the middleware below: the
+// shipped actors know nothing of it.
+type crash struct{}
+
+func crashes(next actor.ReceiverFunc) actor.ReceiverFunc {
+	return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+		if _, ok := env.Message.(*crash); ok {
+			panic("failure injected by a test")
+		}
+		next(c, env)
+	}
+}
+
+// withCrashes lets InjectCrash reach the server's components.
+func (cfg ServerConfig) withCrashes() ServerConfig {
+	cfg.middleware = []actor.ReceiverMiddleware{crashes}
+	return cfg
+}
+
+// InjectCrash makes a component fail.
+func (s *Server) InjectCrash(component string) {
+	s.run.system.Root.Send(s.run.child(component), &crash{})
+}
+
+// child is the PID of a component of the tree; it stays the same across
+// restarts.
+func (r *running) child(name string) *actor.PID {
+	return r.system.NewLocalPID(r.root.Id + "/" + name)
+}
+
+// withCrashes lets InjectCrash reach the host's components.
+func (cfg HostConfig) withCrashes() HostConfig {
+	cfg.middleware = []actor.ReceiverMiddleware{crashes}
+	return cfg
+}
+
+// InjectCrash makes a component fail.
+func (h *Host) InjectCrash(component string) {
+	h.run.system.Root.Send(h.run.child(component), &crash{})
+}

@@ -1,0 +1,476 @@
+package actors
+
+// Tests of the host's actors one at a time, driven by messages alone: no
+// FIFOs, no network (the syncer's repository is an HTTP handler on
+// loopback). Probe actors stand in for the neighbours of the actor under
+// test: its supervisor, the swarm, the requests' actors.
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"tpm/generation"
+	"tpm/index"
+	"tpm/messages"
+	"tpm/repo"
+	"tpm/repo/repotest"
+	"tpm/signing"
+	"tpm/store"
+)
+
+// probe passes every message it gets to got, after answer (when set) had a
+// chance to respond to it. As a parent it spawns child (when set) at start.
+type probe struct {
+	got    chan any
+	answer func(ctx actor.Context)
+	child  *actor.Props
+	name   string
+}
+
+func (p *probe) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		if p.child != nil {
+			if _, err := ctx.SpawnNamed(p.child, p.name); err != nil {
+				panic(err)
+			}
+		}
+		return
+	case *actor.Stopping, *actor.Stopped, *actor.Restarting, *actor.Terminated:
+		return
+	}
+	if p.answer != nil {
+		p.answer(ctx)
+	}
+	p.got <- ctx.Message()
+}
+
+// probes is an actor system for one test with the probes it made.
+type probes struct {
+	t      *testing.T
+	system *actor.ActorSystem
+	env    *env
+	top    []*actor.PID // stopped (with their children) when the test ends
+}
+
+func newProbes(t *testing.T) *probes {
+	logs := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e := newEnv(logs)
+	e.middleware = []actor.ReceiverMiddleware{crashes}
+	p := &probes{t: t, system: e.newSystem(), env: e}
+	t.Cleanup(func() {
+		for _, pid := range p.top {
+			p.system.Root.StopFuture(pid).Wait()
+		}
+		e.bg.Wait()
+		p.system.Shutdown()
+	})
+	return p
+}
+
+// spawn makes a probe; answer may be nil.
+func (p *probes) spawn(answer func(ctx actor.Context)) (*actor.PID, chan any) {
+	got := make(chan any, 1000)
+	pid := p.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &probe{got: got, answer: answer} }))
+	p.top = append(p.top, pid)
+	return pid, got
+}
+
+// parent makes a probe that is the supervisor of the actor mk makes (named
+// name, with the tree's restart strategy and the test's crash middleware),
+// and returns the child's PID.
+func (p *probes) parent(name string, answer func(ctx actor.Context), mk func() actor.Actor) (*actor.PID, chan any) {
+	got := make(chan any, 1000)
+	child := actor.PropsFromProducer(mk, actor.WithReceiverMiddleware(p.env.middleware...))
+	t := newTree(p.env, treeConfig{})
+	parent := p.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return &probe{got: got, answer: answer, child: child, name: name}
+	}, actor.WithSupervisor(t.strategy())))
+	p.top = append(p.top, parent)
+	return p.system.NewLocalPID(parent.Id + "/" + name), got
+}
+
+// await returns the first message on got for which match is true, failing
+// the test after 20 s; the others are dropped.
+func await[T any](t *testing.T, got chan any, what string, match func(T) bool) T {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case m := <-got:
+			if v, ok := m.(T); ok && (match == nil || match(v)) {
+				return v
+			}
+		case <-deadline:
+			var zero T
+			t.Fatalf("timed out waiting for %s", what)
+			return zero
+		}
+	}
+}
+
+// final is a request probe's final reply.
+func finalReply(t *testing.T, got chan any) *messages.Reply {
+	t.Helper()
+	return await(t, got, "a final reply", func(r *messages.Reply) bool { return r.Final() })
+}
+
+// repository is a package folder and the index a server would sign for it,
+// kept in a state directory as a host keeps it.
+type testRepo struct {
+	dir   string
+	index *index.Snapshot
+	state string // a host's state directory that keeps the index
+	gen   *generation.Generation
+	pub   signing.PublicKey
+}
+
+func newTestRepo(t *testing.T, pkgs ...repotest.Package) *testRepo {
+	t.Helper()
+	r := &testRepo{dir: t.TempDir()}
+	for _, p := range pkgs {
+		repotest.Make(t, r.dir, p)
+	}
+	keyPath, pubPath, err := signing.Keygen(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := signing.LoadKey(keyPath)
+	pub, _ := signing.LoadPublicKey(pubPath)
+	cat, err := store.OpenCatalog(filepath.Join(t.TempDir(), "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	g, _, err := repo.NewScanner(cat, repo.Options{Dir: r.dir, PublicURL: "http://127.0.0.1:1", Signer: key}).Scan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.state, r.gen, r.pub = t.TempDir(), g, pub
+	os.WriteFile(filepath.Join(r.state, index.IndexFile), g.Index, 0o644)
+	os.WriteFile(filepath.Join(r.state, index.SigFile), g.IndexSig, 0o644)
+	if r.index, err = index.New("http://127.0.0.1:1", pub, r.state).Load(); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// installerUnderTest is an installer with probes around it.
+type installerUnderTest struct {
+	*probes
+	pid       *actor.PID
+	parentGot chan any
+	swarmGot  chan any
+	cfg       HostConfig
+	repoDir   string
+	// hold, while true, keeps the swarm probe from answering downloads;
+	// they go to held instead, as *heldDownload.
+	hold atomic.Bool
+	held chan any
+}
+
+type heldDownload struct {
+	msg  *messages.Download
+	from *actor.PID
+}
+
+func startInstaller(t *testing.T, r *testRepo) *installerUnderTest {
+	u := &installerUnderTest{probes: newProbes(t), held: make(chan any, 100), repoDir: r.dir}
+	u.cfg = HostConfig{StateDir: t.TempDir(), CacheDir: t.TempDir(), Prefix: t.TempDir(), Server: "http://127.0.0.1:1", BuildRoot: buildRoot(t)}
+	// The swarm: a Download is answered by copying the package from the
+	// repository into the cache, as a finished download leaves it.
+	var swarmPID *actor.PID
+	swarmPID, u.swarmGot = u.spawn(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *messages.Download:
+			if u.hold.Load() {
+				u.held <- &heldDownload{msg: m, from: ctx.Sender()}
+				return
+			}
+			ctx.Respond(u.download(m))
+		case *messages.SwarmStatusRequest:
+			ctx.Respond(&messages.SwarmStatus{Port: 1})
+		}
+	})
+	builderPID, _ := u.spawn(nil)
+	u.pid, u.parentGot = u.parent(Installer, func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*messages.NeedIndex); ok {
+			ctx.Respond(&messages.IndexReady{Index: r.index})
+		}
+	}, func() actor.Actor {
+		return &installerActor{env: u.env, cfg: u.cfg, started: time.Now(), swarm: swarmPID, builder: builderPID}
+	})
+	await(t, u.parentGot, "the installer ready", func(r *messages.Ready) bool { return r.Component == Installer && r.Err == nil })
+	return u
+}
+
+func (u *installerUnderTest) download(m *messages.Download) *messages.DownloadDone {
+	src, err := os.ReadFile(filepath.Join(u.repoDir, m.File))
+	dst := filepath.Join(u.cfg.CacheDir, m.File)
+	if err == nil {
+		err = os.WriteFile(dst, src, 0o644)
+	}
+	return &messages.DownloadDone{Txn: m.Txn, File: m.File, Path: dst, Err: err}
+}
+
+// nextHeld waits for a download the swarm probe holds.
+func (u *installerUnderTest) nextHeld(t *testing.T) *heldDownload {
+	t.Helper()
+	return await[*heldDownload](t, u.held, "a held download", nil)
+}
+
+// finish answers a held download as a finished one.
+func (u *installerUnderTest) finish(h *heldDownload) {
+	u.system.Root.Send(h.from, u.download(h.msg))
+}
+
+// ask sends req to the installer as a request's actor would and returns
+// that actor (a probe) and what it gets.
+func (u *installerUnderTest) ask(verb string, args ...string) (*actor.PID, chan any) {
+	pid, got := u.spawn(nil)
+	req := &messages.Request{V: messages.ProtocolVersion, ID: "t", Verb: verb, Args: args}
+	u.system.Root.RequestWithCustomSender(u.pid, req, pid)
+	return pid, got
+}
+
+func decode[T any](t *testing.T, r *messages.Reply) T {
+	t.Helper()
+	var v T
+	if r.Type != messages.ReplyResult {
+		t.Fatalf("%s: %s", r.Type, r.Error)
+	}
+	if err := json.Unmarshal(r.Data, &v); err != nil {
+		t.Fatalf("result %s: %v", r.Data, err)
+	}
+	return v
+}
+
+func twoPackages(t *testing.T) *testRepo {
+	return newTestRepo(t,
+		repotest.Package{Name: "a", Version: "1", PayloadBytes: 100, Seed: 1},
+		repotest.Package{Name: "b", Version: "1", PayloadBytes: 100, Seed: 2, Deps: []string{"a"}})
+}
+
+// Transactions run one at a time, in the order they came; a query is
+// answered while one runs.
+func TestInstallerQueuesTransactions(t *testing.T) {
+	r := twoPackages(t)
+	u := startInstaller(t, r)
+	u.hold.Store(true)
+	_, first := u.ask(messages.VerbInstall, "a")
+	h := u.nextHeld(t)
+	_, second := u.ask(messages.VerbInstall, "b")
+	if r := await(t, second, "the second to wait", func(r *messages.Reply) bool { return r.Type == messages.ReplyLog }); r.Text != "waiting for another transaction to finish" {
+		t.Fatalf("second request: %+v", r)
+	}
+	_, query := u.ask(messages.VerbList)
+	if list := decode[[]messages.InstalledPackage](t, finalReply(t, query)); len(list) != 0 {
+		t.Fatalf("list during the first transaction: %+v", list)
+	}
+	select {
+	case h2 := <-u.held:
+		t.Fatalf("the second transaction downloaded %s while the first ran", h2.(*heldDownload).msg.File)
+	default:
+	}
+	u.finish(h)
+	if res := decode[[]messages.OpResult](t, finalReply(t, first)); len(res) != 1 || res[0].Name != "a" {
+		t.Fatalf("first: %+v", res)
+	}
+	u.finish(u.nextHeld(t))
+	if res := decode[[]messages.OpResult](t, finalReply(t, second)); len(res) != 1 || res[0].Name != "b" || res[0].Action != "install" {
+		t.Fatalf("second: %+v", res)
+	}
+}
+
+// A CLI that leaves before anything was installed cancels its transaction:
+// its downloads stop, what it recorded in the cache goes, the next one runs.
+func TestInstallerCancelsWhenTheCLILeaves(t *testing.T) {
+	r := twoPackages(t)
+	u := startInstaller(t, r)
+	u.hold.Store(true)
+	cli, _ := u.ask(messages.VerbInstall, "b")
+	held := []*heldDownload{u.nextHeld(t), u.nextHeld(t)}
+	recorded, _ := os.ReadDir(filepath.Join(u.cfg.StateDir, "cache"))
+	if len(recorded) != 2 {
+		t.Fatalf("cache records before the download: %v", recorded)
+	}
+	u.system.Root.Stop(cli)
+	await(t, u.swarmGot, "the downloads cancelled", func(c *messages.CancelDownloads) bool { return c.Txn == held[0].msg.Txn })
+	if drop := await(t, u.swarmGot, "the cache dropped", func(s *messages.SeedFiles) bool { return !s.Reset && len(s.Remove) > 0 }); len(drop.Remove) != 2 {
+		t.Fatalf("dropped from the cache: %+v", drop.Remove)
+	}
+	if recorded, _ := os.ReadDir(filepath.Join(u.cfg.StateDir, "cache")); len(recorded) != 0 {
+		t.Fatalf("cache records after the cancel: %v", recorded)
+	}
+	// The swarm still ends each download; the installer ignores them.
+	for _, h := range held {
+		u.finish(h)
+	}
+	u.hold.Store(false)
+	_, next := u.ask(messages.VerbInstall, "a")
+	if res := decode[[]messages.OpResult](t, finalReply(t, next)); len(res) != 1 || res[0].Name != "a" {
+		t.Fatalf("the next transaction: %+v", res)
+	}
+	_, q := u.ask(messages.VerbList)
+	if list := decode[[]messages.InstalledPackage](t, finalReply(t, q)); len(list) != 1 || list[0].Name != "a" {
+		t.Fatalf("installed: %+v", list)
+	}
+}
+
+// An installer that fails is restarted: the request it ran is told, the
+// downloads stop, and the new instance rebuilds from disk: it reopens the
+// database, asks for the index again and reconciles the cache (the
+// cancelled transaction's records go).
+func TestInstallerRestartRebuildsFromDisk(t *testing.T) {
+	r := twoPackages(t)
+	u := startInstaller(t, r)
+	first := await(t, u.swarmGot, "the first reconciliation", func(s *messages.SeedFiles) bool { return s.Reset })
+	if len(first.Add)+len(first.Remove) != 0 {
+		t.Fatalf("reconciliation of an empty cache: %+v", first)
+	}
+	u.hold.Store(true)
+	_, cli := u.ask(messages.VerbInstall, "a")
+	h := u.nextHeld(t)
+	u.system.Root.Send(u.pid, &crash{})
+	if r := finalReply(t, cli); r.Type != messages.ReplyError || !strings.Contains(r.Error, "installer failed and was restarted") {
+		t.Fatalf("the request after the crash: %+v", r)
+	}
+	await(t, u.swarmGot, "the downloads cancelled", func(c *messages.CancelDownloads) bool { return c.Txn == h.msg.Txn })
+	await(t, u.parentGot, "the restarted installer ready", func(r *messages.Ready) bool { return r.Component == Installer && r.Err == nil })
+	again := await(t, u.swarmGot, "the reconciliation after the restart", func(s *messages.SeedFiles) bool { return s.Reset })
+	if len(again.Remove) != 1 || again.Remove[0].File != h.msg.File || len(again.Add) != 0 {
+		t.Fatalf("reconciliation after the restart: %+v", again)
+	}
+	u.finish(h) // the old download ends; nobody waits for it
+	u.hold.Store(false)
+	_, next := u.ask(messages.VerbInstall, "b")
+	if res := decode[[]messages.OpResult](t, finalReply(t, next)); len(res) != 2 {
+		t.Fatalf("install after the restart: %+v", res)
+	}
+}
+
+// Waiting transactions are bounded: one more is refused with a busy error.
+func TestInstallerBoundsItsQueue(t *testing.T) {
+	r := twoPackages(t)
+	u := startInstaller(t, r)
+	u.hold.Store(true)
+	u.ask(messages.VerbInstall, "a")
+	u.nextHeld(t)
+	for range maxQueuedJobs {
+		u.ask(messages.VerbInstall, "b")
+	}
+	_, extra := u.ask(messages.VerbInstall, "b")
+	if r := finalReply(t, extra); r.Type != messages.ReplyError || !strings.Contains(r.Error, "tpmd is busy") {
+		t.Fatalf("one transaction too many: %+v", r)
+	}
+	_, status := u.ask(messages.VerbStatus)
+	if st := decode[messages.Status](t, finalReply(t, status)); st.Queued != maxQueuedJobs || st.IndexPackages != 2 || st.TorrentPort != 1 {
+		t.Fatalf("status: %+v", st)
+	}
+}
+
+// gatedRepo serves a repository's signed index over loopback HTTP, each
+// /index.db only when the test lets one through gate.
+type gatedRepo struct {
+	url     string
+	gate    chan struct{}
+	fetches atomic.Int32
+}
+
+func serveGated(t *testing.T, r *testRepo) *gatedRepo {
+	g := &gatedRepo{gate: make(chan struct{})}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch req.URL.Path {
+		case "/index.db":
+			g.fetches.Add(1)
+			select {
+			case <-g.gate:
+			case <-req.Context().Done():
+				return
+			}
+			if req.Header.Get("If-None-Match") == r.gen.IndexETag {
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			w.Header().Set("ETag", r.gen.IndexETag)
+			w.Write(r.gen.Index)
+		case "/index.db.sig":
+			w.Write(r.gen.IndexSig)
+		default:
+			http.NotFound(w, req)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	g.url = srv.URL
+	return g
+}
+
+func startSyncer(t *testing.T, p *probes, r *testRepo, g *gatedRepo, state string) (*actor.PID, chan any) {
+	return p.parent(Syncer, nil, func() actor.Actor {
+		return &syncerActor{env: p.env, keeper: index.New(g.url, r.pub, state), interval: time.Hour}
+	})
+}
+
+// Syncs asked for while a fetch runs wait for one more fetch, which starts
+// when the running one ends and answers them all.
+func TestSyncerFoldsSyncsIntoOneFetch(t *testing.T) {
+	r := twoPackages(t)
+	g := serveGated(t, r)
+	p := newProbes(t)
+	pid, parentGot := startSyncer(t, p, r, g, t.TempDir())
+	first := await(t, parentGot, "the first (empty) index", func(m *messages.IndexReady) bool { return true })
+	if first.Index.Generation != 0 {
+		t.Fatalf("a host without a kept index starts from generation %d", first.Index.Generation)
+	}
+	for g.fetches.Load() == 0 {
+		time.Sleep(time.Millisecond) // the first fetch waits at the gate
+	}
+	var clis []chan any
+	for range 3 {
+		cli, got := p.spawn(nil)
+		p.system.Root.RequestWithCustomSender(pid, &messages.SyncNow{}, cli)
+		clis = append(clis, got)
+	}
+	g.gate <- struct{}{}
+	if idx := await(t, parentGot, "the fetched index", func(m *messages.IndexReady) bool { return m.Index.Generation == 1 }); len(idx.Index.Entries) != 2 {
+		t.Fatalf("fetched index: %d packages", len(idx.Index.Entries))
+	}
+	await(t, parentGot, "the syncer ready", func(m *messages.Ready) bool { return m.Component == Syncer })
+	g.gate <- struct{}{} // the one fetch for the three syncs
+	for _, got := range clis {
+		if res := decode[messages.SyncResult](t, finalReply(t, got)); res.Generation != 1 || res.Changed {
+			t.Fatalf("sync: %+v", res)
+		}
+	}
+	if n := g.fetches.Load(); n != 2 {
+		t.Fatalf("%d fetches for a start and three syncs asked during it, want 2", n)
+	}
+}
+
+// A host with a kept index answers from it at once: the syncer is ready
+// before its first fetch returns.
+func TestSyncerReadyFromTheKeptIndex(t *testing.T) {
+	r := twoPackages(t)
+	g := serveGated(t, r)
+	p := newProbes(t)
+	_, parentGot := startSyncer(t, p, r, g, r.state)
+	if idx := await(t, parentGot, "the kept index", func(m *messages.IndexReady) bool { return true }); idx.Index.Generation != 1 {
+		t.Fatalf("kept index: generation %d", idx.Index.Generation)
+	}
+	await(t, parentGot, "the syncer ready", func(m *messages.Ready) bool { return m.Component == Syncer })
+	if n := g.fetches.Load(); n > 1 {
+		t.Fatalf("%d fetches", n)
+	}
+	close(g.gate)
+}

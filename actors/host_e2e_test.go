@@ -1,0 +1,233 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"tpm/fifo"
+	"tpm/messages"
+	"tpm/repo/repotest"
+	"tpm/signing"
+	"tpm/tarball"
+)
+
+// startPair runs a server (not seeding, so downloads come from its web
+// seed, which starts about 5 s late) and a client in this process.
+func startPair(t *testing.T) (*testHost, string) {
+	t.Helper()
+	return startPairWith(t, nil)
+}
+
+// testHost is a running host with the folders tests look into.
+type testHost struct {
+	*Host
+	cacheDir, buildRoot string
+}
+
+// startPairWith is startPair with more packages, which addPackages writes
+// into the repository before the server starts.
+func startPairWith(t *testing.T, addPackages func(dir string)) (*testHost, string) {
+	t.Helper()
+	keyPath, pubPath, err := signing.Keygen(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := signing.LoadKey(keyPath)
+	pub, _ := signing.LoadPublicKey(pubPath)
+	pkgs := t.TempDir()
+	repotest.Make(t, pkgs, repotest.Package{Name: "small", Version: "1", PayloadBytes: 1 << 10, Seed: 1})
+	repotest.Make(t, pkgs, repotest.Package{Name: "big", Version: "1", PayloadBytes: 4 << 20, Seed: 2})
+	if addPackages != nil {
+		addPackages(pkgs)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := StartServer(ServerConfig{PackageDir: pkgs, StateDir: t.TempDir(), HTTPAddr: "127.0.0.1:0",
+		TorrentAddr: "127.0.0.1:0", PublicURL: "http://127.0.0.1:1", Signer: key, Logger: log, NoSeed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Stop(ctx)
+	})
+	for deadline := time.Now().Add(20 * time.Second); srv.Current() == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server published no generation")
+		}
+	}
+	run := t.TempDir()
+	th := &testHost{cacheDir: t.TempDir(), buildRoot: buildRoot(t)}
+	c, err := StartHost(HostConfig{Server: "http://" + srv.HTTPAddr(), TrustedKey: pub, StateDir: t.TempDir(),
+		CacheDir: th.cacheDir, RunDir: run, AdminGID: -1, Prefix: t.TempDir(), TorrentAddr: "127.0.0.1:0", Logger: log,
+		BuildRoot: th.buildRoot}.withCrashes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := c.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	// The server published before the host started, and the host opens
+	// its FIFOs only once its first fetch is done: the index is there.
+	var st messages.Status
+	if r := final(t, request(t, run, "status")); r.Type != messages.ReplyResult || json.Unmarshal(r.Data, &st) != nil || st.IndexPackages < 2 {
+		t.Fatalf("status at start: %+v", r)
+	}
+	th.Host = c
+	return th, run
+}
+
+// request sends one request and returns a function that reads its next
+// reply line.
+func request(t *testing.T, run, verb string, args ...string) func() messages.Reply {
+	t.Helper()
+	rep, err := fifo.NewReply(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rep.Close() })
+	line, _ := json.Marshal(messages.Request{V: messages.ProtocolVersion, ID: "t", Verb: verb, Args: args, Reply: rep.Path()})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	path, lock := fifo.Paths(run, messages.IsAdmin(verb))
+	if err := fifo.Send(ctx, path, lock, line); err != nil {
+		t.Fatal(err)
+	}
+	return func() messages.Reply {
+		t.Helper()
+		b, err := rep.ReadLine(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", verb, err)
+		}
+		var r messages.Reply
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+}
+
+func final(t *testing.T, next func() messages.Reply) messages.Reply {
+	t.Helper()
+	for {
+		if r := next(); r.Final() {
+			return r
+		}
+	}
+}
+
+// A failing installer is restarted by its supervisor; the CLI that waited
+// gets an error, the download it asked for stops, and the daemon keeps
+// answering.
+func TestClientInstallerCrashReported(t *testing.T) {
+	c, run := startPair(t)
+	next := request(t, run, "install", "big")
+	for r := next(); r.Type != messages.ReplyProgress; r = next() {
+		if r.Final() {
+			t.Fatalf("install ended early: %+v", r)
+		}
+	}
+	c.InjectCrash(Installer)
+	r := final(t, next)
+	if r.Type != messages.ReplyError || !strings.Contains(r.Error, "installer failed and was restarted") {
+		t.Fatalf("after the crash: %+v", r)
+	}
+	if r := final(t, request(t, run, "status")); r.Type != messages.ReplyResult {
+		t.Fatalf("status after the crash: %+v", r)
+	}
+	// The cancelled download leaves nothing behind, and the restarted
+	// installer works.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(c.cacheDir, "big-1-any.tpkg")); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cancelled download's file is still in the cache")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r := final(t, request(t, run, "install", "small")); r.Type != messages.ReplyResult {
+		t.Fatalf("install after the restart: %+v", r)
+	}
+}
+
+func TestClientGatewayAndSyncerRestart(t *testing.T) {
+	c, run := startPair(t)
+	c.InjectCrash(Gateway)
+	c.InjectCrash(Syncer)
+	time.Sleep(100 * time.Millisecond)
+	if r := final(t, request(t, run, "sync")); r.Type != messages.ReplyResult {
+		t.Fatalf("sync after restarts: %+v", r)
+	}
+	r := final(t, request(t, run, "info", "small"))
+	if r.Type != messages.ReplyResult || !strings.Contains(string(r.Data), `"name":"small"`) {
+		t.Fatalf("info after restarts: %+v", r)
+	}
+}
+
+// buildRoot gives each test's source builds a folder of its own.
+func buildRoot(t *testing.T) string {
+	dir := filepath.Join(t.TempDir(), "build")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// A failing builder is restarted by its supervisor; the build it ran is
+// killed, the CLI that waited is told, nothing is installed, and the daemon
+// keeps answering.
+func TestClientBuilderCrashReported(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed")
+	}
+	c, run := startPairWith(t, func(dir string) {
+		src := t.TempDir()
+		os.MkdirAll(filepath.Join(src, "info"), 0o755)
+		os.MkdirAll(filepath.Join(src, "data"), 0o755)
+		os.WriteFile(filepath.Join(src, "info", "package.json"), []byte(`{"Name":"slow","Version":"1","Architecture":"any","Type":"Source"}`), 0o644)
+		os.WriteFile(filepath.Join(src, "data", "configure"), []byte("#!/bin/sh\nprintf 'all:\\n\\t@echo building; sleep 60\\n' > Makefile\n"), 0o755)
+		if _, _, err := tarball.PackFile(src, dir, tarball.PackOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	next := request(t, run, "install", "slow")
+	for r := next(); r.Output == nil || r.Output.Line != "building"; r = next() {
+		if r.Final() {
+			t.Fatalf("install ended before the build ran: %+v", r)
+		}
+	}
+	c.InjectCrash(Builder)
+	r := final(t, next)
+	if r.Type != messages.ReplyError || !strings.Contains(r.Error, "builder failed and was restarted") {
+		t.Fatalf("after the crash: %+v", r)
+	}
+	if r := final(t, request(t, run, "list")); r.Type != messages.ReplyResult || strings.Contains(string(r.Data), "slow") {
+		t.Fatalf("list after the crash: %+v", r)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left, _ := os.ReadDir(c.buildRoot)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stopped build left %v", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

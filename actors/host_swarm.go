@@ -1,0 +1,214 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"tpm/messages"
+	"tpm/swarm"
+)
+
+// swarmActor owns the host's torrent client (a swarm.Peer): what it seeds
+// and the downloads in flight. It opens the client on the address its
+// supervisor keeps, asks (through the supervisor) the installer for what
+// to seed, and runs each download on a goroutine that reports back;
+// cancellation is a message. Seeding changes run one batch at a time, on a
+// goroutine, in the order they were asked for.
+type swarmActor struct {
+	env       *env
+	cfg       HostConfig
+	life      lifetime
+	peer      *swarm.Peer
+	downloads map[downloadKey]context.CancelFunc
+	early     []early // asked for before the client was open
+	seeding   bool    // a batch of seeding changes runs
+	seedQueue []*messages.SeedFiles
+}
+
+type downloadKey struct {
+	txn  uint64
+	file string
+}
+
+// early is a message that came before the client was open, with its
+// sender.
+type early struct {
+	msg    any
+	sender *actor.PID
+}
+
+// maxEarly bounds what waits for the client to open (a transaction's
+// downloads, a few seeding batches).
+const maxEarly = 1024
+
+// downloadEnded is what a download's goroutine reports.
+type downloadEnded struct {
+	key       downloadKey
+	path      string
+	err       error
+	requester *actor.PID
+}
+
+// seeded is what a batch of seeding changes did.
+type seeded struct {
+	reset          bool
+	added, removed int
+	err            error
+}
+
+func (a *swarmActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		a.life = newLifetime()
+		a.downloads = map[downloadKey]context.CancelFunc{}
+		ctx.Request(ctx.Parent(), &messages.NeedAddr{})
+	case *messages.Addr:
+		a.open(ctx, msg.Addr)
+	case *actor.Stopping, *actor.Restarting:
+		a.close()
+	case *messages.RestartFailed:
+		restartFailed(Swarm, msg)
+	case *messages.Download, *messages.SeedFiles, *messages.CancelDownloads:
+		if a.peer == nil {
+			if len(a.early) < maxEarly {
+				a.early = append(a.early, early{msg: msg, sender: ctx.Sender()})
+			} else if d, ok := msg.(*messages.Download); ok {
+				ctx.Respond(&messages.DownloadDone{Txn: d.Txn, File: d.File, Err: errors.New("the torrent client is not running")})
+			}
+			return
+		}
+		a.handle(ctx, msg, ctx.Sender())
+	case *downloadEnded:
+		if cancel, ok := a.downloads[msg.key]; ok {
+			cancel()
+			delete(a.downloads, msg.key)
+		}
+		// An earlier instance's download is answered too: its requester waits.
+		ctx.Send(msg.requester, &messages.DownloadDone{Txn: msg.key.txn, File: msg.key.file, Path: msg.path, Err: msg.err})
+	case *seeded:
+		a.seeding = false
+		if msg.err != nil {
+			a.env.log.Warn("seeding the cache", "err", msg.err)
+		}
+		if msg.reset {
+			a.env.log.Info("seeding", "packages", msg.added, "removed_from_cache", msg.removed)
+		}
+		a.nextSeeds(ctx)
+	case *messages.SwarmStatusRequest:
+		st := messages.SwarmStatus{}
+		if a.peer != nil {
+			s := a.peer.Stats()
+			st = messages.SwarmStatus{Port: a.peer.Port(), Seeding: s.Complete, Peers: s.Peers, BytesUp: s.BytesUp, BytesDown: s.BytesDown}
+		}
+		ctx.Respond(&st)
+	}
+}
+
+func (a *swarmActor) open(ctx actor.Context, addr string) {
+	peer, err := swarm.NewPeer(swarm.PeerConfig{
+		CacheDir: a.cfg.CacheDir, StateDir: a.cfg.StateDir, ListenAddr: addr,
+		NoWebSeeds: a.cfg.NoWebSeeds, Logger: a.env.quiet, StallTimeout: a.cfg.StallTimeout,
+	})
+	if err != nil {
+		ctx.Send(ctx.Parent(), &messages.Ready{Component: Swarm, Err: fmt.Errorf("torrent client: %w", err)})
+		return
+	}
+	a.peer = peer
+	// The port we got is ours for good: a restart and peers that know us
+	// keep it.
+	ctx.Send(ctx.Parent(), &messages.Ready{Component: Swarm, Addr: withPort(addr, peer.Port())})
+	ctx.Request(ctx.Parent(), &messages.NeedSeeds{})
+	for _, e := range a.early {
+		a.handle(ctx, e.msg, e.sender)
+	}
+	a.early = nil
+}
+
+func (a *swarmActor) close() {
+	a.life.end() // every download stops; each still reports its end
+	a.downloads = nil
+	if a.peer != nil {
+		if err := a.peer.Close(); err != nil {
+			a.env.log.Warn("closing the torrent client", "err", err)
+		}
+		a.peer = nil
+	}
+}
+
+func (a *swarmActor) handle(ctx actor.Context, msg any, sender *actor.PID) {
+	switch msg := msg.(type) {
+	case *messages.Download:
+		a.download(ctx, msg, sender)
+	case *messages.CancelDownloads:
+		for k, cancel := range a.downloads {
+			if k.txn == msg.Txn {
+				cancel()
+			}
+		}
+	case *messages.SeedFiles:
+		a.seedQueue = append(a.seedQueue, msg)
+		a.nextSeeds(ctx)
+	}
+}
+
+// spec is the torrent of a file as this host finds its swarm: the
+// repository's tracker, and its web seed as the fallback.
+func (a *swarmActor) spec(f messages.SeedFile) swarm.Spec {
+	base := strings.TrimRight(a.cfg.Server, "/")
+	return swarm.Spec{File: f.File, InfoHash: f.InfoHash, InfoBytes: f.InfoBytes, SHA256: f.SHA256, Size: f.Size,
+		Trackers: []string{base + "/announce"}, WebSeeds: []string{base + "/packages/"}}
+}
+
+func (a *swarmActor) download(ctx actor.Context, msg *messages.Download, requester *actor.PID) {
+	key := downloadKey{txn: msg.Txn, file: msg.File}
+	if _, dup := a.downloads[key]; dup {
+		ctx.Send(requester, &messages.DownloadDone{Txn: msg.Txn, File: msg.File, Err: errors.New("already downloading")})
+		return
+	}
+	dctx, cancel := context.WithCancel(a.life.ctx)
+	a.downloads[key] = cancel
+	peer, spec, self, root := a.peer, a.spec(msg.SeedFile), ctx.Self(), ctx.ActorSystem().Root
+	a.env.bg.Go(func() {
+		path, err := peer.Download(dctx, spec, func(p swarm.Progress) {
+			root.Send(requester, &messages.DownloadProgress{Txn: key.txn, File: key.file, Bytes: p.Bytes, Total: p.Total, Rate: p.Rate, Peers: p.Peers})
+		})
+		root.Send(self, &downloadEnded{key: key, path: path, err: err, requester: requester})
+	})
+}
+
+// nextSeeds starts the next batch of seeding changes unless one runs.
+func (a *swarmActor) nextSeeds(ctx actor.Context) {
+	if a.seeding || len(a.seedQueue) == 0 || a.peer == nil {
+		return
+	}
+	batch := a.seedQueue[0]
+	a.seedQueue = a.seedQueue[1:]
+	a.seeding = true
+	peer, self, root := a.peer, ctx.Self(), ctx.ActorSystem().Root
+	add, remove := make([]swarm.Spec, len(batch.Add)), make([]swarm.Spec, len(batch.Remove))
+	for i, f := range batch.Add {
+		add[i] = a.spec(f)
+	}
+	for i, f := range batch.Remove {
+		remove[i] = a.spec(f)
+	}
+	log := a.env.log
+	a.env.bg.Go(func() {
+		var errs []error
+		for _, s := range add {
+			if err := peer.Seed(s); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for _, s := range remove {
+			if err := peer.Remove(s); err != nil {
+				log.Warn("dropping from the cache", "file", s.File, "err", err)
+			}
+		}
+		root.Send(self, &seeded{reset: batch.Reset, added: len(add) - len(errs), removed: len(remove), err: errors.Join(errs...)})
+	})
+}

@@ -1,0 +1,208 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
+
+	"tpm/generation"
+	"tpm/messages"
+	"tpm/publish"
+	"tpm/repo"
+	"tpm/store"
+)
+
+// ServerConfig is everything tpmd server is told.
+type ServerConfig struct {
+	PackageDir   string
+	StateDir     string        // catalog.db and the seeder's piece-completion database
+	HTTPAddr     string        // "host:port" of the publisher; port 0 picks one
+	PublicURL    string        // the HTTP server as clients reach it
+	TorrentAddr  string        // "host:port" of the seeder; port 0 picks one
+	Signer       repo.Signer   // signs /index.db
+	ScanInterval time.Duration // between periodic scans
+	Check        repo.Check
+	Logger       *slog.Logger
+	// NoSeed publishes and tracks without seeding: clients get packages
+	// from each other and from the web seed only (tpmd server --seed=false).
+	NoSeed bool
+
+	// Supervision: a component that fails more than MaxRestarts times
+	// within RestartWindow is stopped and the server reports a failure
+	// (Failed) instead of restarting it forever. Zero means 5 in a minute.
+	MaxRestarts   int
+	RestartWindow time.Duration
+
+	middleware []actor.ReceiverMiddleware // tests only: export_test.go
+}
+
+// Component names: the children of the server's supervisor.
+const (
+	Scanner   = "scanner"
+	Seeder    = "seeder"
+	Publisher = "publisher"
+)
+
+// Server is a running tpmd server: a supervisor ("server") with the
+// publisher, the seeder and the scanner under it. The catalog (a bbolt
+// file), the scan over it and the HTTP handler's state (the generation
+// served, the tracker's peers) are domain objects made here and handed to
+// the actors, which drive them; the listeners and the torrent client
+// belong to the actors and are reopened when one restarts.
+type Server struct {
+	run       *running
+	catalog   *store.Catalog
+	publisher *publish.Publisher
+	closeOnce sync.Once // the catalog and the package directory
+}
+
+// StartServer opens the catalog, starts the actors, and returns once the
+// HTTP and BitTorrent listeners are bound (or with the error that stopped
+// one of them). The first scan runs in the background; until it finishes
+// the index answers 503.
+func StartServer(cfg ServerConfig) (*Server, error) {
+	if cfg.ScanInterval <= 0 {
+		cfg.ScanInterval = 12 * time.Hour
+	}
+	e := newEnv(cfg.Logger)
+	e.middleware = cfg.middleware
+	cat, err := store.OpenCatalog(filepath.Join(cfg.StateDir, "catalog.db"))
+	if err != nil {
+		return nil, err
+	}
+	run := newRunning(e)
+	s := &Server{run: run, catalog: cat}
+	scanner := repo.NewScanner(cat, repo.Options{Dir: cfg.PackageDir, PublicURL: cfg.PublicURL, Signer: cfg.Signer, Check: cfg.Check})
+	s.publisher, err = publish.New(publish.Config{
+		Dir: cfg.PackageDir,
+		// From an HTTP request's goroutine: the supervisor listens on the
+		// event stream for it.
+		OnStale:   func(file string) { run.system.EventStream.Publish(&messages.Rescan{Reason: "changed file " + file}) },
+		PeersFile: filepath.Join(cfg.StateDir, "tracker-peers.json"),
+		Logger:    e.log,
+	})
+	if err != nil {
+		cat.Close()
+		return nil, err
+	}
+	components := []component{
+		{name: Publisher, make: func(map[string]*actor.PID) actor.Actor {
+			return &publisherActor{env: e, publisher: s.publisher}
+		}},
+		{name: Seeder, make: func(map[string]*actor.PID) actor.Actor {
+			return &seederActor{env: e, packageDir: cfg.PackageDir, stateDir: cfg.StateDir}
+		}},
+		// The scanner last: its first generation should find the others up.
+		{name: Scanner, make: func(map[string]*actor.PID) actor.Actor {
+			return &scannerActor{env: e, scanner: scanner, interval: cfg.ScanInterval}
+		}},
+	}
+	if cfg.NoSeed {
+		components = append(components[:1], components[2:]...)
+	}
+	t := newTree(e, treeConfig{name: "server", components: components, maxRestarts: cfg.MaxRestarts, restartWindow: cfg.RestartWindow,
+		addrs: map[string]string{Publisher: cfg.HTTPAddr, Seeder: cfg.TorrentAddr}})
+	if err := run.start("server", t.strategy(), func() actor.Actor { return &serverSupervisor{tree: t} }, 30*time.Second); err != nil {
+		s.closeAll()
+		return nil, err
+	}
+	return s, nil
+}
+
+// HTTPAddr is the address the publisher listens on.
+func (s *Server) HTTPAddr() string { return s.run.addrs[Publisher] }
+
+// TorrentAddr is the address the seeder listens on ("" without one).
+func (s *Server) TorrentAddr() string { return s.run.addrs[Seeder] }
+
+// Current is the generation being published, or nil before the first scan.
+func (s *Server) Current() *generation.Generation { return s.publisher.Current() }
+
+// Rescan asks for a scan now (SIGHUP does this).
+func (s *Server) Rescan(reason string) {
+	s.run.system.Root.Send(s.run.root, &messages.Rescan{Reason: reason})
+}
+
+// Failed delivers the error of a component that its supervisor gave up on.
+// The server is then incomplete and should be stopped (and restarted by
+// the service manager).
+func (s *Server) Failed() <-chan error { return s.run.failed }
+
+// Stop stops the actors (the publisher stops accepting and drains its
+// connections, the torrent client closes), waits for background work until
+// ctx ends, and closes the catalog. A second Stop returns the first one's
+// result.
+func (s *Server) Stop(ctx context.Context) error {
+	return errors.Join(s.run.stop(ctx), s.closeAll())
+}
+
+func (s *Server) closeAll() error {
+	var err error
+	s.closeOnce.Do(func() { err = errors.Join(s.publisher.Close(), s.catalog.Close()) })
+	return err
+}
+
+// serverSupervisor routes generations from the scanner to the publisher
+// and the seeder, keeps the last one for a restarted component, and passes
+// the seeder's port to the publisher (the tracker names the seeder).
+type serverSupervisor struct {
+	tree
+	last       *generation.Generation
+	seeder     seederUp // the running seeder, for a restarted publisher
+	staleFiles *eventstream.Subscription
+}
+
+// seederUp tells the publisher the seeder's port and figures (zero: none).
+type seederUp struct {
+	port  int
+	stats publish.SeederStats
+}
+
+func (a *serverSupervisor) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		// The publisher finds changed files on HTTP goroutines, which
+		// publish a Rescan on the event stream.
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		a.staleFiles = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {
+			if r, ok := evt.(*messages.Rescan); ok {
+				root.Send(self, r)
+			}
+		})
+	case *actor.Stopping:
+		ctx.ActorSystem().EventStream.Unsubscribe(a.staleFiles)
+	}
+	if a.tree.receive(ctx) {
+		return
+	}
+	switch msg := ctx.Message().(type) {
+	case *messages.GenerationReady:
+		if a.last == nil || msg.Generation.Number >= a.last.Number {
+			a.last = msg.Generation
+			for _, c := range []string{Publisher, Seeder} {
+				if pid := a.pids[c]; pid != nil {
+					ctx.Send(pid, msg)
+				}
+			}
+		}
+	case *messages.NeedGeneration:
+		if a.last != nil && ctx.Sender() != nil {
+			ctx.Send(ctx.Sender(), &messages.GenerationReady{Generation: a.last})
+		}
+		if a.nameOf(ctx.Sender()) == Publisher {
+			up := a.seeder // a copy: the message must not share the supervisor's state
+			ctx.Send(ctx.Sender(), &up)
+		}
+	case *seederUp:
+		a.seeder = *msg
+		ctx.Send(a.pids[Publisher], msg)
+	case *messages.Rescan:
+		ctx.Send(a.pids[Scanner], msg)
+	}
+}

@@ -1,0 +1,46 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/pflag"
+
+	"tpm/engine"
+	"tpm/local"
+	"tpm/messages"
+	"tpm/query"
+)
+
+// filesOptions are the flags of tpm files: none of its own.
+type filesOptions struct{}
+
+func (o *filesOptions) AddFlags(fs *pflag.FlagSet) {}
+
+func (o *filesOptions) run(ctx context.Context, c *command, names []string) error {
+	if len(names) == 0 {
+		return usagef("name at least one installed package")
+	}
+	var rows []messages.PackageFile
+	var err error
+	if c.g.offline {
+		rows, err = offlineQuery(ctx, c, func(e *engine.Engine, prefix string) ([]messages.PackageFile, error) {
+			return query.Files(e, prefix, names)
+		})
+	} else {
+		rows, err = daemonQuery(c, func(cl *local.Client) ([]messages.PackageFile, error) { return cl.Files(ctx, names) })
+	}
+	if err != nil {
+		return err
+	}
+	return c.view.result(rows, func(w io.Writer) error {
+		for _, r := range rows {
+			if r.Type == "dir" {
+				r.Path += "/"
+			}
+			fmt.Fprintln(w, r.Path)
+		}
+		return nil
+	})
+}

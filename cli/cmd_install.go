@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"tpm/engine"
+	"tpm/messages"
+	"tpm/query"
+	"tpm/store"
+)
+
+// installOptions are the flags of tpm install.
+type installOptions struct {
+	engine         engineOptions
+	reinstall      bool
+	allowDowngrade bool
+}
+
+func (o *installOptions) AddFlags(fs *pflag.FlagSet) {
+	o.engine.AddFlags(fs)
+	fs.BoolVar(&o.allowDowngrade, "allow-downgrade", false, "allow replacing a package with an older version")
+	fs.BoolVar(&o.reinstall, "reinstall", false, "install again a version that is already installed")
+}
+
+func (o *installOptions) run(ctx context.Context, c *command, args []string) error {
+	c.view.verbose = o.engine.verbose
+	if c.g.offline {
+		return installOffline(ctx, c, o.engine, args, engine.Intent{Reinstall: o.reinstall, AllowDowngrade: o.allowDowngrade})
+	}
+	if len(args) == 0 {
+		return usagef("name at least one package")
+	}
+	return installDaemon(ctx, c, messages.VerbInstall, args, messages.Options{Reinstall: o.reinstall, AllowDowngrade: o.allowDowngrade})
+}
+
+// installDaemon is install and upgrade through tpmd: ask for the plan,
+// show it, ask unless nothing beyond what was named is needed (or -y),
+// then install exactly that plan, showing its progress.
+func installDaemon(ctx context.Context, c *command, verb string, args []string, opts messages.Options) error {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	planOpts := opts
+	planOpts.Upgrade = verb == messages.VerbUpgrade
+	plan, err := cl.Plan(ctx, args, planOpts)
+	if err != nil {
+		return err
+	}
+	if len(plan.Plan) == 0 {
+		nothing := "everything is up to date"
+		if len(args) > 0 {
+			nothing = strings.Join(args, ", ") + " already installed"
+		}
+		if err := c.view.reply(&messages.Reply{Type: messages.ReplyLog, Text: "nothing to do: " + nothing}); err != nil {
+			return err
+		}
+		return c.view.opResults(nil)
+	}
+	extra := false
+	expect := make(map[string]string)
+	for _, it := range plan.Plan {
+		extra = extra || !it.Requested
+		expect[it.Name] = it.Version
+	}
+	if !c.g.json {
+		fmt.Fprintln(c.env.Stdout, "This will:")
+		tw := table(c.env.Stdout)
+		var total int64
+		for _, it := range plan.Plan {
+			note := ""
+			if !it.Requested {
+				note = "(needed)"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", describeItem(it), humanBytes(it.Size), note)
+			total += it.Size
+		}
+		tw.Flush()
+		fmt.Fprintf(c.env.Stdout, "  %d package(s), %s to download\n", len(plan.Plan), humanBytes(total))
+	}
+	if extra {
+		if err := c.proceed(); err != nil {
+			return err
+		}
+	}
+	send := cl.Install
+	if verb == messages.VerbUpgrade {
+		send = cl.Upgrade
+	}
+	return c.daemonTransaction(func(each func(*messages.Reply) error) ([]messages.OpResult, error) {
+		return send(ctx, args, opts, expect, each)
+	})
+}
+
+// installOffline is install and upgrade of local .tpkg files with the
+// engine: files the intent leaves nothing to do for are skipped (and
+// said so), the rest is one transaction.
+func installOffline(ctx context.Context, c *command, eo engineOptions, files []string, intent engine.Intent) error {
+	if len(files) == 0 {
+		return usagef("name at least one .tpkg file")
+	}
+	e, err := c.openEngine(ctx, eo)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	req := engine.InstallRequest{Prefix: c.g.prefix, Intent: intent}
+	for _, f := range files {
+		req.Archives = append(req.Archives, engine.Archive{Path: f, Reason: store.Explicit})
+	}
+	plan, skipped, err := e.PlanInstall(ctx, req)
+	if err != nil {
+		return err
+	}
+	for _, s := range skipped {
+		r := query.Skipped(s)
+		if err := c.view.reply(&messages.Reply{Type: messages.ReplySkipped, Skipped: &r}); err != nil {
+			return err
+		}
+	}
+	return c.applyOffline(ctx, e, plan)
+}

@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"tpm/local"
+	"tpm/messages"
+)
+
+// statusOptions are the flags of tpm status: none of its own.
+type statusOptions struct{}
+
+func (o *statusOptions) AddFlags(fs *pflag.FlagSet) {}
+
+// run asks tpmd about itself, so there is no --offline path.
+func (o *statusOptions) run(ctx context.Context, c *command, args []string) error {
+	if len(args) > 0 {
+		return usagef("status takes no arguments")
+	}
+	if err := c.needDaemon("status"); err != nil {
+		return err
+	}
+	s, err := daemonQuery(c, func(cl *local.Client) (messages.Status, error) { return cl.Status(ctx) })
+	if err != nil {
+		return err
+	}
+	seconds := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)).Round(time.Second) }
+	return c.view.result(s, func(w io.Writer) error {
+		tw := table(w)
+		fmt.Fprintf(tw, "tpmd\tpid %d, up %s\n", s.PID, seconds(s.UptimeSeconds))
+		fmt.Fprintf(tw, "server\t%s\n", s.Server)
+		fmt.Fprintf(tw, "index\tgeneration %d, %d packages, %s old\n", s.IndexGeneration, s.IndexPackages, seconds(s.IndexAgeSeconds))
+		fmt.Fprintf(tw, "seeding\t%d packages to %d peers\n", s.Seeding, s.Peers)
+		fmt.Fprintf(tw, "traffic\t%s up, %s down\n", humanBytes(s.BytesUp), humanBytes(s.BytesDown))
+		if s.Installing != "" {
+			fmt.Fprintf(tw, "installing\t%s\n", s.Installing)
+		}
+		return tw.Flush()
+	})
+}

@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/pflag"
+
+	"tpm/engine"
+	"tpm/local"
+	"tpm/messages"
+	"tpm/query"
+)
+
+// verifyOptions are the flags of tpm verify: none of its own.
+type verifyOptions struct{}
+
+func (o *verifyOptions) AddFlags(fs *pflag.FlagSet) {}
+
+func (o *verifyOptions) run(ctx context.Context, c *command, names []string) error {
+	var problems []messages.Problem
+	var err error
+	if c.g.offline {
+		problems, err = offlineQuery(ctx, c, func(e *engine.Engine, prefix string) ([]messages.Problem, error) {
+			return query.Verify(e, prefix, names)
+		})
+	} else {
+		problems, err = daemonQuery(c, func(cl *local.Client) ([]messages.Problem, error) { return cl.Verify(ctx, names) })
+	}
+	if err != nil {
+		return err
+	}
+	err = c.view.result(problems, func(w io.Writer) error {
+		for _, p := range problems {
+			fmt.Fprintf(w, "%s: %s %s (%s)\n", p.Package, p.Kind, p.Path, p.Detail)
+		}
+		if len(problems) == 0 {
+			fmt.Fprintln(w, "no problems found")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Problems are the answer, and a failure too: the exit status says so
+	// (and with --json an error reply follows the result).
+	if len(problems) > 0 {
+		return fmt.Errorf("%d problem(s) found: reinstall the packages named above (tpm install --reinstall)", len(problems))
+	}
+	return nil
+}

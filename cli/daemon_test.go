@@ -1,0 +1,335 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"tpm/fifo"
+	"tpm/messages"
+)
+
+// fakeDaemon answers requests on real FIFOs in a run directory, as tpmd
+// does, with scripted replies per verb; it records the requests.
+type fakeDaemon struct {
+	run     string
+	answers map[string][]*messages.Reply // by verb; the id is filled in
+
+	mu       sync.Mutex
+	requests []messages.Request
+}
+
+func startFakeDaemon(t *testing.T, answers map[string][]*messages.Reply) *fakeDaemon {
+	t.Helper()
+	d := &fakeDaemon{run: t.TempDir(), answers: answers}
+	for _, admin := range []bool{false, true} {
+		path, lock := fifo.Paths(d.run, admin)
+		if err := fifo.MakeLockFile(lock, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		l, err := fifo.Listen(path, 0o622, -1, messages.MaxRequest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			d.serve(t, l)
+		}()
+		t.Cleanup(func() {
+			l.Close()
+			<-stopped
+		})
+	}
+	return d
+}
+
+func (d *fakeDaemon) serve(t *testing.T, l *fifo.Listener) {
+	for {
+		line, err := l.ReadLine()
+		if errors.Is(err, os.ErrClosed) {
+			return
+		}
+		if err != nil {
+			t.Errorf("fake daemon: %v", err)
+			return
+		}
+		var req messages.Request
+		if err := json.Unmarshal(line, &req); err != nil {
+			t.Errorf("fake daemon: %v", err)
+			return
+		}
+		d.mu.Lock()
+		d.requests = append(d.requests, req)
+		d.mu.Unlock()
+		w, err := fifo.OpenReply(req.Reply, 5*time.Second)
+		if err != nil {
+			t.Errorf("fake daemon: %v", err)
+			return
+		}
+		replies := d.answers[req.Verb]
+		if replies == nil {
+			replies = []*messages.Reply{messages.Failure("no answer scripted for " + req.Verb)}
+		}
+		for _, r := range replies {
+			out := *r
+			out.ID = req.ID
+			b, _ := json.Marshal(&out)
+			if err := w.WriteLine(b); err != nil {
+				t.Errorf("fake daemon: %v", err)
+			}
+		}
+		w.Close()
+	}
+}
+
+// got is the requests so far.
+func (d *fakeDaemon) got() []messages.Request {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]messages.Request(nil), d.requests...)
+}
+
+func (d *fakeDaemon) verbs() string {
+	var out []string
+	for _, r := range d.got() {
+		out = append(out, r.Verb)
+	}
+	return strings.Join(out, " ")
+}
+
+func mustResult(t *testing.T, data any) *messages.Reply {
+	t.Helper()
+	r, err := messages.Result(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// runTPM runs tpm in-process with no terminal and empty input.
+func runTPM(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	code = Main(ctx, args, Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }})
+	return code, out.String(), errOut.String()
+}
+
+// installAnswers is what tpmd says to tpm install hello: its plan (one
+// package it needs), then the transaction's stream.
+func installAnswers(t *testing.T) map[string][]*messages.Reply {
+	plan := []messages.PlanItem{
+		{Action: "install", Name: "greet-data", Version: "1.0-1", Size: 2048},
+		{Action: "install", Name: "hello", Version: "2.0-1", Requested: true, Size: 4096},
+	}
+	greet := messages.OpResult{Action: "install", Name: "greet-data", Version: "1.0-1", Warnings: []string{}}
+	hello := messages.OpResult{Action: "install", Name: "hello", Version: "2.0-1", Warnings: []string{"postinstall of hello 2.0-1 failed (exit status 1)"}}
+	return map[string][]*messages.Reply{
+		messages.VerbPlan: {
+			{Type: messages.ReplyPlan, Plan: plan},
+			mustResult(t, messages.PlanResult{Plan: plan}),
+		},
+		messages.VerbInstall: {
+			{Type: messages.ReplyPlan, Plan: plan},
+			{Type: messages.ReplyProgress, Progress: &messages.Progress{Package: "greet-data", Stage: messages.StageDownload, Total: 2048}},
+			{Type: messages.ReplyProgress, Progress: &messages.Progress{Package: "greet-data", Stage: messages.StageVerify, Bytes: 2048, Total: 2048, Peers: 2}},
+			{Type: messages.ReplyProgress, Progress: &messages.Progress{Package: "greet-data", Stage: messages.StageInstall, Bytes: 2048, Total: 2048}},
+			{Type: messages.ReplyDone, Done: &greet},
+			{Type: messages.ReplyOutput, Output: &messages.Output{Package: "hello", Step: "configure", Line: "$ ./configure"}},
+			{Type: messages.ReplyOutput, Output: &messages.Output{Package: "hello", Step: "configure", Line: "checking for cc"}},
+			{Type: messages.ReplyOutput, Output: &messages.Output{Package: "hello", Step: "done", Line: "built hello"}},
+			{Type: messages.ReplyOutput, Output: &messages.Output{Package: "hello", Step: "postinstall", Line: "hi"}},
+			{Type: messages.ReplyDone, Done: &hello},
+			mustResult(t, []messages.OpResult{greet, hello}),
+		},
+	}
+}
+
+func TestDaemonInstallText(t *testing.T) {
+	d := startFakeDaemon(t, installAnswers(t))
+	code, out, errOut := runTPM(t, "--run-dir", d.run, "install", "-y", "hello")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want := []string{
+		"This will:",
+		"  install greet-data 1.0-1  2.0 KiB  (needed)",
+		"  install hello 2.0-1       4.0 KiB  ",
+		"  2 package(s), 6.0 KiB to download",
+		"downloading greet-data (2.0 KiB)",
+		"downloaded greet-data from 2 peer(s)",
+		"installing greet-data",
+		"installed greet-data 1.0-1",
+		"building hello: configure (tpm install --verbose shows its output)",
+		"hello: built hello",
+		"hello: postinstall: hi",
+		"installed hello 2.0-1",
+	}
+	if got := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("stdout:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
+	}
+	if errOut != "tpm: warning: postinstall of hello 2.0-1 failed (exit status 1) (the package is in place)\n" {
+		t.Fatalf("stderr: %q", errOut)
+	}
+	if v := d.verbs(); v != "plan install" {
+		t.Fatalf("requests: %v", v)
+	}
+	req := d.got()[1]
+	if req.Expect["hello"] != "2.0-1" || req.Expect["greet-data"] != "1.0-1" || req.Options.Upgrade {
+		t.Fatalf("install request: %+v", req)
+	}
+	if req.Prefix != "" {
+		t.Fatalf("prefix sent without --prefix: %q", req.Prefix)
+	}
+}
+
+func TestDaemonInstallVerbose(t *testing.T) {
+	d := startFakeDaemon(t, installAnswers(t))
+	_, out, _ := runTPM(t, "--run-dir", d.run, "install", "-y", "--verbose", "hello")
+	for _, line := range []string{"hello: configure: $ ./configure", "hello: configure: checking for cc", "hello: done: built hello"} {
+		if !strings.Contains(out, "\n"+line+"\n") {
+			t.Fatalf("no %q in:\n%s", line, out)
+		}
+	}
+}
+
+func TestDaemonInstallNotConfirmed(t *testing.T) {
+	d := startFakeDaemon(t, installAnswers(t))
+	code, _, errOut := runTPM(t, "--run-dir", d.run, "install", "hello")
+	if code != 1 || !strings.Contains(errOut, "nothing done: not confirmed") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if v := d.verbs(); v != "plan" {
+		t.Fatalf("requests: %v", v)
+	}
+}
+
+// jsonLines decodes tpm --json output, failing on anything that is not a
+// Reply a line.
+func jsonLines(t *testing.T, out string) []messages.Reply {
+	t.Helper()
+	var rs []messages.Reply
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		dec := json.NewDecoder(strings.NewReader(line))
+		dec.DisallowUnknownFields()
+		var r messages.Reply
+		if err := dec.Decode(&r); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if r.ID != "" || strings.Contains(line, `"id"`) {
+			t.Fatalf("line with an id: %s", line)
+		}
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+func types(rs []messages.Reply) string {
+	var ts []string
+	for _, r := range rs {
+		ts = append(ts, r.Type)
+	}
+	return strings.Join(ts, " ")
+}
+
+func TestDaemonInstallJSON(t *testing.T) {
+	d := startFakeDaemon(t, installAnswers(t))
+	code, out, errOut := runTPM(t, "--run-dir", d.run, "--json", "install", "-y", "hello")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	// The install request's stream, as the daemon sent it; the plan
+	// request before it is tpm's business.
+	rs := jsonLines(t, out)
+	if got := types(rs); got != "plan progress progress progress done output output output output done result" {
+		t.Fatalf("types: %s\n%s", got, out)
+	}
+	var results []messages.OpResult
+	if err := json.Unmarshal(rs[len(rs)-1].Data, &results); err != nil || len(results) != 2 {
+		t.Fatalf("result: %s %v", rs[len(rs)-1].Data, err)
+	}
+}
+
+func TestDaemonErrorJSONOnce(t *testing.T) {
+	d := startFakeDaemon(t, map[string][]*messages.Reply{
+		messages.VerbInfo: {messages.Failure("no package named nope in the index (run tpm sync?)")},
+	})
+	code, out, errOut := runTPM(t, "--run-dir", d.run, "--json", "info", "nope")
+	if code != 1 || errOut != "tpm: no package named nope in the index (run tpm sync?)\n" {
+		t.Fatalf("exit %d: %q", code, errOut)
+	}
+	if out != `{"type":"error","error":"no package named nope in the index (run tpm sync?)"}`+"\n" {
+		t.Fatalf("stdout: %q", out)
+	}
+}
+
+func TestNoDaemonJSON(t *testing.T) {
+	run := t.TempDir()
+	code, out, errOut := runTPM(t, "--run-dir", run, "--json", "list")
+	if code != 1 || !strings.HasPrefix(errOut, "tpm: tpmd is not running (nothing reads "+run+"/query.fifo)") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("exit %d: %q", code, errOut)
+	}
+	if rs := jsonLines(t, out); types(rs) != "error" {
+		t.Fatalf("stdout: %q", out)
+	}
+}
+
+func TestDaemonQueriesText(t *testing.T) {
+	installed := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	d := startFakeDaemon(t, map[string][]*messages.Reply{
+		messages.VerbList:   {mustResult(t, []messages.InstalledPackage{{Name: "hello", Version: "2.0-1", Reason: "explicit"}, {Name: "greet-data", Version: "1.0-1", Reason: "dependency"}})},
+		messages.VerbSearch: {mustResult(t, []messages.SearchResult{{Name: "hello", Version: "2.0-1", Description: "says hello", Installed: "2.0-1"}})},
+		messages.VerbVerify: {mustResult(t, []messages.Problem{{Package: "hello", Path: "/usr/bin/hello", Kind: "missing", Detail: "recorded as file"}})},
+		messages.VerbSync:   {mustResult(t, messages.SyncResult{Generation: 3, Changed: true})},
+		messages.VerbInfo: {mustResult(t, messages.PackageInfo{Name: "hello", Version: "2.0-1", Dependencies: []string{"libgreet >= 1.0"},
+			Installed: &messages.Installed{Version: "2.0-1", Reason: "explicit", InstalledAt: installed}})},
+		messages.VerbRemove: {
+			{Type: messages.ReplyDone, Done: &messages.OpResult{Action: "remove", Name: "hello", Version: "2.0-1"}},
+			mustResult(t, []messages.OpResult{{Action: "remove", Name: "hello", Version: "2.0-1"}, {Action: "remove", Name: "greet-data", Version: "1.0-1"}}),
+		},
+	})
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"list"}, 0, "hello       2.0-1  explicit\ngreet-data  1.0-1  dependency\n"},
+		{[]string{"search", "hel"}, 0, "hello  2.0-1  says hello  [installed 2.0-1]\n"},
+		{[]string{"verify"}, 1, "hello: missing /usr/bin/hello (recorded as file)\n"},
+		{[]string{"sync"}, 0, "index updated to generation 3\n"},
+		// A result the stream did not announce is shown at the end.
+		{[]string{"remove", "--cascade", "hello"}, 0, "removed hello 2.0-1\nremoved greet-data 1.0-1\n"},
+	} {
+		code, out, errOut := runTPM(t, append([]string{"--run-dir", d.run}, tc.args...)...)
+		if code != tc.code || out != tc.out {
+			t.Errorf("%v: exit %d, stdout:\n%s\nstderr: %s", tc.args, code, out, errOut)
+		}
+	}
+	_, out, _ := runTPM(t, "--run-dir", d.run, "info", "hello")
+	if !strings.Contains(out, "Depends on    libgreet >= 1.0\n") || !strings.Contains(out, "Installed     2.0-1 (explicit, ") {
+		t.Errorf("info:\n%s", out)
+	}
+	reqs := d.got()
+	if cascade := reqs[len(reqs)-2]; cascade.Verb != messages.VerbRemove || !cascade.Options.Cascade {
+		t.Errorf("remove request: %+v", cascade)
+	}
+}
+
+func TestDaemonPrefix(t *testing.T) {
+	d := startFakeDaemon(t, map[string][]*messages.Reply{messages.VerbList: {mustResult(t, []messages.InstalledPackage{})}})
+	dir := t.TempDir()
+	if code, _, errOut := runTPM(t, "--run-dir", d.run, "--prefix", dir+"/./x/..", "list"); code != 0 {
+		t.Fatal(errOut)
+	}
+	if p := d.got()[0].Prefix; p != dir {
+		t.Fatalf("prefix %q, want %q", p, dir)
+	}
+}

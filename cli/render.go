@@ -1,0 +1,216 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"text/tabwriter"
+
+	"tpm/messages"
+)
+
+// view is where a verb's output goes, whichever mode did the work. With
+// --json every reply is one JSON line (messages.Reply without its id): the
+// daemon's replies as they come, and the same replies made from the
+// offline engine's hooks. Otherwise the replies are rendered as text, the
+// same way for both modes.
+type view struct {
+	stdout, stderr io.Writer
+	json           bool
+	verbose        bool // every line of source builds, not just their steps
+
+	// mu keeps lines whole: the engine's hooks may report from a script's
+	// or a build's goroutine.
+	mu        sync.Mutex
+	progress  *progressView
+	buildStep map[string]string // the step each source build is in
+	shown     map[string]bool   // packages whose done line was printed
+}
+
+func newView(stdout, stderr io.Writer, json bool) *view {
+	return &view{stdout: stdout, stderr: stderr, json: json, progress: newProgressView(stdout),
+		buildStep: map[string]string{}, shown: map[string]bool{}}
+}
+
+// startBars draws progress bars, when stdout is a terminal and the output
+// is text, until stopBars.
+func (v *view) startBars() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.json && isTerminal(v.stdout) {
+		v.progress.start()
+	}
+}
+
+func (v *view) stopBars() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.progress.stop()
+}
+
+// reply shows one reply of a stream (not the final one).
+func (v *view) reply(r *messages.Reply) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.json {
+		return v.emit(r)
+	}
+	switch {
+	case r.Type == messages.ReplyLog:
+		v.println(r.Text)
+	case r.Type == messages.ReplyProgress && r.Progress != nil:
+		v.progress.progress(r.Progress)
+	case r.Type == messages.ReplyOutput && r.Output != nil:
+		v.output(r.Output)
+	case r.Type == messages.ReplySkipped && r.Skipped != nil:
+		v.println(fmt.Sprintf("%s %s is %s; skipping", r.Skipped.Name, r.Skipped.Version, r.Skipped.Why))
+	case r.Type == messages.ReplyDone && r.Done != nil:
+		v.done(r.Done)
+	case r.Type == messages.ReplyRecovered && r.Recovered != nil:
+		rec := r.Recovered
+		fmt.Fprintf(v.stderr, "tpm: recovered an interrupted transaction in %s: finished [%s], undid [%s]\n",
+			rec.Prefix, strings.Join(rec.Completed, " "), strings.Join(rec.RolledBack, " "))
+		if len(rec.ScriptsNotRun) > 0 {
+			fmt.Fprintf(v.stderr, "tpm: the interruption skipped these scripts of installed packages; run them by hand if needed: %s\n", strings.Join(rec.ScriptsNotRun, ", "))
+		}
+	}
+	// A plan is shown by the verb itself, before it asks (or not at all
+	// when it goes ahead without asking, as before).
+	return nil
+}
+
+// result ends a verb that succeeded: the result reply carrying data with
+// --json, otherwise what text writes (nothing when nil).
+func (v *view) result(data any, text func(w io.Writer) error) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.json {
+		r, err := messages.Result(data)
+		if err != nil {
+			return err
+		}
+		return v.emit(r)
+	}
+	if text == nil {
+		return nil
+	}
+	return text(v.stdout)
+}
+
+// opResults ends an install, upgrade or remove: each package was shown as
+// its done reply came; any the stream did not announce are shown now.
+func (v *view) opResults(results []messages.OpResult) error {
+	if results == nil {
+		results = []messages.OpResult{}
+	}
+	return v.result(results, func(io.Writer) error {
+		for i := range results {
+			if !v.shown[doneKey(&results[i])] {
+				v.done(&results[i])
+			}
+		}
+		return nil
+	})
+}
+
+// failure is the error reply that ends a failed verb with --json (the
+// daemon's own error reply is never printed, so it is not said twice).
+func (v *view) failure(msg string) {
+	if !v.json {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.emit(messages.Failure(msg))
+}
+
+func (v *view) emit(r *messages.Reply) error {
+	out := *r
+	out.ID = ""
+	b, err := json.Marshal(&out)
+	if err != nil {
+		return fmt.Errorf("print a %s reply as JSON: %w", r.Type, err)
+	}
+	_, err = fmt.Fprintf(v.stdout, "%s\n", b)
+	return err
+}
+
+// println prints a line of text, above the progress bars when they are on.
+func (v *view) println(line string) {
+	fmt.Fprintln(v.progress.writer(), line)
+}
+
+func (v *view) done(r *messages.OpResult) {
+	v.shown[doneKey(r)] = true
+	item := messages.PlanItem{Action: r.Action, Name: r.Name, Version: r.Version, OldVersion: r.OldVersion}
+	v.println(pastTense(describeItem(item)))
+	for _, w := range r.Warnings {
+		fmt.Fprintf(v.stderr, "tpm: warning: %s (the package is in place)\n", w)
+	}
+}
+
+func doneKey(r *messages.OpResult) string { return r.Action + " " + r.Name + " " + r.Version }
+
+// isBuildStep says whether a source build reports its output under step;
+// any other step is a package script's.
+func isBuildStep(step string) bool {
+	switch step {
+	case "unpack", "configure", "make", "make install", "cleanup", "done":
+		return true
+	}
+	return false
+}
+
+// output shows a line a script or a source build printed. Builds are
+// terse unless --verbose: one line when a build enters a step, and the
+// build's last word.
+func (v *view) output(o *messages.Output) {
+	full := o.Package + ": " + o.Step + ": " + o.Line
+	switch {
+	case !isBuildStep(o.Step) || v.verbose:
+		v.println(full)
+	case o.Step == "done":
+		v.println(o.Package + ": " + o.Line)
+	case v.buildStep[o.Package] != o.Step:
+		v.buildStep[o.Package] = o.Step
+		v.println(fmt.Sprintf("building %s: %s (tpm install --verbose shows its output)", o.Package, o.Step))
+	}
+}
+
+// describeItem says what a plan item does: "upgrade hello 1.0 -> 2.0".
+func describeItem(it messages.PlanItem) string {
+	if it.OldVersion != "" && it.OldVersion != it.Version {
+		return fmt.Sprintf("%s %s %s -> %s", it.Action, it.Name, it.OldVersion, it.Version)
+	}
+	return fmt.Sprintf("%s %s %s", it.Action, it.Name, it.Version)
+}
+
+func pastTense(s string) string {
+	verb, rest, _ := strings.Cut(s, " ")
+	switch verb {
+	case "remove":
+		verb = "removed"
+	case "downgrade", "upgrade":
+		verb += "d"
+	default:
+		verb += "ed"
+	}
+	return verb + " " + rest
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// table is a tabwriter as tpm's tables use it: columns two spaces apart.
+func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }

@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"tpm/engine"
+	"tpm/messages"
+	"tpm/query"
+)
+
+// What install, upgrade and remove share once they know what to do.
+
+// daemonTransaction runs an install, upgrade or remove request through
+// tpmd, showing its stream as it comes (bars while it runs on a terminal).
+func (c *command) daemonTransaction(run func(each func(*messages.Reply) error) ([]messages.OpResult, error)) error {
+	c.view.startBars()
+	results, err := run(c.view.reply)
+	c.view.stopBars()
+	if err != nil {
+		return err
+	}
+	return c.view.opResults(results)
+}
+
+// applyOffline shows an engine plan, asks when it does more than was
+// asked for, and applies it, reporting as tpmd's stream does: the plan,
+// script and build output, each package done, and the result.
+func (c *command) applyOffline(ctx context.Context, e *engine.Engine, plan *engine.Plan) error {
+	if len(plan.Ops) == 0 {
+		return c.view.opResults(nil)
+	}
+	items := query.PlanItems(plan)
+	if err := c.view.reply(&messages.Reply{Type: messages.ReplyPlan, Plan: items}); err != nil {
+		return err
+	}
+	extra := false
+	for _, it := range items {
+		extra = extra || !it.Requested
+	}
+	if extra && !c.g.json {
+		fmt.Fprintf(c.env.Stdout, "This will, in %s:\n", plan.Prefix)
+		for _, it := range items {
+			fmt.Fprintf(c.env.Stdout, "  %s\n", describeItem(it))
+		}
+	}
+	if extra {
+		if err := c.proceed(); err != nil {
+			return err
+		}
+	}
+	applied, err := e.Apply(ctx, plan, c.hooks())
+	if err != nil {
+		return err
+	}
+	results := make([]messages.OpResult, 0, len(applied))
+	for _, r := range applied {
+		results = append(results, query.OpResult(r))
+	}
+	return c.view.opResults(results)
+}

@@ -1,0 +1,29 @@
+//go:build tpmd_testhooks
+
+package main
+
+import (
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// A tpmd built with -tags tpmd_testhooks (only the end-to-end tests build
+// it so) takes --test-kill-at-step TEXT: it kills itself with SIGKILL
+// before the engine step whose description starts with TEXT, the way a
+// power cut would, to show that the next start recovers. The released tpmd
+// has no such flag.
+func addTestFlags(fs *pflag.FlagSet, o *clientOptions) {
+	fs.Func("test-kill-at-step", "testing only: SIGKILL ourselves before the engine step starting with `TEXT`", func(text string) error {
+		o.step = func(desc string) {
+			if strings.HasPrefix(desc, text) {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				time.Sleep(time.Minute)
+			}
+		}
+		return nil
+	})
+}

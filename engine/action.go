@@ -1,0 +1,42 @@
+package engine
+
+import (
+	"fmt"
+
+	"tpm/manifest"
+	"tpm/store"
+	"tpm/version"
+)
+
+// Intent is what the user asked of the packages a transaction installs; it
+// decides, with the version already installed, what happens to each.
+type Intent struct {
+	UpgradeOnly    bool // refuse packages that are not installed (tpm upgrade)
+	Reinstall      bool // install again a version that is installed
+	AllowDowngrade bool // replace an installed version with an older one
+}
+
+// ActionFor is the one rule for what putting m onto a prefix where old is
+// installed (nil: nothing of that name) does: Install, Upgrade, Reinstall or
+// Downgrade; skip when the same version is there and no reinstall was asked
+// for; an error that says what to add when the intent does not allow it.
+// The offline engine and the daemon's planner both decide with it.
+func (in Intent) ActionFor(m *manifest.Manifest, old *store.Receipt) (a Action, skip bool, err error) {
+	if old == nil {
+		if in.UpgradeOnly {
+			return "", false, fmt.Errorf("%s is not installed, so it cannot be upgraded: use tpm install", m.Name)
+		}
+		return Install, false, nil
+	}
+	switch c := version.Compare(m.Version, old.Version); {
+	case c > 0:
+		return Upgrade, false, nil
+	case c == 0 && in.Reinstall:
+		return Reinstall, false, nil
+	case c == 0:
+		return "", true, nil
+	case in.AllowDowngrade:
+		return Downgrade, false, nil
+	}
+	return "", false, fmt.Errorf("%s is installed; %s would be a downgrade: add --allow-downgrade", old.Manifest.String(), m)
+}

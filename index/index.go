@@ -1,0 +1,324 @@
+// Package index keeps a client's copy of the repository's signed index:
+// it fetches /index.db and /index.db.sig, verifies the signature with the
+// trusted key before anything reads the file, refuses an index older than
+// the one it has (a replay), swaps the files atomically, and loads the
+// catalog into an immutable Snapshot that the daemon's actors share.
+package index
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"tpm/manifest"
+	"tpm/resolve"
+	"tpm/signing"
+	"tpm/store"
+)
+
+// File names in the state directory.
+const (
+	IndexFile = "index.db"
+	SigFile   = "index.db.sig"
+)
+
+// maxIndex bounds what a server may make us download and hold.
+const maxIndex = 256 << 20
+
+// Snapshot is one verified generation of the repository's catalog. It is
+// immutable: readers on many goroutines share it without locks.
+type Snapshot struct {
+	Generation uint64
+	Updated    time.Time // when the server made it
+	Fetched    time.Time // when this host last confirmed it is current
+	ETag       string
+	Entries    []*store.CatalogEntry // by name, then newest version first
+
+	byName  map[string][]*store.CatalogEntry
+	resolve resolve.Index
+}
+
+func newSnapshot(gen uint64, updated time.Time, entries []*store.CatalogEntry) *Snapshot {
+	idx := &Snapshot{Generation: gen, Updated: updated, byName: make(map[string][]*store.CatalogEntry)}
+	ms := make([]*manifest.Manifest, len(entries))
+	for i, e := range entries {
+		ms[i] = &e.Manifest
+	}
+	// Only what runs on this host; entries in the resolver's order (newest
+	// first per name), so Best and the resolver agree.
+	idx.resolve = resolve.NewIndex(ms, manifest.HostArchitecture())
+	names := make([]string, 0, len(idx.resolve))
+	for n := range idx.resolve {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	byManifest := make(map[*manifest.Manifest]*store.CatalogEntry, len(entries))
+	for _, e := range entries {
+		byManifest[&e.Manifest] = e
+	}
+	for _, n := range names {
+		for _, m := range idx.resolve[n] {
+			e := byManifest[m]
+			idx.Entries = append(idx.Entries, e)
+			idx.byName[n] = append(idx.byName[n], e)
+		}
+	}
+	return idx
+}
+
+// Empty is the index of a host that has never synced.
+func Empty() *Snapshot { return newSnapshot(0, time.Time{}, nil) }
+
+// Resolver is the index as the dependency resolver reads it.
+func (idx *Snapshot) Resolver() resolve.Index { return idx.resolve }
+
+// Versions returns every entry of name, newest first.
+func (idx *Snapshot) Versions(name string) []*store.CatalogEntry { return idx.byName[name] }
+
+// Best returns the newest entry of name, or nil.
+func (idx *Snapshot) Best(name string) *store.CatalogEntry {
+	if vs := idx.byName[name]; len(vs) > 0 {
+		return vs[0]
+	}
+	return nil
+}
+
+// Entry returns the entry of exactly name and version, or nil.
+func (idx *Snapshot) Entry(name, version string) *store.CatalogEntry {
+	for _, e := range idx.byName[name] {
+		if e.Version == version {
+			return e
+		}
+	}
+	return nil
+}
+
+// Keeper fetches and keeps the index of one server in a state directory.
+type Keeper struct {
+	Server string // base URL, without the trailing slash
+	Key    signing.PublicKey
+	Dir    string
+	HTTP   *http.Client
+	Now    func() time.Time
+}
+
+// New returns a keeper of server's index in dir that trusts key.
+func New(server string, key signing.PublicKey, dir string) *Keeper {
+	return &Keeper{
+		Server: strings.TrimRight(server, "/"),
+		Key:    key,
+		Dir:    dir,
+		HTTP:   &http.Client{Timeout: 60 * time.Second},
+		Now:    time.Now,
+	}
+}
+
+// Load reads the index kept from an earlier run, checking its signature
+// again (the file could have been changed while the daemon was down). No
+// index yet gives Empty and no error.
+func (m *Keeper) Load() (*Snapshot, error) {
+	data, err := os.ReadFile(filepath.Join(m.Dir, IndexFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return Empty(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	sig, err := os.ReadFile(filepath.Join(m.Dir, SigFile))
+	if err != nil {
+		return nil, fmt.Errorf("index signature: %w", err)
+	}
+	if err := m.Key.Verify(data, sig); err != nil {
+		return nil, fmt.Errorf("kept index %s: %w", filepath.Join(m.Dir, IndexFile), err)
+	}
+	idx, err := m.open(filepath.Join(m.Dir, IndexFile))
+	if err != nil {
+		return nil, err
+	}
+	info, _ := os.Stat(filepath.Join(m.Dir, IndexFile))
+	if info != nil {
+		idx.Fetched = info.ModTime()
+	}
+	return idx, nil
+}
+
+// Fetch asks the server for its index, sending cur's ETag so that an
+// unchanged index costs no body. It returns the new index and whether it
+// changed; an unchanged index comes back as a copy of cur with a fresh
+// Fetched time. Nothing is kept unless the signature verifies with the
+// trusted key and the generation is not older than cur's.
+func (m *Keeper) Fetch(ctx context.Context, cur *Snapshot) (*Snapshot, bool, error) {
+	return m.fetch(ctx, cur, 0)
+}
+
+func (m *Keeper) fetch(ctx context.Context, cur *Snapshot, swaps int) (*Snapshot, bool, error) {
+	etag := ""
+	if cur != nil {
+		etag = cur.ETag
+	}
+	data, newTag, notModified, err := m.get(ctx, "/"+IndexFile, etag)
+	if err != nil {
+		return nil, false, err
+	}
+	if notModified && cur != nil {
+		fresh := *cur
+		fresh.Fetched = m.Now()
+		return &fresh, false, nil
+	}
+	sig, _, _, err := m.get(ctx, "/"+SigFile, "")
+	if err != nil {
+		return nil, false, fmt.Errorf("the repository's index signature: %w", err)
+	}
+	if err := m.Key.Verify(data, sig); err != nil {
+		// The server may have published a new generation between the two
+		// requests: the signature is then the new index's. Only an index
+		// that is still the server's is refused.
+		if _, _, unchanged, gerr := m.get(ctx, "/"+IndexFile, newTag); gerr == nil && !unchanged && swaps < 3 {
+			return m.fetch(ctx, cur, swaps+1)
+		}
+		return nil, false, fmt.Errorf("refusing the repository's index (kept the old one): %w; check --trusted-key or the server", err)
+	}
+	tmp, err := writeTemp(m.Dir, IndexFile, data)
+	if err != nil {
+		return nil, false, err
+	}
+	defer os.Remove(tmp)
+	idx, err := m.open(tmp)
+	if err != nil {
+		return nil, false, fmt.Errorf("refusing the repository's index: %w", err)
+	}
+	if cur != nil && idx.Generation < cur.Generation {
+		return nil, false, fmt.Errorf("refusing the repository's index: generation %d is older than the %d this host has (a replayed index?)", idx.Generation, cur.Generation)
+	}
+	if cur != nil && idx.Generation == cur.Generation && cur.Generation != 0 {
+		// Same generation, new ETag (a restarted server): nothing changed.
+		cur2 := *cur
+		cur2.ETag, cur2.Fetched = newTag, m.Now()
+		return &cur2, false, nil
+	}
+	// The signature goes first: a crash between the renames leaves a new
+	// signature over an old index, which Load refuses, and the next start
+	// fetches again; never an unverified index that looks verified.
+	sigTmp, err := writeTemp(m.Dir, SigFile, sig)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := os.Rename(sigTmp, filepath.Join(m.Dir, SigFile)); err != nil {
+		os.Remove(sigTmp)
+		return nil, false, fmt.Errorf("index: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(m.Dir, IndexFile)); err != nil {
+		return nil, false, fmt.Errorf("index: %w", err)
+	}
+	idx.ETag, idx.Fetched = newTag, m.Now()
+	return idx, true, nil
+}
+
+func (m *Keeper) get(ctx context.Context, path, etag string) (body []byte, newTag string, notModified bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.Server+path, nil)
+	if err != nil {
+		return nil, "", false, fmt.Errorf("fetch %s: %w", path, err)
+	}
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	resp, err := m.HTTP.Do(req)
+	if err != nil {
+		return nil, "", false, fmt.Errorf("fetch %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotModified:
+		return nil, etag, true, nil
+	default:
+		return nil, "", false, fmt.Errorf("fetch %s%s: %s", m.Server, path, resp.Status)
+	}
+	body, err = io.ReadAll(io.LimitReader(resp.Body, maxIndex+1))
+	if err != nil {
+		return nil, "", false, fmt.Errorf("fetch %s: %w", path, err)
+	}
+	if len(body) > maxIndex {
+		return nil, "", false, fmt.Errorf("fetch %s: larger than %d bytes", path, maxIndex)
+	}
+	return body, resp.Header.Get("ETag"), false, nil
+}
+
+// open reads a verified catalog file into memory and closes it, so the
+// daemon holds no file the next sync has to replace.
+func (m *Keeper) open(path string) (*Snapshot, error) {
+	cat, err := store.OpenCatalogReadOnly(path)
+	if err != nil {
+		return nil, err
+	}
+	defer cat.Close()
+	var idx *Snapshot
+	err = cat.View(func(tx *store.CatalogTx) error {
+		entries, err := tx.Entries()
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if err := checkEntry(e); err != nil {
+				return err
+			}
+		}
+		idx = newSnapshot(tx.Generation(), tx.Updated(), entries)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index %s: %w", path, err)
+	}
+	return idx, nil
+}
+
+// checkEntry refuses entries the daemon would build paths or torrents from
+// unsafely, even though the index is signed: a signing key can leak.
+func checkEntry(e *store.CatalogEntry) error {
+	if e.File == "" || e.File != filepath.Base(e.File) || strings.HasPrefix(e.File, ".") {
+		return fmt.Errorf("entry %q: not a plain file name", e.File)
+	}
+	if err := e.Manifest.Validate(); err != nil {
+		return fmt.Errorf("entry %s: %w", e.File, err)
+	}
+	if b, err := hex.DecodeString(e.SHA256); err != nil || len(b) != 32 {
+		return fmt.Errorf("entry %s: bad sha256", e.File)
+	}
+	if b, err := hex.DecodeString(e.InfoHash); err != nil || len(b) != 20 {
+		return fmt.Errorf("entry %s: bad infohash", e.File)
+	}
+	return nil
+}
+
+func writeTemp(dir, name string, data []byte) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("state directory: %w", err)
+	}
+	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("index: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("index: %w", err)
+	}
+	return f.Name(), nil
+}

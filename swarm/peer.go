@@ -1,0 +1,459 @@
+package swarm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
+	pp "github.com/anacrolix/torrent/peer_protocol"
+	"github.com/anacrolix/torrent/storage"
+	"github.com/anacrolix/torrent/tracker"
+)
+
+// PeerConfig configures a host's Peer.
+type PeerConfig struct {
+	// CacheDir holds one .tpkg per torrent, named as the torrent names it.
+	CacheDir string
+	// StateDir holds the piece-completion database.
+	StateDir string
+	// ListenAddr is "host:port"; port 0 picks one.
+	ListenAddr string
+	// NoWebSeeds ignores the repository's HTTP web seed: downloads come from
+	// peers only.
+	NoWebSeeds bool
+	Logger     *slog.Logger
+	// StallTimeout fails a download that makes no progress for this long.
+	// Zero means 2 minutes.
+	StallTimeout time.Duration
+}
+
+// Spec is one package to download or seed: its torrent as the signed index
+// describes it, and where the swarm is.
+type Spec struct {
+	File      string // the torrent's name, the file in the cache
+	InfoHash  [20]byte
+	InfoBytes []byte
+	SHA256    string // hex, of the whole file
+	Size      int64
+	Trackers  []string
+	WebSeeds  []string // base URLs; the client appends the file name
+}
+
+// Progress is a download's state.
+type Progress struct {
+	Bytes, Total int64
+	Rate         float64 // bytes per second
+	Peers        int
+}
+
+// corruptWait is how long a download that has seen a bad piece may go
+// without progress before it is refused as corrupt.
+const corruptWait = 3 * time.Second
+
+// ErrCorrupt means the bytes that arrived do not match the signed index.
+var ErrCorrupt = errors.New("downloaded data does not match the signed index")
+
+// Peer is a host's member of the swarm, one anacrolix/torrent client: it downloads packages
+// into the cache directory and seeds every package it is told to, with file
+// storage on the cache directory and no part files (DESIGN.md).
+type Peer struct {
+	cfg        PeerConfig
+	client     *torrent.Client
+	storage    storage.ClientImplCloser
+	completion *pieceCompletion
+	port       int
+	log        *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+
+	// downloaders is what the tracker last counted of each torrent's
+	// downloaders, for limitRepositoryQueue.
+	swarmMu     sync.Mutex
+	downloaders map[metainfo.Hash]int
+}
+
+// NewPeer starts the client listening on cfg.ListenAddr.
+func NewPeer(cfg PeerConfig) (*Peer, error) {
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = 2 * time.Minute
+	}
+	listen, err := parseListenAddr(cfg.ListenAddr)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{cfg.CacheDir, cfg.StateDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("torrent client: %w", err)
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	pc, err := openPieceCompletion(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	st := unflushedStorage{fileStorage(cfg.CacheDir, pc, log)}
+	tc := newTorrentConfig(listen, st, log)
+	tc.DisableWebseeds = cfg.NoWebSeeds
+	// anacrolix announces every minute, not at the tracker's interval, for
+	// as long as a torrent "wants peers", and a complete torrent being
+	// seeded always does: with a thousand packages seeded that is a
+	// thousand announces a minute, each followed by a dial to the
+	// repository's seeder that both sides drop at once (both complete) —
+	// measurable idle CPU on every host and on the server. With the low
+	// water mark below zero no torrent wants peers: announces keep the
+	// tracker's interval and ask for none, so they only tell the tracker
+	// we seed. Downloads ask the tracker for peers themselves (announce).
+	tc.TorrentPeersLowWater = -1
+	c := &Peer{cfg: cfg, storage: st, completion: pc, log: log, downloaders: make(map[metainfo.Hash]int)}
+	tc.Callbacks.ReadExtendedHandshake = c.limitRepositoryQueue
+	cl, err := newTorrentClient(tc, listen, st)
+	if err != nil {
+		return nil, err
+	}
+	c.client, c.port = cl, cl.LocalPort()
+	return c, nil
+}
+
+// RepositoryClientName is what the repository's seeder calls itself in the
+// extended handshake, so that clients can tell it from the other hosts.
+const RepositoryClientName = "tpmd server"
+
+// The repository's uplink is the fleet's bottleneck, and the repository
+// should send each piece once and let the hosts spread it. anacrolix queues
+// up to the 1,024 requests of 16 KiB that a peer allows; a request that
+// waits long in the repository's queue is likely for a piece that another
+// host has got meanwhile, and the repository sends it anyway. So a client
+// keeps a short queue there, shorter the more hosts download the torrent
+// (as the tracker counted them): the repository's share of each host falls
+// as 1/d with d downloaders, and so does the part of a host's pieces that
+// only the repository can give it, hence repositoryQueue/d², at least
+// minRepositoryQueue. A host alone keeps 64 requests (1 MiB, 80 Mbit/s at a
+// 100 ms round trip); 4 hosts keep 4 each, 16 hosts 2. test/bench/swarm,
+// 16 hosts: the repository sent 1.57 times the set with anacrolix's queue,
+// about 1.48 with 64/d and 1.33–1.37 with 64/d².
+const (
+	repositoryQueue    = 64
+	minRepositoryQueue = 2
+)
+
+// limitRepositoryQueue is the client's extended-handshake callback, which
+// anacrolix runs before it takes the peer's reqq.
+func (c *Peer) limitRepositoryQueue(pc *torrent.PeerConn, m *pp.ExtendedHandshakeMessage) {
+	if !strings.HasPrefix(m.V, RepositoryClientName) {
+		return
+	}
+	downloaders := 1
+	if pc != nil && pc.Torrent() != nil {
+		ih := pc.Torrent().InfoHash()
+		c.swarmMu.Lock()
+		downloaders = c.downloaders[ih]
+		c.swarmMu.Unlock()
+	}
+	if q := repositoryReqq(downloaders); m.Reqq <= 0 || m.Reqq > q {
+		m.Reqq = q
+	}
+}
+
+// repositoryReqq is a client's queue at the repository when the tracker
+// counts downloaders hosts downloading the torrent (this one included).
+func repositoryReqq(downloaders int) int {
+	d := max(1, downloaders)
+	return max(minRepositoryQueue, repositoryQueue/(d*d))
+}
+
+// Port is the port the client listens on.
+func (c *Peer) Port() int { return c.port }
+
+// Path is where the cache keeps the file of a torrent named file.
+func (c *Peer) Path(file string) string { return filepath.Join(c.cfg.CacheDir, file) }
+
+func (c *Peer) add(s Spec) (*torrent.Torrent, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errors.New("torrent client is closed")
+	}
+	if metainfo.HashBytes(s.InfoBytes) != s.InfoHash {
+		return nil, fmt.Errorf("torrent of %s: info bytes do not match the infohash", s.File)
+	}
+	var info metainfo.Info
+	if err := unmarshalInfo(s.InfoBytes, &info); err != nil {
+		return nil, fmt.Errorf("torrent of %s: %w", s.File, err)
+	}
+	if info.Name != s.File || info.IsDir() || info.Length != s.Size {
+		return nil, fmt.Errorf("torrent of %s: names %q of %d bytes, not the index's file", s.File, info.Name, info.Length)
+	}
+	t, _ := c.client.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: s.InfoHash, InfoBytes: s.InfoBytes})
+	if len(s.Trackers) > 0 {
+		t.AddTrackers([][]string{s.Trackers})
+	}
+	return t, nil
+}
+
+// Seed adds the torrent of a file the cache already has, so peers can get
+// it; the client checks its pieces in the background (or takes the
+// completion it recorded before).
+func (c *Peer) Seed(s Spec) error {
+	t, err := c.add(s)
+	if err != nil {
+		return err
+	}
+	// A file anacrolix has to check (the daemon stopped before recording
+	// it whole): record it once its pieces all pass, so the next start
+	// need not check it again.
+	if !t.Complete().Bool() {
+		go func() {
+			select {
+			case <-t.Complete().On():
+				if err := c.completion.markWhole(s.InfoHash); err != nil {
+					c.log.Warn("piece completion", "file", s.File, "err", err)
+				}
+			case <-t.Closed():
+			}
+		}()
+	}
+	return nil
+}
+
+// Drop stops seeding ih and forgets it; the file stays (see Remove).
+func (c *Peer) Drop(ih [20]byte) {
+	if t, ok := c.client.Torrent(ih); ok {
+		t.Drop()
+	}
+	c.swarmMu.Lock()
+	delete(c.downloaders, ih)
+	c.swarmMu.Unlock()
+}
+
+// Remove drops the torrent and deletes its file from the cache.
+func (c *Peer) Remove(s Spec) error {
+	c.Drop(s.InfoHash)
+	if err := os.Remove(c.Path(s.File)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cache: %w", err)
+	}
+	return c.completion.forget(s.InfoHash)
+}
+
+// Download gets the file of s into the cache (from peers found through
+// the trackers and, as a fallback, the web seeds), calling progress now and
+// then, and returns its path once its sha256 matches s.SHA256. A cancelled
+// ctx stops the download and deletes what had arrived, unless the file was
+// complete before. The torrent stays added afterwards, so the file is
+// seeded at once.
+func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (string, error) {
+	path := c.Path(s.File)
+	t, err := c.add(s)
+	if err != nil {
+		return "", err
+	}
+	wasComplete := t.Complete().Bool()
+	// The web seed is the fallback, not a source beside the peers: added at
+	// once it fetches the whole file over HTTP on every host (anacrolix asks
+	// web seeds for 64 MiB slices, and then has peers serve pieces from the
+	// end of the file, the same pieces on every host), so the repository's
+	// uplink carries the set once per host. It joins when the tracker knows
+	// no seed, or when the peers bring nothing for webSeedStall.
+	webSeedWaiting := !wasComplete && len(s.WebSeeds) > 0 && !c.cfg.NoWebSeeds
+	addWebSeeds := func(why string) {
+		if webSeedWaiting {
+			webSeedWaiting = false
+			c.log.Debug("web seed added", "file", s.File, "why", why)
+			t.AddWebSeeds(s.WebSeeds)
+		}
+	}
+	t.DownloadAll()
+	seeders := make(chan int, 1)
+	if !wasComplete {
+		go func() { seeders <- c.announce(ctx, t, s, s.Size-t.BytesCompleted()) }()
+	}
+	fail := func(err error) (string, error) {
+		if !wasComplete {
+			t.Drop()
+			os.Remove(path)
+			c.completion.forget(s.InfoHash)
+		}
+		return "", err
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	lastBytes, lastProgress, lastTick := int64(-1), time.Now(), time.Now()
+	lastAnnounce := time.Now()
+	var rate float64
+	for done := false; !done; {
+		select {
+		case <-t.Complete().On():
+			done = true
+		case <-ctx.Done():
+			return fail(fmt.Errorf("download of %s: %w", s.File, ctx.Err()))
+		case <-c.client.Closed():
+			return "", fmt.Errorf("download of %s: the torrent client stopped", s.File)
+		case n := <-seeders:
+			if n <= 0 {
+				addWebSeeds("the tracker knows no seed")
+			}
+		case now := <-tick.C:
+			st := t.Stats()
+			have := t.BytesCompleted()
+			if dt := now.Sub(lastTick).Seconds(); dt > 0 && lastBytes >= 0 {
+				// A short moving average, so the rate shown does not jump.
+				rate = 0.7*rate + 0.3*float64(have-lastBytes)/dt
+			}
+			if have != lastBytes {
+				lastProgress = now
+			}
+			lastBytes, lastTick = have, now
+			if now.Sub(lastProgress) > webSeedStall {
+				addWebSeeds("no progress from peers")
+			}
+			progress(Progress{Bytes: have, Total: s.Size, Rate: rate, Peers: st.ActivePeers})
+			// A piece that failed its hash check, and nothing good since:
+			// the only source sends bad bytes (a corrupt file on the web
+			// seed; anacrolix then drops that source). The SHA-1 of each
+			// piece comes from the signed index, so none of it was kept.
+			if bad := st.PiecesDirtiedBad.Int64(); bad > 0 && have < s.Size && now.Sub(lastProgress) > corruptWait {
+				return fail(fmt.Errorf("%s: %w (%d pieces failed their hash check and no good source is left; the repository's copy may be corrupt)", s.File, ErrCorrupt, bad))
+			}
+			// A download with no peer and no progress asks the trackers
+			// again (anacrolix's own announces ask for no peers, see
+			// NewPeer), so a peer that failed to connect is tried again
+			// and one that appeared since is found.
+			if st.ActivePeers == 0 && now.Sub(lastProgress) > reannounce && now.Sub(lastAnnounce) > reannounce {
+				lastAnnounce = now
+				go c.announce(ctx, t, s, s.Size-have)
+			}
+			if now.Sub(lastProgress) > c.cfg.StallTimeout {
+				return fail(fmt.Errorf("download of %s made no progress for %v (no peers or web seed reachable?)", s.File, c.cfg.StallTimeout))
+			}
+		}
+	}
+	progress(Progress{Bytes: s.Size, Total: s.Size, Rate: rate, Peers: t.Stats().ActivePeers})
+	if err := checkSHA256(path, s.SHA256); err != nil {
+		// Drop it whatever wasComplete says: it is not what the index signs.
+		t.Drop()
+		os.Remove(path)
+		c.completion.forget(s.InfoHash)
+		return "", err
+	}
+	if err := c.completion.markWhole(s.InfoHash); err != nil {
+		return "", fmt.Errorf("download of %s: %w", s.File, err)
+	}
+	return path, nil
+}
+
+// reannounce is how long a download without peers or progress waits
+// before asking the trackers for peers itself.
+const reannounce = 5 * time.Second
+
+// webSeedStall is how long a download may get nothing from peers before
+// the web seed joins: long enough for a tracker answer, a handshake and the
+// first pieces from a seed on the other side of the world.
+const webSeedStall = 3 * time.Second
+
+// announce asks the trackers for peers and adds them; it returns the most
+// seeders a tracker counted, -1 when none answered.
+func (c *Peer) announce(ctx context.Context, t *torrent.Torrent, s Spec, left int64) int {
+	seeders := -1
+	for _, url := range s.Trackers {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		res, err := tracker.Announce{
+			TrackerUrl: url,
+			Context:    actx,
+			Request: tracker.AnnounceRequest{
+				InfoHash: s.InfoHash, PeerId: c.client.PeerID(), Left: left, NumWant: 50, Port: uint16(c.port),
+			},
+		}.Do()
+		cancel()
+		if err != nil {
+			c.log.Debug("announce", "tracker", url, "err", err)
+			continue
+		}
+		var peers []torrent.PeerInfo
+		for _, p := range res.Peers {
+			pi := torrent.PeerInfo{Addr: &net.TCPAddr{IP: p.IP, Port: p.Port}, Source: torrent.PeerSourceTracker}
+			copy(pi.Id[:], p.ID)
+			peers = append(peers, pi)
+		}
+		t.AddPeers(peers)
+		seeders = max(seeders, int(res.Seeders))
+		c.swarmMu.Lock()
+		c.downloaders[s.InfoHash] = int(res.Leechers)
+		c.swarmMu.Unlock()
+	}
+	return seeders
+}
+
+// checkSHA256 compares the file's sha256 with want and, when it matches,
+// syncs the file: its pieces were written without an fsync each.
+func checkSHA256(path, want string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", filepath.Base(path), err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("verify %s: %w", filepath.Base(path), err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("%s: %w (sha256 %s, the index says %s)", filepath.Base(path), ErrCorrupt, got, want)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
+// Stats is what the client does for the host.
+type Stats struct {
+	Torrents, Complete, Peers int
+	BytesUp, BytesDown        int64
+}
+
+// Stats counts torrents, connected peers and data bytes moved.
+func (c *Peer) Stats() Stats {
+	var s Stats
+	for _, t := range c.client.Torrents() {
+		s.Torrents++
+		if t.Complete().Bool() {
+			s.Complete++
+		}
+		s.Peers += t.Stats().ActivePeers
+	}
+	cs := c.client.ConnStats()
+	s.BytesUp, s.BytesDown = cs.BytesWrittenData.Int64(), cs.BytesReadUsefulData.Int64()
+	return s
+}
+
+// Close stops the client: connections close, downloads fail.
+func (c *Peer) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	errs := c.client.Close()
+	errs = append(errs, c.storage.Close())
+	return errors.Join(errs...)
+}
+
+func unmarshalInfo(b []byte, info *metainfo.Info) error {
+	return bencode.Unmarshal(b, info)
+}

@@ -1,0 +1,249 @@
+package client
+
+// Requests through the FIFOs themselves: garbage on both, a second daemon
+// on the same run directory, a daemon killed mid-transaction, two requests
+// at once, upgrades and the errors of planning.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"tpm/fifo"
+	"tpm/messages"
+)
+
+func TestGarbageIntoBothFIFOs(t *testing.T) {
+	r := newRepository(t)
+	srv := startServer(t, r)
+	h := newHost(t)
+	d := startClient(t, h, srv.url, r.pubPath)
+	waitIndex(t, h.run, 3)
+	ctx := context.Background()
+	for _, admin := range []bool{false, true} {
+		path, lock := fifo.Paths(h.run, admin)
+		for _, line := range [][]byte{
+			[]byte("not json at all"),
+			[]byte("{}"),
+			[]byte(`{"v":1,"id":"x","verb":"status","reply":"relative/path"}`),
+			[]byte(`{"v":1,"id":"x","verb":"status","reply":"/nonexistent/reply.fifo"}`),
+			[]byte(`{"v":1,"id":"x","verb":"status","reply":"/etc/passwd"}`),
+			[]byte(strings.Repeat("x", messages.MaxRequest+100)),
+			{0, 1, 2, 0xff, 0xfe},
+		} {
+			if err := fifo.Send(ctx, path, lock, line); err != nil {
+				t.Fatalf("send garbage to %s: %v", path, err)
+			}
+		}
+	}
+	// Requests that name a reply FIFO get an error reply.
+	for _, c := range []struct {
+		verb string
+		mod  func(*messages.Request)
+		want string
+	}{
+		{"frobnicate", nil, "not a request this FIFO takes"},
+		{"status", func(r *messages.Request) { r.V = 99 }, "different releases"},
+		{"status", func(r *messages.Request) { r.ID = "bad id!" }, "request id"},
+	} {
+		if e := fails(t, h.run, c.verb, nil, c.mod); !strings.Contains(e, c.want) {
+			t.Fatalf("%s: %q", c.verb, e)
+		}
+	}
+	// An admin verb on the query FIFO (where local.Client never sends it)
+	// is refused with what to do.
+	rep, err := fifo.NewReply(h.run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _ := json.Marshal(messages.Request{V: messages.ProtocolVersion, ID: "adm", Verb: "install", Args: []string{"hello"}, Reply: rep.Path()})
+	queryFIFO, queryLock := fifo.Paths(h.run, false)
+	if err := fifo.Send(ctx, queryFIFO, queryLock, line); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	b, err := rep.ReadLine(rctx)
+	cancel()
+	rep.Close()
+	if err != nil || !strings.Contains(string(b), "admin.fifo") {
+		t.Fatalf("install on query.fifo: %s %v", b, err)
+	}
+	// /etc/passwd was not written to, and the daemon still answers both FIFOs.
+	if s := getStatus(t, h.run); s.PID != d.Cmd.Process.Pid {
+		t.Fatalf("status: %+v", s)
+	}
+	var sr messages.SyncResult
+	ok(t, h.run, "sync", nil, nil, &sr)
+	if done, _ := d.Exited(); done {
+		t.Fatal("daemon exited")
+	}
+	if !strings.Contains(d.Logs.String(), "refused a request") {
+		t.Fatalf("garbage not logged:\n%s", d.Logs)
+	}
+}
+
+func TestSecondDaemonRefused(t *testing.T) {
+	r := newRepository(t, "greet-data")
+	srv := startServer(t, r)
+	h := newHost(t)
+	first := startClient(t, h, srv.url, r.pubPath)
+	out, err := exec.Command(tpmdBin, "client", "--server", srv.url, "--trusted-key", r.pubPath,
+		"--state-dir", t.TempDir(), "--cache-dir", t.TempDir(), "--run-dir", h.run, "--prefix", h.prefix,
+		"--torrent-listen", "127.0.0.1:0").CombinedOutput()
+	if err == nil {
+		t.Fatal("second daemon started")
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], fmt.Sprintf("another tpmd client (pid %d)", first.Cmd.Process.Pid)) {
+		t.Fatalf("second daemon said: %q", out)
+	}
+	getStatus(t, h.run) // the first still answers
+}
+
+// The daemon is killed with SIGKILL in the middle of a transaction (after
+// the first package is in, while the second is being placed); the next
+// start finishes or undoes it, and the receipts match the disk.
+func TestKilledMidInstallRecovers(t *testing.T) {
+	r := newRepository(t)
+	srv := startServer(t, r)
+	h := newHost(t)
+	d := startClient(t, h, srv.url, r.pubPath, "--test-kill-at-step", "journal placing libgreet")
+	waitIndex(t, h.run, 3)
+	_, _, err := callErr(context.Background(), h.run, "install", []string{"hello"}, nil, 3*time.Second)
+	if err == nil {
+		t.Fatal("install finished although the daemon was killed")
+	}
+	if killed, _ := d.Wait(10 * time.Second); !killed {
+		t.Fatal("daemon not killed")
+	}
+	os.Remove(filepath.Join(h.run, fifo.PidFile)) // what kill -9 leaves behind is harmless either way
+	startClient(t, h, srv.url, r.pubPath)
+	l := list(t, h.run)
+	t.Logf("after recovery: %v", l)
+	if _, ok := l["greet-data"]; !ok {
+		t.Fatalf("greet-data (committed before the kill) is gone: %v", l)
+	}
+	if _, ok := l["hello"]; ok {
+		t.Fatalf("hello was never placed but has a receipt: %v", l)
+	}
+	verifyClean(t, h.run)
+	// And the install can be finished.
+	var results []result
+	ok(t, h.run, "install", []string{"hello"}, nil, &results)
+	verifyClean(t, h.run)
+	if _, err := os.Stat(filepath.Join(h.prefix, "usr/bin/hello")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Two CLIs at once: both installs succeed, one after the other, and a
+// query is answered while they run.
+func TestTwoRequestsAtOnce(t *testing.T) {
+	r := newRepository(t)
+	r.addPackage(t, `{"Name":"slow","Version":"1.0","Architecture":"any","Type":"Binary"}`, map[string]string{
+		"data/usr/share/slow/x": "x",
+		"info/preinstall":       "#!/bin/sh\nsleep 1\n",
+	})
+	srv := startServer(t, r)
+	h := newHost(t)
+	startClient(t, h, srv.url, r.pubPath)
+	waitIndex(t, h.run, 4)
+	var wg sync.WaitGroup
+	errs := make([]string, 2)
+	for i, name := range []string{"slow", "hello"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			final, _, err := callErr(context.Background(), h.run, "install", []string{name}, nil, 60*time.Second)
+			switch {
+			case err != nil:
+				errs[i] = err.Error()
+			case final.Type != messages.ReplyResult:
+				errs[i] = final.Error
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	getStatus(t, h.run)
+	if dt := time.Since(start); dt > 500*time.Millisecond {
+		t.Fatalf("status took %v during an install", dt)
+	}
+	wg.Wait()
+	if errs[0] != "" || errs[1] != "" {
+		t.Fatalf("installs: %q", errs)
+	}
+	if l := list(t, h.run); len(l) != 4 {
+		t.Fatalf("list: %v", l)
+	}
+	verifyClean(t, h.run)
+}
+
+func TestUpgradeAndPlanErrors(t *testing.T) {
+	r := newRepository(t)
+	r.addPackage(t, `{"Name":"cyc-a","Version":"1","Architecture":"any","Type":"Binary","Dependencies":["cyc-b"]}`, nil)
+	r.addPackage(t, `{"Name":"cyc-b","Version":"1","Architecture":"any","Type":"Binary","Dependencies":["cyc-a"]}`, nil)
+	r.addPackage(t, `{"Name":"needy","Version":"1","Architecture":"any","Type":"Binary","Dependencies":["hello >= 9"]}`, nil)
+	r.addPackage(t, `{"Name":"tool","Version":"1.0","Architecture":"any","Type":"Binary"}`, map[string]string{"data/usr/share/tool/v": "1"})
+	srv := startServer(t, r)
+	h := newHost(t)
+	startClient(t, h, srv.url, r.pubPath)
+	waitIndex(t, h.run, 7)
+	if e := fails(t, h.run, "plan", []string{"cyc-a"}, nil); !strings.Contains(e, "cyc-a") || !strings.Contains(e, "cyc-b") {
+		t.Fatalf("cycle: %q", e)
+	}
+	if e := fails(t, h.run, "plan", []string{"needy"}, nil); !strings.Contains(e, "hello >= 9") {
+		t.Fatalf("unsatisfiable: %q", e)
+	}
+	if e := fails(t, h.run, "install", []string{"nothing-here"}, nil); !strings.Contains(e, "no package named nothing-here") {
+		t.Fatalf("missing: %q", e)
+	}
+	ok(t, h.run, "install", []string{"tool"}, nil, nil)
+	r.addPackage(t, `{"Name":"tool","Version":"2.0","Architecture":"any","Type":"Binary"}`, map[string]string{"data/usr/share/tool/v": "2"})
+	srv.Cmd.Process.Signal(sighup)
+	waitFor(t, "tool 2.0 in the index", func() bool {
+		var sr messages.SyncResult
+		ok(t, h.run, "sync", nil, nil, &sr)
+		var info messages.PackageInfo
+		ok(t, h.run, "info", []string{"tool"}, nil, &info)
+		return info.Version == "2.0"
+	})
+	var plan messages.PlanResult
+	ok(t, h.run, "plan", nil, func(r *messages.Request) { r.Options = messages.Options{Upgrade: true} }, &plan)
+	if len(plan.Plan) != 1 || plan.Plan[0].Action != "upgrade" || plan.Plan[0].OldVersion != "1.0" {
+		t.Fatalf("upgrade plan: %+v", plan)
+	}
+	var results []result
+	ok(t, h.run, "upgrade", nil, nil, &results)
+	if len(results) != 1 || results[0].Action != "upgrade" || results[0].Version != "2.0" {
+		t.Fatalf("upgrade: %+v", results)
+	}
+	if b, _ := os.ReadFile(filepath.Join(h.prefix, "usr/share/tool/v")); string(b) != "2" {
+		t.Fatalf("tool file: %q", b)
+	}
+	waitFor(t, "old version's file dropped from the cache", func() bool {
+		_, err := os.Stat(filepath.Join(h.cache, "tool-1.0-any.tpkg"))
+		return os.IsNotExist(err)
+	})
+	// A file conflict is refused before anything is written.
+	r.addPackage(t, `{"Name":"clash","Version":"1","Architecture":"any","Type":"Binary"}`, map[string]string{"data/usr/share/tool/v": "mine"})
+	srv.Cmd.Process.Signal(sighup)
+	waitFor(t, "clash in the index", func() bool {
+		ok(t, h.run, "sync", nil, nil, nil)
+		final, _ := call(t, h.run, "info", []string{"clash"}, nil)
+		return final.Type == messages.ReplyResult
+	})
+	if e := fails(t, h.run, "install", []string{"clash"}, nil); !strings.Contains(e, "usr/share/tool/v") {
+		t.Fatalf("conflict: %q", e)
+	}
+	if b, _ := os.ReadFile(filepath.Join(h.prefix, "usr/share/tool/v")); string(b) != "2" {
+		t.Fatalf("tool file after a refused conflict: %q", b)
+	}
+}
