@@ -6,7 +6,6 @@ package actors
 // test: its supervisor, the swarm, the requests' actors.
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -20,13 +19,10 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"tpm/generation"
 	"tpm/index"
+	"tpm/index/indextest"
 	"tpm/messages"
-	"tpm/repo"
 	"tpm/repo/repotest"
-	"tpm/signing"
-	"tpm/store"
 )
 
 // probe passes every message it gets to got, after answer (when set) had a
@@ -126,44 +122,13 @@ func finalReply(t *testing.T, got chan any) *messages.Reply {
 	return await(t, got, "a final reply", func(r *messages.Reply) bool { return r.Final() })
 }
 
-// repository is a package folder and the index a server would sign for it,
-// kept in a state directory as a host keeps it.
-type testRepo struct {
-	dir   string
-	index *index.Snapshot
-	state string // a host's state directory that keeps the index
-	gen   *generation.Generation
-	pub   signing.PublicKey
-}
+// testRepo is a package folder and the index a server would sign for it.
+type testRepo = indextest.Repo
 
-func newTestRepo(t *testing.T, pkgs ...repotest.Package) *testRepo {
-	t.Helper()
-	r := &testRepo{dir: t.TempDir()}
-	for _, p := range pkgs {
-		repotest.Make(t, r.dir, p)
-	}
-	keyPath, pubPath, err := signing.Keygen(t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := signing.LoadKey(keyPath)
-	pub, _ := signing.LoadPublicKey(pubPath)
-	cat, err := store.OpenCatalog(filepath.Join(t.TempDir(), "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
-	g, _, err := repo.NewScanner(cat, repo.Options{Dir: r.dir, PublicURL: "http://127.0.0.1:1", Signer: key}).Scan(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.state, r.gen, r.pub = t.TempDir(), g, pub
-	os.WriteFile(filepath.Join(r.state, index.IndexFile), g.Index, 0o644)
-	os.WriteFile(filepath.Join(r.state, index.SigFile), g.IndexSig, 0o644)
-	if r.index, err = index.New("http://127.0.0.1:1", pub, r.state).Load(); err != nil {
-		t.Fatal(err)
-	}
-	return r
+func newTestRepo(t *testing.T, pkgs ...repotest.Package) *testRepo { return indextest.New(t, pkgs...) }
+
+func newTestRepoIn(t *testing.T, dir string, pkgs ...repotest.Package) *testRepo {
+	return indextest.In(t, dir, pkgs...)
 }
 
 // installerUnderTest is an installer with probes around it.
@@ -186,7 +151,7 @@ type heldDownload struct {
 }
 
 func startInstaller(t *testing.T, r *testRepo) *installerUnderTest {
-	u := &installerUnderTest{probes: newProbes(t), held: make(chan any, 100), repoDir: r.dir}
+	u := &installerUnderTest{probes: newProbes(t), held: make(chan any, 100), repoDir: r.Dir}
 	u.cfg = HostConfig{StateDir: t.TempDir(), CacheDir: t.TempDir(), Prefix: t.TempDir(), Server: "http://127.0.0.1:1", BuildRoot: buildRoot(t)}
 	// The swarm: a Download is answered by copying the package from the
 	// repository into the cache, as a finished download leaves it.
@@ -206,7 +171,7 @@ func startInstaller(t *testing.T, r *testRepo) *installerUnderTest {
 	builderPID, _ := u.spawn(nil)
 	u.pid, u.parentGot = u.parent(Installer, func(ctx actor.Context) {
 		if _, ok := ctx.Message().(*messages.NeedIndex); ok {
-			ctx.Respond(&messages.IndexReady{Index: r.index})
+			ctx.Respond(&messages.IndexReady{Index: r.Snapshot})
 		}
 	}, func() actor.Actor {
 		return &installerActor{env: u.env, cfg: u.cfg, started: time.Now(), swarm: swarmPID, builder: builderPID}
@@ -399,14 +364,14 @@ func serveGated(t *testing.T, r *testRepo) *gatedRepo {
 			case <-req.Context().Done():
 				return
 			}
-			if req.Header.Get("If-None-Match") == r.gen.IndexETag {
+			if req.Header.Get("If-None-Match") == r.Generation.IndexETag {
 				w.WriteHeader(http.StatusNotModified)
 				return
 			}
-			w.Header().Set("ETag", r.gen.IndexETag)
-			w.Write(r.gen.Index)
+			w.Header().Set("ETag", r.Generation.IndexETag)
+			w.Write(r.Generation.Index)
 		case "/index.db.sig":
-			w.Write(r.gen.IndexSig)
+			w.Write(r.Generation.IndexSig)
 		default:
 			http.NotFound(w, req)
 		}
@@ -418,7 +383,7 @@ func serveGated(t *testing.T, r *testRepo) *gatedRepo {
 
 func startSyncer(t *testing.T, p *probes, r *testRepo, g *gatedRepo, state string) (*actor.PID, chan any) {
 	return p.parent(Syncer, nil, func() actor.Actor {
-		return &syncerActor{env: p.env, keeper: index.New(g.url, r.pub, state), interval: time.Hour}
+		return &syncerActor{env: p.env, keeper: index.New(g.url, r.Public, state), interval: time.Hour}
 	})
 }
 
@@ -464,7 +429,7 @@ func TestSyncerReadyFromTheKeptIndex(t *testing.T) {
 	r := twoPackages(t)
 	g := serveGated(t, r)
 	p := newProbes(t)
-	_, parentGot := startSyncer(t, p, r, g, r.state)
+	_, parentGot := startSyncer(t, p, r, g, r.StateDir)
 	if idx := await(t, parentGot, "the kept index", func(m *messages.IndexReady) bool { return true }); idx.Index.Generation != 1 {
 		t.Fatalf("kept index: generation %d", idx.Index.Generation)
 	}
@@ -473,4 +438,29 @@ func TestSyncerReadyFromTheKeptIndex(t *testing.T) {
 		t.Fatalf("%d fetches", n)
 	}
 	close(g.gate)
+}
+
+// An upgrade whose new version needs a package that is not installed
+// installs that package too (the plan says install for it, upgrade for the
+// other), and keeps the upgraded package's reason.
+func TestInstallerUpgradePullsANewDependency(t *testing.T) {
+	r := newTestRepo(t, repotest.Package{Name: "tool", Version: "1.0", PayloadBytes: 100, Seed: 1})
+	u := startInstaller(t, r)
+	_, cli := u.ask(messages.VerbInstall, "tool")
+	decode[[]messages.OpResult](t, finalReply(t, cli))
+	r2 := newTestRepoIn(t, r.Dir,
+		repotest.Package{Name: "tool", Version: "2.0", PayloadBytes: 100, Seed: 2, Deps: []string{"newdep"}},
+		repotest.Package{Name: "newdep", Version: "1", PayloadBytes: 100, Seed: 3})
+	u.system.Root.Send(u.pid, &messages.IndexReady{Index: r2.Snapshot})
+	_, up := u.ask(messages.VerbUpgrade)
+	res := decode[[]messages.OpResult](t, finalReply(t, up))
+	if len(res) != 2 || res[0].Name != "newdep" || res[0].Action != "install" || res[1].Name != "tool" || res[1].Action != "upgrade" {
+		t.Fatalf("upgrade: %+v", res)
+	}
+	_, q := u.ask(messages.VerbList)
+	for _, p := range decode[[]messages.InstalledPackage](t, finalReply(t, q)) {
+		if want := map[string]string{"tool": "explicit", "newdep": "dependency"}[p.Name]; p.Reason != want {
+			t.Errorf("%s %s: reason %s, want %s", p.Name, p.Version, p.Reason, want)
+		}
+	}
 }

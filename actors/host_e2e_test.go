@@ -21,7 +21,7 @@ import (
 
 // startPair runs a server (not seeding, so downloads come from its web
 // seed, which starts about 5 s late) and a client in this process.
-func startPair(t *testing.T) (*testHost, string) {
+func startPair(t testing.TB) (*testHost, string) {
 	t.Helper()
 	return startPairWith(t, nil)
 }
@@ -34,7 +34,7 @@ type testHost struct {
 
 // startPairWith is startPair with more packages, which addPackages writes
 // into the repository before the server starts.
-func startPairWith(t *testing.T, addPackages func(dir string)) (*testHost, string) {
+func startPairWith(t testing.TB, addPackages func(dir string)) (*testHost, string) {
 	t.Helper()
 	keyPath, pubPath, err := signing.Keygen(t.TempDir(), false)
 	if err != nil {
@@ -49,7 +49,7 @@ func startPairWith(t *testing.T, addPackages func(dir string)) (*testHost, strin
 		addPackages(pkgs)
 	}
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv, err := StartServer(ServerConfig{PackageDir: pkgs, StateDir: t.TempDir(), HTTPAddr: "127.0.0.1:0",
 		TorrentAddr: "127.0.0.1:0", PublicURL: "http://127.0.0.1:1", Signer: key, Logger: log, NoSeed: true})
 	if err != nil {
@@ -92,7 +92,7 @@ func startPairWith(t *testing.T, addPackages func(dir string)) (*testHost, strin
 
 // request sends one request and returns a function that reads its next
 // reply line.
-func request(t *testing.T, run, verb string, args ...string) func() messages.Reply {
+func request(t testing.TB, run, verb string, args ...string) func() messages.Reply {
 	t.Helper()
 	rep, err := fifo.NewReply(t.TempDir())
 	if err != nil {
@@ -120,7 +120,7 @@ func request(t *testing.T, run, verb string, args ...string) func() messages.Rep
 	}
 }
 
-func final(t *testing.T, next func() messages.Reply) messages.Reply {
+func final(t testing.TB, next func() messages.Reply) messages.Reply {
 	t.Helper()
 	for {
 		if r := next(); r.Final() {
@@ -180,7 +180,7 @@ func TestClientGatewayAndSyncerRestart(t *testing.T) {
 }
 
 // buildRoot gives each test's source builds a folder of its own.
-func buildRoot(t *testing.T) string {
+func buildRoot(t testing.TB) string {
 	dir := filepath.Join(t.TempDir(), "build")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)

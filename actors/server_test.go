@@ -77,7 +77,7 @@ func startTestServer(t *testing.T, cfg ServerConfig) *testServer {
 
 // testWriter shows the server's log in the test's output (with -v or on
 // failure).
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))

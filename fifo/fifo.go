@@ -16,7 +16,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"time"
 
@@ -291,8 +290,13 @@ func (r *Reply) ReadLine(ctx context.Context) ([]byte, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if cap(r.buf)-len(r.buf) < 4<<10 {
-			r.buf = slices.Grow(r.buf, 64<<10)
+		if cap(r.buf)-len(r.buf) < 1<<10 {
+			// Most replies are a few hundred bytes: start small (a large
+			// allocation per request cost more than the whole query) and
+			// double for long lines.
+			buf := make([]byte, len(r.buf), max(4<<10, 2*len(r.buf)))
+			copy(buf, r.buf)
+			r.buf = buf
 		}
 		n, err := r.f.Read(r.buf[len(r.buf):cap(r.buf)])
 		r.buf = r.buf[:len(r.buf)+n]
