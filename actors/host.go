@@ -179,9 +179,7 @@ func (a *hostSupervisor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *messages.IndexReady:
 		a.last = msg.Index
-		if pid := a.pids[Installer]; pid != nil {
-			ctx.Send(pid, msg)
-		}
+		ctx.Send(a.pids[Installer], msg) // spawned before the syncer
 	case *messages.NeedIndex:
 		if a.last != nil {
 			ctx.Respond(&messages.IndexReady{Index: a.last})

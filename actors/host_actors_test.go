@@ -401,21 +401,26 @@ func TestSyncerFoldsSyncsIntoOneFetch(t *testing.T) {
 	for g.fetches.Load() == 0 {
 		time.Sleep(time.Millisecond) // the first fetch waits at the gate
 	}
-	var clis []chan any
+	var clis []*actor.PID
 	for range 3 {
-		cli, got := p.spawn(nil)
+		cli, _ := p.spawn(nil)
 		p.system.Root.RequestWithCustomSender(pid, &messages.SyncNow{}, cli)
-		clis = append(clis, got)
+		clis = append(clis, cli)
 	}
 	g.gate <- struct{}{}
-	if idx := await(t, parentGot, "the fetched index", func(m *messages.IndexReady) bool { return m.Index.Generation == 1 }); len(idx.Index.Entries) != 2 {
-		t.Fatalf("fetched index: %d packages", len(idx.Index.Entries))
+	if idx := await(t, parentGot, "the fetched index", func(m *messages.IndexReady) bool { return m.Index.Generation == 1 }); len(idx.Index.Entries) != 2 || len(idx.Synced) != 0 {
+		t.Fatalf("fetched index: %d packages, answering %d syncs", len(idx.Index.Entries), len(idx.Synced))
 	}
 	await(t, parentGot, "the syncer ready", func(m *messages.Ready) bool { return m.Component == Syncer })
 	g.gate <- struct{}{} // the one fetch for the three syncs
-	for _, got := range clis {
-		if res := decode[messages.SyncResult](t, finalReply(t, got)); res.Generation != 1 || res.Changed {
-			t.Fatalf("sync: %+v", res)
+	// The installer answers them once it has the index the fetch brought.
+	again := await(t, parentGot, "the index that answers the syncs", func(m *messages.IndexReady) bool { return len(m.Synced) > 0 })
+	if len(again.Synced) != 3 || again.Changed || again.Index.Generation != 1 {
+		t.Fatalf("second fetch: %d syncs, changed %v, generation %d", len(again.Synced), again.Changed, again.Index.Generation)
+	}
+	for i, cli := range clis {
+		if !again.Synced[i].Equal(cli) {
+			t.Fatalf("sync %d answered to %v, want %v", i, again.Synced[i], cli)
 		}
 	}
 	if n := g.fetches.Load(); n != 2 {
@@ -462,5 +467,22 @@ func TestInstallerUpgradePullsANewDependency(t *testing.T) {
 		if want := map[string]string{"tool": "explicit", "newdep": "dependency"}[p.Name]; p.Reason != want {
 			t.Errorf("%s %s: reason %s, want %s", p.Name, p.Version, p.Reason, want)
 		}
+	}
+}
+
+// The installer answers the syncs a fetch brought once it has that index:
+// what a CLI asks after "tpm sync" said generation N sees generation N.
+func TestInstallerAnswersSyncsWithItsIndex(t *testing.T) {
+	r := newTestRepo(t, repotest.Package{Name: "a", Version: "1", PayloadBytes: 100, Seed: 1})
+	u := startInstaller(t, r)
+	r2 := newTestRepoIn(t, r.Dir, repotest.Package{Name: "fresh", Version: "1", PayloadBytes: 100, Seed: 2})
+	cli, got := u.spawn(nil)
+	u.system.Root.Send(u.pid, &messages.IndexReady{Index: r2.Snapshot, Synced: []*actor.PID{cli}, Changed: true})
+	if res := decode[messages.SyncResult](t, finalReply(t, got)); !res.Changed || res.Generation != r2.Snapshot.Generation {
+		t.Fatalf("sync: %+v", res)
+	}
+	_, info := u.ask(messages.VerbInfo, "fresh")
+	if p := decode[messages.PackageInfo](t, finalReply(t, info)); p.Name != "fresh" {
+		t.Fatalf("info after the sync: %+v", p)
 	}
 }

@@ -167,7 +167,12 @@ type requestActor struct {
 	log      *slog.Logger
 	w        *fifo.ReplyWriter
 	finished bool // the final reply was sent, or nothing more can be
+	stopping bool
 }
+
+// stopWriteTimeout bounds the last word of a request's actor that is
+// stopped before its final reply.
+const stopWriteTimeout = 500 * time.Millisecond
 
 // replyTimeout bounds one reply write: a CLI that stops reading (but keeps
 // its FIFO open) must not hold its request's actor for long.
@@ -205,7 +210,9 @@ func (a *requestActor) Receive(ctx actor.Context) {
 		ctx.Stop(ctx.Self())
 	case *actor.Stopping:
 		if !a.finished {
-			a.finished = true
+			// The daemon may be stopping, within its 5 s: a CLI that does
+			// not read gets a short chance only.
+			a.finished, a.stopping = true, true
 			a.write(messages.Failure("tpmd stopped answering this request (it is stopping, or one of its parts restarted): check with tpm status and tpm list, then run the command again"))
 		}
 		if a.w != nil {
@@ -221,6 +228,9 @@ func (a *requestActor) write(r *messages.Reply) error {
 			return err
 		}
 		a.w = w
+	}
+	if a.stopping {
+		a.w.SetTimeout(stopWriteTimeout)
 	}
 	line := *r // the same reply may go to others: stamp a copy
 	line.ID = a.id

@@ -106,6 +106,15 @@ func (a *installerActor) Receive(ctx actor.Context) {
 		a.engineOpened(ctx, msg)
 	case *messages.IndexReady:
 		a.idx = msg.Index
+		if len(msg.Synced) > 0 {
+			res, err := messages.Result(messages.SyncResult{Generation: msg.Index.Generation, Changed: msg.Changed})
+			if err != nil {
+				res = messages.Failure(err.Error())
+			}
+			for _, to := range msg.Synced {
+				ctx.Send(to, res)
+			}
+		}
 	case *messages.NeedSeeds:
 		// One queued or running answers it: its SeedFiles leave after this
 		// request came, so they reach the swarm that asked.

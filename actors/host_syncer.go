@@ -170,22 +170,17 @@ func (a *syncerActor) fetched(ctx actor.Context, msg *fetched) {
 	} else {
 		a.retry = 0
 		a.idx = msg.idx
-		ctx.Send(ctx.Parent(), &messages.IndexReady{Index: a.idx})
 		if msg.changed {
 			a.env.log.Info("index updated", "generation", a.idx.Generation, "packages", len(a.idx.Entries), "took", msg.took.Round(time.Millisecond))
 		}
+		// The installer answers the syncs, once it has the index.
+		ctx.Send(ctx.Parent(), &messages.IndexReady{Index: a.idx, Synced: a.waiting, Changed: msg.changed})
 	}
 	a.setReady(ctx)
-	for _, r := range a.waiting {
-		if msg.err != nil {
+	if msg.err != nil {
+		for _, r := range a.waiting {
 			ctx.Send(r, messages.Failure(oneLine(msg.err.Error())))
-			continue
 		}
-		res, err := messages.Result(messages.SyncResult{Generation: a.idx.Generation, Changed: msg.changed})
-		if err != nil {
-			res = messages.Failure(err.Error())
-		}
-		ctx.Send(r, res)
 	}
 	a.waiting = nil
 	if a.again {

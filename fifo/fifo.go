@@ -367,5 +367,8 @@ func (w *ReplyWriter) WriteLine(line []byte) error {
 	return err
 }
 
+// SetTimeout changes the bound of each later WriteLine.
+func (w *ReplyWriter) SetTimeout(d time.Duration) { w.timeout = d }
+
 // Close closes the daemon's end.
 func (w *ReplyWriter) Close() error { return w.f.Close() }

@@ -15,9 +15,14 @@ import (
 
 // IndexReady carries a verified index from the syncer, through the host's
 // supervisor (which keeps the last one for a restarted installer), to the
-// installer. The snapshot is immutable.
+// installer. The snapshot is immutable. Synced are the requests' actors of
+// the syncs this fetch answers: the installer answers them (with
+// Changed) once it has the index, so a query sent after "tpm sync" said
+// generation N is answered from generation N.
 type IndexReady struct {
-	Index *index.Snapshot
+	Index   *index.Snapshot
+	Synced  []*actor.PID
+	Changed bool
 }
 
 // NeedIndex is sent by a (re)started installer to the supervisor, which
