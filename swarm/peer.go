@@ -38,6 +38,9 @@ type PeerConfig struct {
 	// StallTimeout fails a download that makes no progress for this long.
 	// Zero means 2 minutes.
 	StallTimeout time.Duration
+	// QuietPeers is how long a download's peer connections may bring not a
+	// byte before they are closed and made again. Zero means 10 s.
+	QuietPeers time.Duration
 }
 
 // Spec is one package to download or seed: its torrent as the signed index
@@ -90,6 +93,9 @@ type Peer struct {
 func NewPeer(cfg PeerConfig) (*Peer, error) {
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = 2 * time.Minute
+	}
+	if cfg.QuietPeers <= 0 {
+		cfg.QuietPeers = 10 * time.Second
 	}
 	listen, err := parseListenAddr(cfg.ListenAddr)
 	if err != nil {
@@ -295,6 +301,7 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 	defer tick.Stop()
 	lastBytes, lastProgress, lastTick := int64(-1), time.Now(), time.Now()
 	lastAnnounce := time.Now()
+	lastRead, lastArrival, lastKick := int64(0), time.Now(), time.Now()
 	var rate float64
 	for done := false; !done; {
 		select {
@@ -336,6 +343,22 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 			// and one that appeared since is found.
 			if st.ActivePeers == 0 && now.Sub(lastProgress) > reannounce && now.Sub(lastAnnounce) > reannounce {
 				lastAnnounce = now
+				go c.announce(ctx, t, s, s.Size-have)
+			}
+			// Connections that bring nothing, not a byte, for QuietPeers:
+			// seen under load, a peer that has the piece and a connection
+			// that stays up, and no data on it for good. They are closed and
+			// the trackers asked again, so fresh ones are made. Bytes, not
+			// pieces, count: a large piece from a slow peer is progress.
+			if read := st.BytesReadData.Int64(); read != lastRead {
+				lastRead, lastArrival = read, now
+			}
+			if quiet := c.cfg.QuietPeers; st.ActivePeers > 0 && now.Sub(lastArrival) > quiet && now.Sub(lastKick) > quiet {
+				lastKick = now
+				c.log.Debug("closing quiet peer connections", "file", s.File, "peers", st.ActivePeers)
+				for _, pc := range t.PeerConns() {
+					pc.Close()
+				}
 				go c.announce(ctx, t, s, s.Size-have)
 			}
 			if now.Sub(lastProgress) > c.cfg.StallTimeout {

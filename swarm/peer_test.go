@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -234,5 +237,93 @@ func TestRepositoryQueue(t *testing.T) {
 		if got := repositoryReqq(downloaders); got != want {
 			t.Errorf("repositoryReqq(%d) = %d, want %d", downloaders, got, want)
 		}
+	}
+}
+
+// silentPeer accepts BitTorrent connections for one torrent, says it has
+// every piece and unchokes, then never sends a byte of data. closed is
+// closed once a connection to it was closed by the other side.
+func silentPeer(t *testing.T, tor *Torrent) (port int, closed <-chan struct{}) {
+	t.Helper()
+	var info metainfo.Info
+	if err := unmarshalInfo(tor.InfoBytes, &info); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				hs := make([]byte, 68)
+				if _, err := io.ReadFull(conn, hs); err != nil {
+					return
+				}
+				reply := append([]byte{19}, "BitTorrent protocol"...)
+				reply = append(reply, make([]byte, 8)...)
+				reply = append(reply, tor.InfoHash[:]...)
+				reply = append(reply, []byte("-XX0000-silentpeer00")...)
+				have := make([]bool, info.NumPieces())
+				for i := range have {
+					have[i] = true
+				}
+				reply = append(reply, pp.Message{Type: pp.Bitfield, Bitfield: have}.MustMarshalBinary()...)
+				reply = append(reply, pp.Message{Type: pp.Unchoke}.MustMarshalBinary()...)
+				if _, err := conn.Write(reply); err != nil {
+					return
+				}
+				io.Copy(io.Discard, conn) // requests, never answered
+				once.Do(func() { close(done) })
+			}()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port, done
+}
+
+// A peer whose connection stays up and brings nothing is closed after
+// QuietPeers and the trackers asked again: here they name a real seed only
+// once that happened, so the download completes only if it does.
+func TestQuietPeerIsReplaced(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	src := t.TempDir()
+	tor := writePackage(t, src, "q-1-any.tpkg", randomBytes(100<<10, 9))
+	s := newTestSeeder(t, src)
+	if _, err := s.Sync(ctx, []Item{{tor.InfoHash, tor.InfoBytes}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitComplete(ctx, tor.InfoHash); err != nil {
+		t.Fatal(err)
+	}
+	silent, closed := silentPeer(t, tor)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		port := silent
+		select {
+		case <-closed:
+			port = s.Port()
+		default:
+		}
+		fmt.Fprintf(w, "d8:completei1e10:incompletei1e8:intervali600e5:peers6:%se", []byte{127, 0, 0, 1, byte(port >> 8), byte(port)})
+	}))
+	t.Cleanup(srv.Close)
+	c, err := NewPeer(PeerConfig{CacheDir: t.TempDir(), StateDir: t.TempDir(), ListenAddr: "127.0.0.1:0",
+		NoWebSeeds: true, StallTimeout: 45 * time.Second, QuietPeers: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	spec := specOf(tor, "")
+	spec.WebSeeds, spec.Trackers = nil, []string{srv.URL + "/announce"}
+	if _, err := c.Download(ctx, spec, func(Progress) {}); err != nil {
+		t.Fatalf("download with a quiet peer: %v", err)
 	}
 }
