@@ -37,6 +37,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCompare$$' -fuzztime $(FUZZTIME) ./version
 	$(GO) test -run '^$$' -fuzz '^FuzzInspect$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./tarball
 	$(GO) test -run '^$$' -fuzz '^FuzzInstall$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./engine
+	$(GO) test -run '^$$' -fuzz '^FuzzTokenScanner$$' -fuzztime $(FUZZTIME) ./fifo
 
 # gofmt, go vet, then staticcheck (a tool of go.mod: `go tool` builds it
 # through the module proxy, nothing to install).

@@ -94,16 +94,15 @@ func startPairWith(t testing.TB, addPackages func(dir string)) (*testHost, strin
 // reply line.
 func request(t testing.TB, run, verb string, args ...string) func() messages.Reply {
 	t.Helper()
-	rep, err := fifo.NewReply(t.TempDir())
+	rep, err := fifo.NewOutgoing(filepath.Join(run, fifo.SpoolDir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rep.Close() })
-	line, _ := json.Marshal(messages.Request{V: messages.ProtocolVersion, ID: "t", Verb: verb, Args: args, Reply: rep.Path()})
+	line, _ := json.Marshal(messages.Request{V: messages.ProtocolVersion, Verb: verb, Args: args})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
-	path, lock := fifo.Paths(run, messages.IsAdmin(verb))
-	if err := fifo.Send(ctx, path, lock, line); err != nil {
+	if err := rep.Send(ctx, fifo.Path(run, messages.IsAdmin(verb)), line, -1); err != nil {
 		t.Fatal(err)
 	}
 	return func() messages.Reply {

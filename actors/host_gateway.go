@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -16,72 +15,94 @@ import (
 	"tpm/messages"
 )
 
-// maxInFlight bounds the requests answered at once; each holds an actor
-// and, while it writes, its reply FIFO. Beyond it requests are refused
-// unanswered (logged), so a flood cannot grow the daemon without end.
-const maxInFlight = 512
+// Bounds of the requests in flight; each holds an actor and its reply
+// FIFO. Beyond them a request is answered at once that tpmd is busy, so a
+// flood cannot grow the daemon, and one user's flood leaves room for the
+// others. Root is held only to its own bound.
+const (
+	maxInFlight    = 512
+	maxInFlightUID = 16
+)
 
-// gatewayActor owns the two request FIFOs and the requests in flight. A
-// goroutine per FIFO reads lines and sends them here; each is parsed with
-// its FIFO's verb list and given an actor of its own (requestActor, a
-// child) that writes its replies, then sent on, with that actor as sender:
-// sync to the syncer, the rest to the installer. Bad lines get an error
-// reply when they name a reply FIFO, and are logged; the gateway keeps
-// serving.
+// gatewayActor owns the two request FIFOs, the spool and the requests in
+// flight, by uid. A goroutine per FIFO reads tokens, accepts from the spool
+// the requests they name (package fifo checks who made them and opens their
+// reply FIFO) and sends them here a read at a time, waiting until they are
+// taken. Each request is checked against its FIFO's verbs, its uid's rights
+// and bounds, and given an actor of its own (requestActor, a child) that
+// writes its replies, then sent on with that actor as sender: sync to the
+// syncer, the rest to the installer. Refusals are answered on the spot
+// without waiting for the CLI; what cannot be answered is logged, at a
+// bounded rate.
 type gatewayActor struct {
 	env               *env
-	runDir            string
+	runDir, spool     string
 	adminGID          int
 	installer, syncer *actor.PID
 	query, admin      *fifo.Listener
 	inFlight          int
-	refused           int // requests refused while at maxInFlight, logged when it clears
+	byUID             map[int]int    // requests in flight by uid
+	uidOf             map[string]int // request actor's id → uid
+	warn              warnLimiter
 }
 
-// fifoLine is a line (or a read failure) from a request FIFO's reader.
-type fifoLine struct {
+// arrivals is what a FIFO's reader made of one read.
+type arrivals struct {
 	admin bool
-	line  []byte
+	junk  int // bytes that were no token
+	items []arrival
+}
+
+type arrival struct {
+	token string
+	in    *fifo.Incoming // nil when nobody can be answered
 	err   error
 }
+
+// taken answers arrivals: the reader may read on.
+type taken struct{}
+
+// takeWait bounds a reader's wait for the gateway to take a read; past it
+// the reader reads on, so a stopping gateway never holds it.
+const takeWait = time.Second
 
 func (a *gatewayActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
+		a.byUID, a.uidOf = map[int]int{}, map[string]int{}
 		ctx.Send(ctx.Parent(), &messages.Ready{Component: Gateway, Err: a.open(ctx)})
 	case *actor.Stopping, *actor.Restarting:
 		a.close()
 	case *messages.RestartFailed:
 		restartFailed(Gateway, msg)
-	case *fifoLine:
-		a.handle(ctx, msg)
+	case *arrivals:
+		a.arrived(ctx, msg)
+		ctx.Respond(&taken{})
 	case *actor.Terminated: // a request's actor finished
+		uid := a.uidOf[msg.Who.Id]
+		delete(a.uidOf, msg.Who.Id)
 		a.inFlight--
-		if a.refused > 0 && a.inFlight < maxInFlight/2 {
-			a.env.log.Warn("refused requests while too many were in flight", "refused", a.refused, "limit", maxInFlight)
-			a.refused = 0
+		if a.byUID[uid]--; a.byUID[uid] <= 0 {
+			delete(a.byUID, uid)
 		}
 	}
 }
 
 func (a *gatewayActor) open(ctx actor.Context) error {
+	spool, err := fifo.MakeSpool(a.runDir)
+	if err != nil {
+		return err
+	}
+	a.spool = spool
 	adminPerm, gid := os.FileMode(0o600), -1
 	if a.adminGID >= 0 {
 		adminPerm, gid = 0o620, a.adminGID
 	}
-	for _, admin := range []bool{false, true} {
-		_, lock := fifo.Paths(a.runDir, admin)
-		if err := fifo.MakeLockFile(lock, 0o644); err != nil {
-			return err
-		}
-	}
-	queryPath, _ := fifo.Paths(a.runDir, false)
-	adminPath, _ := fifo.Paths(a.runDir, true)
-	q, err := fifo.Listen(queryPath, 0o622, -1, messages.MaxRequest)
+	q, err := fifo.Listen(fifo.Path(a.runDir, false), 0o622, -1)
 	if err != nil {
 		return err
 	}
-	ad, err := fifo.Listen(adminPath, adminPerm, gid, messages.MaxRequest)
+	ad, err := fifo.Listen(fifo.Path(a.runDir, true), adminPerm, gid)
 	if err != nil {
 		q.Close()
 		return err
@@ -94,15 +115,18 @@ func (a *gatewayActor) open(ctx actor.Context) error {
 	}{{q, false}, {ad, true}} {
 		a.env.bg.Go(func() {
 			for {
-				line, err := l.l.ReadLine()
-				if errors.Is(err, fifo.ErrTooLong) {
-					root.Send(self, &fifoLine{admin: l.admin, err: err})
-					continue
-				}
+				tokens, junk, err := l.l.Next()
 				if err != nil {
 					return // closed: the actor stops or restarts
 				}
-				root.Send(self, &fifoLine{admin: l.admin, line: line})
+				batch := &arrivals{admin: l.admin, junk: junk}
+				for _, tok := range tokens {
+					in, err := fifo.Accept(spool, tok, messages.MaxRequest, replyTimeout)
+					batch.items = append(batch.items, arrival{token: tok, in: in, err: err})
+				}
+				// One read at a time: a flood fills the FIFO, not the
+				// daemon's memory, and its writers wait.
+				root.RequestFuture(self, batch, takeWait).Wait()
 			}
 		})
 	}
@@ -118,39 +142,56 @@ func (a *gatewayActor) close() {
 	a.query, a.admin = nil, nil
 }
 
-func (a *gatewayActor) handle(ctx actor.Context, msg *fifoLine) {
+func (a *gatewayActor) arrived(ctx actor.Context, msg *arrivals) {
 	which, verbs := fifo.QueryFIFO, messages.QueryVerbs
 	if msg.admin {
 		which, verbs = fifo.AdminFIFO, messages.AdminVerbs
 	}
-	log := a.env.log
-	if msg.err != nil {
-		// Nothing of the line was kept, so there is nobody to answer.
-		log.Warn("refused a request", "fifo", which, "err", fmt.Sprintf("longer than %d bytes", messages.MaxRequest))
-		return
+	if msg.junk > 0 {
+		a.warning("ignored bytes that name no request", "fifo", which, "bytes", msg.junk)
 	}
-	req, err := messages.ParseRequest(msg.line, verbs)
-	if req == nil {
-		log.Warn("refused a request", "fifo", which, "err", err)
-		return
-	}
-	if a.inFlight >= maxInFlight {
-		a.refused++
-		return
-	}
-	a.inFlight++
-	rep := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return &requestActor{id: req.ID, path: req.Reply, log: log}
-	}))
-	if err != nil {
-		if !msg.admin && slices.Contains(messages.AdminVerbs, req.Verb) {
-			err = fmt.Errorf("%s changes the host: it must be sent to %s (as root or the admin group)", req.Verb, fifo.AdminFIFO)
+	for _, it := range msg.items {
+		if it.in == nil {
+			a.warning("refused a request nobody can be told of", "fifo", which, "err", it.err)
+			continue
 		}
-		log.Warn("refused a request", "fifo", which, "id", req.ID, "err", err)
-		ctx.Send(rep, messages.Failure(err.Error()))
-		return
+		in := it.in
+		if it.err != nil {
+			a.refuse(in, which, it.err.Error())
+			continue
+		}
+		req, err := messages.ParseRequest(in.Request, verbs)
+		if err != nil {
+			a.refuse(in, which, err.Error())
+			continue
+		}
+		if msg.admin && in.UID != 0 && (a.adminGID < 0 || in.GID != a.adminGID) {
+			a.refuse(in, which, "you may not ask tpmd to change this host: run tpm as root or as a member of tpmd's --admin-group")
+			continue
+		}
+		if a.byUID[in.UID] >= maxInFlightUID || (a.inFlight >= maxInFlight && in.UID != 0) {
+			a.refuse(in, which, fmt.Sprintf("tpmd is busy: uid %d has %d requests in flight and all users %d; wait for them to finish and try again", in.UID, a.byUID[in.UID], a.inFlight))
+			continue
+		}
+		req.ID, req.UID = in.Token, in.UID
+		a.dispatch(ctx, which, req, in.Reply)
 	}
-	log.Debug("request", "fifo", which, "id", req.ID, "verb", req.Verb, "args", req.Args)
+}
+
+func (a *gatewayActor) dispatch(ctx actor.Context, which string, req *messages.Request, w *fifo.ReplyWriter) {
+	log := a.env.log
+	a.inFlight++
+	a.byUID[req.UID]++
+	rep := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return &requestActor{id: req.ID, w: w, log: log}
+	}))
+	a.uidOf[rep.Id] = req.UID
+	if messages.IsAdmin(req.Verb) {
+		// Every change to the host says who asked for it.
+		log.Info("request", "fifo", which, "uid", req.UID, "verb", req.Verb, "args", req.Args, "prefix", req.Prefix)
+	} else {
+		log.Debug("request", "fifo", which, "uid", req.UID, "verb", req.Verb, "args", req.Args)
+	}
 	if req.Verb == messages.VerbSync {
 		ctx.RequestWithCustomSender(a.syncer, &messages.SyncNow{}, rep)
 		return
@@ -158,16 +199,71 @@ func (a *gatewayActor) handle(ctx actor.Context, msg *fifoLine) {
 	ctx.RequestWithCustomSender(a.installer, req, rep)
 }
 
-// requestActor writes one request's replies to its reply FIFO, opened on
-// the first reply (a request that fails before anything is said costs one
-// open). It stops after the final reply, or when the CLI is gone; whoever
-// works for the request watches it to know the CLI left.
+// refuse answers a request with an error, if its CLI has room to take it
+// now, and closes its reply FIFO: the gateway never waits for a CLI.
+func (a *gatewayActor) refuse(in *fifo.Incoming, which, why string) {
+	a.warning("refused a request", "fifo", which, "uid", in.UID, "err", why)
+	r := messages.Failure(why)
+	r.ID = in.Token
+	if b, err := json.Marshal(r); err == nil {
+		in.Reply.TryLine(b)
+	}
+	in.Reply.Close()
+}
+
+// warning logs, at most warnBurst times in warnWindow; what is dropped
+// is counted in the next one.
+func (a *gatewayActor) warning(msg string, args ...any) {
+	dropped, ok := a.warn.allow(time.Now())
+	if !ok {
+		return
+	}
+	if dropped > 0 {
+		args = append(args, "warnings_dropped", dropped)
+	}
+	a.env.log.Warn(msg, args...)
+}
+
+const (
+	warnWindow = 10 * time.Second
+	warnBurst  = 10
+)
+
+// warnLimiter counts warnings in fixed windows.
+type warnLimiter struct {
+	start   time.Time
+	n       int
+	dropped int // since the last warning logged
+}
+
+// allow says whether a warning at now may be logged, and how many were
+// dropped before it.
+func (w *warnLimiter) allow(now time.Time) (dropped int, ok bool) {
+	if now.Sub(w.start) >= warnWindow {
+		w.start, w.n = now, 0
+	}
+	if w.n >= warnBurst {
+		w.dropped++
+		return 0, false
+	}
+	w.n++
+	dropped, w.dropped = w.dropped, 0
+	return dropped, true
+}
+
+// requestActor writes one request's replies to its reply FIFO, which the
+// gateway accepted and opened. It says the request is alive when nothing
+// else was said for messages.AliveEvery, stops after the final reply, or
+// when the CLI is gone; whoever works for the request watches it to know
+// the CLI left.
 type requestActor struct {
-	id, path string
-	log      *slog.Logger
-	w        *fifo.ReplyWriter
-	finished bool // the final reply was sent, or nothing more can be
-	stopping bool
+	id        string
+	log       *slog.Logger
+	w         *fifo.ReplyWriter
+	lastWrite time.Time
+	stopAlive scheduler.CancelFunc
+	finished  bool // the final reply was sent, or nothing more can be
+	stopping  bool
 }
 
 // stopWriteTimeout bounds the last word of a request's actor that is
@@ -182,53 +278,70 @@ const replyTimeout = 5 * time.Second
 // it stops. Stopping at once made the actor's teardown and its parent's
 // bookkeeping compete for the CPU with the CLI reading its answer: tpm info
 // took 0.59 ms instead of 0.50 (test/bench/client). Lingering actors count
-// against maxInFlight, so a flood is still bounded.
+// against the bounds in flight, so a flood is still bounded.
 const linger = 20 * time.Millisecond
 
-// stopNow ends a request's actor that lingered.
-type stopNow struct{}
+// stopNow ends a request's actor that lingered; aliveTick checks whether
+// the CLI heard anything lately.
+type (
+	stopNow   struct{}
+	aliveTick struct{}
+)
+
+// part is one part of a long result, sent by a goroutine that waits for
+// partWritten before it reads the next: a CLI that reads slowly slows its
+// own request only, and nothing piles up in a mailbox.
+type (
+	part        struct{ reply *messages.Reply }
+	partWritten struct{ gone bool }
+)
 
 func (a *requestActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		a.lastWrite = time.Now()
+		a.stopAlive = scheduler.NewTimerScheduler(ctx.ActorSystem().Root).SendRepeatedly(messages.AliveEvery, messages.AliveEvery, ctx.Self(), &aliveTick{})
 	case *messages.Reply:
-		if a.finished {
-			return
-		}
-		if err := a.write(msg); err != nil {
-			a.log.Debug("reply not delivered: the CLI went away", "id", a.id, "err", err)
-			a.finished = true
-			ctx.Stop(ctx.Self())
-			return
-		}
-		if msg.Final() {
-			a.finished = true
-			a.w.Close()
-			a.w = nil
-			scheduler.NewTimerScheduler(ctx.ActorSystem().Root).SendOnce(linger, ctx.Self(), &stopNow{})
+		a.send(ctx, msg)
+	case *part:
+		a.send(ctx, msg.reply)
+		ctx.Respond(&partWritten{gone: a.finished})
+	case *aliveTick:
+		if !a.finished && time.Since(a.lastWrite) >= messages.AliveEvery {
+			a.send(ctx, &messages.Reply{Type: messages.ReplyAlive})
 		}
 	case *stopNow:
 		ctx.Stop(ctx.Self())
 	case *actor.Stopping:
+		a.stopAlive()
 		if !a.finished {
 			// The daemon may be stopping, within its 5 s: a CLI that does
 			// not read gets a short chance only.
 			a.finished, a.stopping = true, true
 			a.write(messages.Failure("tpmd stopped answering this request (it is stopping, or one of its parts restarted): check with tpm status and tpm list, then run the command again"))
 		}
-		if a.w != nil {
-			a.w.Close()
-		}
+		a.w.Close()
+	}
+}
+
+func (a *requestActor) send(ctx actor.Context, r *messages.Reply) {
+	if a.finished {
+		return
+	}
+	if err := a.write(r); err != nil {
+		a.log.Debug("reply not delivered: the CLI went away", "id", a.id, "err", err)
+		a.finished = true
+		ctx.Stop(ctx.Self())
+		return
+	}
+	if r.Final() {
+		a.finished = true
+		a.stopAlive()
+		scheduler.NewTimerScheduler(ctx.ActorSystem().Root).SendOnce(linger, ctx.Self(), &stopNow{})
 	}
 }
 
 func (a *requestActor) write(r *messages.Reply) error {
-	if a.w == nil {
-		w, err := fifo.OpenReply(a.path, replyTimeout)
-		if err != nil {
-			return err
-		}
-		a.w = w
-	}
 	if a.stopping {
 		a.w.SetTimeout(stopWriteTimeout)
 	}
@@ -238,5 +351,22 @@ func (a *requestActor) write(r *messages.Reply) error {
 	if err != nil {
 		return fmt.Errorf("reply: %w", err)
 	}
+	a.lastWrite = time.Now()
 	return a.w.WriteLine(b)
+}
+
+// errGone is what a goroutine sending parts learns when the CLI left.
+var errGone = errors.New("the CLI went away")
+
+// sendPart sends one part of a long result to a request's actor and waits
+// until it is written.
+func sendPart(root *actor.RootContext, to *actor.PID, r *messages.Reply) error {
+	res, err := root.RequestFuture(to, &part{reply: r}, replyTimeout+time.Second).Result()
+	if err != nil {
+		return fmt.Errorf("%w: %w", errGone, err)
+	}
+	if w, ok := res.(*partWritten); !ok || w.gone {
+		return errGone
+	}
+	return nil
 }

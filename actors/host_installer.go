@@ -2,6 +2,7 @@ package actors
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,10 +20,12 @@ import (
 )
 
 // Bounds of what the installer takes on: queries answered at once (each on
-// a goroutine, reading the database) and waiting, transactions waiting.
-// Beyond them a request is answered at once that tpmd is busy.
+// a goroutine, reading the database), and of them for one uid, so that
+// another user's query always finds a slot soon; queries and transactions
+// waiting. Beyond them a request is answered at once that tpmd is busy.
 const (
 	maxQueries       = 4
+	maxQueriesUID    = 2
 	maxQueuedQueries = 256
 	maxQueuedJobs    = 64
 )
@@ -63,14 +66,77 @@ type installerActor struct {
 	// finished after a restart) never match a job of this instance.
 	lastID     uint64
 	installing string // what the running transaction applies now, for status
-	queries    int    // query goroutines running
-	queryQueue []waitingQuery
+	queries    queryQueue
 }
 
 // waitingQuery is a query waiting for the engine or a free slot.
 type waitingQuery struct {
 	req *messages.Request
 	to  *actor.PID
+}
+
+// queryQueue holds the queries waiting and counts those running, by uid.
+// It takes uids in turn, so a user's flood waits behind itself only.
+type queryQueue struct {
+	waiting map[int][]waitingQuery
+	turn    []int // uids with queries waiting, the next first
+	running map[int]int
+	queued  int
+	total   int // running
+}
+
+func (q *queryQueue) push(w waitingQuery) {
+	if q.waiting == nil {
+		q.waiting, q.running = map[int][]waitingQuery{}, map[int]int{}
+	}
+	uid := w.req.UID
+	if len(q.waiting[uid]) == 0 {
+		q.turn = append(q.turn, uid)
+	}
+	q.waiting[uid] = append(q.waiting[uid], w)
+	q.queued++
+}
+
+// next takes the query to start, if a slot is free for it.
+func (q *queryQueue) next() (waitingQuery, bool) {
+	if q.total >= maxQueries {
+		return waitingQuery{}, false
+	}
+	for i, uid := range q.turn {
+		if q.running[uid] >= maxQueriesUID {
+			continue
+		}
+		w := q.waiting[uid][0]
+		q.waiting[uid] = q.waiting[uid][1:]
+		q.turn = append(q.turn[:i:i], q.turn[i+1:]...)
+		if len(q.waiting[uid]) > 0 {
+			q.turn = append(q.turn, uid) // the others go first
+		} else {
+			delete(q.waiting, uid)
+		}
+		q.queued--
+		q.running[uid]++
+		q.total++
+		return w, true
+	}
+	return waitingQuery{}, false
+}
+
+func (q *queryQueue) done(uid int) {
+	q.total--
+	if q.running[uid]--; q.running[uid] <= 0 {
+		delete(q.running, uid)
+	}
+}
+
+// drain empties the queue, passing each waiting query to fn.
+func (q *queryQueue) drain(fn func(waitingQuery)) {
+	for _, uid := range q.turn {
+		for _, w := range q.waiting[uid] {
+			fn(w)
+		}
+	}
+	q.waiting, q.turn, q.queued = nil, nil, 0
 }
 
 // engineOpened is what the goroutine that opens the engine reports.
@@ -82,7 +148,10 @@ type engineOpened struct {
 }
 
 // queryDone frees a query slot of the instance with the token.
-type queryDone struct{ token uint64 }
+type queryDone struct {
+	token uint64
+	uid   int
+}
 
 func (a *installerActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
@@ -131,7 +200,7 @@ func (a *installerActor) Receive(ctx actor.Context) {
 		a.request(ctx, msg)
 	case *queryDone:
 		if msg.token == a.life.token {
-			a.queries--
+			a.queries.done(msg.uid)
 			a.nextQuery(ctx)
 		}
 	case *actor.Terminated:
@@ -195,10 +264,8 @@ func (a *installerActor) engineOpened(ctx actor.Context, msg *engineOpened) {
 // package being applied (if any) is in.
 func (a *installerActor) shutdown(ctx actor.Context, why string) {
 	a.life.end()
-	for _, q := range a.queryQueue {
-		ctx.Send(q.to, messages.Failure(why))
-	}
-	a.queryQueue = nil
+	a.queries.drain(func(q waitingQuery) { ctx.Send(q.to, messages.Failure(why)) })
+	a.queries.running, a.queries.total = nil, 0
 	for _, j := range a.jobs {
 		if j.to != nil {
 			ctx.Send(j.to, messages.Failure(why))
@@ -240,54 +307,94 @@ func (a *installerActor) request(ctx actor.Context, req *messages.Request) {
 		}
 		a.enqueue(ctx, &job{req: req, to: to})
 	default:
-		if len(a.queryQueue) >= maxQueuedQueries {
-			ctx.Send(to, messages.Failure(fmt.Sprintf("tpmd is busy: %d requests are waiting; try again in a moment", len(a.queryQueue))))
+		if a.queries.queued >= maxQueuedQueries {
+			ctx.Send(to, messages.Failure(fmt.Sprintf("tpmd is busy: %d requests are waiting; try again in a moment", a.queries.queued)))
 			return
 		}
-		a.queryQueue = append(a.queryQueue, waitingQuery{req: req, to: to})
+		a.queries.push(waitingQuery{req: req, to: to})
 		a.nextQuery(ctx)
 	}
 }
 
 // nextQuery starts waiting queries while slots are free.
 func (a *installerActor) nextQuery(ctx actor.Context) {
-	for a.eng != nil && a.queries < maxQueries && len(a.queryQueue) > 0 {
-		q := a.queryQueue[0]
-		a.queryQueue = a.queryQueue[1:]
-		a.queries++
+	for a.eng != nil {
+		q, ok := a.queries.next()
+		if !ok {
+			return
+		}
 		eng, idx, self, root, def, token := a.eng, a.idx, ctx.Self(), ctx.ActorSystem().Root, a.cfg.Prefix, a.life.token
 		log := a.env.log
 		a.env.bg.Go(func() {
-			defer root.Send(self, &queryDone{token: token})
+			defer root.Send(self, &queryDone{token: token, uid: q.req.UID})
 			defer func() {
 				if p := recover(); p != nil {
 					log.Error("query failed", "verb", q.req.Verb, "panic", fmt.Sprint(p))
 					root.Send(q.to, messages.Failure(fmt.Sprintf("the daemon failed answering %s (%v); it keeps running — try again", q.req.Verb, p)))
 				}
 			}()
-			root.Send(q.to, answer(eng, idx, q.req, def, func(r *messages.Reply) { root.Send(q.to, r) }))
+			final := answer(eng, idx, q.req, def, func(r *messages.Reply) error { return sendPart(root, q.to, r) })
+			if final != nil {
+				root.Send(q.to, final)
+			}
 		})
 	}
 }
 
-// answer is the final reply to a query; a plan is also shown (each) first.
-func answer(eng *engine.Engine, idx *index.Snapshot, req *messages.Request, defPrefix string, each func(*messages.Reply)) *messages.Reply {
+// answer is the final reply to a query (nil when the CLI left while parts
+// were sent). A plan is shown first; list, files and verify come in parts,
+// each sent (and written) before the next is read.
+func answer(eng *engine.Engine, idx *index.Snapshot, req *messages.Request, defPrefix string, send func(*messages.Reply) error) *messages.Reply {
 	prefix, err := query.Prefix(req, defPrefix)
 	if err != nil {
 		return messages.Failure(err.Error())
+	}
+	ok, err := streamed(eng, prefix, req, func(data any) error {
+		b, err := json.Marshal(data)
+		if err != nil {
+			return err
+		}
+		return send(&messages.Reply{Type: messages.ReplyItems, Data: b})
+	})
+	switch {
+	case errors.Is(err, errGone):
+		return nil
+	case err != nil:
+		return messages.Failure(oneLine(err.Error()))
+	case ok:
+		return &messages.Reply{Type: messages.ReplyResult}
 	}
 	data, err := query.Answer(eng, idx, req, prefix)
 	if err != nil {
 		return messages.Failure(oneLine(err.Error()))
 	}
 	if p, ok := data.(*messages.PlanResult); ok {
-		each(&messages.Reply{Type: messages.ReplyPlan, Plan: p.Plan})
+		if err := send(&messages.Reply{Type: messages.ReplyPlan, Plan: p.Plan}); err != nil {
+			return nil
+		}
 	}
 	res, err := messages.Result(data)
 	if err != nil {
 		return messages.Failure(err.Error())
 	}
 	return res
+}
+
+// streamed answers the queries whose results come in parts, passing each
+// part to each; ok is false for the other verbs.
+func streamed(eng *engine.Engine, prefix string, req *messages.Request, each func(any) error) (ok bool, err error) {
+	switch req.Verb {
+	case messages.VerbList:
+		if len(req.Args) > 0 {
+			return true, errors.New("list takes no arguments: tpm list")
+		}
+		return true, query.ListEach(eng, prefix, func(p []messages.InstalledPackage) error { return each(p) })
+	case messages.VerbFiles:
+		return true, query.FilesEach(eng, prefix, req.Args, func(p []messages.PackageFile) error { return each(p) })
+	case messages.VerbVerify:
+		return true, query.VerifyEach(eng, prefix, req.Args, func(p []messages.Problem) error { return each(p) })
+	}
+	return false, nil
 }
 
 // status answers at once from what the installer holds, with the swarm's

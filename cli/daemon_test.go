@@ -28,19 +28,19 @@ type fakeDaemon struct {
 func startFakeDaemon(t *testing.T, answers map[string][]*messages.Reply) *fakeDaemon {
 	t.Helper()
 	d := &fakeDaemon{run: t.TempDir(), answers: answers}
+	spool, err := fifo.MakeSpool(d.run)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, admin := range []bool{false, true} {
-		path, lock := fifo.Paths(d.run, admin)
-		if err := fifo.MakeLockFile(lock, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		l, err := fifo.Listen(path, 0o622, -1, messages.MaxRequest)
+		l, err := fifo.Listen(fifo.Path(d.run, admin), 0o622, -1)
 		if err != nil {
 			t.Fatal(err)
 		}
 		stopped := make(chan struct{})
 		go func() {
 			defer close(stopped)
-			d.serve(t, l)
+			d.serve(t, l, spool)
 		}()
 		t.Cleanup(func() {
 			l.Close()
@@ -50,9 +50,9 @@ func startFakeDaemon(t *testing.T, answers map[string][]*messages.Reply) *fakeDa
 	return d
 }
 
-func (d *fakeDaemon) serve(t *testing.T, l *fifo.Listener) {
+func (d *fakeDaemon) serve(t *testing.T, l *fifo.Listener, spool string) {
 	for {
-		line, err := l.ReadLine()
+		tokens, _, err := l.Next()
 		if errors.Is(err, os.ErrClosed) {
 			return
 		}
@@ -60,33 +60,41 @@ func (d *fakeDaemon) serve(t *testing.T, l *fifo.Listener) {
 			t.Errorf("fake daemon: %v", err)
 			return
 		}
-		var req messages.Request
-		if err := json.Unmarshal(line, &req); err != nil {
-			t.Errorf("fake daemon: %v", err)
-			return
+		for _, tok := range tokens {
+			d.answer(t, spool, tok)
 		}
-		d.mu.Lock()
-		d.requests = append(d.requests, req)
-		d.mu.Unlock()
-		w, err := fifo.OpenReply(req.Reply, 5*time.Second)
-		if err != nil {
-			t.Errorf("fake daemon: %v", err)
-			return
-		}
-		replies := d.answers[req.Verb]
-		if replies == nil {
-			replies = []*messages.Reply{messages.Failure("no answer scripted for " + req.Verb)}
-		}
-		for _, r := range replies {
-			out := *r
-			out.ID = req.ID
-			b, _ := json.Marshal(&out)
-			if err := w.WriteLine(b); err != nil {
-				t.Errorf("fake daemon: %v", err)
-			}
-		}
-		w.Close()
 	}
+}
+
+func (d *fakeDaemon) answer(t *testing.T, spool, token string) {
+	in, err := fifo.Accept(spool, token, messages.MaxRequest, 5*time.Second)
+	if err != nil {
+		t.Errorf("fake daemon: %v", err)
+		return
+	}
+	w := in.Reply
+	var req messages.Request
+	if err := json.Unmarshal(in.Request, &req); err != nil {
+		t.Errorf("fake daemon: %v", err)
+		return
+	}
+	req.ID = token
+	d.mu.Lock()
+	d.requests = append(d.requests, req)
+	d.mu.Unlock()
+	replies := d.answers[req.Verb]
+	if replies == nil {
+		replies = []*messages.Reply{messages.Failure("no answer scripted for " + req.Verb)}
+	}
+	for _, r := range replies {
+		out := *r
+		out.ID = req.ID
+		b, _ := json.Marshal(&out)
+		if err := w.WriteLine(b); err != nil {
+			t.Errorf("fake daemon: %v", err)
+		}
+	}
+	w.Close()
 }
 
 // got is the requests so far.
@@ -102,6 +110,16 @@ func (d *fakeDaemon) verbs() string {
 		out = append(out, r.Verb)
 	}
 	return strings.Join(out, " ")
+}
+
+// mustItems is a streamed answer: the items in one part, and the end.
+func mustItems(t *testing.T, items any) []*messages.Reply {
+	t.Helper()
+	b, err := json.Marshal(items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []*messages.Reply{{Type: messages.ReplyItems, Data: b}, {Type: messages.ReplyResult}}
 }
 
 func mustResult(t *testing.T, data any) *messages.Reply {
@@ -285,9 +303,9 @@ func TestNoDaemonJSON(t *testing.T) {
 func TestDaemonQueriesText(t *testing.T) {
 	installed := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	d := startFakeDaemon(t, map[string][]*messages.Reply{
-		messages.VerbList:   {mustResult(t, []messages.InstalledPackage{{Name: "hello", Version: "2.0-1", Reason: "explicit"}, {Name: "greet-data", Version: "1.0-1", Reason: "dependency"}})},
+		messages.VerbList:   mustItems(t, []messages.InstalledPackage{{Name: "hello", Version: "2.0-1", Reason: "explicit"}, {Name: "greet-data", Version: "1.0-1", Reason: "dependency"}}),
 		messages.VerbSearch: {mustResult(t, []messages.SearchResult{{Name: "hello", Version: "2.0-1", Description: "says hello", Installed: "2.0-1"}})},
-		messages.VerbVerify: {mustResult(t, []messages.Problem{{Package: "hello", Path: "/usr/bin/hello", Kind: "missing", Detail: "recorded as file"}})},
+		messages.VerbVerify: mustItems(t, []messages.Problem{{Package: "hello", Path: "/usr/bin/hello", Kind: "missing", Detail: "recorded as file"}}),
 		messages.VerbSync:   {mustResult(t, messages.SyncResult{Generation: 3, Changed: true})},
 		messages.VerbInfo: {mustResult(t, messages.PackageInfo{Name: "hello", Version: "2.0-1", Dependencies: []string{"libgreet >= 1.0"},
 			Installed: &messages.Installed{Version: "2.0-1", Reason: "explicit", InstalledAt: installed}})},
@@ -324,7 +342,7 @@ func TestDaemonQueriesText(t *testing.T) {
 }
 
 func TestDaemonPrefix(t *testing.T) {
-	d := startFakeDaemon(t, map[string][]*messages.Reply{messages.VerbList: {mustResult(t, []messages.InstalledPackage{})}})
+	d := startFakeDaemon(t, map[string][]*messages.Reply{messages.VerbList: mustItems(t, []messages.InstalledPackage{})})
 	dir := t.TempDir()
 	if code, _, errOut := runTPM(t, "--run-dir", d.run, "--prefix", dir+"/./x/..", "list"); code != 0 {
 		t.Fatal(errOut)

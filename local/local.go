@@ -1,18 +1,18 @@
 // Package local is the client of the tpmd daemon on this host: requests go
-// as JSON lines into its FIFOs (package fifo), replies come back on a
+// through its spool and FIFOs (package fifo), replies come back on a
 // private reply FIFO. Call is the one request/reply loop; the methods named
 // for the verbs wrap it with the wire protocol's types (package messages).
 package local
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	"tpm/fifo"
@@ -24,18 +24,22 @@ import (
 // one may serve any number of calls, at once too.
 type Client struct {
 	RunDir string
-	// TempDir is where reply FIFOs get their private directories ("":
-	// os.TempDir()).
-	TempDir string
 	// Prefix is sent with requests that name none; "" leaves the choice to
 	// the daemon (its --prefix).
 	Prefix string
 	// MaxReply bounds one reply line (0: fifo.MaxReplyLine).
 	MaxReply int
+	// Silence is how long a call waits for the next line of its answer
+	// (0: DefaultSilence). The daemon says it is alive every
+	// messages.AliveEvery while it works, so only a stuck daemon is silent.
+	Silence time.Duration
 }
 
-// sendTimeout bounds the sending of a request: a daemon that holds the
-// lockfile or leaves its FIFO full that long is as good as gone.
+// DefaultSilence is how long tpm waits for a daemon that says nothing.
+const DefaultSilence = 30 * time.Second
+
+// sendTimeout bounds the sending of a request: a daemon that leaves its
+// FIFO full that long is as good as gone.
 const sendTimeout = 10 * time.Second
 
 // livenessCheck is how often a call waiting for a reply checks that the
@@ -46,6 +50,9 @@ const livenessCheck = time.Second
 // ErrStopped is the cause when the daemon stopped reading its FIFO while a
 // call waited for its reply.
 var ErrStopped = errors.New("tpmd stopped while answering")
+
+// ErrSilent is the cause when the daemon said nothing for Silence.
+var ErrSilent = errors.New("tpmd did not answer in time")
 
 // DaemonError is a request the daemon answered with an error reply.
 type DaemonError struct {
@@ -66,54 +73,51 @@ func (e *userError) Error() string { return e.msg }
 func (e *userError) Unwrap() error { return e.cause }
 
 // Call sends req and passes every non-final reply for it to each (when not
-// nil) until the final one, which it returns. V, ID and Reply are filled in
-// only when zero (a request naming another reply FIFO gets its answer
-// there, so Call waits until ctx ends); Prefix is c.Prefix when empty. An
-// error reply becomes a *DaemonError; an error from each stops the call.
-// Replies with another id (anyone may name our FIFO as theirs) are skipped.
+// nil) until the final one, which it returns; "alive" replies only keep
+// the call waiting. V is filled in when zero, Prefix is c.Prefix when
+// empty. An error reply becomes a *DaemonError; an error from each stops
+// the call.
 func (c *Client) Call(ctx context.Context, req messages.Request, each func(*messages.Reply) error) (*messages.Reply, error) {
-	reply, err := fifo.NewReply(c.tempDir())
-	if err != nil {
-		return nil, err
-	}
-	defer reply.Close()
-	maxReply := fifo.MaxReplyLine
-	if c.MaxReply > 0 {
-		maxReply = c.MaxReply
-	}
-	reply.SetMaxLine(maxReply)
 	if req.V == 0 {
 		req.V = messages.ProtocolVersion
-	}
-	if req.ID == "" {
-		req.ID = newID()
-	}
-	if req.Reply == "" {
-		req.Reply = reply.Path()
 	}
 	if req.Prefix == "" {
 		req.Prefix = c.Prefix
 	}
-	line, err := json.Marshal(req)
+	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("encode the %s request: %w", req.Verb, err)
 	}
-	if len(line) > messages.MaxRequest {
-		// The daemon drops such a line unread, so it could not even say no.
+	if len(body) > messages.MaxRequest {
 		return nil, fmt.Errorf("the %s request is longer than tpmd takes (%d bytes): name fewer packages at once", req.Verb, messages.MaxRequest)
 	}
-	if err := c.send(ctx, req.Verb, line); err != nil {
+	out, err := c.send(ctx, req.Verb, body)
+	if err != nil {
 		return nil, err
 	}
-	queryFIFO, _ := fifo.Paths(c.RunDir, false)
+	defer out.Close()
+	maxReply := fifo.MaxReplyLine
+	if c.MaxReply > 0 {
+		maxReply = c.MaxReply
+	}
+	out.SetMaxLine(maxReply)
+	silence := c.Silence
+	if silence <= 0 {
+		silence = DefaultSilence
+	}
+	queryFIFO := fifo.Path(c.RunDir, false)
+	heard := time.Now()
 	for {
-		wait, cancel := context.WithTimeout(ctx, livenessCheck)
-		raw, err := reply.ReadLine(wait)
+		wait, cancel := context.WithTimeout(ctx, min(livenessCheck, silence))
+		raw, err := out.ReadLine(wait)
 		cancel()
 		switch {
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 			if !fifo.Alive(queryFIFO) {
 				return nil, &userError{"tpmd stopped while answering; start it again and check with tpm status", ErrStopped}
+			}
+			if time.Since(heard) >= silence {
+				return nil, &userError{fmt.Sprintf("tpmd did not answer within %v: is it stuck? see its log", silence), ErrSilent}
 			}
 			continue
 		case errors.Is(err, fifo.ErrTooLong):
@@ -121,14 +125,13 @@ func (c *Client) Call(ctx context.Context, req messages.Request, each func(*mess
 		case err != nil:
 			return nil, fmt.Errorf("waiting for tpmd's answer to %s: %w", req.Verb, err)
 		}
+		heard = time.Now()
 		var r messages.Reply
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return nil, &userError{fmt.Sprintf("tpmd sent a line that is not a reply (%v); are tpm and tpmd from the same release?", err), err}
 		}
-		if r.ID != req.ID {
-			continue
-		}
 		switch {
+		case r.ID != out.Token(), r.Type == messages.ReplyAlive:
 		case r.Type == messages.ReplyError:
 			msg := r.Error
 			if msg == "" {
@@ -145,33 +148,63 @@ func (c *Client) Call(ctx context.Context, req messages.Request, each func(*mess
 	}
 }
 
-// send writes one request line to the FIFO its verb belongs on, saying in
-// one line what to do when that fails.
-func (c *Client) send(ctx context.Context, verb string, line []byte) error {
+// send leaves the request in the daemon's spool and announces it on the
+// FIFO its verb belongs on, saying in one line what to do when that fails.
+func (c *Client) send(ctx context.Context, verb string, body []byte) (*fifo.Outgoing, error) {
 	admin := messages.IsAdmin(verb)
-	path, lock := fifo.Paths(c.RunDir, admin)
+	path := fifo.Path(c.RunDir, admin)
+	notRunning := func(err error) error {
+		return &userError{fmt.Sprintf("tpmd is not running (nothing reads %s): start it (systemctl start tpmd, or tpmd client --server URL --trusted-key FILE), or use tpm --offline", path), err}
+	}
+	denied := func(err error) error {
+		if admin {
+			return &userError{fmt.Sprintf("you may not ask tpmd to change this host (%s): run tpm as root", path), err}
+		}
+		return &userError{fmt.Sprintf("you may not talk to tpmd (%s): ask an administrator", path), err}
+	}
+	out, err := fifo.NewOutgoing(filepath.Join(c.RunDir, fifo.SpoolDir))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, notRunning(fmt.Errorf("%w: %w", fifo.ErrNoDaemon, err))
+	case errors.Is(err, fs.ErrPermission):
+		return nil, denied(err)
+	case err != nil:
+		return nil, err
+	}
 	sendCtx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
-	err := fifo.Send(sendCtx, path, lock, line)
+	err = out.Send(sendCtx, path, body, adminGroup(admin, path))
 	switch {
 	case err == nil:
-		return nil
+		return out, nil
 	case errors.Is(err, fifo.ErrNoDaemon):
-		return &userError{fmt.Sprintf("tpmd is not running (nothing reads %s): start it (systemctl start tpmd, or tpmd client --server URL --trusted-key FILE), or use tpm --offline", path), err}
-	case errors.Is(err, fs.ErrPermission) && admin:
-		return &userError{fmt.Sprintf("you may not ask tpmd to change this host (%s): run tpm as root", path), err}
+		err = notRunning(err)
 	case errors.Is(err, fs.ErrPermission):
-		return &userError{fmt.Sprintf("you may not talk to tpmd (%s): ask an administrator", path), err}
-	case ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)):
-		return &userError{fmt.Sprintf("tpmd did not take the request within %v (%s); check it with tpm status", sendTimeout, path), err}
+		err = denied(err)
+	case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+		err = &userError{fmt.Sprintf("tpmd did not take the request within %v (%s); check it with tpm status", sendTimeout, path), err}
 	}
-	return err
+	out.Close()
+	return nil, err
 }
 
-func newID() string {
-	b := make([]byte, 8)
-	rand.Read(b) // never fails (crypto/rand panics rather)
-	return hex.EncodeToString(b)
+// adminGroup is the group a user who is not root gives an admin request:
+// the admin FIFO's, when that group may write it. The kernel lets a user
+// give a file only a group it belongs to, so the daemon takes the group as
+// proof of membership.
+func adminGroup(admin bool, path string) int {
+	if !admin || os.Geteuid() == 0 {
+		return -1
+	}
+	info, err := os.Stat(path)
+	if err != nil || info.Mode().Perm()&0o020 == 0 {
+		return -1
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return -1
+	}
+	return int(st.Gid)
 }
 
 // decode reads a result's data as the verb's type.
@@ -196,6 +229,24 @@ func query[T any](ctx context.Context, c *Client, req messages.Request) (T, erro
 	return decode[T](req.Verb, r)
 }
 
+// stream runs a request whose result comes in "items" parts, in order,
+// and gathers them.
+func stream[T any](ctx context.Context, c *Client, req messages.Request) ([]T, error) {
+	out := []T{}
+	_, err := c.Call(ctx, req, func(r *messages.Reply) error {
+		if r.Type != messages.ReplyItems {
+			return nil
+		}
+		part, err := decode[[]T](req.Verb, r)
+		out = append(out, part...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Status describes the daemon: index, seeding, peers, traffic.
 func (c *Client) Status(ctx context.Context) (messages.Status, error) {
 	return query[messages.Status](ctx, c, messages.Request{Verb: messages.VerbStatus})
@@ -213,12 +264,12 @@ func (c *Client) Info(ctx context.Context, name string) (messages.PackageInfo, e
 
 // List is every installed package.
 func (c *Client) List(ctx context.Context) ([]messages.InstalledPackage, error) {
-	return query[[]messages.InstalledPackage](ctx, c, messages.Request{Verb: messages.VerbList})
+	return stream[messages.InstalledPackage](ctx, c, messages.Request{Verb: messages.VerbList})
 }
 
 // Files lists what the named installed packages own.
 func (c *Client) Files(ctx context.Context, names []string) ([]messages.PackageFile, error) {
-	return query[[]messages.PackageFile](ctx, c, messages.Request{Verb: messages.VerbFiles, Args: names})
+	return stream[messages.PackageFile](ctx, c, messages.Request{Verb: messages.VerbFiles, Args: names})
 }
 
 // Owns says which packages own the absolute paths.
@@ -228,7 +279,7 @@ func (c *Client) Owns(ctx context.Context, paths []string) ([]messages.Owner, er
 
 // Verify compares the disk with the receipts of names (all when none).
 func (c *Client) Verify(ctx context.Context, names []string) ([]messages.Problem, error) {
-	return query[[]messages.Problem](ctx, c, messages.Request{Verb: messages.VerbVerify, Args: names})
+	return stream[messages.Problem](ctx, c, messages.Request{Verb: messages.VerbVerify, Args: names})
 }
 
 // Plan says what an install (or with opts.Upgrade, an upgrade) of args
@@ -267,11 +318,4 @@ func (c *Client) transaction(ctx context.Context, req messages.Request, each fun
 // Sync makes the daemon fetch the repository's index now.
 func (c *Client) Sync(ctx context.Context) (messages.SyncResult, error) {
 	return query[messages.SyncResult](ctx, c, messages.Request{Verb: messages.VerbSync})
-}
-
-func (c *Client) tempDir() string {
-	if c.TempDir == "" {
-		return os.TempDir()
-	}
-	return c.TempDir
 }

@@ -16,45 +16,57 @@ import (
 	"tpm/messages"
 )
 
-// The daemon's side here is the real fifo package (Listen, OpenReply), as
+// The daemon's side here is the real fifo package (Listen, Accept), as
 // tpmd uses it; only what it answers is scripted.
 
-// listen makes the request FIFO and lockfile of run for admin (or query)
-// requests, as tpmd does.
-func listen(t *testing.T, run string, admin bool) *fifo.Listener {
+// daemonFIFO is a request FIFO of a scripted daemon, with its spool.
+type daemonFIFO struct {
+	*fifo.Listener
+	spool string
+}
+
+// listen makes the request FIFO of run for admin (or query) requests, and
+// the spool unless it is there, as tpmd does.
+func listen(t *testing.T, run string, admin bool) *daemonFIFO {
 	t.Helper()
-	path, lock := fifo.Paths(run, admin)
-	if err := fifo.MakeLockFile(lock, 0o644); err != nil {
-		t.Fatal(err)
+	spool := filepath.Join(run, fifo.SpoolDir)
+	if _, err := os.Stat(spool); err != nil {
+		if _, err := fifo.MakeSpool(run); err != nil {
+			t.Fatal(err)
+		}
 	}
-	l, err := fifo.Listen(path, 0o622, -1, messages.MaxRequest)
+	l, err := fifo.Listen(fifo.Path(run, admin), 0o622, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	return l
+	return &daemonFIFO{l, spool}
 }
 
 // accept reads one request from l and opens its reply FIFO.
-func accept(l *fifo.Listener) (*messages.Request, *fifo.ReplyWriter, error) {
-	line, err := l.ReadLine()
+func accept(l *daemonFIFO) (*messages.Request, *fifo.ReplyWriter, error) {
+	var tokens []string
+	for len(tokens) == 0 {
+		var err error
+		if tokens, _, err = l.Next(); err != nil {
+			return nil, nil, err
+		}
+	}
+	in, err := fifo.Accept(l.spool, tokens[0], messages.MaxRequest, 5*time.Second)
 	if err != nil {
 		return nil, nil, err
 	}
 	var req messages.Request
-	if err := json.Unmarshal(line, &req); err != nil {
+	if err := json.Unmarshal(in.Request, &req); err != nil {
 		return nil, nil, err
 	}
-	w, err := fifo.OpenReply(req.Reply, 5*time.Second)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &req, w, nil
+	req.ID, req.UID = in.Token, in.UID
+	return &req, in.Reply, nil
 }
 
 // daemon answers one request on l with what answer writes, in a goroutine;
 // the returned channel gives the request once it is answered.
-func daemon(t *testing.T, l *fifo.Listener, answer func(req *messages.Request, w *fifo.ReplyWriter) error) <-chan *messages.Request {
+func daemon(t *testing.T, l *daemonFIFO, answer func(req *messages.Request, w *fifo.ReplyWriter) error) <-chan *messages.Request {
 	t.Helper()
 	got := make(chan *messages.Request, 1)
 	go func() {
@@ -104,14 +116,13 @@ func testContext(t *testing.T) context.Context {
 }
 
 func newClient(t *testing.T) *Client {
-	return &Client{RunDir: t.TempDir(), TempDir: t.TempDir()}
+	return &Client{RunDir: t.TempDir()}
 }
 
 func TestNoDaemon(t *testing.T) {
 	ctx := testContext(t)
 	c := newClient(t)
-	query, _ := fifo.Paths(c.RunDir, false)
-	admin, _ := fifo.Paths(c.RunDir, true)
+	query, admin := fifo.Path(c.RunDir, false), fifo.Path(c.RunDir, true)
 	_, err := c.Status(ctx)
 	want := "tpmd is not running (nothing reads " + query + "): start it (systemctl start tpmd, or tpmd client --server URL --trusted-key FILE), or use tpm --offline"
 	if err == nil || err.Error() != want || !errors.Is(err, fifo.ErrNoDaemon) {
@@ -120,16 +131,21 @@ func TestNoDaemon(t *testing.T) {
 	if _, err := c.Sync(ctx); err == nil || !strings.Contains(err.Error(), "nothing reads "+admin) {
 		t.Fatalf("admin verb: %v", err)
 	}
-	// A FIFO left behind by a daemon that is gone is the same as none.
+	// A FIFO and spool left behind by a daemon that is gone are the same
+	// as none.
 	if err := unix.Mkfifo(query, 0o622); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.List(ctx); err == nil || err.Error() != want {
+	spool, err := fifo.MakeSpool(c.RunDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.List(ctx); err == nil || err.Error() != want || !errors.Is(err, fifo.ErrNoDaemon) {
 		t.Fatalf("FIFO nobody reads: %v", err)
 	}
-	// The reply FIFO's private directory does not outlive the call.
-	if ents, _ := os.ReadDir(c.TempDir); len(ents) != 0 {
-		t.Fatalf("left in TempDir: %v", ents)
+	// The request's directory does not outlive the call.
+	if ents, _ := os.ReadDir(spool); len(ents) != 0 {
+		t.Fatalf("left in the spool: %v", ents)
 	}
 }
 
@@ -141,7 +157,7 @@ func TestPermissionDenied(t *testing.T) {
 	c := newClient(t)
 	listen(t, c.RunDir, false)
 	listen(t, c.RunDir, true)
-	path, _ := fifo.Paths(c.RunDir, true)
+	path := fifo.Path(c.RunDir, true)
 	if err := os.Chmod(path, 0o400); err != nil {
 		t.Fatal(err)
 	}
@@ -157,8 +173,8 @@ func TestSkipsOtherIDsAndStreams(t *testing.T) {
 	c.Prefix = "/opt/p"
 	l := listen(t, c.RunDir, false)
 	got := daemon(t, l, func(req *messages.Request, w *fifo.ReplyWriter) error {
-		// Anyone may name our FIFO in their request: their replies come
-		// here too, and must not end (or feed) our call.
+		// Nobody but the daemon may write our FIFO, but a line for another
+		// request must still not end (or feed) our call.
 		return send(w,
 			&messages.Reply{ID: "someone-else", Type: messages.ReplyLog, Text: "not yours"},
 			&messages.Reply{ID: req.ID, Type: messages.ReplyLog, Text: "yours"},
@@ -182,7 +198,7 @@ func TestSkipsOtherIDsAndStreams(t *testing.T) {
 		t.Fatalf("result: %s %v", final.Data, err)
 	}
 	req := <-got
-	if req.V != messages.ProtocolVersion || req.ID == "" || req.Prefix != "/opt/p" || req.Reply == "" {
+	if req.V != messages.ProtocolVersion || req.Prefix != "/opt/p" || req.UID != os.Getuid() {
 		t.Fatalf("request: %+v", req)
 	}
 }
@@ -195,15 +211,15 @@ func TestFillsOnlyZeroFields(t *testing.T) {
 	got := daemon(t, l, func(req *messages.Request, w *fifo.ReplyWriter) error {
 		return send(w, result(t, req.ID, messages.Status{PID: 7}))
 	})
-	final, err := c.Call(ctx, messages.Request{V: 99, ID: "mine", Verb: messages.VerbStatus, Prefix: "/own"}, nil)
+	final, err := c.Call(ctx, messages.Request{V: 99, Verb: messages.VerbStatus, Prefix: "/own"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if final.ID != "mine" {
+	req := <-got
+	if final.ID != req.ID {
 		t.Fatalf("final: %+v", final)
 	}
-	req := <-got
-	if req.V != 99 || req.ID != "mine" || req.Prefix != "/own" {
+	if req.V != 99 || req.Prefix != "/own" {
 		t.Fatalf("request: %+v", req)
 	}
 }
@@ -286,7 +302,7 @@ func TestEndlessLineFailsAtTheLimit(t *testing.T) {
 		// Far over the limit, and never ended by a newline (which
 		// ReplyWriter would add): the call must fail at the limit rather
 		// than wait for the end of the line.
-		f, err := os.OpenFile(req.Reply, os.O_WRONLY, 0)
+		f, err := os.OpenFile(filepath.Join(l.spool, req.ID, fifo.ReplyFIFO), os.O_WRONLY, 0)
 		if err != nil {
 			written <- err
 			return
@@ -392,7 +408,46 @@ func TestRequestTooLong(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "name fewer packages at once") {
 		t.Fatalf("got %v", err)
 	}
-	if ents, _ := os.ReadDir(filepath.Clean(c.TempDir)); len(ents) != 0 {
-		t.Fatalf("left in TempDir: %v", ents)
+	if _, err := os.Stat(filepath.Join(c.RunDir, fifo.SpoolDir)); !os.IsNotExist(err) {
+		t.Fatalf("a request too long reached the spool: %v", err)
+	}
+}
+
+// TestSilentDaemon: a daemon that takes a request and never answers
+// leaves the call after Silence, with one line saying so.
+func TestSilentDaemon(t *testing.T) {
+	c := newClient(t)
+	c.Silence = 300 * time.Millisecond
+	l := listen(t, c.RunDir, false)
+	daemon(t, l, func(req *messages.Request, w *fifo.ReplyWriter) error { return nil })
+	_, err := c.Status(testContext(t))
+	if !errors.Is(err, ErrSilent) || err.Error() != "tpmd did not answer within 300ms: is it stuck? see its log" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestAliveKeepsTheCall: a daemon that says it is alive more often than
+// Silence keeps the call waiting; "alive" never reaches each.
+func TestAliveKeepsTheCall(t *testing.T) {
+	c := newClient(t)
+	c.Silence = 400 * time.Millisecond
+	l := listen(t, c.RunDir, false)
+	daemon(t, l, func(req *messages.Request, w *fifo.ReplyWriter) error {
+		for range 8 { // 800 ms in all: twice Silence
+			time.Sleep(100 * time.Millisecond)
+			if err := send(w, &messages.Reply{ID: req.ID, Type: messages.ReplyAlive}); err != nil {
+				return err
+			}
+		}
+		return send(w, &messages.Reply{ID: req.ID, Type: messages.ReplyItems, Data: json.RawMessage(`[{"name":"a"},{"name":"b"}]`)},
+			&messages.Reply{ID: req.ID, Type: messages.ReplyItems, Data: json.RawMessage(`[{"name":"c"}]`)},
+			&messages.Reply{ID: req.ID, Type: messages.ReplyResult})
+	})
+	list, err := c.List(testContext(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 3 || list[0].Name != "a" || list[2].Name != "c" {
+		t.Fatalf("list gathered from parts: %+v", list)
 	}
 }

@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"time"
 )
 
-// The FIFO wire protocol between tpm and tpmd client. A request is one JSON
-// line written to query.fifo (read-only verbs) or admin.fifo (verbs that
+// The wire protocol between tpm and tpmd client. A request is one JSON
+// object in a request file that package fifo carries to the daemon,
+// announced on query.fifo (read-only verbs) or admin.fifo (verbs that
 // change the host); the daemon answers on the request's reply FIFO with a
 // stream of Reply lines that ends with exactly one "result" or "error".
 // tpm --json prints the same Reply lines (without the id), whether the
@@ -20,9 +19,13 @@ import (
 
 // ProtocolVersion changes whenever a field changes meaning; the daemon
 // refuses requests of another version with a message saying so.
-const ProtocolVersion = 2
+const ProtocolVersion = 3
 
-// MaxRequest bounds one request line; longer lines are refused unread.
+// AliveEvery is how often the daemon says a request it works on is alive
+// when it has said nothing else; tpm gives up after a silence of three.
+const AliveEvery = 10 * time.Second
+
+// MaxRequest bounds one request; longer ones are refused unread.
 const MaxRequest = 64 << 10
 
 // The verbs.
@@ -52,8 +55,11 @@ func IsAdmin(verb string) bool { return slices.Contains(AdminVerbs, verb) }
 
 // Request is one CLI request.
 type Request struct {
-	V       int      `json:"v"`
-	ID      string   `json:"id"`
+	V int `json:"v"`
+	// ID and UID are the transport's: the request's token, which its
+	// replies carry, and the uid the kernel says made it.
+	ID      string   `json:"-"`
+	UID     int      `json:"-"`
 	Verb    string   `json:"verb"`
 	Args    []string `json:"args,omitempty"`
 	Prefix  string   `json:"prefix,omitempty"`
@@ -61,7 +67,6 @@ type Request struct {
 	// Expect pins an install to the plan the user confirmed: name → version.
 	// The daemon refuses when its plan differs (the index changed meanwhile).
 	Expect map[string]string `json:"expect,omitempty"`
-	Reply  string            `json:"reply"`
 }
 
 // Options are the verbs' switches; each verb reads those it has.
@@ -72,16 +77,13 @@ type Options struct {
 	Cascade        bool `json:"cascade,omitempty"`         // remove
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
-// ParseRequest decodes and checks one request line. The returned request
-// is nil when not even a reply FIFO could be read from the line; otherwise
-// an error still comes with the request, so the daemon can answer it.
-func ParseRequest(line []byte, allowed []string) (*Request, error) {
-	if len(line) > MaxRequest {
+// ParseRequest decodes and checks one request for a FIFO that takes the
+// allowed verbs.
+func ParseRequest(b []byte, allowed []string) (*Request, error) {
+	if len(b) > MaxRequest {
 		return nil, fmt.Errorf("request is longer than %d bytes", MaxRequest)
 	}
-	dec := json.NewDecoder(bytes.NewReader(line))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var r Request
 	if err := dec.Decode(&r); err != nil {
@@ -90,19 +92,16 @@ func ParseRequest(line []byte, allowed []string) (*Request, error) {
 	if dec.More() {
 		return nil, errors.New("request has data after the JSON object")
 	}
-	if r.Reply == "" || !filepath.IsAbs(r.Reply) {
-		return nil, errors.New("request names no absolute reply FIFO")
-	}
-	if !idPattern.MatchString(r.ID) {
-		return &r, fmt.Errorf("request id %q is not 1-64 letters, digits, _ or -", r.ID)
-	}
 	if r.V != ProtocolVersion {
-		return &r, fmt.Errorf("protocol version %d is not %d: tpm and tpmd are from different releases", r.V, ProtocolVersion)
+		return nil, fmt.Errorf("protocol version %d is not %d: tpm and tpmd are from different releases", r.V, ProtocolVersion)
 	}
-	if slices.Contains(allowed, r.Verb) {
-		return &r, nil
+	if !slices.Contains(allowed, r.Verb) {
+		if IsAdmin(r.Verb) {
+			return nil, fmt.Errorf("%s changes the host: it must be sent to the admin FIFO (as root or the admin group)", r.Verb)
+		}
+		return nil, fmt.Errorf("%q is not a request this FIFO takes", r.Verb)
 	}
-	return &r, fmt.Errorf("%q is not a request this FIFO takes", r.Verb)
+	return &r, nil
 }
 
 // Reply types.
@@ -114,6 +113,8 @@ const (
 	ReplySkipped   = "skipped"   // a package asked for that needs nothing done (Skipped)
 	ReplyDone      = "done"      // one package changed, as it happens (Done)
 	ReplyRecovered = "recovered" // tpm --offline finished a transaction a crash left (Recovered)
+	ReplyItems     = "items"     // a part of a long result (list, files, verify), in order (Data)
+	ReplyAlive     = "alive"     // the daemon still works on the request (never shown)
 	ReplyResult    = "result"    // the end: success, with the verb's Data
 	ReplyError     = "error"     // the end: failure, one line (Error)
 )

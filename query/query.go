@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"tpm/engine"
@@ -80,49 +79,93 @@ func Info(idx *index.Snapshot, installed map[string]*store.Receipt, name string)
 	return d, nil
 }
 
+// Chunk is how many items a part of a long result carries: the daemon
+// sends list, files and verify in parts, each as it is read, so no
+// request holds a whole answer or a read transaction while a CLI reads.
+// The last part may be short or empty.
+const Chunk = 256
+
 // List is every package installed in prefix, by name.
 func List(e *engine.Engine, prefix string) ([]messages.InstalledPackage, error) {
-	var receipts []*store.Receipt
+	return gather(func(each func([]messages.InstalledPackage) error) error { return ListEach(e, prefix, each) })
+}
+
+// ListEach passes what List returns to each, in parts of at most Chunk.
+// Only the receipts' heads are read.
+func ListEach(e *engine.Engine, prefix string, each func([]messages.InstalledPackage) error) error {
+	var heads []store.ReceiptHead
 	err := e.DB().View(func(tx *store.Tx) error {
 		var err error
-		receipts, err = tx.Receipts(prefix)
+		heads, err = tx.ReceiptHeads(prefix)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := []messages.InstalledPackage{}
-	for _, r := range receipts {
-		out = append(out, messages.InstalledPackage{Name: r.Name, Version: r.Version, Architecture: r.Architecture,
+	part := make([]messages.InstalledPackage, 0, min(len(heads), Chunk))
+	for _, r := range heads { // by name: the database's key order
+		part = append(part, messages.InstalledPackage{Name: r.Name, Version: r.Version, Architecture: r.Architecture,
 			Reason: string(r.Reason), InstalledAt: r.InstalledAt, Prefix: prefix})
+		if len(part) == Chunk {
+			if err := each(part); err != nil {
+				return err
+			}
+			part = part[:0]
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return each(part) // the last part, maybe empty: a streamed answer has at least one
 }
 
 // Files lists what the named packages own in prefix, in receipt order.
 func Files(e *engine.Engine, prefix string, names []string) ([]messages.PackageFile, error) {
+	return gather(func(each func([]messages.PackageFile) error) error { return FilesEach(e, prefix, names, each) })
+}
+
+// FilesEach passes what Files returns to each, in parts of at most Chunk,
+// reading one package's receipt at a time.
+func FilesEach(e *engine.Engine, prefix string, names []string, each func([]messages.PackageFile) error) error {
 	if len(names) == 0 {
-		return nil, errors.New("files takes package names (tpm files NAME...)")
+		return errors.New("files takes package names (tpm files NAME...)")
 	}
-	out := []messages.PackageFile{}
-	err := e.DB().View(func(tx *store.Tx) error {
-		for _, n := range names {
-			r, err := tx.Receipt(prefix, n)
-			if err != nil {
-				return err
-			}
-			if r == nil {
-				return fmt.Errorf("%s is not installed in %s", n, prefix)
-			}
-			for _, f := range r.Files {
-				out = append(out, messages.PackageFile{Package: n, Path: filepath.Join(prefix, filepath.FromSlash(f.Path)),
-					Type: string(f.Type), Mode: fmt.Sprintf("%#o", uint32(f.Mode.Perm())), SHA256: f.SHA256, Link: f.Link})
+	part := make([]messages.PackageFile, 0, Chunk)
+	for _, n := range names {
+		var r *store.Receipt
+		err := e.DB().View(func(tx *store.Tx) error {
+			var err error
+			r, err = tx.Receipt(prefix, n)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			return fmt.Errorf("%s is not installed in %s", n, prefix)
+		}
+		for _, f := range r.Files {
+			part = append(part, messages.PackageFile{Package: n, Path: filepath.Join(prefix, filepath.FromSlash(f.Path)),
+				Type: string(f.Type), Mode: fmt.Sprintf("%#o", uint32(f.Mode.Perm())), SHA256: f.SHA256, Link: f.Link})
+			if len(part) == Chunk {
+				if err := each(part); err != nil {
+					return err
+				}
+				part = part[:0]
 			}
 		}
+	}
+	return each(part) // the last part, maybe empty: a streamed answer has at least one
+}
+
+// gather collects a result passed in parts.
+func gather[T any](run func(each func([]T) error) error) ([]T, error) {
+	out := []T{}
+	err := run(func(part []T) error {
+		out = append(out, part...)
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Owns says which package owns each absolute path (every owner of a shared
@@ -150,13 +193,40 @@ func Owns(e *engine.Engine, prefix string, paths []string) ([]messages.Owner, er
 // Verify compares the disk with the receipts of names (every package of
 // prefix when none is named).
 func Verify(e *engine.Engine, prefix string, names []string) ([]messages.Problem, error) {
-	problems, err := e.Verify(prefix, names)
-	if err != nil {
-		return nil, err
+	return gather(func(each func([]messages.Problem) error) error { return VerifyEach(e, prefix, names, each) })
+}
+
+// VerifyEach passes what Verify finds to each, one package at a time.
+func VerifyEach(e *engine.Engine, prefix string, names []string, each func([]messages.Problem) error) error {
+	if len(names) == 0 {
+		var heads []store.ReceiptHead
+		err := e.DB().View(func(tx *store.Tx) error {
+			var err error
+			heads, err = tx.ReceiptHeads(prefix)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for _, h := range heads {
+			names = append(names, h.Name)
+		}
 	}
-	out := []messages.Problem{}
-	for _, p := range problems {
-		out = append(out, messages.Problem{Package: p.Package, Path: p.Path, Kind: p.Kind, Detail: p.Detail})
+	var part []messages.Problem
+	for _, n := range names {
+		problems, err := e.Verify(prefix, []string{n})
+		if err != nil {
+			return err
+		}
+		for _, p := range problems {
+			part = append(part, messages.Problem{Package: p.Package, Path: p.Path, Kind: p.Kind, Detail: p.Detail})
+		}
+		if len(part) >= Chunk {
+			if err := each(part); err != nil {
+				return err
+			}
+			part = nil
+		}
 	}
-	return out, nil
+	return each(part) // the last part, maybe empty: a streamed answer has at least one
 }

@@ -167,6 +167,32 @@ func (t *Tx) Receipts(prefix string) ([]*Receipt, error) {
 	return out, nil
 }
 
+// ReceiptHead is what a receipt says of its package without its files.
+type ReceiptHead struct {
+	Name         string    `json:"Name"`
+	Version      string    `json:"Version"`
+	Architecture string    `json:"Architecture"`
+	Prefix       string    `json:"prefix"`
+	Reason       Reason    `json:"reason"`
+	InstalledAt  time.Time `json:"installed_at"`
+}
+
+// ReceiptHeads returns the head of every receipt of prefix, by name. The
+// file lists are skipped, not decoded: a package may own 500,000 paths.
+func (t *Tx) ReceiptHeads(prefix string) ([]ReceiptHead, error) {
+	var out []ReceiptHead
+	start := key(prefix, "")
+	c := t.tx.Bucket(bucketPackages).Cursor()
+	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, start); k, v = c.Next() {
+		var h ReceiptHead
+		if err := json.Unmarshal(v, &h); err != nil {
+			return nil, fmt.Errorf("receipt %q: %w", k[len(start):], err)
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
 // FileOwner returns the package that owns the non-directory path, or "".
 func (t *Tx) FileOwner(prefix, path string) string {
 	return string(t.tx.Bucket(bucketFiles).Get(key(prefix, path)))

@@ -67,7 +67,7 @@ func clientFlags(o *clientOptions) *pflag.FlagSet {
 	fs.StringVar(&o.trustedKey, "trusted-key", "/etc/tpm/repo.pub", "the repository's public key `FILE`")
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/tpm", "installed-state database, index and piece-completion `DIR`")
 	fs.StringVar(&o.cacheDir, "cache-dir", "/var/cache/tpm", "`DIR` of the installed packages' files, seeded")
-	fs.StringVar(&o.runDir, "run-dir", "/run/tpm", "`DIR` of the FIFOs, lockfiles and pid file")
+	fs.StringVar(&o.runDir, "run-dir", "/run/tpm", "`DIR` of the FIFOs, the request spool and the pid file")
 	fs.StringVar(&o.adminGroup, "admin-group", "", "`GROUP` that may also write admin.fifo (mode 0620)")
 	fs.StringVar(&o.prefix, "prefix", "/", "install prefix for requests that name none")
 	fs.DurationVar(&o.syncInterval, "sync-interval", time.Hour, "time between index fetches")

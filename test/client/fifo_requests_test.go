@@ -6,7 +6,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,56 +25,39 @@ func TestGarbageIntoBothFIFOs(t *testing.T) {
 	h := newHost(t)
 	d := startClient(t, h, srv.url, r.pubPath)
 	waitIndex(t, h.run, 3)
-	ctx := context.Background()
 	for _, admin := range []bool{false, true} {
-		path, lock := fifo.Paths(h.run, admin)
-		for _, line := range [][]byte{
-			[]byte("not json at all"),
-			[]byte("{}"),
-			[]byte(`{"v":1,"id":"x","verb":"status","reply":"relative/path"}`),
-			[]byte(`{"v":1,"id":"x","verb":"status","reply":"/nonexistent/reply.fifo"}`),
-			[]byte(`{"v":1,"id":"x","verb":"status","reply":"/etc/passwd"}`),
-			[]byte(strings.Repeat("x", messages.MaxRequest+100)),
-			{0, 1, 2, 0xff, 0xfe},
-		} {
-			if err := fifo.Send(ctx, path, lock, line); err != nil {
-				t.Fatalf("send garbage to %s: %v", path, err)
+		w, err := os.OpenFile(fifo.Path(h.run, admin), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, junk := range []string{"not json at all\n", "{}\n", `{"v":1,`, "\x00\x01\xff\xfe", strings.Repeat("x", 3*fifo.PipeBuf)} {
+			if _, err := w.WriteString(junk); err != nil {
+				t.Fatal(err)
 			}
 		}
-	}
-	// Requests that name a reply FIFO get an error reply.
-	for _, c := range []struct {
-		verb string
-		mod  func(*messages.Request)
-		want string
-	}{
-		{"frobnicate", nil, "not a request this FIFO takes"},
-		{"status", func(r *messages.Request) { r.V = 99 }, "different releases"},
-		{"status", func(r *messages.Request) { r.ID = "bad id!" }, "request id"},
-	} {
-		if e := fails(t, h.run, c.verb, nil, c.mod); !strings.Contains(e, c.want) {
-			t.Fatalf("%s: %q", c.verb, e)
+		w.Close()
+		// Requests that are no requests get an error reply.
+		for _, c := range []struct {
+			body, want string
+		}{
+			{"not json", "not valid JSON"},
+			{`{"v":3,"verb":"frobnicate"}`, "not a request this FIFO takes"},
+			{`{"v":99,"verb":"status"}`, "different releases"},
+			{`{"v":3,"verb":"status","reply":"/etc/passwd"}`, "unknown field"},
+			{`{"v":3,"verb":"status"} {}`, "data after the JSON object"},
+			{strings.Repeat(" ", messages.MaxRequest+1), "longer than"},
+		} {
+			if got := rawRequest(t, h.run, admin, []byte(c.body)); !strings.Contains(got, c.want) || !strings.Contains(got, `"type":"error"`) {
+				t.Fatalf("%.40q on admin=%v: %s", c.body, admin, got)
+			}
 		}
 	}
 	// An admin verb on the query FIFO (where local.Client never sends it)
 	// is refused with what to do.
-	rep, err := fifo.NewReply(h.run)
-	if err != nil {
-		t.Fatal(err)
+	if got := rawRequest(t, h.run, false, []byte(`{"v":3,"verb":"install","args":["hello"]}`)); !strings.Contains(got, "admin FIFO") {
+		t.Fatalf("install on query.fifo: %s", got)
 	}
-	line, _ := json.Marshal(messages.Request{V: messages.ProtocolVersion, ID: "adm", Verb: "install", Args: []string{"hello"}, Reply: rep.Path()})
-	queryFIFO, queryLock := fifo.Paths(h.run, false)
-	if err := fifo.Send(ctx, queryFIFO, queryLock, line); err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	b, err := rep.ReadLine(rctx)
-	cancel()
-	rep.Close()
-	if err != nil || !strings.Contains(string(b), "admin.fifo") {
-		t.Fatalf("install on query.fifo: %s %v", b, err)
-	}
-	// /etc/passwd was not written to, and the daemon still answers both FIFOs.
+	// The daemon still answers both FIFOs.
 	if s := getStatus(t, h.run); s.PID != d.Cmd.Process.Pid {
 		t.Fatalf("status: %+v", s)
 	}

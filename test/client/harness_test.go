@@ -12,11 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"tpm/fifo"
 	"tpm/local"
 	"tpm/messages"
 	"tpm/signing"
@@ -29,7 +29,16 @@ var (
 	buildFlags []string
 )
 
-func TestMain(m *testing.M) { testenv.Main(m, &tpmdBin, buildFlags...) }
+func TestMain(m *testing.M) {
+	if name := os.Getenv(attackEnv); name != "" { // hostile_test.go's attacker
+		if err := attacker(name); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	testenv.Main(m, &tpmdBin, buildFlags...)
+}
 
 type logBuffer = testenv.LogBuffer
 
@@ -169,8 +178,6 @@ func startClient(t *testing.T, h *host, serverURL, pubPath string, extra ...stri
 	}
 }
 
-var reqSeq atomic.Int64
-
 // call sends one request and reads replies until the final one.
 func call(t *testing.T, run, verb string, args []string, mod func(*messages.Request)) (final messages.Reply, stream []messages.Reply) {
 	t.Helper()
@@ -185,13 +192,13 @@ func call(t *testing.T, run, verb string, args []string, mod func(*messages.Requ
 // handed back as the final reply, so tests can look at it like any other;
 // err is for everything else (no daemon, the daemon gone, ctx).
 func callErr(ctx context.Context, run, verb string, args []string, mod func(*messages.Request), timeout time.Duration) (final messages.Reply, stream []messages.Reply, err error) {
-	req := messages.Request{ID: fmt.Sprintf("t%d", reqSeq.Add(1)), Verb: verb, Args: args}
+	req := messages.Request{Verb: verb, Args: args}
 	if mod != nil {
 		mod(&req)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cl := &local.Client{RunDir: run, TempDir: run}
+	cl := &local.Client{RunDir: run}
 	r, err := cl.Call(ctx, req, func(r *messages.Reply) error {
 		stream = append(stream, *r)
 		return nil
@@ -199,28 +206,60 @@ func callErr(ctx context.Context, run, verb string, args []string, mod func(*mes
 	var de *local.DaemonError
 	switch {
 	case errors.As(err, &de):
-		final = *messages.Failure(de.Message)
-		final.ID = req.ID
-		return final, stream, nil
+		return *messages.Failure(de.Message), stream, nil
 	case err != nil:
 		return final, stream, fmt.Errorf("%w (after %d lines)", err, len(stream))
 	}
 	return *r, stream, nil
 }
 
-// ok calls and decodes a result, failing on an error reply.
+// ok calls and decodes a result, failing on an error reply. A result that
+// comes in parts (list, files, verify) is decoded whole.
 func ok(t *testing.T, run, verb string, args []string, mod func(*messages.Request), data any) []messages.Reply {
 	t.Helper()
 	final, stream := call(t, run, verb, args, mod)
 	if final.Type != messages.ReplyResult {
 		t.Fatalf("%s %v: %s: %s", verb, args, final.Type, final.Error)
 	}
+	raw := []byte(final.Data)
+	var items []json.RawMessage
+	for _, r := range stream {
+		if r.Type == messages.ReplyItems {
+			var part []json.RawMessage
+			if err := json.Unmarshal(r.Data, &part); err != nil {
+				t.Fatalf("%s part %s: %v", verb, r.Data, err)
+			}
+			items = append(items, part...)
+			raw, _ = json.Marshal(items)
+		}
+	}
 	if data != nil {
-		if err := json.Unmarshal(final.Data, data); err != nil {
-			t.Fatalf("%s result %s: %v", verb, final.Data, err)
+		if err := json.Unmarshal(raw, data); err != nil {
+			t.Fatalf("%s result %s: %v", verb, raw, err)
 		}
 	}
 	return stream
+}
+
+// rawRequest leaves body as a request in run's spool, announces it on the
+// query (or admin) FIFO, and returns the first reply line.
+func rawRequest(t *testing.T, run string, admin bool, body []byte) string {
+	t.Helper()
+	out, err := fifo.NewOutgoing(filepath.Join(run, fifo.SpoolDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := out.Send(ctx, fifo.Path(run, admin), body, -1); err != nil {
+		t.Fatal(err)
+	}
+	line, err := out.ReadLine(ctx)
+	if err != nil {
+		t.Fatalf("request %q: %v", body, err)
+	}
+	return string(line)
 }
 
 // fails calls and returns the error line, failing on success.

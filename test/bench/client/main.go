@@ -173,7 +173,7 @@ func call(run, verb string, args []string, mod func(*messages.Request), data any
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cl := &local.Client{RunDir: run, TempDir: run}
+	cl := &local.Client{RunDir: run}
 	r, err := cl.Call(ctx, req, nil)
 	if err != nil {
 		return fmt.Errorf("%s: %w", verb, err)
