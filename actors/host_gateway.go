@@ -183,7 +183,7 @@ func (a *gatewayActor) dispatch(ctx actor.Context, which string, req *messages.R
 	a.inFlight++
 	a.byUID[req.UID]++
 	rep := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return &requestActor{id: req.ID, w: w, log: log}
+		return &requestActor{id: req.ID, w: w, log: log, aliveEvery: messages.AliveEvery}
 	}))
 	a.uidOf[rep.Id] = req.UID
 	if messages.IsAdmin(req.Verb) {
@@ -257,13 +257,14 @@ func (w *warnLimiter) allow(now time.Time) (dropped int, ok bool) {
 // when the CLI is gone; whoever works for the request watches it to know
 // the CLI left.
 type requestActor struct {
-	id        string
-	log       *slog.Logger
-	w         *fifo.ReplyWriter
-	lastWrite time.Time
-	stopAlive scheduler.CancelFunc
-	finished  bool // the final reply was sent, or nothing more can be
-	stopping  bool
+	id         string
+	log        *slog.Logger
+	w          *fifo.ReplyWriter
+	aliveEvery time.Duration
+	lastWrite  time.Time
+	stopAlive  scheduler.CancelFunc
+	finished   bool // the final reply was sent, or nothing more can be
+	stopping   bool
 }
 
 // stopWriteTimeout bounds the last word of a request's actor that is
@@ -300,14 +301,14 @@ func (a *requestActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		a.lastWrite = time.Now()
-		a.stopAlive = scheduler.NewTimerScheduler(ctx.ActorSystem().Root).SendRepeatedly(messages.AliveEvery, messages.AliveEvery, ctx.Self(), &aliveTick{})
+		a.stopAlive = scheduler.NewTimerScheduler(ctx.ActorSystem().Root).SendRepeatedly(a.aliveEvery, a.aliveEvery, ctx.Self(), &aliveTick{})
 	case *messages.Reply:
 		a.send(ctx, msg)
 	case *part:
 		a.send(ctx, msg.reply)
 		ctx.Respond(&partWritten{gone: a.finished})
 	case *aliveTick:
-		if !a.finished && time.Since(a.lastWrite) >= messages.AliveEvery {
+		if !a.finished && time.Since(a.lastWrite) >= a.aliveEvery {
 			a.send(ctx, &messages.Reply{Type: messages.ReplyAlive})
 		}
 	case *stopNow:

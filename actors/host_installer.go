@@ -87,7 +87,10 @@ type queryQueue struct {
 
 func (q *queryQueue) push(w waitingQuery) {
 	if q.waiting == nil {
-		q.waiting, q.running = map[int][]waitingQuery{}, map[int]int{}
+		q.waiting = map[int][]waitingQuery{}
+	}
+	if q.running == nil {
+		q.running = map[int]int{}
 	}
 	uid := w.req.UID
 	if len(q.waiting[uid]) == 0 {

@@ -129,7 +129,9 @@ func Listen(path string, perm fs.FileMode, gid int) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}
-	return &Listener{path: path, f: f, buf: make([]byte, 16*PipeBuf)}, nil
+	// A read names at most a couple of hundred requests, so what a reader
+	// holds open at once for the daemon to take stays small.
+	return &Listener{path: path, f: f, buf: make([]byte, 2*PipeBuf)}, nil
 }
 
 // Next waits for the next read and returns the tokens it completed and the

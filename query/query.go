@@ -20,11 +20,12 @@ import (
 	"tpm/store"
 )
 
-// Receipts returns the receipts of prefix by package name.
+// Receipts returns the receipts of prefix by package name, without their
+// file lists.
 func Receipts(e *engine.Engine, prefix string) (map[string]*store.Receipt, error) {
 	out := make(map[string]*store.Receipt)
 	err := e.DB().View(func(tx *store.Tx) error {
-		rs, err := tx.Receipts(prefix)
+		rs, err := tx.ReceiptHeads(prefix)
 		for _, r := range rs {
 			out[r.Name] = r
 		}
@@ -93,7 +94,7 @@ func List(e *engine.Engine, prefix string) ([]messages.InstalledPackage, error) 
 // ListEach passes what List returns to each, in parts of at most Chunk.
 // Only the receipts' heads are read.
 func ListEach(e *engine.Engine, prefix string, each func([]messages.InstalledPackage) error) error {
-	var heads []store.ReceiptHead
+	var heads []*store.Receipt
 	err := e.DB().View(func(tx *store.Tx) error {
 		var err error
 		heads, err = tx.ReceiptHeads(prefix)
@@ -199,7 +200,7 @@ func Verify(e *engine.Engine, prefix string, names []string) ([]messages.Problem
 // VerifyEach passes what Verify finds to each, one package at a time.
 func VerifyEach(e *engine.Engine, prefix string, names []string, each func([]messages.Problem) error) error {
 	if len(names) == 0 {
-		var heads []store.ReceiptHead
+		var heads []*store.Receipt
 		err := e.DB().View(func(tx *store.Tx) error {
 			var err error
 			heads, err = tx.ReceiptHeads(prefix)

@@ -67,10 +67,11 @@ type FileRecord struct {
 // Receipt is what tpm knows about one installed package.
 type Receipt struct {
 	manifest.Manifest
-	Prefix      string       `json:"prefix"`
-	Reason      Reason       `json:"reason"`
-	InstalledAt time.Time    `json:"installed_at"`
-	Files       []FileRecord `json:"files"`
+	Prefix      string    `json:"prefix"`
+	Reason      Reason    `json:"reason"`
+	InstalledAt time.Time `json:"installed_at"`
+	// Files stays the last field: ReceiptHeads reads no further.
+	Files []FileRecord `json:"files"`
 }
 
 // DB is the installed-state database.
@@ -167,30 +168,55 @@ func (t *Tx) Receipts(prefix string) ([]*Receipt, error) {
 	return out, nil
 }
 
-// ReceiptHead is what a receipt says of its package without its files.
-type ReceiptHead struct {
-	Name         string    `json:"Name"`
-	Version      string    `json:"Version"`
-	Architecture string    `json:"Architecture"`
-	Prefix       string    `json:"prefix"`
-	Reason       Reason    `json:"reason"`
-	InstalledAt  time.Time `json:"installed_at"`
-}
-
-// ReceiptHeads returns the head of every receipt of prefix, by name. The
-// file lists are skipped, not decoded: a package may own 500,000 paths.
-func (t *Tx) ReceiptHeads(prefix string) ([]ReceiptHead, error) {
-	var out []ReceiptHead
+// ReceiptHeads returns every receipt of prefix, by name, without its file
+// list. A package may own 500,000 paths, and most questions need only
+// names, versions and dependencies, so the list is not even scanned.
+func (t *Tx) ReceiptHeads(prefix string) ([]*Receipt, error) {
+	var out []*Receipt
 	start := key(prefix, "")
 	c := t.tx.Bucket(bucketPackages).Cursor()
 	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, start); k, v = c.Next() {
-		var h ReceiptHead
-		if err := json.Unmarshal(v, &h); err != nil {
+		r, err := receiptHead(v)
+		if err != nil {
 			return nil, fmt.Errorf("receipt %q: %w", k[len(start):], err)
 		}
-		out = append(out, h)
+		out = append(out, r)
 	}
 	return out, nil
+}
+
+// receiptHead decodes a stored receipt up to its "files" key, which
+// encoding/json writes last (Receipt's last field).
+func receiptHead(v []byte) (*Receipt, error) {
+	dec := json.NewDecoder(bytes.NewReader(v))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	end := len(v)
+	for dec.More() {
+		before := dec.InputOffset() // just after the value before
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		if tok == "files" {
+			end = int(before)
+			break
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil, err
+		}
+	}
+	head := append(bytes.Clone(v[:end]), '}')
+	if end == len(v) {
+		head = v
+	}
+	var r Receipt
+	if err := json.Unmarshal(head, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 // FileOwner returns the package that owns the non-directory path, or "".

@@ -54,6 +54,13 @@ func TestReceiptsOwnersAndJournal(t *testing.T) {
 		if string(tx.Journal()) != `{"id":"1"}` {
 			t.Error("journal lost")
 		}
+		heads, err := tx.ReceiptHeads("/p")
+		if err != nil || len(heads) != 2 || heads[1].Name != "b" || heads[1].Reason != Explicit || heads[1].Files != nil {
+			t.Errorf("heads = %+v %v", heads, err)
+		}
+		if full, _ := tx.Receipts("/p"); len(full) != 2 || !reflect.DeepEqual(full[0].Manifest, heads[0].Manifest) || len(full[0].Files) != 2 {
+			t.Errorf("receipts = %+v", full)
+		}
 		return nil
 	})
 
