@@ -268,6 +268,7 @@ func TestJunkFloodKeepsTheLogShort(t *testing.T) {
 	x.attack(t, "junk", "100000")
 	x.rootAnswers(t)
 	added := x.d.Logs.String()[before:]
+	t.Logf("100,000 lines of junk: %d warnings, %d bytes of log", strings.Count(added, "level=WARN"), len(added))
 	if n := strings.Count(added, "level=WARN"); n > 3*10 || len(added) > 64<<10 {
 		t.Fatalf("100,000 lines of junk: %d warnings, %d bytes of log\n%s", n, len(added), added)
 	}
