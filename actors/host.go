@@ -36,7 +36,9 @@ type HostConfig struct {
 	// where they are linked (relative to the prefix; "" is usr/local).
 	BuildRoot    string
 	BuildTimeout time.Duration
-	LinkDir      string
+	// ScriptTimeout bounds each package script (zero: the engine's 5 min).
+	ScriptTimeout time.Duration
+	LinkDir       string
 
 	// Step is the engine's hook before every step of a transaction; only a
 	// test build of tpmd sets it (to kill the daemon at a step).
@@ -141,12 +143,13 @@ func recoverState(ctx context.Context, e *env, cfg HostConfig) error {
 
 func engineOptions(cfg HostConfig) engine.Options {
 	return engine.Options{
-		StateDir:     cfg.StateDir,
-		BuildRoot:    cfg.BuildRoot,
-		BuildTimeout: cfg.BuildTimeout,
-		LinkDir:      cfg.LinkDir,
-		Root:         os.Geteuid() == 0,
-		Step:         cfg.Step,
+		StateDir:      cfg.StateDir,
+		BuildRoot:     cfg.BuildRoot,
+		BuildTimeout:  cfg.BuildTimeout,
+		ScriptTimeout: cfg.ScriptTimeout,
+		LinkDir:       cfg.LinkDir,
+		Root:          os.Geteuid() == 0,
+		Step:          cfg.Step,
 	}
 }
 

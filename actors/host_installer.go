@@ -411,6 +411,10 @@ func (a *installerActor) status(ctx actor.Context, to *actor.PID) {
 	if !a.idx.Updated.IsZero() {
 		st.IndexAgeSeconds = now.Sub(a.idx.Updated).Seconds()
 	}
+	if !a.idx.ValidUntil.IsZero() {
+		st.IndexValidUntil = a.idx.ValidUntil.UTC()
+		st.IndexExpired = a.idx.Expired(now)
+	}
 	if !a.idx.Fetched.IsZero() {
 		st.IndexFetchedSecs = now.Sub(a.idx.Fetched).Seconds()
 	}

@@ -27,8 +27,11 @@ type ServerConfig struct {
 	TorrentAddr  string        // "host:port" of the seeder; port 0 picks one
 	Signer       repo.Signer   // signs /index.db
 	ScanInterval time.Duration // between periodic scans
-	Check        repo.Check
-	Logger       *slog.Logger
+	// IndexValidFor is how long a published index is valid (zero:
+	// repo.DefaultValidFor); scans come at least every quarter of it.
+	IndexValidFor time.Duration
+	Check         repo.Check
+	Logger        *slog.Logger
 	// NoSeed publishes and tracks without seeding: clients get packages
 	// from each other and from the web seed only (tpmd server --seed=false).
 	NoSeed bool
@@ -70,6 +73,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	if cfg.ScanInterval <= 0 {
 		cfg.ScanInterval = 12 * time.Hour
 	}
+	cfg.ScanInterval = min(cfg.ScanInterval, repo.RescanEvery(cfg.IndexValidFor))
 	e := newEnv(cfg.Logger)
 	e.middleware = cfg.middleware
 	cat, err := store.OpenCatalog(filepath.Join(cfg.StateDir, "catalog.db"))
@@ -78,7 +82,8 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	}
 	run := newRunning(e)
 	s := &Server{run: run, catalog: cat}
-	scanner := repo.NewScanner(cat, repo.Options{Dir: cfg.PackageDir, PublicURL: cfg.PublicURL, Signer: cfg.Signer, Check: cfg.Check})
+	scanner := repo.NewScanner(cat, repo.Options{Dir: cfg.PackageDir, PublicURL: cfg.PublicURL, Signer: cfg.Signer, Check: cfg.Check,
+		ValidFor: cfg.IndexValidFor})
 	s.publisher, err = publish.New(publish.Config{
 		Dir: cfg.PackageDir,
 		// From an HTTP request's goroutine: the supervisor listens on the

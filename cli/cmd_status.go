@@ -35,6 +35,12 @@ func (o *statusOptions) run(ctx context.Context, c *command, args []string) erro
 		fmt.Fprintf(tw, "tpmd\tpid %d, up %s\n", s.PID, seconds(s.UptimeSeconds))
 		fmt.Fprintf(tw, "server\t%s\n", s.Server)
 		fmt.Fprintf(tw, "index\tgeneration %d, %d packages, %s old\n", s.IndexGeneration, s.IndexPackages, seconds(s.IndexAgeSeconds))
+		switch {
+		case s.IndexExpired:
+			fmt.Fprintf(tw, "\tEXPIRED at %s: nothing is installed from it until tpm sync gets a fresh one\n", s.IndexValidUntil.Format(time.RFC3339))
+		case !s.IndexValidUntil.IsZero():
+			fmt.Fprintf(tw, "\tvalid until %s\n", s.IndexValidUntil.Format(time.RFC3339))
+		}
 		fmt.Fprintf(tw, "seeding\t%d packages to %d peers\n", s.Seeding, s.Peers)
 		fmt.Fprintf(tw, "traffic\t%s up, %s down\n", humanBytes(s.BytesUp), humanBytes(s.BytesDown))
 		if s.Installing != "" {

@@ -196,6 +196,11 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, h Hooks) ([]OpResult, error
 	if err := e.db.Update(func(tx *store.Tx) error { return tx.ClearJournal() }); err != nil {
 		return done, err
 	}
+	if err := e.db.Backup(); err != nil && len(done) > 0 {
+		// The transaction is in; only the copy to restore from is old.
+		last := &done[len(done)-1]
+		last.Warnings = append(last.Warnings, err.Error())
+	}
 	return done, nil
 }
 

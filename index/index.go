@@ -30,14 +30,19 @@ const (
 	SigFile   = "index.db.sig"
 )
 
-// maxIndex bounds what a server may make us download and hold.
-const maxIndex = 256 << 20
+// What a server may make us download and hold: an index, and its
+// signature (a minisign signature is about 300 bytes).
+const (
+	maxIndex     = 256 << 20
+	maxSignature = 4 << 10
+)
 
 // Snapshot is one verified generation of the repository's catalog. It is
 // immutable: readers on many goroutines share it without locks.
 type Snapshot struct {
 	Generation uint64
 	Updated    time.Time // when the server made it
+	ValidUntil time.Time // when it expires (the zero time for Empty)
 	Fetched    time.Time // when this host last confirmed it is current
 	ETag       string
 	Entries    []*store.CatalogEntry // by name, then newest version first
@@ -72,6 +77,18 @@ func newSnapshot(gen uint64, updated time.Time, entries []*store.CatalogEntry) *
 		}
 	}
 	return idx
+}
+
+// Expired says whether the index's validity ended before now. A host keeps
+// an expired index it had (queries answer from it) but installs nothing
+// from it: an old index, replayed, would keep it on old packages.
+func (idx *Snapshot) Expired(now time.Time) bool {
+	return idx.Generation != 0 && !now.Before(idx.ValidUntil)
+}
+
+// ExpiredError says what an expired index means and what to do.
+func (idx *Snapshot) ExpiredError() error {
+	return fmt.Errorf("the repository's index (generation %d) expired at %s and no fresher one came: run tpm sync, and if that fails check the server (a stale repository, or someone replaying an old index); installed packages keep working", idx.Generation, idx.ValidUntil.UTC().Format(time.RFC3339))
 }
 
 // Empty is the index of a host that has never synced.
@@ -164,24 +181,29 @@ func (m *Keeper) fetch(ctx context.Context, cur *Snapshot, swaps int) (*Snapshot
 	if cur != nil {
 		etag = cur.ETag
 	}
-	data, newTag, notModified, err := m.get(ctx, "/"+IndexFile, etag)
+	data, newTag, notModified, err := m.get(ctx, "/"+IndexFile, etag, maxIndex)
 	if err != nil {
 		return nil, false, err
 	}
 	if notModified && cur != nil {
+		if cur.Expired(m.Now()) {
+			return nil, false, cur.ExpiredError()
+		}
 		fresh := *cur
 		fresh.Fetched = m.Now()
 		return &fresh, false, nil
 	}
-	sig, _, _, err := m.get(ctx, "/"+SigFile, "")
+	sig, _, _, err := m.get(ctx, "/"+SigFile, "", maxSignature)
 	if err != nil {
 		return nil, false, fmt.Errorf("the repository's index signature: %w", err)
 	}
 	if err := m.Key.Verify(data, sig); err != nil {
 		// The server may have published a new generation between the two
 		// requests: the signature is then the new index's. Only an index
-		// that is still the server's is refused.
-		if _, _, unchanged, gerr := m.get(ctx, "/"+IndexFile, newTag); gerr == nil && !unchanged && swaps < 3 {
+		// that is still the server's is refused, and only one publication
+		// is believed: a server (or someone between) that keeps changing
+		// the index cannot make us fetch it again and again.
+		if _, _, unchanged, gerr := m.get(ctx, "/"+IndexFile, newTag, maxIndex); gerr == nil && !unchanged && swaps < 1 {
 			return m.fetch(ctx, cur, swaps+1)
 		}
 		return nil, false, fmt.Errorf("refusing the repository's index (kept the old one): %w; check --trusted-key or the server", err)
@@ -194,6 +216,9 @@ func (m *Keeper) fetch(ctx context.Context, cur *Snapshot, swaps int) (*Snapshot
 	idx, err := m.open(tmp)
 	if err != nil {
 		return nil, false, fmt.Errorf("refusing the repository's index: %w", err)
+	}
+	if idx.Expired(m.Now()) {
+		return nil, false, fmt.Errorf("refusing the repository's index (kept the old one): generation %d expired at %s; the repository or a mirror is stale, or someone between replays an old index: check the server", idx.Generation, idx.ValidUntil.UTC().Format(time.RFC3339))
 	}
 	if cur != nil && idx.Generation < cur.Generation {
 		return nil, false, fmt.Errorf("refusing the repository's index: generation %d is older than the %d this host has (a replayed index?)", idx.Generation, cur.Generation)
@@ -222,7 +247,7 @@ func (m *Keeper) fetch(ctx context.Context, cur *Snapshot, swaps int) (*Snapshot
 	return idx, true, nil
 }
 
-func (m *Keeper) get(ctx context.Context, path, etag string) (body []byte, newTag string, notModified bool, err error) {
+func (m *Keeper) get(ctx context.Context, path, etag string, limit int64) (body []byte, newTag string, notModified bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.Server+path, nil)
 	if err != nil {
 		return nil, "", false, fmt.Errorf("fetch %s: %w", path, err)
@@ -242,12 +267,15 @@ func (m *Keeper) get(ctx context.Context, path, etag string) (body []byte, newTa
 	default:
 		return nil, "", false, fmt.Errorf("fetch %s%s: %s", m.Server, path, resp.Status)
 	}
-	body, err = io.ReadAll(io.LimitReader(resp.Body, maxIndex+1))
+	if resp.ContentLength > limit {
+		return nil, "", false, fmt.Errorf("fetch %s: %d bytes, more than the %d bytes it may be", path, resp.ContentLength, limit)
+	}
+	body, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, "", false, fmt.Errorf("fetch %s: %w", path, err)
 	}
-	if len(body) > maxIndex {
-		return nil, "", false, fmt.Errorf("fetch %s: larger than %d bytes", path, maxIndex)
+	if int64(len(body)) > limit {
+		return nil, "", false, fmt.Errorf("fetch %s: larger than the %d bytes it may be", path, limit)
 	}
 	return body, resp.Header.Get("ETag"), false, nil
 }
@@ -272,6 +300,7 @@ func (m *Keeper) open(path string) (*Snapshot, error) {
 			}
 		}
 		idx = newSnapshot(tx.Generation(), tx.Updated(), entries)
+		idx.ValidUntil = tx.ValidUntil()
 		return nil
 	})
 	if err != nil {

@@ -22,6 +22,7 @@ type repo struct {
 	db, sig  []byte
 	etag     string
 	requests int
+	byPath   map[string]int
 	// afterIndex, when set, runs once after an /index.db is served: a
 	// server publishing between a client's two requests.
 	afterIndex func(*repo)
@@ -31,6 +32,7 @@ func (r *repo) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.requests++
+	r.byPath[req.URL.Path]++
 	switch req.URL.Path {
 	case "/index.db":
 		if req.Header.Get("If-None-Match") == r.etag {
@@ -52,6 +54,11 @@ func (r *repo) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 func catalog(t *testing.T, gen uint64, names ...string) []byte {
 	t.Helper()
+	return catalogValidUntil(t, gen, time.Now().Add(time.Hour), names...)
+}
+
+func catalogValidUntil(t *testing.T, gen uint64, validUntil time.Time, names ...string) []byte {
+	t.Helper()
 	cat, err := store.OpenCatalog(filepath.Join(t.TempDir(), "catalog.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +73,11 @@ func catalog(t *testing.T, gen uint64, names ...string) []byte {
 				SHA256: strings.Repeat("ab", 32), InfoHash: strings.Repeat("cd", 20),
 			}
 			if err := tx.PutEntry(e); err != nil {
+				return err
+			}
+		}
+		if !validUntil.IsZero() {
+			if err := tx.SetValidUntil(validUntil); err != nil {
 				return err
 			}
 		}
@@ -101,7 +113,7 @@ func newKey(t *testing.T) (signing.PublicKey, func([]byte) []byte) {
 
 func TestFetchVerifySwap(t *testing.T) {
 	pub, sign := newKey(t)
-	r := &repo{}
+	r := &repo{byPath: map[string]int{}}
 	r.db = catalog(t, 3, "hello=1.0", "hello=2.0", "libgreet=1.2")
 	r.sig, r.etag = sign(r.db), `"a"`
 	srv := httptest.NewServer(r)
@@ -169,7 +181,7 @@ func TestFetchVerifySwap(t *testing.T) {
 // tampered index: the client fetches again and takes the new one.
 func TestFetchAcrossAPublish(t *testing.T) {
 	pub, sign := newKey(t)
-	r := &repo{}
+	r := &repo{byPath: map[string]int{}}
 	r.db = catalog(t, 1, "hello=1.0")
 	r.sig, r.etag = sign(r.db), `"1"`
 	next := catalog(t, 2, "hello=2.0")
@@ -179,5 +191,81 @@ func TestFetchAcrossAPublish(t *testing.T) {
 	idx, changed, err := New(srv.URL, pub, t.TempDir()).Fetch(context.Background(), Empty())
 	if err != nil || !changed || idx.Generation != 2 {
 		t.Fatalf("fetch across a publish: %v, changed %v, %+v", err, changed, idx)
+	}
+}
+
+// TestExpiredIndexIsRefused: a validly signed index past its validity is
+// refused, fetched or kept; the kept one is loaded (queries answer from
+// it) but says it expired.
+func TestExpiredIndexIsRefused(t *testing.T) {
+	pub, sign := newKey(t)
+	r := &repo{byPath: map[string]int{}}
+	r.db = catalog(t, 3, "hello=1.0")
+	r.sig, r.etag = sign(r.db), `"3"`
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	now := time.Now()
+	m := New(srv.URL, pub, t.TempDir())
+	m.Now = func() time.Time { return now }
+	idx, _, err := m.Fetch(context.Background(), Empty())
+	if err != nil || idx.Expired(now) || !idx.ValidUntil.After(now) {
+		t.Fatalf("fresh index: %v, expired %v", err, idx.Expired(now))
+	}
+	// An hour on, the server still answers with the same index: the host
+	// says so instead of "up to date".
+	now = now.Add(time.Hour)
+	if _, _, err := m.Fetch(context.Background(), idx); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("fetch of the same index once expired: %v", err)
+	}
+	kept, err := m.Load()
+	if err != nil || !kept.Expired(now) || kept.Generation != 3 {
+		t.Fatalf("kept: %v, expired %v", err, kept.Expired(now))
+	}
+	// A fresh host shown an old, signed, expired generation refuses it.
+	r.mu.Lock()
+	r.db = catalogValidUntil(t, 2, now.Add(-time.Minute), "hello=0.9")
+	r.sig, r.etag = sign(r.db), `"2"`
+	r.mu.Unlock()
+	fresh := New(srv.URL, pub, t.TempDir())
+	fresh.Now = m.Now
+	if _, _, err := fresh.Fetch(context.Background(), Empty()); err == nil || !strings.Contains(err.Error(), "generation 2 expired") {
+		t.Fatalf("fresh host, expired index: %v", err)
+	}
+	// An index that says nothing of its validity is expired too.
+	r.mu.Lock()
+	r.db = catalogValidUntil(t, 4, time.Time{}, "hello=1.1")
+	r.sig, r.etag = sign(r.db), `"4"`
+	r.mu.Unlock()
+	if _, _, err := fresh.Fetch(context.Background(), Empty()); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("index without validity: %v", err)
+	}
+}
+
+// TestOversizedAnswersAreCutShort: a signature larger than a signature can
+// be is refused after reading at most the limit, and fetched once.
+func TestOversizedAnswersAreCutShort(t *testing.T) {
+	pub, sign := newKey(t)
+	r := &repo{byPath: map[string]int{}}
+	r.db = catalog(t, 1, "hello=1.0")
+	r.sig, r.etag = append(sign(r.db), make([]byte, 10<<20)...), `"1"`
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	_, _, err := New(srv.URL, pub, t.TempDir()).Fetch(context.Background(), Empty())
+	if err == nil || !strings.Contains(err.Error(), "4096 bytes") {
+		t.Fatalf("10 MB signature: %v", err)
+	}
+	if n := r.byPath["/"+SigFile]; n != 1 {
+		t.Fatalf("the signature was fetched %d times", n)
+	}
+	// A bad signature of the right size is not fetched again and again.
+	r.mu.Lock()
+	r.sig = sign([]byte("something else"))
+	r.byPath = map[string]int{}
+	r.mu.Unlock()
+	if _, _, err := New(srv.URL, pub, t.TempDir()).Fetch(context.Background(), Empty()); err == nil {
+		t.Fatal("a bad signature was accepted")
+	}
+	if n := r.byPath["/"+IndexFile] + r.byPath["/"+SigFile]; n > 3 {
+		t.Fatalf("a bad signature cost %d requests: %v", n, r.byPath)
 	}
 }

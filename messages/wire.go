@@ -303,13 +303,16 @@ type Status struct {
 	IndexAgeSeconds  float64 `json:"index_age_seconds"`
 	IndexPackages    int     `json:"index_packages"`
 	IndexFetchedSecs float64 `json:"index_fetched_seconds_ago"`
-	Seeding          int     `json:"seeding"`
-	Peers            int     `json:"peers"`
-	BytesUp          int64   `json:"bytes_up"`
-	BytesDown        int64   `json:"bytes_down"`
-	Installing       string  `json:"installing"`
-	Queued           int     `json:"queued"` // transactions waiting for the one that runs
-	TorrentPort      int     `json:"torrent_port"`
+	// The index's expiry: past it, nothing is installed from it.
+	IndexValidUntil time.Time `json:"index_valid_until,omitzero"`
+	IndexExpired    bool      `json:"index_expired"`
+	Seeding         int       `json:"seeding"`
+	Peers           int       `json:"peers"`
+	BytesUp         int64     `json:"bytes_up"`
+	BytesDown       int64     `json:"bytes_down"`
+	Installing      string    `json:"installing"`
+	Queued          int       `json:"queued"` // transactions waiting for the one that runs
+	TorrentPort     int       `json:"torrent_port"`
 }
 
 // Results of the verbs only tpm runs (no daemon involved).

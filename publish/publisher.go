@@ -173,11 +173,20 @@ const (
 	stallWrite = 60 * time.Second
 )
 
+// maxRanges bounds the ranges of one request.
+const maxRanges = 8
+
 // ServeHTTP routes a request.
 func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if rng := r.Header.Get("Range"); strings.Count(rng, ",") >= maxRanges {
+		// Many small ranges make a multipart answer many times the request
+		// (1,300 one-byte ranges: 16 times); no client asks for that many.
+		http.Error(w, fmt.Sprintf("at most %d ranges in one request", maxRanges), http.StatusRequestedRangeNotSatisfiable)
 		return
 	}
 	path := r.URL.Path

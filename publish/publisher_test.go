@@ -159,6 +159,18 @@ func TestIndexPackagesTorrents(t *testing.T) {
 	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, data[1000:2000]) {
 		t.Errorf("range: %d, %d bytes", resp.StatusCode, len(body))
 	}
+	// A few ranges are served; many tiny ones, whose multipart answer is
+	// many times the request, are refused.
+	if r2, _ := get(t, f.url+"/packages/a-1-any.tpkg", "Range", "bytes=0-0,10-10,20-20"); r2.StatusCode != http.StatusPartialContent {
+		t.Errorf("3 ranges: %d", r2.StatusCode)
+	}
+	var many []string
+	for i := range 1300 {
+		many = append(many, fmt.Sprintf("%d-%d", i, i))
+	}
+	if r2, b := get(t, f.url+"/packages/a-1-any.tpkg", "Range", "bytes="+strings.Join(many, ",")); r2.StatusCode != http.StatusRequestedRangeNotSatisfiable || len(b) > 100 {
+		t.Errorf("1,300 ranges: %d, %d bytes", r2.StatusCode, len(b))
+	}
 	if resp, _ := get(t, f.url+"/packages/a-1-any.tpkg", "If-None-Match", resp.Header.Get("ETag")); resp.StatusCode != http.StatusNotModified {
 		t.Errorf("package revalidation: %d", resp.StatusCode)
 	}

@@ -3,6 +3,7 @@ package query
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"tpm/engine"
 	"tpm/index"
@@ -56,6 +57,9 @@ func (x Planned) Intent() engine.Intent {
 // named packages, or of every installed one when none is named) against the
 // index and the receipts of the prefix.
 func PlanInstall(idx *index.Snapshot, installed map[string]*store.Receipt, args []string, upgrade bool, opts messages.Options) (*InstallPlan, error) {
+	if idx.Expired(time.Now()) {
+		return nil, idx.ExpiredError()
+	}
 	var want []manifest.Constraint
 	for _, a := range args {
 		con, err := manifest.ParseConstraint(a)

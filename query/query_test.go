@@ -31,13 +31,18 @@ func newHost(t *testing.T) *host {
 		repotest.Package{Name: "b", Version: "2.0", PayloadBytes: 64, Seed: 3},
 		repotest.Package{Name: "zlib-dev", Version: "1.3", PayloadBytes: 64, Seed: 4},
 	)
-	e, _, err := engine.Open(context.Background(), engine.Options{StateDir: t.TempDir()})
+	state := t.TempDir()
+	e, _, err := engine.Open(context.Background(), engine.Options{StateDir: state})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
 	h := &host{repo: r, engine: e, prefix: t.TempDir()}
 	h.install(t, "b", "1.0")
+	// Every transaction leaves a copy of the state database to restore.
+	if _, err := os.Stat(filepath.Join(state, engine.DatabaseFile+store.BackupSuffix)); err != nil {
+		t.Fatalf("no backup after a transaction: %v", err)
+	}
 	return h
 }
 

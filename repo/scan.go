@@ -83,6 +83,24 @@ type Options struct {
 	Limits    tarball.Limits // zero means tarball.DefaultLimits
 	Workers   int            // files read at once; zero means one per CPU, at most 4
 	Now       func() time.Time
+	// ValidFor is how long a generation's index is valid (zero:
+	// DefaultValidFor). A scan makes a new generation, even with nothing
+	// changed, once a quarter of it has passed, so clients never hold an
+	// index with less than half of it left if the server scans that often
+	// (RescanEvery).
+	ValidFor time.Duration
+}
+
+// DefaultValidFor is how long an index is valid unless the server says.
+const DefaultValidFor = 7 * 24 * time.Hour
+
+// RescanEvery is the longest time between scans that keeps an index valid
+// for validFor re-signed before half of it has passed.
+func RescanEvery(validFor time.Duration) time.Duration {
+	if validFor <= 0 {
+		validFor = DefaultValidFor
+	}
+	return validFor / 4
 }
 
 // Scanner scans one package directory into one catalog.
@@ -104,6 +122,9 @@ func NewScanner(cat *store.Catalog, opts Options) *Scanner {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ValidFor <= 0 {
+		opts.ValidFor = DefaultValidFor
 	}
 	return &Scanner{opts: opts, cat: cat}
 }
@@ -162,6 +183,7 @@ func (s *Scanner) Scan(ctx context.Context) (*generation.Generation, ScanStats, 
 	var entries map[string]*store.CatalogEntry
 	var rejections map[string]*store.Rejection
 	var gen uint64
+	var updated time.Time // of generation gen
 	err = s.cat.View(func(tx *store.CatalogTx) error {
 		es, err := tx.Entries()
 		if err != nil {
@@ -179,7 +201,7 @@ func (s *Scanner) Scan(ctx context.Context) (*generation.Generation, ScanStats, 
 		for _, r := range rs {
 			rejections[r.File] = r
 		}
-		gen = tx.Generation()
+		gen, updated = tx.Generation(), tx.Updated()
 		return nil
 	})
 	if err != nil {
@@ -251,7 +273,11 @@ func (s *Scanner) Scan(ctx context.Context) (*generation.Generation, ScanStats, 
 		}
 	}
 	changed := len(puts)+len(rejects)+len(deletes)+len(unrejects) > 0
-	if !changed && s.last != nil && s.last.Number == gen {
+	now := s.opts.Now()
+	// An index that has lived a quarter of its validity is signed again as
+	// a new generation: clients refuse an expired one.
+	stale := now.Sub(updated) >= s.opts.ValidFor/4
+	if !changed && !stale && s.last != nil && s.last.Number == gen {
 		stats.Duration = time.Since(start)
 		stats.Published = len(s.last.Packages)
 		return s.last, stats, nil
@@ -260,8 +286,7 @@ func (s *Scanner) Scan(ctx context.Context) (*generation.Generation, ScanStats, 
 		return nil, stats, err
 	}
 
-	now := s.opts.Now()
-	if changed || gen == 0 {
+	if changed || stale || gen == 0 {
 		gen++
 		err = s.cat.Update(func(tx *store.CatalogTx) error {
 			for _, e := range puts {
@@ -283,6 +308,9 @@ func (s *Scanner) Scan(ctx context.Context) (*generation.Generation, ScanStats, 
 				if err := tx.DeleteRejection(name); err != nil {
 					return err
 				}
+			}
+			if err := tx.SetValidUntil(now.Add(s.opts.ValidFor)); err != nil {
+				return err
 			}
 			return tx.SetGeneration(gen, now)
 		})

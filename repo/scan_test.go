@@ -346,3 +346,39 @@ func TestEmptyDirectoryIsGenerationOne(t *testing.T) {
 		t.Error("scanning a missing directory succeeded")
 	}
 }
+
+// TestIndexIsSignedAgainBeforeItExpires: with nothing changed, a scan once
+// a quarter of the validity has passed makes a new generation with a new
+// expiry; before that it keeps the last one.
+func TestIndexIsSignedAgainBeforeItExpires(t *testing.T) {
+	f := newFixture(t, CheckFull)
+	repotest.Make(t, f.dir, pkg("a", "1", 100, 1))
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.scanner = NewScanner(f.cat, Options{Dir: f.dir, PublicURL: "http://127.0.0.1:9/", Signer: f.key,
+		ValidFor: 8 * time.Hour, Now: func() time.Time { return now }})
+	validUntil := func() time.Time {
+		var u time.Time
+		f.cat.View(func(tx *store.CatalogTx) error { u = tx.ValidUntil(); return nil })
+		return u
+	}
+	g1, _ := f.scan(t)
+	if want := now.Add(8 * time.Hour); !validUntil().Equal(want) {
+		t.Fatalf("valid until %v, want %v", validUntil(), want)
+	}
+	now = now.Add(2*time.Hour - time.Second)
+	if g, st := f.scan(t); g.Number != g1.Number || st.NewGeneration {
+		t.Fatalf("before a quarter passed: generation %d (new %v), want %d", g.Number, st.NewGeneration, g1.Number)
+	}
+	now = now.Add(time.Second)
+	g2, st := f.scan(t)
+	if g2.Number != g1.Number+1 || !st.NewGeneration || len(g2.Packages) != 1 {
+		t.Fatalf("a quarter passed: generation %d (new %v), %d packages", g2.Number, st.NewGeneration, len(g2.Packages))
+	}
+	if want := now.Add(8 * time.Hour); !validUntil().Equal(want) {
+		t.Fatalf("re-signed: valid until %v, want %v", validUntil(), want)
+	}
+	checkGeneration(t, f, g2)
+	if RescanEvery(8*time.Hour) != 2*time.Hour {
+		t.Fatal("RescanEvery is not a quarter")
+	}
+}

@@ -29,6 +29,7 @@ var (
 	keyFormat      = []byte("format")
 	keyGeneration  = []byte("generation")
 	keyUpdated     = []byte("updated")
+	keyValidUntil  = []byte("valid-until")
 )
 
 // CatalogFormat is the version of the catalog's layout. A reader that finds
@@ -77,6 +78,12 @@ type Catalog struct {
 func OpenCatalog(path string) (*Catalog, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("open catalog: %w", err)
+	}
+	if err := CheckFile(path); err != nil {
+		if errors.Is(err, ErrDamaged) {
+			return nil, fmt.Errorf("catalog: %w: restore it from a backup; a catalog made anew restarts at generation 1, which hosts refuse as older than theirs", err)
+		}
+		return nil, fmt.Errorf("open catalog %s: %w", path, err)
 	}
 	b, err := bolt.Open(path, 0o644, &bolt.Options{Timeout: 250 * time.Millisecond})
 	if errors.Is(err, bolterrors.ErrTimeout) {
@@ -307,6 +314,20 @@ func (t *CatalogTx) Generation() uint64 {
 func (t *CatalogTx) Updated() time.Time {
 	u, _ := time.Parse(time.RFC3339Nano, string(t.tx.Bucket(bucketCatMeta).Get(keyUpdated)))
 	return u
+}
+
+// ValidUntil is when the generation's index expires, or the zero time when
+// it says nothing (clients refuse such an index).
+func (t *CatalogTx) ValidUntil() time.Time {
+	u, _ := time.Parse(time.RFC3339Nano, string(t.tx.Bucket(bucketCatMeta).Get(keyValidUntil)))
+	return u
+}
+
+// SetValidUntil records when the generation's index expires: a client
+// refuses it after that, so nobody can keep a host on an old index by
+// replaying it.
+func (t *CatalogTx) SetValidUntil(until time.Time) error {
+	return t.tx.Bucket(bucketCatMeta).Put(keyValidUntil, []byte(until.UTC().Format(time.RFC3339Nano)))
 }
 
 // SetGeneration records the number and time of a new generation. Numbers

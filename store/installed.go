@@ -86,6 +86,12 @@ func OpenInstalled(path string) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("open state database: %w", err)
 	}
+	if err := CheckFile(path); err != nil {
+		if errors.Is(err, ErrDamaged) {
+			return nil, fmt.Errorf("state database: %w: restore the copy kept after the last transaction (stop tpmd, then cp %s%s %s), or move it away to start with no receipts", err, path, BackupSuffix, path)
+		}
+		return nil, fmt.Errorf("open state database %s: %w", path, err)
+	}
 	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 250 * time.Millisecond})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open state database %s: %w", path, ErrLocked)
@@ -110,6 +116,39 @@ func OpenInstalled(path string) (*DB, error) {
 
 // Close releases the database and its lock.
 func (db *DB) Close() error { return db.bolt.Close() }
+
+// BackupSuffix names the copy Backup keeps beside the database.
+const BackupSuffix = ".bak"
+
+// Backup writes a consistent copy of the database beside it (path +
+// BackupSuffix), replacing the last one only once the new one is on disk,
+// as dpkg keeps status-old: a damaged database can be restored from it.
+func (db *DB) Backup() error {
+	path := db.bolt.Path() + BackupSuffix
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("back up the state database: %w", err)
+	}
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		_, err := tx.WriteTo(f)
+		return err
+	})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("back up the state database: %w", err)
+	}
+	return nil
+}
 
 // Path is the database file.
 func (db *DB) Path() string { return db.bolt.Path() }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+	"tpm/store"
 
 	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent/metainfo"
@@ -41,6 +42,9 @@ var wholeBucket = []byte("whole")
 // reason.
 func openPieceCompletion(dir string) (*pieceCompletion, error) {
 	path := filepath.Join(dir, "complete.db")
+	if err := store.CheckFile(path); errors.Is(err, store.ErrDamaged) {
+		os.Remove(path) // what it records is checked again anyway
+	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, NoSync: true})
 	if err != nil && !errors.Is(err, berrors.ErrTimeout) {
 		os.Remove(path)

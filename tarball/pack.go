@@ -21,6 +21,9 @@ type PackOptions struct {
 	// Clamp, when set, caps every mtime (SOURCE_DATE_EPOCH), so the same tree
 	// checked out at different times packs to the same bytes.
 	Clamp *time.Time
+	// Limits are the reader's (zero: DefaultLimits): a package that every
+	// reader would refuse is refused when it is packed.
+	Limits Limits
 }
 
 // PackDir validates the package folder dir (info/ and data/) and writes the
@@ -45,7 +48,26 @@ func packDir(dir string, w io.Writer, opts PackOptions) (*manifest.Manifest, err
 		return nil, err
 	}
 	tw := tar.NewWriter(gz)
+	limits := opts.Limits
+	if limits == (Limits{}) {
+		limits = DefaultLimits()
+	}
+	entries, size := 0, int64(0)
 	add := func(rel, full string, info fs.FileInfo) error {
+		// As the reader counts: every entry, and the tar stream's bytes
+		// (a 512-byte header, the content in 512-byte blocks).
+		entries++
+		if info.Mode().IsRegular() {
+			size += 512 + (info.Size()+511)/512*512
+		} else {
+			size += 512
+		}
+		switch {
+		case entries > limits.MaxEntries:
+			return fmt.Errorf("more than %d entries: tpm refuses to install such a package; split it", limits.MaxEntries)
+		case size > limits.MaxBytes:
+			return fmt.Errorf("more than %d bytes unpacked: tpm refuses to install such a package; split it", limits.MaxBytes)
+		}
 		return writeEntry(tw, rel, full, info, opts)
 	}
 	for _, top := range []string{"info", "data"} {
@@ -66,11 +88,18 @@ func packDir(dir string, w io.Writer, opts PackOptions) (*manifest.Manifest, err
 // written: a bad manifest, stray or non-executable files in info/, and
 // special files in data/.
 func checkPackDir(dir string) (*manifest.Manifest, map[string]bool, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, "info", manifestName))
+	mst, err := os.Stat(filepath.Join(dir, "info", manifestName))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil, errors.New("info/package.json is missing")
 		}
+		return nil, nil, err
+	}
+	if mst.Size() > maxInfoFileSize {
+		return nil, nil, fmt.Errorf("info/%s is larger than %d bytes, which no reader takes", manifestName, maxInfoFileSize)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "info", manifestName))
+	if err != nil {
 		return nil, nil, err
 	}
 	m, err := manifest.Parse(raw)
@@ -96,6 +125,9 @@ func checkPackDir(dir string) (*manifest.Manifest, map[string]bool, error) {
 		}
 		if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
 			return nil, nil, fmt.Errorf("info/%s: scripts must be executable regular files (chmod +x)", name)
+		}
+		if st.Size() > maxInfoFileSize {
+			return nil, nil, fmt.Errorf("info/%s is larger than %d bytes, which no reader takes", name, maxInfoFileSize)
 		}
 		scripts[name] = true
 	}

@@ -245,12 +245,23 @@ func TestPackRefuses(t *testing.T) {
 		{"stray info", map[string]string{"info/package.json": goodManifest, "info/notes.txt": "", "data/x": ""}, nil, "only package.json"},
 		{"no data", map[string]string{"info/package.json": goodManifest}, nil, "data/ is missing"},
 		{"source without configure", map[string]string{"info/package.json": strings.Replace(goodManifest, "Binary", "Source", 1), "data/Makefile": ""}, nil, "executable data/configure"},
+		{"manifest over 1 MiB", map[string]string{"info/package.json": goodManifest + strings.Repeat(" ", maxInfoFileSize), "data/x": ""}, nil, "larger than 1048576 bytes"},
+		{"script over 1 MiB", map[string]string{"info/package.json": goodManifest, "info/postinstall": "#!/bin/sh\n" + strings.Repeat("#", maxInfoFileSize), "data/x": ""}, map[string]os.FileMode{"info/postinstall": 0o755}, "larger than 1048576 bytes"},
+		{"too many entries", map[string]string{"info/package.json": goodManifest, "data/a": "", "data/b": "", "data/c": ""}, nil, "more than 4 entries"},
+		{"too many bytes", map[string]string{"info/package.json": goodManifest, "data/a": strings.Repeat("x", 5000)}, nil, "more than 4096 bytes unpacked"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			src := t.TempDir()
 			writeTree(t, src, tc.files, tc.modes)
-			_, err := PackDir(src, io.Discard, PackOptions{})
+			limits := DefaultLimits()
+			switch tc.name {
+			case "too many entries":
+				limits.MaxEntries = 4
+			case "too many bytes":
+				limits.MaxBytes = 4096
+			}
+			_, err := PackDir(src, io.Discard, PackOptions{Limits: limits})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want %q", err, tc.want)
 			}

@@ -38,23 +38,24 @@ Flags:
 `
 
 type clientOptions struct {
-	config       string
-	server       string
-	trustedKey   string
-	stateDir     string
-	cacheDir     string
-	runDir       string
-	adminGroup   string
-	prefix       string
-	syncInterval time.Duration
-	torrentAddr  string
-	webSeed      bool
-	stallTimeout time.Duration
-	buildDir     string
-	buildTimeout time.Duration
-	linkDir      string
-	logLevel     string
-	fileIO       string
+	config        string
+	server        string
+	trustedKey    string
+	stateDir      string
+	cacheDir      string
+	runDir        string
+	adminGroup    string
+	prefix        string
+	syncInterval  time.Duration
+	torrentAddr   string
+	webSeed       bool
+	stallTimeout  time.Duration
+	buildDir      string
+	buildTimeout  time.Duration
+	scriptTimeout time.Duration
+	linkDir       string
+	logLevel      string
+	fileIO        string
 	// step, when a test build of tpmd sets it, is the engine's hook before
 	// every step of a transaction (testhooks.go).
 	step func(string)
@@ -76,6 +77,7 @@ func clientFlags(o *clientOptions) *pflag.FlagSet {
 	fs.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail a download that makes no progress for this long")
 	fs.StringVar(&o.buildDir, "build-dir", "/tmp/tpm", "`DIR` where source packages are built")
 	fs.DurationVar(&o.buildTimeout, "build-timeout", time.Hour, "time limit for building one source package")
+	fs.DurationVar(&o.scriptTimeout, "script-timeout", 5*time.Minute, "time limit for each package script")
 	fs.StringVar(&o.linkDir, "link-dir", "usr/local", "where source packages are linked, relative to the prefix")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.fileIO, "file-io", "classic", "torrent file reads: classic (pread) or mmap")
@@ -98,6 +100,12 @@ func client(args []string) int {
 	if !filepath.IsAbs(o.prefix) {
 		fmt.Fprintf(os.Stderr, "tpmd client: --prefix %q must be an absolute path\n", o.prefix)
 		return 2
+	}
+	for name, d := range map[string]time.Duration{"--script-timeout": o.scriptTimeout, "--build-timeout": o.buildTimeout, "--stall-timeout": o.stallTimeout, "--sync-interval": o.syncInterval} {
+		if d <= 0 {
+			fmt.Fprintf(os.Stderr, "tpmd client: %s %v must be positive, like 30s or 5m\n", name, d)
+			return 2
+		}
 	}
 	log, code := setUp("tpmd client", o.logLevel, o.fileIO)
 	if log == nil {
@@ -136,22 +144,23 @@ func runClient(o clientOptions, log *slog.Logger) error {
 	defer stop()
 
 	c, err := actors.StartHost(actors.HostConfig{
-		Server:       o.server,
-		TrustedKey:   key,
-		StateDir:     o.stateDir,
-		CacheDir:     o.cacheDir,
-		RunDir:       o.runDir,
-		AdminGID:     gid,
-		Prefix:       o.prefix,
-		SyncInterval: o.syncInterval,
-		TorrentAddr:  o.torrentAddr,
-		NoWebSeeds:   !o.webSeed,
-		StallTimeout: o.stallTimeout,
-		BuildRoot:    o.buildDir,
-		BuildTimeout: o.buildTimeout,
-		LinkDir:      o.linkDir,
-		Logger:       log,
-		Step:         o.step,
+		Server:        o.server,
+		TrustedKey:    key,
+		StateDir:      o.stateDir,
+		CacheDir:      o.cacheDir,
+		RunDir:        o.runDir,
+		AdminGID:      gid,
+		Prefix:        o.prefix,
+		SyncInterval:  o.syncInterval,
+		TorrentAddr:   o.torrentAddr,
+		NoWebSeeds:    !o.webSeed,
+		StallTimeout:  o.stallTimeout,
+		BuildRoot:     o.buildDir,
+		BuildTimeout:  o.buildTimeout,
+		ScriptTimeout: o.scriptTimeout,
+		LinkDir:       o.linkDir,
+		Logger:        log,
+		Step:          o.step,
 	})
 	if err != nil {
 		return err

@@ -43,6 +43,7 @@ command line wins over the file. Example:
     torrent-listen = :6881
     key = /etc/tpm/repo.key
     scan-interval = 12h
+    index-valid-for = 168h
 
 Signals: SIGHUP rescans now; SIGTERM and SIGINT stop within 5 seconds.
 
@@ -82,6 +83,7 @@ type options struct {
 	torrentAddr  string
 	key          string
 	scanInterval time.Duration
+	validFor     time.Duration
 	check        string
 	pidFile      string
 	logLevel     string
@@ -99,6 +101,7 @@ func serverFlags(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.torrentAddr, "torrent-listen", ":6881", "BitTorrent listen `ADDR`")
 	fs.StringVar(&o.key, "key", "/etc/tpm/repo.key", "signing key `FILE` (tpm keygen)")
 	fs.DurationVar(&o.scanInterval, "scan-interval", 12*time.Hour, "time between periodic rescans")
+	fs.DurationVar(&o.validFor, "index-valid-for", 7*24*time.Hour, "how long a published index is valid; clients refuse it after that, and it is signed again after a quarter of it (rescans come that often)")
 	fs.StringVar(&o.check, "check", "full", "validate new archives fully (full) or up to package.json (manifest)")
 	fs.StringVar(&o.pidFile, "pid-file", "", "pid `FILE`, locked while running (default STATE-DIR/tpmd-server.pid)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -118,6 +121,10 @@ func server(args []string) int {
 	check, err := repo.ParseCheck(o.check)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tpmd server: --check: %v\n", err)
+		return 2
+	}
+	if o.validFor < 4*time.Second {
+		fmt.Fprintf(os.Stderr, "tpmd server: --index-valid-for %v is too short: give at least 4s (default 168h)\n", o.validFor)
 		return 2
 	}
 	log, code := setUp("tpmd server", o.logLevel, o.fileIO)
@@ -158,16 +165,17 @@ func serve(o options, check repo.Check, log *slog.Logger) error {
 	defer signal.Stop(hup)
 
 	srv, err := actors.StartServer(actors.ServerConfig{
-		PackageDir:   o.packages,
-		StateDir:     o.stateDir,
-		HTTPAddr:     o.httpAddr,
-		PublicURL:    o.publicURL,
-		TorrentAddr:  o.torrentAddr,
-		Signer:       key,
-		ScanInterval: o.scanInterval,
-		Check:        check,
-		Logger:       log,
-		NoSeed:       !o.seed,
+		PackageDir:    o.packages,
+		StateDir:      o.stateDir,
+		HTTPAddr:      o.httpAddr,
+		PublicURL:     o.publicURL,
+		TorrentAddr:   o.torrentAddr,
+		Signer:        key,
+		ScanInterval:  o.scanInterval,
+		IndexValidFor: o.validFor,
+		Check:         check,
+		Logger:        log,
+		NoSeed:        !o.seed,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,111 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fullDB makes a state database of a few hundred KB with n receipts.
+func fullDB(t *testing.T, path string, n int) {
+	t.Helper()
+	db, err := OpenInstalled(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *Tx) error {
+		for i := range n {
+			var files []FileRecord
+			for j := range 50 {
+				files = append(files, FileRecord{Path: fmt.Sprintf("usr/share/p%d/f%d", i, j), Type: File})
+			}
+			if err := tx.PutReceipt(receipt(fmt.Sprintf("p%03d", i), files...), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Backup(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDamagedDatabaseIsRefused: a truncated, emptied or overwritten state
+// database gives one line naming the file and the way back, instead of a
+// crash (SIGBUS) or an empty database; the backup restores it.
+func TestDamagedDatabaseIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tpm.db")
+	fullDB(t, path, 100)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(good) < 100<<10 {
+		t.Fatalf("database of %d bytes: too small to cut", len(good))
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"truncated", good[:20000], "is truncated (20000 bytes of"},
+		{"truncated to half", good[:len(good)/2], "is truncated"},
+		{"empty", nil, "is empty (0 bytes)"},
+		{"overwritten", []byte(strings.Repeat("garbage!", 4096)), "has no valid header"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := os.WriteFile(path, c.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			db, err := OpenInstalled(path)
+			if err == nil {
+				db.Close()
+				t.Fatal("opened")
+			}
+			msg := err.Error()
+			if !errors.Is(err, ErrDamaged) || !strings.Contains(msg, c.want) || !strings.Contains(msg, path+BackupSuffix) || strings.Contains(msg, "\n") {
+				t.Fatalf("got %q", msg)
+			}
+		})
+	}
+	// The way back the message gives: the copy of the last transaction.
+	bak, err := os.ReadFile(path + BackupSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, bak, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := OpenInstalled(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.View(func(tx *Tx) error {
+		if rs, err := tx.ReceiptHeads("/p"); err != nil || len(rs) != 100 {
+			t.Errorf("restored: %d receipts, %v", len(rs), err)
+		}
+		return nil
+	})
+	if _, err := os.Stat(path + BackupSuffix + ".tmp"); !os.IsNotExist(err) {
+		t.Error("the backup's temporary file was left")
+	}
+}
+
+func TestDamagedCatalogIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "catalog.db")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenCatalog(path); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "generation 1") {
+		t.Fatalf("empty catalog: %v", err)
+	}
+}

@@ -1,0 +1,147 @@
+package client
+
+// Faults from the network between a host and its repository.
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"tpm/messages"
+)
+
+// freezer stands between a host and its repository. Until freeze, it
+// passes everything through; then it answers the index and its signature
+// with what the server published at that moment, forever: someone who
+// keeps a fleet on an old index.
+type freezer struct {
+	mu       sync.Mutex
+	upstream string
+	frozen   map[string][]byte // path → body
+	proxy    *httputil.ReverseProxy
+}
+
+func newFreezer(t *testing.T, upstream string) (*freezer, string) {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{upstream: upstream, proxy: httputil.NewSingleHostReverseProxy(u)}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	return f, srv.URL
+}
+
+func (f *freezer) freeze(t *testing.T) {
+	t.Helper()
+	frozen := map[string][]byte{}
+	for _, p := range []string{"/index.db", "/index.db.sig"} {
+		resp, err := http.Get(f.upstream + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %v %s", p, err, resp.Status)
+		}
+		frozen[p] = b
+	}
+	f.mu.Lock()
+	f.frozen = frozen
+	f.mu.Unlock()
+}
+
+func (f *freezer) thaw() {
+	f.mu.Lock()
+	f.frozen = nil
+	f.mu.Unlock()
+}
+
+func (f *freezer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	body, ok := f.frozen[r.URL.Path]
+	f.mu.Unlock()
+	if ok {
+		w.Write(body)
+		return
+	}
+	f.proxy.ServeHTTP(w, r)
+}
+
+// TestFrozenIndexExpires: a host kept on an old, validly signed index
+// stops installing from it once it expires, says why in one line, and keeps
+// answering about what it has installed; a fresh index ends it.
+func TestFrozenIndexExpires(t *testing.T) {
+	r := newRepository(t)
+	srv := startServer(t, r, "--index-valid-for", "6s")
+	fz, fzURL := newFreezer(t, srv.url)
+	h := newHost(t)
+	startClient(t, h, fzURL, r.pubPath, "--sync-interval", "1h")
+	waitIndex(t, h.run, 3)
+	ok(t, h.run, "install", []string{"greet-data"}, nil, nil)
+
+	fz.freeze(t)
+	// The server re-signs every 1.5 s; the frozen copy expires within 6 s.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		final, _ := call(t, h.run, "sync", nil, nil)
+		if final.Type == messages.ReplyError {
+			if !strings.Contains(final.Error, "expired") || strings.Contains(final.Error, "\n") {
+				t.Fatalf("sync of a frozen index: %q", final.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the frozen index never expired")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if e := fails(t, h.run, "install", []string{"hello"}, nil); !strings.Contains(e, "expired at") || !strings.Contains(e, "installed packages keep working") {
+		t.Fatalf("install from an expired index: %q", e)
+	}
+	if s := getStatus(t, h.run); !s.IndexExpired || s.IndexValidUntil.IsZero() {
+		t.Fatalf("status: %+v", s)
+	}
+	if l := list(t, h.run); len(l) != 1 {
+		t.Fatalf("list with an expired index: %v", l)
+	}
+	verifyClean(t, h.run)
+
+	fz.thaw()
+	var sr messages.SyncResult
+	ok(t, h.run, "sync", nil, nil, &sr)
+	if !sr.Changed {
+		t.Fatalf("sync after the thaw: %+v", sr)
+	}
+	ok(t, h.run, "install", []string{"hello"}, nil, nil)
+	if s := getStatus(t, h.run); s.IndexExpired {
+		t.Fatalf("status after the thaw: %+v", s)
+	}
+}
+
+// TestScriptTimeoutOfTheDaemon: tpmd client --script-timeout bounds a
+// package's script as tpm --offline's does.
+func TestScriptTimeoutOfTheDaemon(t *testing.T) {
+	r := newRepository(t)
+	r.addPackage(t, `{"Name":"sleepy","Version":"1.0","Architecture":"any","Type":"Binary"}`, map[string]string{
+		"data/usr/share/sleepy/x": "x",
+		"info/preinstall":         "#!/bin/sh\nsleep 60\n",
+	})
+	srv := startServer(t, r)
+	h := newHost(t)
+	startClient(t, h, srv.url, r.pubPath, "--script-timeout", "1s")
+	waitIndex(t, h.run, 4)
+	if e := fails(t, h.run, "install", []string{"sleepy"}, nil); !strings.Contains(e, "timed out after 1s") {
+		t.Fatalf("install with a script that sleeps: %q", e)
+	}
+	if l := list(t, h.run); len(l) != 0 {
+		t.Fatalf("installed: %v", l)
+	}
+}
