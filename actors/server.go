@@ -30,8 +30,11 @@ type ServerConfig struct {
 	// IndexValidFor is how long a published index is valid (zero:
 	// repo.DefaultValidFor); scans come at least every quarter of it.
 	IndexValidFor time.Duration
-	Check         repo.Check
-	Logger        *slog.Logger
+	// VerifyInterval, when set, reads every published file again that
+	// often (repo.Scanner.Verify).
+	VerifyInterval time.Duration
+	Check          repo.Check
+	Logger         *slog.Logger
 	// NoSeed publishes and tracks without seeding: clients get packages
 	// from each other and from the web seed only (tpmd server --seed=false).
 	NoSeed bool
@@ -105,7 +108,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		}},
 		// The scanner last: its first generation should find the others up.
 		{name: Scanner, make: func(map[string]*actor.PID) actor.Actor {
-			return &scannerActor{env: e, scanner: scanner, interval: cfg.ScanInterval}
+			return &scannerActor{env: e, scanner: scanner, interval: cfg.ScanInterval, verifyEvery: cfg.VerifyInterval}
 		}},
 	}
 	if cfg.NoSeed {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
 
 	"tpm/messages"
 	"tpm/publish"
@@ -23,15 +24,43 @@ type publisherActor struct {
 	env       *env
 	publisher *publish.Publisher
 	srv       *publish.Server
+	stopSave  scheduler.CancelFunc
+	saving    bool // a save of the tracker's peers runs
 }
+
+// peersSaveEvery is how often the tracker's peers are saved when they
+// changed: a server killed with -9 names its seeders again at once after a
+// restart, instead of at their next announce (10 min).
+const peersSaveEvery = 2 * time.Second
+
+// savePeers and peersSaved: the periodic save, and its goroutine's end.
+type (
+	savePeers  struct{}
+	peersSaved struct{ err error }
+)
 
 func (a *publisherActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		ctx.Request(ctx.Parent(), &messages.NeedAddr{})
+		a.stopSave = scheduler.NewTimerScheduler(ctx.ActorSystem().Root).SendRepeatedly(peersSaveEvery, peersSaveEvery, ctx.Self(), &savePeers{})
+	case *savePeers:
+		if !a.saving {
+			a.saving = true
+			pub, self, root := a.publisher, ctx.Self(), ctx.ActorSystem().Root
+			a.env.bg.Go(func() { root.Send(self, &peersSaved{err: pub.SavePeers()}) })
+		}
+	case *peersSaved:
+		a.saving = false
+		if msg.err != nil {
+			a.env.log.Warn("saving the tracker's peers", "err", msg.err)
+		}
 	case *messages.Addr:
 		a.listen(ctx, msg.Addr)
 	case *actor.Stopping, *actor.Restarting:
+		if a.stopSave != nil {
+			a.stopSave()
+		}
 		a.stop()
 	case *messages.RestartFailed:
 		restartFailed(Publisher, msg)

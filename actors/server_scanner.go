@@ -22,10 +22,13 @@ type scannerActor struct {
 	env         *env
 	scanner     *repo.Scanner
 	interval    time.Duration
+	verifyEvery time.Duration // 0: no periodic verify
 	life        lifetime
 	cancelTimer scheduler.CancelFunc
+	stopVerify  scheduler.CancelFunc
 	busy        bool
 	pending     string // reason of a scan asked for while busy
+	pendingFull bool   // and whether one of those asked to verify
 }
 
 // scanFinished is what a scan's goroutine reports.
@@ -42,11 +45,17 @@ func (a *scannerActor) Receive(ctx actor.Context) {
 		a.life = newLifetime()
 		a.cancelTimer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root).
 			SendRepeatedly(a.interval, a.interval, ctx.Self(), &messages.Rescan{Reason: "timer"})
+		if a.verifyEvery > 0 {
+			a.stopVerify = scheduler.NewTimerScheduler(ctx.ActorSystem().Root).
+				SendRepeatedly(a.verifyEvery, a.verifyEvery, ctx.Self(), &messages.Rescan{Reason: "verify", Verify: true})
+		}
 		ctx.Send(ctx.Parent(), &messages.Ready{Component: Scanner})
-		a.start(ctx, "start")
+		a.start(ctx, "start", false)
 	case *actor.Stopping, *actor.Restarting:
-		if a.cancelTimer != nil {
-			a.cancelTimer()
+		for _, stop := range []scheduler.CancelFunc{a.cancelTimer, a.stopVerify} {
+			if stop != nil {
+				stop()
+			}
 		}
 		a.life.end()
 	case *messages.RestartFailed:
@@ -54,20 +63,25 @@ func (a *scannerActor) Receive(ctx actor.Context) {
 	case *messages.Rescan:
 		if a.busy {
 			a.pending = msg.Reason
+			a.pendingFull = a.pendingFull || msg.Verify
 			return
 		}
-		a.start(ctx, msg.Reason)
+		a.start(ctx, msg.Reason, msg.Verify)
 	case *scanFinished:
 		a.finished(ctx, msg)
 	}
 }
 
-func (a *scannerActor) start(ctx actor.Context, reason string) {
-	a.busy, a.pending = true, ""
+func (a *scannerActor) start(ctx actor.Context, reason string, verify bool) {
+	a.busy, a.pending, a.pendingFull = true, "", false
 	scanCtx, token, self, root, scanner := a.life.ctx, a.life.token, ctx.Self(), ctx.ActorSystem().Root, a.scanner
-	a.env.log.Debug("scan starting", "reason", reason)
+	a.env.log.Debug("scan starting", "reason", reason, "verify", verify)
 	a.env.bg.Go(func() {
-		g, stats, err := scanner.Scan(scanCtx)
+		scan := scanner.Scan
+		if verify {
+			scan = scanner.Verify
+		}
+		g, stats, err := scan(scanCtx)
 		root.Send(self, &scanFinished{token: token, generation: g, stats: stats, err: err})
 	})
 }
@@ -97,6 +111,6 @@ func (a *scannerActor) finished(ctx actor.Context, msg *scanFinished) {
 		}
 	}
 	if !a.busy && a.pending != "" {
-		a.start(ctx, a.pending)
+		a.start(ctx, a.pending, a.pendingFull)
 	}
 }

@@ -11,6 +11,8 @@ import "tpm/generation"
 // Requests that arrive during a scan fold into one scan after it.
 type Rescan struct {
 	Reason string
+	// Verify reads every published file again (repo.Scanner.Verify).
+	Verify bool
 }
 
 // GenerationReady carries a new generation from the scanner, through the

@@ -156,6 +156,15 @@ func (p *Publisher) Current() *generation.Generation { return p.gen.Load() }
 // Peers is the tracker's peer store.
 func (p *Publisher) Peers() *PeerStore { return p.peers }
 
+// SavePeers saves the tracker's peers to the PeersFile, if they changed
+// since the last save.
+func (p *Publisher) SavePeers() error {
+	if p.cfg.PeersFile == "" {
+		return nil
+	}
+	return p.peers.SaveIfChanged(p.cfg.PeersFile)
+}
+
 // Close releases the package directory.
 func (p *Publisher) Close() error {
 	var err error

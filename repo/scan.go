@@ -171,6 +171,19 @@ type outcome struct {
 // index see the same ETag. A cancelled ctx stops the scan before it commits
 // anything.
 func (s *Scanner) Scan(ctx context.Context) (*generation.Generation, ScanStats, error) {
+	return s.scan(ctx, false)
+}
+
+// Verify is a scan that also reads every published file again, as a
+// filesystem scrub does: a file whose bytes no longer match its entry
+// while its size and times say it did not change (bit rot, a bad disk, a
+// tampered mirror) is rejected with the reason, so it is no longer
+// published, seeded or served.
+func (s *Scanner) Verify(ctx context.Context) (*generation.Generation, ScanStats, error) {
+	return s.scan(ctx, true)
+}
+
+func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation, ScanStats, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	start := time.Now()
@@ -212,8 +225,14 @@ func (s *Scanner) Scan(ctx context.Context) (*generation.Generation, ScanStats, 
 	// be read.
 	var toRead []string
 	var outcomes []outcome
+	rechecked := map[string]bool{} // published, unchanged by their stat, read again
 	for name, st := range files {
 		if e := entries[name]; e != nil && st.matchesEntry(e) {
+			if verify {
+				rechecked[name] = true
+				toRead = append(toRead, name)
+				continue
+			}
 			stats.Unchanged++
 			continue
 		}
@@ -232,7 +251,28 @@ func (s *Scanner) Scan(ctx context.Context) (*generation.Generation, ScanStats, 
 	if err != nil {
 		return nil, stats, err
 	}
-	outcomes = append(outcomes, read...)
+	for _, o := range read {
+		if !rechecked[o.file] {
+			outcomes = append(outcomes, o)
+			continue
+		}
+		old := entries[o.file]
+		switch {
+		case o.entry != nil && o.entry.SHA256 == old.SHA256:
+			stats.Unchanged++
+			stats.BytesRead += o.read
+		case o.skip != nil:
+			outcomes = append(outcomes, o)
+		default:
+			sum := "unreadable"
+			if o.entry != nil {
+				sum = o.entry.SHA256
+			}
+			st := files[o.file]
+			o.entry, o.reject = nil, rejection(o.file, st, fmt.Sprintf("its bytes changed on disk while its size and times did not (bit rot, a bad disk or tampering): sha256 %s, published as %s; restore the file from a good copy", sum, old.SHA256))
+			outcomes = append(outcomes, o)
+		}
+	}
 
 	// Work out the changes; nothing is written unless something changed.
 	var puts []*store.CatalogEntry

@@ -1,6 +1,7 @@
 package swarm
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -32,6 +33,19 @@ func parseListenAddr(s string) (listenAddr, error) {
 	return listenAddr{text: s, host: host, port: int(port)}, nil
 }
 
+// trackerDial dials trackers from the address the client listens on, when
+// that is one address: the tracker names a peer by the address its announce
+// came from, so a host that listens on one of several addresses must
+// announce from it to be found. nil (the default dialer) otherwise.
+func (l listenAddr) trackerDial() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	ip, err := netip.ParseAddr(l.host)
+	if err != nil || ip.IsUnspecified() {
+		return nil
+	}
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip.AsSlice()}}
+	return d.DialContext
+}
+
 // newTorrentConfig is what the seeder and the hosts' clients share: TCP
 // only on one address (one socket, no cgo, what every client speaks), no
 // DHT, WebTorrent or port mapping, uploads to anyone interested.
@@ -58,6 +72,7 @@ func newTorrentConfig(l listenAddr, st storage.ClientImpl, log *slog.Logger) *to
 	}
 	host := l.host
 	tc.ListenHost = func(string) string { return host }
+	tc.TrackerDialContext = l.trackerDial()
 	tc.Slogger = log
 	return tc
 }

@@ -79,6 +79,8 @@ type Peer struct {
 	completion *pieceCompletion
 	port       int
 	log        *slog.Logger
+	// trackerDial is how announces reach the trackers (nil: the default).
+	trackerDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu     sync.Mutex
 	closed bool
@@ -127,7 +129,7 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 	// tracker's interval and ask for none, so they only tell the tracker
 	// we seed. Downloads ask the tracker for peers themselves (announce).
 	tc.TorrentPeersLowWater = -1
-	c := &Peer{cfg: cfg, storage: st, completion: pc, log: log, downloaders: make(map[metainfo.Hash]int)}
+	c := &Peer{cfg: cfg, storage: st, completion: pc, log: log, downloaders: make(map[metainfo.Hash]int), trackerDial: listen.trackerDial()}
 	tc.Callbacks.ReadExtendedHandshake = c.limitRepositoryQueue
 	cl, err := newTorrentClient(tc, listen, st)
 	if err != nil {
@@ -377,6 +379,12 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 	if err := c.completion.markWhole(s.InfoHash); err != nil {
 		return "", fmt.Errorf("download of %s: %w", s.File, err)
 	}
+	if !wasComplete {
+		// Tell the trackers at once that this host now seeds: anacrolix's
+		// next announce is an interval away, and until then the tracker
+		// counts a leecher (and a restarted tracker saves no seeder).
+		go c.announce(context.WithoutCancel(ctx), t, s, 0)
+	}
 	return path, nil
 }
 
@@ -396,8 +404,9 @@ func (c *Peer) announce(ctx context.Context, t *torrent.Torrent, s Spec, left in
 	for _, url := range s.Trackers {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		res, err := tracker.Announce{
-			TrackerUrl: url,
-			Context:    actx,
+			TrackerUrl:  url,
+			Context:     actx,
+			DialContext: c.trackerDial,
 			Request: tracker.AnnounceRequest{
 				InfoHash: s.InfoHash, PeerId: c.client.PeerID(), Left: left, NumWant: 50, Port: uint16(c.port),
 			},

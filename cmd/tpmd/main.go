@@ -84,6 +84,7 @@ type options struct {
 	key          string
 	scanInterval time.Duration
 	validFor     time.Duration
+	verifyEvery  time.Duration
 	check        string
 	pidFile      string
 	logLevel     string
@@ -102,6 +103,7 @@ func serverFlags(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.key, "key", "/etc/tpm/repo.key", "signing key `FILE` (tpm keygen)")
 	fs.DurationVar(&o.scanInterval, "scan-interval", 12*time.Hour, "time between periodic rescans")
 	fs.DurationVar(&o.validFor, "index-valid-for", 7*24*time.Hour, "how long a published index is valid; clients refuse it after that, and it is signed again after a quarter of it (rescans come that often)")
+	fs.DurationVar(&o.verifyEvery, "verify-interval", 0, "read every published package again this often and reject those whose bytes changed behind the scan's back (bit rot, a bad disk); 0: never")
 	fs.StringVar(&o.check, "check", "full", "validate new archives fully (full) or up to package.json (manifest)")
 	fs.StringVar(&o.pidFile, "pid-file", "", "pid `FILE`, locked while running (default STATE-DIR/tpmd-server.pid)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -121,6 +123,10 @@ func server(args []string) int {
 	check, err := repo.ParseCheck(o.check)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tpmd server: --check: %v\n", err)
+		return 2
+	}
+	if o.verifyEvery < 0 {
+		fmt.Fprintf(os.Stderr, "tpmd server: --verify-interval %v: give a positive duration, or 0 for never\n", o.verifyEvery)
 		return 2
 	}
 	if o.validFor < 4*time.Second {
@@ -165,17 +171,18 @@ func serve(o options, check repo.Check, log *slog.Logger) error {
 	defer signal.Stop(hup)
 
 	srv, err := actors.StartServer(actors.ServerConfig{
-		PackageDir:    o.packages,
-		StateDir:      o.stateDir,
-		HTTPAddr:      o.httpAddr,
-		PublicURL:     o.publicURL,
-		TorrentAddr:   o.torrentAddr,
-		Signer:        key,
-		ScanInterval:  o.scanInterval,
-		IndexValidFor: o.validFor,
-		Check:         check,
-		Logger:        log,
-		NoSeed:        !o.seed,
+		PackageDir:     o.packages,
+		StateDir:       o.stateDir,
+		HTTPAddr:       o.httpAddr,
+		PublicURL:      o.publicURL,
+		TorrentAddr:    o.torrentAddr,
+		Signer:         key,
+		ScanInterval:   o.scanInterval,
+		IndexValidFor:  o.validFor,
+		VerifyInterval: o.verifyEvery,
+		Check:          check,
+		Logger:         log,
+		NoSeed:         !o.seed,
 	})
 	if err != nil {
 		return err

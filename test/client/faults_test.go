@@ -3,11 +3,14 @@ package client
 // Faults from the network between a host and its repository.
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -144,4 +147,72 @@ func TestScriptTimeoutOfTheDaemon(t *testing.T) {
 	if l := list(t, h.run); len(l) != 0 {
 		t.Fatalf("installed: %v", l)
 	}
+}
+
+// TestCorruptRepositoryCopyWithAGoodPeer: the repository's file rots on
+// disk after a host installed it; the next host installs from the good
+// peer, not from the repository's bad bytes.
+func TestCorruptRepositoryCopyWithAGoodPeer(t *testing.T) {
+	r := newRepository(t, "greet-data")
+	bigPackage(t, r)
+	srv := startServer(t, r, "--scan-interval", "1h")
+	// Each host on an address of its own, as on a network: a peer that
+	// sends bad data is banned by address, so on one shared loopback
+	// address the good peer would go with the repository.
+	a := newHost(t)
+	startClient(t, a, srv.url, r.pubPath, "--torrent-listen", "127.0.0.2:0")
+	waitIndex(t, a.run, 2)
+	ok(t, a.run, "install", []string{"big"}, nil, nil)
+
+	// Rot: the middle of the file, same size and mtime.
+	path := filepath.Join(r.packages, "big-1.0-any.tpkg")
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xff}, 1<<20), info.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	os.Chtimes(path, info.ModTime(), info.ModTime())
+
+	b := newHost(t)
+	d := startClient(t, b, srv.url, r.pubPath, "--torrent-listen", "127.0.0.3:0")
+	waitIndex(t, b.run, 2)
+	final, _ := call(t, b.run, "install", []string{"big"}, nil)
+	if final.Type != messages.ReplyResult {
+		t.Fatalf("install with a corrupt repository and a good peer: %s\n%s", final.Error, d.Logs)
+	}
+	verifyClean(t, b.run)
+}
+
+// TestTrackerKnowsSeedersAfterAKill: the server is killed with -9 and
+// started again; a host that can only get a package from another host (no
+// seeding server, no web seed) finds that host at once, not at its next
+// announce ten minutes later.
+func TestTrackerKnowsSeedersAfterAKill(t *testing.T) {
+	r := newRepository(t)
+	addr := freeAddr(t)
+	srv := startServerAt(t, r, addr, "--seed=false")
+	a := newHost(t)
+	startClient(t, a, srv.url, r.pubPath)
+	waitIndex(t, a.run, 3)
+	ok(t, a.run, "install", []string{"greet-data"}, nil, nil)
+	// A seeds it; the tracker saves its peers every 2 s when they change.
+	peersFile := filepath.Join(r.state, "tracker-peers.json")
+	waitFor(t, "the tracker to save a seeder", func() bool {
+		b, err := os.ReadFile(peersFile)
+		return err == nil && strings.Contains(string(b), `"seeder":true`)
+	})
+	srv.Kill()
+	startServerAt(t, r, addr, "--seed=false")
+	b := newHost(t)
+	startClient(t, b, srv.url, r.pubPath, "--web-seed=false", "--stall-timeout", "20s")
+	waitIndex(t, b.run, 3)
+	ok(t, b.run, "install", []string{"greet-data"}, nil, nil)
+	verifyClean(t, b.run)
 }
