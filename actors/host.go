@@ -13,6 +13,7 @@ import (
 	"tpm/engine"
 	"tpm/index"
 	"tpm/messages"
+	"tpm/metrics"
 	"tpm/signing"
 	"tpm/store"
 )
@@ -43,6 +44,9 @@ type HostConfig struct {
 	// Step is the engine's hook before every step of a transaction; only a
 	// test build of tpmd sets it (to kill the daemon at a step).
 	Step func(string)
+
+	// Metrics receives the host's figures (nil: kept, never served).
+	Metrics *metrics.Host
 
 	// Supervision, as for the server: zero means 5 restarts in a minute.
 	MaxRestarts   int
@@ -79,6 +83,9 @@ type Host struct {
 // StartHost recovers the state database (finishing a transaction a crash
 // interrupted), starts the actors, and returns once the FIFOs are open.
 func StartHost(cfg HostConfig) (*Host, error) {
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewHost()
+	}
 	if cfg.SyncInterval <= 0 {
 		cfg.SyncInterval = time.Hour
 	}

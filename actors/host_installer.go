@@ -178,6 +178,7 @@ func (a *installerActor) Receive(ctx actor.Context) {
 		a.engineOpened(ctx, msg)
 	case *messages.IndexReady:
 		a.idx = msg.Index
+		a.cfg.Metrics.Index(a.idx.Generation, a.idx.Updated, a.idx.ValidUntil)
 		if len(msg.Synced) > 0 {
 			res, err := messages.Result(messages.SyncResult{Generation: msg.Index.Generation, Changed: msg.Changed})
 			if err != nil {
@@ -253,6 +254,7 @@ func (a *installerActor) engineOpened(ctx actor.Context, msg *engineOpened) {
 		return
 	}
 	a.eng = msg.eng
+	countInstalled(a.eng, a.cfg.Prefix, a.cfg.Metrics)
 	if rec := msg.rec; rec != nil {
 		a.env.log.Warn("finished a transaction that a crash interrupted", "id", rec.ID, "prefix", rec.Prefix,
 			"completed", rec.Completed, "rolled_back", rec.RolledBack, "scripts_not_run", rec.ScriptsNotRun)

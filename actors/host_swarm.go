@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
 
 	"tpm/messages"
 	"tpm/swarm"
@@ -27,7 +29,15 @@ type swarmActor struct {
 	early     []early // asked for before the client was open
 	seeding   bool    // a batch of seeding changes runs
 	seedQueue []*messages.SeedFiles
+	stopTick  scheduler.CancelFunc
 }
+
+// metricsTick asks the swarm to tell the host's metrics what its torrent
+// client counts.
+type metricsTick struct{}
+
+// metricsEvery is how often it does.
+const metricsEvery = 5 * time.Second
 
 type downloadKey struct {
 	txn  uint64
@@ -66,9 +76,19 @@ func (a *swarmActor) Receive(ctx actor.Context) {
 		a.life = newLifetime()
 		a.downloads = map[downloadKey]context.CancelFunc{}
 		ctx.Request(ctx.Parent(), &messages.NeedAddr{})
+		a.stopTick = scheduler.NewTimerScheduler(ctx.ActorSystem().Root).SendRepeatedly(metricsEvery, metricsEvery, ctx.Self(), &metricsTick{})
+	case *metricsTick:
+		if a.peer != nil {
+			s := a.peer.Stats()
+			a.cfg.Metrics.Traffic(s.BytesUp, s.BytesDown)
+			a.cfg.Metrics.Seeding(s.Complete)
+		}
 	case *messages.Addr:
 		a.open(ctx, msg.Addr)
 	case *actor.Stopping, *actor.Restarting:
+		if a.stopTick != nil {
+			a.stopTick()
+		}
 		a.close()
 	case *messages.RestartFailed:
 		restartFailed(Swarm, msg)
@@ -171,11 +191,15 @@ func (a *swarmActor) download(ctx actor.Context, msg *messages.Download, request
 	}
 	dctx, cancel := context.WithCancel(a.life.ctx)
 	a.downloads[key] = cancel
-	peer, spec, self, root := a.peer, a.spec(msg.SeedFile), ctx.Self(), ctx.ActorSystem().Root
+	peer, spec, self, root, m := a.peer, a.spec(msg.SeedFile), ctx.Self(), ctx.ActorSystem().Root, a.cfg.Metrics
 	a.env.bg.Go(func() {
+		start := time.Now()
 		path, err := peer.Download(dctx, spec, func(p swarm.Progress) {
 			root.Send(requester, &messages.DownloadProgress{Txn: key.txn, File: key.file, Bytes: p.Bytes, Total: p.Total, Rate: p.Rate, Peers: p.Peers})
 		})
+		if err == nil {
+			m.Download(time.Since(start))
+		}
 		root.Send(self, &downloadEnded{key: key, path: path, err: err, requester: requester})
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"tpm/engine"
 	"tpm/index"
 	"tpm/messages"
+	"tpm/metrics"
 	"tpm/query"
 	"tpm/store"
 )
@@ -22,6 +23,7 @@ import (
 // seedsTo (the swarm actor).
 type job struct {
 	id      uint64
+	started time.Time
 	req     *messages.Request
 	to      *actor.PID
 	seedsTo *actor.PID
@@ -77,7 +79,7 @@ type (
 
 func (a *installerActor) enqueue(ctx actor.Context, j *job) {
 	a.lastID++
-	j.id = a.lastID
+	j.id, j.started = a.lastID, time.Now()
 	a.jobs = append(a.jobs, j)
 	a.startNext(ctx)
 }
@@ -319,7 +321,7 @@ func (a *installerActor) apply(ctx actor.Context, j *job, run func(*engine.Engin
 			return r.Result, r.Err
 		},
 	}
-	id := j.id
+	id, m, prefix := j.id, a.cfg.Metrics, a.cfg.Prefix
 	a.env.bg.Go(func() {
 		msg := &applied{id: id}
 		func() {
@@ -330,7 +332,12 @@ func (a *installerActor) apply(ctx actor.Context, j *job, run func(*engine.Engin
 					msg.err = fmt.Errorf("the daemon failed during the transaction (%v); check with tpm verify and run the command again", p)
 				}
 			}()
+			start := time.Now()
 			msg.ops, msg.skipped, msg.err = run(eng, hooks)
+			if msg.err == nil {
+				m.Install(time.Since(start))
+				countInstalled(eng, prefix, m)
+			}
 			if msg.err != nil {
 				if _, rerr := eng.Recover(context.Background()); rerr != nil {
 					log.Error("recovering after a failed transaction", "err", rerr)
@@ -434,8 +441,18 @@ func (a *installerActor) requestGone(ctx actor.Context, who *actor.PID) {
 	}
 }
 
+// countInstalled tells m how many packages prefix has.
+func countInstalled(eng *engine.Engine, prefix string, m *metrics.Host) {
+	if rs, err := query.Receipts(eng, prefix); err == nil {
+		m.Installed(len(rs))
+	}
+}
+
 // finish answers the job's request and starts the next job.
 func (a *installerActor) finish(ctx actor.Context, j *job, err error) {
+	if j.req != nil {
+		a.cfg.Metrics.Transaction(j.req.Verb, err != nil, time.Since(j.started))
+	}
 	if j.to != nil {
 		var reply *messages.Reply
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"tpm/generation"
 	"tpm/messages"
+	"tpm/metrics"
 	"tpm/publish"
 	"tpm/repo"
 	"tpm/store"
@@ -87,6 +88,9 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	s := &Server{run: run, catalog: cat}
 	scanner := repo.NewScanner(cat, repo.Options{Dir: cfg.PackageDir, PublicURL: cfg.PublicURL, Signer: cfg.Signer, Check: cfg.Check,
 		ValidFor: cfg.IndexValidFor})
+	// The figures read the publisher when scraped, which is after it exists.
+	var pub *publish.Publisher
+	m := metrics.NewServer(func() metrics.ServerFigures { return pub.Figures() })
 	s.publisher, err = publish.New(publish.Config{
 		Dir: cfg.PackageDir,
 		// From an HTTP request's goroutine: the supervisor listens on the
@@ -94,7 +98,10 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		OnStale:   func(file string) { run.system.EventStream.Publish(&messages.Rescan{Reason: "changed file " + file}) },
 		PeersFile: filepath.Join(cfg.StateDir, "tracker-peers.json"),
 		Logger:    e.log,
+		Metrics:   m.Handler(),
+		OnRequest: m.Request,
 	})
+	pub = s.publisher
 	if err != nil {
 		cat.Close()
 		return nil, err
@@ -108,7 +115,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		}},
 		// The scanner last: its first generation should find the others up.
 		{name: Scanner, make: func(map[string]*actor.PID) actor.Actor {
-			return &scannerActor{env: e, scanner: scanner, interval: cfg.ScanInterval, verifyEvery: cfg.VerifyInterval}
+			return &scannerActor{env: e, scanner: scanner, interval: cfg.ScanInterval, verifyEvery: cfg.VerifyInterval, metrics: m}
 		}},
 	}
 	if cfg.NoSeed {

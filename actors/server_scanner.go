@@ -10,6 +10,7 @@ import (
 
 	"tpm/generation"
 	"tpm/messages"
+	"tpm/metrics"
 	"tpm/repo"
 )
 
@@ -23,6 +24,7 @@ type scannerActor struct {
 	scanner     *repo.Scanner
 	interval    time.Duration
 	verifyEvery time.Duration // 0: no periodic verify
+	metrics     *metrics.Server
 	life        lifetime
 	cancelTimer scheduler.CancelFunc
 	stopVerify  scheduler.CancelFunc
@@ -34,6 +36,7 @@ type scannerActor struct {
 // scanFinished is what a scan's goroutine reports.
 type scanFinished struct {
 	token      uint64 // of the instance that started it
+	verify     bool
 	generation *generation.Generation
 	stats      repo.ScanStats
 	err        error
@@ -82,7 +85,7 @@ func (a *scannerActor) start(ctx actor.Context, reason string, verify bool) {
 			scan = scanner.Verify
 		}
 		g, stats, err := scan(scanCtx)
-		root.Send(self, &scanFinished{token: token, generation: g, stats: stats, err: err})
+		root.Send(self, &scanFinished{token: token, verify: verify, generation: g, stats: stats, err: err})
 	})
 }
 
@@ -99,6 +102,11 @@ func (a *scannerActor) finished(ctx actor.Context, msg *scanFinished) {
 		log.Error("scan failed; the last good generation stays published", "err", msg.err)
 	} else {
 		st := msg.stats
+		kind := "scan"
+		if msg.verify {
+			kind = "verify"
+		}
+		a.metrics.Scan(kind, st.Duration)
 		for _, r := range st.Rejections {
 			log.Warn("package rejected", "file", r.File, "reason", r.Reason)
 		}

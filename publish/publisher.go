@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"tpm/generation"
+	"tpm/metrics"
 )
 
 // Config configures a Publisher.
@@ -48,6 +49,10 @@ type Config struct {
 	PeersFile string
 	Logger    *slog.Logger
 	Now       func() time.Time
+	// Metrics, when set, is served at /metrics; OnRequest, when set, is
+	// told of every answer: its route, status code and body bytes.
+	Metrics   http.Handler
+	OnRequest func(route string, code int, bytes int64)
 }
 
 // Publisher serves generations over HTTP. It is an http.Handler.
@@ -185,8 +190,67 @@ const (
 // maxRanges bounds the ranges of one request.
 const maxRanges = 8
 
-// ServeHTTP routes a request.
+// ServeHTTP routes a request, and counts it when asked to.
 func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.cfg.OnRequest == nil {
+		p.serve(w, r)
+		return
+	}
+	rec := &recorder{ResponseWriter: w, code: http.StatusOK}
+	p.serve(rec, r)
+	p.cfg.OnRequest(route(r.URL.Path), rec.code, rec.bytes)
+}
+
+// recorder notes the status and body size of an answer.
+type recorder struct {
+	http.ResponseWriter
+	code  int
+	bytes int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection (deadlines).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// route is a request's path as a label of few values.
+func route(path string) string {
+	switch {
+	case strings.HasPrefix(path, "/packages/"):
+		return "/packages/"
+	case strings.HasPrefix(path, "/torrents/"):
+		return "/torrents/"
+	}
+	switch path {
+	case "/index.db", "/index.db.sig", "/index.json", "/announce", "/scrape", "/healthz", "/metrics":
+		return path
+	}
+	return "other"
+}
+
+// Figures is what the server's metrics read of the publisher when scraped.
+func (p *Publisher) Figures() metrics.ServerFigures {
+	var f metrics.ServerFigures
+	if g := p.gen.Load(); g != nil {
+		f.Generation, f.Updated, f.Packages, f.Rejected = g.Number, g.Updated, len(g.Packages), len(g.Rejected)
+	}
+	if sd := p.seeder.Load(); sd != nil {
+		f.Uploaded = sd.stats.Uploaded()
+	}
+	f.TrackerPeers, f.TrackerTorrents = p.peers.Len(), p.peers.Torrents()
+	return f
+}
+
+func (p *Publisher) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -211,6 +275,12 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch path {
 	case "/index.db", "/index.db.sig", "/index.json":
 		p.serveIndex(w, r, path)
+	case "/metrics":
+		if p.cfg.Metrics == nil {
+			http.NotFound(w, r)
+			return
+		}
+		p.cfg.Metrics.ServeHTTP(w, r)
 	case "/announce":
 		p.serveAnnounce(w, r)
 	case "/scrape":

@@ -229,6 +229,13 @@ func (s *PeerStore) Forget(keep func([20]byte) bool) {
 	}
 }
 
+// Torrents is the number of torrents with peers stored.
+func (s *PeerStore) Torrents() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.torrents)
+}
+
 // Len is the number of peers stored, expired ones included until a sweep.
 func (s *PeerStore) Len() int {
 	s.mu.Lock()

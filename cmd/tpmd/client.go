@@ -16,6 +16,7 @@ import (
 
 	"tpm/actors"
 	"tpm/fifo"
+	"tpm/metrics"
 	"tpm/service"
 	"tpm/signing"
 	"tpm/swarm"
@@ -53,6 +54,7 @@ type clientOptions struct {
 	buildDir      string
 	buildTimeout  time.Duration
 	scriptTimeout time.Duration
+	metricsListen string
 	linkDir       string
 	logLevel      string
 	fileIO        string
@@ -78,6 +80,7 @@ func clientFlags(o *clientOptions) *pflag.FlagSet {
 	fs.StringVar(&o.buildDir, "build-dir", "/tmp/tpm", "`DIR` where source packages are built")
 	fs.DurationVar(&o.buildTimeout, "build-timeout", time.Hour, "time limit for building one source package")
 	fs.DurationVar(&o.scriptTimeout, "script-timeout", 5*time.Minute, "time limit for each package script")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus figures at http://`ADDR`/metrics (off by default)")
 	fs.StringVar(&o.linkDir, "link-dir", "usr/local", "where source packages are linked, relative to the prefix")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.fileIO, "file-io", "classic", "torrent file reads: classic (pread) or mmap")
@@ -143,7 +146,17 @@ func runClient(o clientOptions, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
+	m := metrics.NewHost()
+	if o.metricsListen != "" {
+		ep, err := metrics.Listen(o.metricsListen, m.Handler())
+		if err != nil {
+			return err
+		}
+		defer ep.Close()
+		log.Info("metrics", "addr", ep.Addr())
+	}
 	c, err := actors.StartHost(actors.HostConfig{
+		Metrics:       m,
 		Server:        o.server,
 		TrustedKey:    key,
 		StateDir:      o.stateDir,
