@@ -45,7 +45,7 @@ type HostConfig struct {
 	// test build of tpmd sets it (to kill the daemon at a step).
 	Step func(string)
 
-	// Metrics receives the host's figures (nil: kept, never served).
+	// Metrics receives the host's figures (nil: none are kept).
 	Metrics *metrics.Host
 
 	// Supervision, as for the server: zero means 5 restarts in a minute.
@@ -83,9 +83,6 @@ type Host struct {
 // StartHost recovers the state database (finishing a transaction a crash
 // interrupted), starts the actors, and returns once the FIFOs are open.
 func StartHost(cfg HostConfig) (*Host, error) {
-	if cfg.Metrics == nil {
-		cfg.Metrics = metrics.NewHost()
-	}
 	if cfg.SyncInterval <= 0 {
 		cfg.SyncInterval = time.Hour
 	}

@@ -16,6 +16,7 @@ import (
 	"tpm/metrics"
 	"tpm/publish"
 	"tpm/repo"
+	"tpm/signing"
 	"tpm/store"
 )
 
@@ -88,6 +89,10 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	s := &Server{run: run, catalog: cat}
 	scanner := repo.NewScanner(cat, repo.Options{Dir: cfg.PackageDir, PublicURL: cfg.PublicURL, Signer: cfg.Signer, Check: cfg.Check,
 		ValidFor: cfg.IndexValidFor})
+	var keyID, publicKey string
+	if k, ok := cfg.Signer.(*signing.Key); ok {
+		keyID, publicKey = k.PublicKey().ID(), k.PublicKey().String()
+	}
 	// The figures read the publisher when scraped, which is after it exists.
 	var pub *publish.Publisher
 	m := metrics.NewServer(func() metrics.ServerFigures { return pub.Figures() })
@@ -100,6 +105,9 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		Logger:    e.log,
 		Metrics:   m.Handler(),
 		OnRequest: m.Request,
+		PublicURL: cfg.PublicURL,
+		KeyID:     keyID,
+		PublicKey: publicKey,
 	})
 	pub = s.publisher
 	if err != nil {

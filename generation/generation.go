@@ -8,7 +8,11 @@
 // without locks. Nothing may modify a Generation or anything it points to.
 package generation
 
-import "time"
+import (
+	"time"
+
+	"tpm/manifest"
+)
 
 // Generation is one publication of the repository: the signed index and the
 // torrents of exactly the packages it lists. The publisher swaps whole
@@ -31,15 +35,13 @@ type Generation struct {
 
 // Package is one package of a generation.
 type Package struct {
-	File         string // base name in the package directory
-	Name         string
-	Version      string
-	Architecture string
-	Size         int64
-	SHA256       string   // hex
-	InfoHash     [20]byte // of InfoBytes
-	InfoBytes    []byte   // bencoded info dictionary
-	Torrent      []byte   // the whole .torrent, for /torrents/FILE.torrent
+	manifest.Manifest        // what the package says of itself
+	File              string // base name in the package directory
+	Size              int64
+	SHA256            string   // hex
+	InfoHash          [20]byte // of InfoBytes
+	InfoBytes         []byte   // bencoded info dictionary
+	Torrent           []byte   // the whole .torrent, for /torrents/FILE.torrent
 	// The file's stat when it was hashed: the publisher serves the file only
 	// while it still looks like this.
 	MTimeNS int64

@@ -382,3 +382,10 @@ func describe(c byte) string {
 	}
 	return fmt.Sprintf("byte 0x%02x", c)
 }
+
+// Matches is tpm search's test: the word, case aside, in the name or the
+// description; "" matches every package.
+func (m *Manifest) Matches(word string) bool {
+	word = strings.ToLower(word)
+	return strings.Contains(m.Name, word) || strings.Contains(strings.ToLower(m.Description), word)
+}

@@ -11,7 +11,8 @@ import (
 )
 
 // Host is a host's figures (tpmd client --metrics-listen). Its methods are
-// safe to call from any goroutine; the actors call them as things happen.
+// safe to call from any goroutine, and on a nil *Host (they do nothing);
+// the actors call them as things happen.
 type Host struct {
 	reg          *prometheus.Registry
 	generation   prometheus.Gauge
@@ -65,25 +66,44 @@ func (m *Host) Handler() http.Handler {
 
 // Index records the index the host now installs from.
 func (m *Host) Index(generation uint64, updated, validUntil time.Time) {
+	if m == nil {
+		return
+	}
 	m.generation.Set(float64(generation))
 	m.updated.Set(unix(updated))
 	m.validUntil.Set(unix(validUntil))
 }
 
 // Installed records how many packages the prefix has.
-func (m *Host) Installed(n int) { m.installed.Set(float64(n)) }
+func (m *Host) Installed(n int) {
+	if m == nil {
+		return
+	}
+	m.installed.Set(float64(n))
+}
 
 // Seeding records how many packages the host seeds.
-func (m *Host) Seeding(n int) { m.seeding.Set(float64(n)) }
+func (m *Host) Seeding(n int) {
+	if m == nil {
+		return
+	}
+	m.seeding.Set(float64(n))
+}
 
 // Traffic records the torrent client's totals so far.
 func (m *Host) Traffic(up, down int64) {
+	if m == nil {
+		return
+	}
 	m.up.Store(up)
 	m.down.Store(down)
 }
 
 // Transaction records one finished install, upgrade or remove.
 func (m *Host) Transaction(verb string, failed bool, d time.Duration) {
+	if m == nil {
+		return
+	}
 	result := "ok"
 	if failed {
 		result = "failed"
@@ -93,10 +113,20 @@ func (m *Host) Transaction(verb string, failed bool, d time.Duration) {
 }
 
 // Download records one finished download.
-func (m *Host) Download(d time.Duration) { m.downloads.Observe(d.Seconds()) }
+func (m *Host) Download(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.downloads.Observe(d.Seconds())
+}
 
 // Install records one package placed.
-func (m *Host) Install(d time.Duration) { m.installs.Observe(d.Seconds()) }
+func (m *Host) Install(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.installs.Observe(d.Seconds())
+}
 
 func unix(t time.Time) float64 {
 	if t.IsZero() {

@@ -31,7 +31,8 @@ type ServerFigures struct {
 	TrackerTorrents int
 }
 
-// Server is the repository server's figures.
+// Server is the repository server's figures. Its methods may be called on
+// a nil *Server (they do nothing).
 type Server struct {
 	reg      *prometheus.Registry
 	scans    *prometheus.HistogramVec
@@ -64,11 +65,17 @@ func (m *Server) Handler() http.Handler {
 
 // Scan records one scan (kind "scan" or "verify").
 func (m *Server) Scan(kind string, d time.Duration) {
+	if m == nil {
+		return
+	}
 	m.scans.WithLabelValues(kind).Observe(d.Seconds())
 }
 
 // Request records one HTTP answer.
 func (m *Server) Request(route string, code int, bytes int64) {
+	if m == nil {
+		return
+	}
 	m.requests.WithLabelValues(route, codeLabel(code)).Inc()
 	m.bytes.WithLabelValues(route).Add(float64(bytes))
 }

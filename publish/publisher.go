@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"log/slog"
 	"net"
@@ -53,6 +54,9 @@ type Config struct {
 	// told of every answer: its route, status code and body bytes.
 	Metrics   http.Handler
 	OnRequest func(route string, code int, bytes int64)
+	// What the pages say of the repository: its URL as hosts reach it, and
+	// its signing key (id and one-line public key).
+	PublicURL, KeyID, PublicKey string
 }
 
 // Publisher serves generations over HTTP. It is an http.Handler.
@@ -64,6 +68,7 @@ type Publisher struct {
 	log   *slog.Logger
 	// sigETag and jsonETag are derived once per generation.
 	etags atomic.Pointer[etags]
+	pages *template.Template
 	// seeder is the server's own seeder while one runs (SetSeeder).
 	seeder    atomic.Pointer[seeder]
 	lastStale atomic.Int64 // unix ns of the last OnStale call
@@ -122,6 +127,7 @@ func New(cfg Config) (*Publisher, error) {
 		root:  root,
 		peers: NewPeerStore(2*cfg.AnnounceInterval, cfg.Now),
 		log:   cfg.Logger,
+		pages: pages(),
 	}
 	if cfg.PeersFile != "" {
 		if err := p.peers.Load(cfg.PeersFile); err != nil {
@@ -229,9 +235,11 @@ func route(path string) string {
 		return "/packages/"
 	case strings.HasPrefix(path, "/torrents/"):
 		return "/torrents/"
+	case strings.HasPrefix(path, "/p/"):
+		return "/p/"
 	}
 	switch path {
-	case "/index.db", "/index.db.sig", "/index.json", "/announce", "/scrape", "/healthz", "/metrics":
+	case "/", "/rejected", "/style.css", "/index.db", "/index.db.sig", "/index.json", "/announce", "/scrape", "/healthz", "/metrics":
 		return path
 	}
 	return "other"
@@ -272,9 +280,15 @@ func (p *Publisher) serve(w http.ResponseWriter, r *http.Request) {
 		p.serveTorrent(w, r, file)
 		return
 	}
+	if strings.HasPrefix(path, "/p/") {
+		p.servePage(w, r, path)
+		return
+	}
 	switch path {
 	case "/index.db", "/index.db.sig", "/index.json":
 		p.serveIndex(w, r, path)
+	case "/", "/rejected", "/style.css":
+		p.servePage(w, r, path)
 	case "/metrics":
 		if p.cfg.Metrics == nil {
 			http.NotFound(w, r)

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 
 	"tpm/engine"
 	"tpm/index"
@@ -43,7 +42,6 @@ func NoPackage(name string) error {
 // (case-insensitive; "" finds every package), newest version of each, by
 // name, marked with the version installed.
 func Search(idx *index.Snapshot, installed map[string]*store.Receipt, word string) []messages.SearchResult {
-	word = strings.ToLower(word)
 	out := []messages.SearchResult{}
 	seen := map[string]bool{}
 	for _, e := range idx.Entries { // by name, newest first
@@ -51,7 +49,7 @@ func Search(idx *index.Snapshot, installed map[string]*store.Receipt, word strin
 			continue
 		}
 		seen[e.Name] = true
-		if strings.Contains(e.Name, word) || strings.Contains(strings.ToLower(e.Description), word) {
+		if e.Manifest.Matches(word) {
 			it := messages.SearchResult{Name: e.Name, Version: e.Version, Description: e.Description}
 			if r := installed[e.Name]; r != nil {
 				it.Installed = r.Version

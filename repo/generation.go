@@ -92,7 +92,7 @@ func (s *Scanner) generation() (*generation.Generation, error) {
 			return nil, fmt.Errorf("scan: %s: %w", e.File, err)
 		}
 		g.Packages = append(g.Packages, generation.Package{
-			File: e.File, Name: e.Name, Version: e.Version, Architecture: e.Architecture,
+			Manifest: e.Manifest, File: e.File,
 			Size: e.Size, SHA256: e.SHA256, InfoHash: ih, InfoBytes: e.InfoBytes, Torrent: tor,
 			MTimeNS: e.MTimeNS, CTimeNS: e.CTimeNS, Inode: e.Inode,
 		})

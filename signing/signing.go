@@ -172,6 +172,9 @@ func ParsePublicKey(text []byte) (PublicKey, error) {
 	return p, nil
 }
 
+// ID is the key's id as minisign prints it (upper-case hex).
+func (p PublicKey) ID() string { return strings.ToUpper(strconv.FormatUint(p.pub.ID(), 16)) }
+
 // String is the key's one-line base64 form (what minisign -P takes).
 func (p PublicKey) String() string { return p.pub.String() }
 
