@@ -202,7 +202,8 @@ func TestIndexPackagesTorrents(t *testing.T) {
 		"/torrents/a-1-any.tpkg",
 		"/torrents/../index.db",
 		"/index.db/",
-		"/",
+		"/p/",
+		"/p/../index.db",
 		"/etc/passwd",
 	} {
 		if code := rawGet(t, addr, path); code != http.StatusNotFound {
