@@ -29,6 +29,14 @@ type ServerFigures struct {
 	Uploaded        int64 // bytes the seeder sent over BitTorrent
 	TrackerPeers    int
 	TrackerTorrents int
+	// Swarms are the packages the tracker knows peers of, by file.
+	Swarms []Swarm
+}
+
+// Swarm is what the tracker counts of one package's peers.
+type Swarm struct {
+	File              string
+	Seeders, Leechers int
 }
 
 // Server is the repository server's figures. Its methods may be called on
@@ -88,13 +96,15 @@ var (
 	descUploaded   = prometheus.NewDesc("tpm_server_torrent_uploaded_bytes_total", "Package bytes the seeder sent over BitTorrent.", nil, nil)
 	descPeers      = prometheus.NewDesc("tpm_server_tracker_peers", "Peers the tracker knows.", nil, nil)
 	descTorrents   = prometheus.NewDesc("tpm_server_tracker_torrents", "Torrents the tracker knows peers of.", nil, nil)
+	descSeeders    = prometheus.NewDesc("tpm_server_package_seeders", "Seeders of a package as the tracker counts them (the server's own seeder aside).", []string{"file"}, nil)
+	descLeechers   = prometheus.NewDesc("tpm_server_package_leechers", "Leechers of a package as the tracker counts them.", []string{"file"}, nil)
 )
 
 // serverState reads the server's state on each scrape.
 type serverState struct{ figures func() ServerFigures }
 
 func (s serverState) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descGeneration, descAge, descPackages, descRejected, descUploaded, descPeers, descTorrents} {
+	for _, d := range []*prometheus.Desc{descGeneration, descAge, descPackages, descRejected, descUploaded, descPeers, descTorrents, descSeeders, descLeechers} {
 		ch <- d
 	}
 }
@@ -111,6 +121,10 @@ func (s serverState) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descUploaded, prometheus.CounterValue, float64(f.Uploaded))
 	gauge(descPeers, float64(f.TrackerPeers))
 	gauge(descTorrents, float64(f.TrackerTorrents))
+	for _, sw := range f.Swarms {
+		ch <- prometheus.MustNewConstMetric(descSeeders, prometheus.GaugeValue, float64(sw.Seeders), sw.File)
+		ch <- prometheus.MustNewConstMetric(descLeechers, prometheus.GaugeValue, float64(sw.Leechers), sw.File)
+	}
 }
 
 func codeLabel(code int) string {

@@ -54,7 +54,8 @@ next:
 }
 
 func TestServerFigures(t *testing.T) {
-	figures := ServerFigures{Generation: 7, Updated: time.Now().Add(-time.Minute), Packages: 3, Rejected: 1, Uploaded: 1000, TrackerPeers: 4, TrackerTorrents: 2}
+	figures := ServerFigures{Generation: 7, Updated: time.Now().Add(-time.Minute), Packages: 3, Rejected: 1, Uploaded: 1000, TrackerPeers: 4, TrackerTorrents: 2,
+		Swarms: []Swarm{{File: "a-1-any.tpkg", Seeders: 3, Leechers: 1}}}
 	m := NewServer(func() ServerFigures { return figures })
 	m.Request("/packages/", 200, 500)
 	m.Request("/packages/", 206, 100)
@@ -68,6 +69,9 @@ func TestServerFigures(t *testing.T) {
 		if got := value(t, fams, name, nil); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
+	}
+	if n := value(t, fams, "tpm_server_package_seeders", map[string]string{"file": "a-1-any.tpkg"}); n != 3 {
+		t.Errorf("seeders of a: %v", n)
 	}
 	if age := value(t, fams, "tpm_server_generation_age_seconds", nil); age < 59 || age > 3600 {
 		t.Errorf("age %v", age)

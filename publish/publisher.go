@@ -255,6 +255,13 @@ func (p *Publisher) Figures() metrics.ServerFigures {
 		f.Uploaded = sd.stats.Uploaded()
 	}
 	f.TrackerPeers, f.TrackerTorrents = p.peers.Len(), p.peers.Torrents()
+	if g := p.gen.Load(); g != nil {
+		p.peers.Counts(func(ih [20]byte, seeders, leechers int) {
+			if pk := g.ByInfoHash(ih); pk != nil {
+				f.Swarms = append(f.Swarms, metrics.Swarm{File: pk.File, Seeders: seeders, Leechers: leechers})
+			}
+		})
+	}
 	return f
 }
 

@@ -229,6 +229,30 @@ func (s *PeerStore) Forget(keep func([20]byte) bool) {
 	}
 }
 
+// Counts calls fn with the live seeders and leechers of every torrent that
+// has peers, each address once, in one pass under the lock.
+func (s *PeerStore) Counts(fn func(ih [20]byte, seeders, leechers int)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for ih, peers := range s.torrents {
+		seen := map[netip.AddrPort]bool{}
+		seeders, leechers := 0, 0
+		for key, p := range peers {
+			if now.Sub(p.seen) > s.ttl || seen[key.addr] {
+				continue
+			}
+			seen[key.addr] = true
+			if p.seeder {
+				seeders++
+			} else {
+				leechers++
+			}
+		}
+		fn(ih, seeders, leechers)
+	}
+}
+
 // Torrents is the number of torrents with peers stored.
 func (s *PeerStore) Torrents() int {
 	s.mu.Lock()

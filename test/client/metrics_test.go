@@ -100,6 +100,9 @@ func TestMetricsMoveWithTheWork(t *testing.T) {
 	if n := figure(server, "tpm_server_tracker_peers", nil); n < 1 {
 		t.Errorf("server: %v tracker peers", n)
 	}
+	if n := figure(server, "tpm_server_package_seeders", nil) + figure(server, "tpm_server_package_leechers", nil); n < 1 {
+		t.Errorf("server: no package swarm counted")
+	}
 	// The packages came from the server's seeder or its web seed.
 	if up, web := figure(server, "tpm_server_torrent_uploaded_bytes_total", nil), figure(server, "tpm_server_http_response_bytes_total", map[string]string{"route": "/packages/"}); up+web == 0 {
 		t.Errorf("server: nothing sent (seeder %v, web seed %v)", up, web)
