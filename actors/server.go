@@ -66,8 +66,9 @@ const (
 type Server struct {
 	run       *running
 	catalog   *store.Catalog
+	listings  *store.Listings
 	publisher *publish.Publisher
-	closeOnce sync.Once // the catalog and the package directory
+	closeOnce sync.Once // the catalog, the listings and the package directory
 }
 
 // StartServer opens the catalog, starts the actors, and returns once the
@@ -86,9 +87,14 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	run := newRunning(e)
-	s := &Server{run: run, catalog: cat}
+	listings, err := store.OpenListings(filepath.Join(cfg.StateDir, "listings.db"))
+	if err != nil {
+		cat.Close()
+		return nil, err
+	}
+	s := &Server{run: run, catalog: cat, listings: listings}
 	scanner := repo.NewScanner(cat, repo.Options{Dir: cfg.PackageDir, PublicURL: cfg.PublicURL, Signer: cfg.Signer, Check: cfg.Check,
-		ValidFor: cfg.IndexValidFor})
+		ValidFor: cfg.IndexValidFor, Listings: listings})
 	var keyID, publicKey string
 	if k, ok := cfg.Signer.(*signing.Key); ok {
 		keyID, publicKey = k.PublicKey().ID(), k.PublicKey().String()
@@ -108,10 +114,12 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		PublicURL: cfg.PublicURL,
 		KeyID:     keyID,
 		PublicKey: publicKey,
+		Listing:   listings.Get,
 	})
 	pub = s.publisher
 	if err != nil {
 		cat.Close()
+		listings.Close()
 		return nil, err
 	}
 	components := []component{
@@ -167,7 +175,7 @@ func (s *Server) Stop(ctx context.Context) error {
 
 func (s *Server) closeAll() error {
 	var err error
-	s.closeOnce.Do(func() { err = errors.Join(s.publisher.Close(), s.catalog.Close()) })
+	s.closeOnce.Do(func() { err = errors.Join(s.publisher.Close(), s.catalog.Close(), s.listings.Close()) })
 	return err
 }
 

@@ -29,7 +29,7 @@ var pageFiles embed.FS
 // pages are the parsed templates; parsing the embedded files cannot fail
 // once the tests pass, so a failure is a build mistake.
 func pages() *template.Template {
-	return template.Must(template.New("").Funcs(template.FuncMap{"bytes": humanBytes}).ParseFS(pageFiles, "page/layout.html"))
+	return template.Must(template.New("").Funcs(template.FuncMap{"bytes": humanBytes, "add": func(a, b int) int { return a + b }}).ParseFS(pageFiles, "page/layout.html"))
 }
 
 // pageData is what every page shows around its content.
@@ -52,7 +52,13 @@ type versionView struct {
 	Deps              []manifest.Dependency
 	Magnet            template.URL
 	Seeders, Leechers int
+	Listed            bool     // the files are known
+	Files             []string // the first maxFilesShown of them
+	More              int      // and how many more
 }
+
+// maxFilesShown bounds the files a package page lists.
+const maxFilesShown = 1000
 
 type packagePage struct {
 	pageData
@@ -165,6 +171,12 @@ func (p *Publisher) packagePage(base pageData, g *generation.Generation, name st
 		if pk.Name == name {
 			v := versionView{P: pk, Deps: pk.Dependencies, Magnet: magnet(pk, p.cfg.PublicURL)}
 			_, v.Seeders, v.Leechers = p.peers.Peers(pk.InfoHash, netip.AddrPort{}, 0)
+			if p.cfg.Listing != nil {
+				var files []string
+				if files, v.Listed = p.cfg.Listing(pk.SHA256); v.Listed {
+					v.Files, v.More = files[:min(len(files), maxFilesShown)], max(0, len(files)-maxFilesShown)
+				}
+			}
 			if p.seeder.Load() != nil {
 				v.Seeders++ // the server's own seeder, which the tracker always names
 			}

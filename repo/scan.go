@@ -89,6 +89,9 @@ type Options struct {
 	// index with less than half of it left if the server scans that often
 	// (RescanEvery).
 	ValidFor time.Duration
+	// Listings, when set, keeps the files of each package read whole, for
+	// the package pages.
+	Listings *store.Listings
 }
 
 // DefaultValidFor is how long an index is valid unless the server says.
@@ -158,11 +161,12 @@ func (st fileStat) matchesRejection(r *store.Rejection) bool {
 // outcome is what reading one file gave: an entry, a rejection, or (skip)
 // neither because the file changed while it was read.
 type outcome struct {
-	file   string
-	entry  *store.CatalogEntry
-	reject *store.Rejection
-	skip   error
-	read   int64
+	file    string
+	entry   *store.CatalogEntry
+	listing []string // the entry's files, when its archive was read whole
+	reject  *store.Rejection
+	skip    error
+	read    int64
 }
 
 // Scan brings the catalog in line with the directory and returns the
@@ -276,6 +280,7 @@ func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation
 
 	// Work out the changes; nothing is written unless something changed.
 	var puts []*store.CatalogEntry
+	listings := map[string][]string{} // by sha256, of the entries put
 	var rejects []*store.Rejection
 	var deletes, unrejects []string
 	for _, o := range outcomes {
@@ -288,6 +293,9 @@ func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation
 				stats.Added++
 			}
 			puts = append(puts, o.entry)
+			if o.listing != nil {
+				listings[o.entry.SHA256] = o.listing
+			}
 		case o.reject != nil:
 			if old := rejections[o.file]; old == nil || old.Reason != o.reject.Reason {
 				stats.Rejected++
@@ -362,11 +370,35 @@ func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation
 	if err != nil {
 		return nil, stats, err
 	}
+	if err := s.keepListings(g, listings); err != nil {
+		return nil, stats, err
+	}
 	s.last = g
 	stats.NewGeneration = true
 	stats.Published = len(g.Packages)
 	stats.Duration = time.Since(start)
 	return g, stats, nil
+}
+
+// keepListings records the listings of the packages read by this scan and
+// forgets those of packages no longer published.
+func (s *Scanner) keepListings(g *generation.Generation, listings map[string][]string) error {
+	if s.opts.Listings == nil {
+		return nil
+	}
+	for sum, paths := range listings {
+		if err := s.opts.Listings.Put(sum, paths); err != nil {
+			return fmt.Errorf("scan: listings: %w", err)
+		}
+	}
+	published := make(map[string]bool, len(g.Packages))
+	for _, p := range g.Packages {
+		published[p.SHA256] = true
+	}
+	if err := s.opts.Listings.Keep(func(sum string) bool { return published[sum] }); err != nil {
+		return fmt.Errorf("scan: listings: %w", err)
+	}
+	return nil
 }
 
 // list returns the package files of the directory with their stats. Hidden
@@ -452,7 +484,7 @@ func (s *Scanner) readFile(ctx context.Context, name string, listed fileStat) ou
 	}
 
 	h := swarm.NewHasher(before.size)
-	m, n, err := s.hashAndCheck(ctx, f, h)
+	m, paths, n, err := s.hashAndCheck(ctx, f, h)
 	if err != nil {
 		var rerr *readError
 		if errors.As(err, &rerr) {
@@ -472,7 +504,7 @@ func (s *Scanner) readFile(ctx context.Context, name string, listed fileStat) ou
 	if want := m.FileName(); name != want {
 		return outcome{file: name, reject: rejection(name, before, fmt.Sprintf("file name should be %s, from its info/package.json", want)), read: n}
 	}
-	return outcome{file: name, read: n, entry: &store.CatalogEntry{
+	return outcome{file: name, read: n, listing: paths, entry: &store.CatalogEntry{
 		Manifest:  *m,
 		File:      name,
 		Size:      before.size,
@@ -501,12 +533,13 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return
 // decompression overlap; the validator returns a chunk to the pool when it
 // has consumed it. It returns the manifest, the bytes read and the first
 // error: a *readError for I/O, otherwise the validator's verdict.
-func (s *Scanner) hashAndCheck(ctx context.Context, r io.Reader, h *swarm.Hasher) (*manifest.Manifest, int64, error) {
+func (s *Scanner) hashAndCheck(ctx context.Context, r io.Reader, h *swarm.Hasher) (*manifest.Manifest, []string, int64, error) {
 	chunks := make(chan []byte, 4)
 	cr := &chanReader{chunks: chunks}
 	type verdict struct {
-		m   *manifest.Manifest
-		err error
+		m     *manifest.Manifest
+		paths []string // what the archive installs, when read whole
+		err   error
 	}
 	done := make(chan verdict, 1)
 	go func() {
@@ -518,6 +551,11 @@ func (s *Scanner) hashAndCheck(ctx context.Context, r io.Reader, h *swarm.Hasher
 			pkg, v.err = tarball.Inspect(cr, s.opts.Limits)
 			if pkg != nil {
 				v.m = pkg.Manifest
+				for _, e := range pkg.Entries {
+					if e.Type != tarball.TypeDir {
+						v.paths = append(v.paths, e.Path)
+					}
+				}
 			}
 		}
 		cr.stop()
@@ -571,12 +609,12 @@ func (s *Scanner) hashAndCheck(ctx context.Context, r io.Reader, h *swarm.Hasher
 	close(chunks)
 	v := <-done
 	if rerr != nil {
-		return nil, n, rerr
+		return nil, nil, n, rerr
 	}
 	if v.err != nil {
-		return nil, n, v.err
+		return nil, nil, n, v.err
 	}
-	return v.m, n, nil
+	return v.m, v.paths, n, nil
 }
 
 // chanReader reads the chunks hashAndCheck sends, as one stream.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -423,5 +424,28 @@ func TestVerifyRejectsBytesThatChangedUnseen(t *testing.T) {
 	// Until the file changes, later scans keep it rejected.
 	if g, st := f.scan(t); st.NewGeneration || len(g.Packages) != 1 {
 		t.Fatalf("scan after the verify: %d packages, %+v", len(g.Packages), st)
+	}
+}
+
+// TestScanKeepsListings: the files of a package read whole are kept by
+// its sha256, and forgotten when it is no longer published.
+func TestScanKeepsListings(t *testing.T) {
+	f := newFixture(t, CheckFull)
+	l, err := store.OpenListings(filepath.Join(t.TempDir(), "listings.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	f.scanner = NewScanner(f.cat, Options{Dir: f.dir, PublicURL: "http://127.0.0.1:9/", Signer: f.key, Listings: l})
+	path := repotest.Make(t, f.dir, pkg("a", "1", 100, 1))
+	g, _ := f.scan(t)
+	sum := g.Packages[0].SHA256
+	if files, ok := l.Get(sum); !ok || !slices.Contains(files, "usr/share/a/payload") {
+		t.Fatalf("listing of a: %q %v", files, ok)
+	}
+	os.Remove(path)
+	f.scan(t)
+	if _, ok := l.Get(sum); ok {
+		t.Fatal("the listing of a removed package was kept")
 	}
 }

@@ -109,3 +109,26 @@ func TestDamagedCatalogIsRefused(t *testing.T) {
 		t.Fatalf("empty catalog: %v", err)
 	}
 }
+
+func TestListings(t *testing.T) {
+	l, err := OpenListings(filepath.Join(t.TempDir(), "listings.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, ok := l.Get("a"); ok {
+		t.Fatal("a listing before any was put")
+	}
+	l.Put("a", []string{"usr/bin/a", "usr/share/a/x"})
+	l.Put("b", nil)
+	if got, ok := l.Get("a"); !ok || strings.Join(got, ",") != "usr/bin/a,usr/share/a/x" {
+		t.Fatalf("a: %q %v", got, ok)
+	}
+	if got, ok := l.Get("b"); !ok || len(got) != 0 {
+		t.Fatalf("b, a package of no files: %q %v", got, ok)
+	}
+	l.Keep(func(sum string) bool { return sum == "b" })
+	if _, ok := l.Get("a"); ok {
+		t.Fatal("a kept")
+	}
+}
