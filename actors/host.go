@@ -24,7 +24,7 @@ type HostConfig struct {
 	TrustedKey   signing.PublicKey
 	StateDir     string // tpm.db, index.db(.sig), cache records, piece completion
 	CacheDir     string // the .tpkg of every installed package
-	RunDir       string // FIFOs, lockfiles
+	RunDir       string // FIFOs, the request spool, the pid file
 	AdminGID     int    // group allowed to write admin.fifo, or -1
 	Prefix       string // for requests that name none
 	SyncInterval time.Duration
