@@ -57,12 +57,23 @@ func leech(ctx context.Context, t *testing.T, s *Seeder, tor *Torrent) []byte {
 	}
 	defer cl.Close()
 	lt, _ := cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: tor.InfoHash, InfoBytes: tor.InfoBytes})
-	lt.AddPeers([]torrent.PeerInfo{{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.Port()}, Trusted: true}})
+	seeder := []torrent.PeerInfo{{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.Port()}, Trusted: true}}
+	lt.AddPeers(seeder)
 	lt.DownloadAll()
-	select {
-	case <-lt.Complete().On():
-	case <-ctx.Done():
-		t.Fatalf("download of %s did not finish: %v", tor.Name, ctx.Err())
+	// A dial that fails (a loaded machine, a handshake timeout) is not
+	// tried again by anacrolix: the seeder is offered again each second
+	// until the download is complete.
+	again := time.NewTicker(time.Second)
+	defer again.Stop()
+	for done := false; !done; {
+		select {
+		case <-lt.Complete().On():
+			done = true
+		case <-again.C:
+			lt.AddPeers(seeder)
+		case <-ctx.Done():
+			t.Fatalf("download of %s did not finish: %v", tor.Name, ctx.Err())
+		}
 	}
 	r := lt.NewReader()
 	defer r.Close()
