@@ -54,7 +54,7 @@ func NewHost() *Host {
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 	})
 	m.reg.MustRegister(m.generation, m.updated, m.validUntil, m.installed, m.seeding, m.transactions, m.txDuration,
-		m.downloads, m.installs, traffic{m},
+		m.downloads, m.installs, newTraffic(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -135,17 +135,22 @@ func unix(t time.Time) float64 {
 	return float64(t.UnixNano()) / 1e9
 }
 
-var (
-	descUp   = prometheus.NewDesc("tpm_host_torrent_uploaded_bytes_total", "Bytes this host's torrent client sent.", nil, nil)
-	descDown = prometheus.NewDesc("tpm_host_torrent_downloaded_bytes_total", "Bytes this host's torrent client received, from peers and the web seed.", nil, nil)
-)
-
 // traffic exports the totals the swarm pushed as counters.
-type traffic struct{ m *Host }
+type traffic struct {
+	m        *Host
+	up, down *prometheus.Desc
+}
 
-func (t traffic) Describe(ch chan<- *prometheus.Desc) { ch <- descUp; ch <- descDown }
+func newTraffic(m *Host) *traffic {
+	return &traffic{m: m,
+		up:   prometheus.NewDesc("tpm_host_torrent_uploaded_bytes_total", "Bytes this host's torrent client sent.", nil, nil),
+		down: prometheus.NewDesc("tpm_host_torrent_downloaded_bytes_total", "Bytes this host's torrent client received, from peers and the web seed.", nil, nil),
+	}
+}
 
-func (t traffic) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(descUp, prometheus.CounterValue, float64(t.m.up.Load()))
-	ch <- prometheus.MustNewConstMetric(descDown, prometheus.CounterValue, float64(t.m.down.Load()))
+func (t *traffic) Describe(ch chan<- *prometheus.Desc) { ch <- t.up; ch <- t.down }
+
+func (t *traffic) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(t.up, prometheus.CounterValue, float64(t.m.up.Load()))
+	ch <- prometheus.MustNewConstMetric(t.down, prometheus.CounterValue, float64(t.m.down.Load()))
 }

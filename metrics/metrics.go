@@ -61,7 +61,7 @@ func NewServer(figures func() ServerFigures) *Server {
 	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tpm_server_http_response_bytes_total", Help: "Bytes of HTTP response bodies, by route.",
 	}, []string{"route"})
-	m.reg.MustRegister(m.scans, m.requests, m.bytes, serverState{figures},
+	m.reg.MustRegister(m.scans, m.requests, m.bytes, newServerState(figures),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -88,42 +88,52 @@ func (m *Server) Request(route string, code int, bytes int64) {
 	m.bytes.WithLabelValues(route).Add(float64(bytes))
 }
 
-var (
-	descGeneration = prometheus.NewDesc("tpm_server_generation", "Number of the published generation.", nil, nil)
-	descAge        = prometheus.NewDesc("tpm_server_generation_age_seconds", "Time since the published generation was made.", nil, nil)
-	descPackages   = prometheus.NewDesc("tpm_server_packages", "Packages of the published generation.", nil, nil)
-	descRejected   = prometheus.NewDesc("tpm_server_rejected", "Files the last scan refused.", nil, nil)
-	descUploaded   = prometheus.NewDesc("tpm_server_torrent_uploaded_bytes_total", "Package bytes the seeder sent over BitTorrent.", nil, nil)
-	descPeers      = prometheus.NewDesc("tpm_server_tracker_peers", "Peers the tracker knows.", nil, nil)
-	descTorrents   = prometheus.NewDesc("tpm_server_tracker_torrents", "Torrents the tracker knows peers of.", nil, nil)
-	descSeeders    = prometheus.NewDesc("tpm_server_package_seeders", "Seeders of a package as the tracker counts them (the server's own seeder aside).", []string{"file"}, nil)
-	descLeechers   = prometheus.NewDesc("tpm_server_package_leechers", "Leechers of a package as the tracker counts them.", []string{"file"}, nil)
-)
-
 // serverState reads the server's state on each scrape.
-type serverState struct{ figures func() ServerFigures }
+type serverState struct {
+	figures                                                        func() ServerFigures
+	generation, age, packages, rejected, uploaded, peers, torrents *prometheus.Desc
+	seeders, leechers                                              *prometheus.Desc
+}
 
-func (s serverState) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descGeneration, descAge, descPackages, descRejected, descUploaded, descPeers, descTorrents, descSeeders, descLeechers} {
+func newServerState(figures func() ServerFigures) *serverState {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &serverState{
+		figures:    figures,
+		generation: d("tpm_server_generation", "Number of the published generation."),
+		age:        d("tpm_server_generation_age_seconds", "Time since the published generation was made."),
+		packages:   d("tpm_server_packages", "Packages of the published generation."),
+		rejected:   d("tpm_server_rejected", "Files the last scan refused."),
+		uploaded:   d("tpm_server_torrent_uploaded_bytes_total", "Package bytes the seeder sent over BitTorrent."),
+		peers:      d("tpm_server_tracker_peers", "Peers the tracker knows."),
+		torrents:   d("tpm_server_tracker_torrents", "Torrents the tracker knows peers of."),
+		seeders:    d("tpm_server_package_seeders", "Seeders of a package as the tracker counts them (the server's own seeder aside).", "file"),
+		leechers:   d("tpm_server_package_leechers", "Leechers of a package as the tracker counts them.", "file"),
+	}
+}
+
+func (s *serverState) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{s.generation, s.age, s.packages, s.rejected, s.uploaded, s.peers, s.torrents, s.seeders, s.leechers} {
 		ch <- d
 	}
 }
 
-func (s serverState) Collect(ch chan<- prometheus.Metric) {
+func (s *serverState) Collect(ch chan<- prometheus.Metric) {
 	f := s.figures()
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
-	gauge(descGeneration, float64(f.Generation))
+	gauge(s.generation, float64(f.Generation))
 	if !f.Updated.IsZero() {
-		gauge(descAge, time.Since(f.Updated).Seconds())
+		gauge(s.age, time.Since(f.Updated).Seconds())
 	}
-	gauge(descPackages, float64(f.Packages))
-	gauge(descRejected, float64(f.Rejected))
-	ch <- prometheus.MustNewConstMetric(descUploaded, prometheus.CounterValue, float64(f.Uploaded))
-	gauge(descPeers, float64(f.TrackerPeers))
-	gauge(descTorrents, float64(f.TrackerTorrents))
+	gauge(s.packages, float64(f.Packages))
+	gauge(s.rejected, float64(f.Rejected))
+	ch <- prometheus.MustNewConstMetric(s.uploaded, prometheus.CounterValue, float64(f.Uploaded))
+	gauge(s.peers, float64(f.TrackerPeers))
+	gauge(s.torrents, float64(f.TrackerTorrents))
 	for _, sw := range f.Swarms {
-		ch <- prometheus.MustNewConstMetric(descSeeders, prometheus.GaugeValue, float64(sw.Seeders), sw.File)
-		ch <- prometheus.MustNewConstMetric(descLeechers, prometheus.GaugeValue, float64(sw.Leechers), sw.File)
+		ch <- prometheus.MustNewConstMetric(s.seeders, prometheus.GaugeValue, float64(sw.Seeders), sw.File)
+		ch <- prometheus.MustNewConstMetric(s.leechers, prometheus.GaugeValue, float64(sw.Leechers), sw.File)
 	}
 }
 
