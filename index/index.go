@@ -203,7 +203,7 @@ func (m *Keeper) fetch(ctx context.Context, cur *Snapshot, swaps int) (*Snapshot
 		// that is still the server's is refused, and only one publication
 		// is believed: a server (or someone between) that keeps changing
 		// the index cannot make us fetch it again and again.
-		if _, _, unchanged, gerr := m.get(ctx, "/"+IndexFile, newTag, maxIndex); gerr == nil && !unchanged && swaps < 1 {
+		if swaps < 1 && m.changedSince(ctx, newTag) {
 			return m.fetch(ctx, cur, swaps+1)
 		}
 		return nil, false, fmt.Errorf("refusing the repository's index (kept the old one): %w; check --trusted-key or the server", err)
@@ -245,6 +245,25 @@ func (m *Keeper) fetch(ctx context.Context, cur *Snapshot, swaps int) (*Snapshot
 	}
 	idx.ETag, idx.Fetched = newTag, m.Now()
 	return idx, true, nil
+}
+
+// changedSince asks the server, without the body, whether its index is no
+// longer the one whose ETag is etag.
+func (m *Keeper) changedSince(ctx context.Context, etag string) bool {
+	if etag == "" {
+		return false // nothing to compare with
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, m.Server+"/"+IndexFile, nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("If-None-Match", etag)
+	resp, err := m.HTTP.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK && resp.Header.Get("ETag") != etag
 }
 
 func (m *Keeper) get(ctx context.Context, path, etag string, limit int64) (body []byte, newTag string, notModified bool, err error) {

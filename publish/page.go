@@ -172,10 +172,9 @@ func (p *Publisher) packagePage(base pageData, g *generation.Generation, name st
 			v := versionView{P: pk, Deps: pk.Dependencies, Magnet: magnet(pk, p.cfg.PublicURL)}
 			_, v.Seeders, v.Leechers = p.peers.Peers(pk.InfoHash, netip.AddrPort{}, 0)
 			if p.cfg.Listing != nil {
-				var files []string
-				if files, v.Listed = p.cfg.Listing(pk.SHA256); v.Listed {
-					v.Files, v.More = files[:min(len(files), maxFilesShown)], max(0, len(files)-maxFilesShown)
-				}
+				var total int
+				v.Files, total, v.Listed = p.cfg.Listing(pk.SHA256, maxFilesShown)
+				v.More = total - len(v.Files)
 			}
 			if p.seeder.Load() != nil {
 				v.Seeders++ // the server's own seeder, which the tracker always names

@@ -31,7 +31,9 @@ const hostile = `<script>alert(1)</script> \"><img src=x onerror=alert(2)>`
 func TestPages(t *testing.T) {
 	f := newFixture(t)
 	f.p.cfg.PublicURL, f.p.cfg.KeyID, f.p.cfg.PublicKey = f.url, f.pub.ID(), f.pub.String()
-	f.p.cfg.Listing = func(string) ([]string, bool) { return []string{"usr/share/x", "usr/bin/<b>"}, true }
+	f.p.cfg.Listing = func(_ string, max int) ([]string, int, bool) {
+		return []string{"usr/share/x", "usr/bin/<b>"}[:min(2, max)], 3002, true
+	}
 	packDir(t, f.dir, `{"Name":"evil","Version":"1.0","Architecture":"any","Type":"Binary","Description":"`+hostile+`","Maintainer":"`+hostile+`"}`)
 	packDir(t, f.dir, `{"Name":"evil","Version":"2.0","Architecture":"any","Type":"Binary","Description":"second"}`)
 	packDir(t, f.dir, `{"Name":"app","Version":"1.0","Architecture":"any","Type":"Binary","Description":"An app","Dependencies":[["evil","other"],"lib>=1"]}`)
@@ -66,7 +68,7 @@ func TestPages(t *testing.T) {
 	_, app := get(t, f.url+"/p/app")
 	s := string(app)
 	for _, want := range []string{`<a href="/p/evil">evil</a> <em>or</em> <a href="/p/other">other</a>`, `<a href="/p/lib">lib &gt;= 1</a>`,
-		`href="magnet:?xt=urn:btih:`, "<code>/usr/share/x</code>", "<code>/usr/bin/&lt;b&gt;</code>", "Files (2)", "&amp;dn=app-1.0-any.tpkg", `href="/torrents/app-1.0-any.tpkg.torrent"`, "tpm install app=1.0", "1 seeder(s)"} {
+		`href="magnet:?xt=urn:btih:`, "<code>/usr/share/x</code>", "<code>/usr/bin/&lt;b&gt;</code>", "Files (2 of 3002)", "and 3000 more.", "&amp;dn=app-1.0-any.tpkg", `href="/torrents/app-1.0-any.tpkg.torrent"`, "tpm install app=1.0", "1 seeder(s)"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("/p/app lacks %q\n%s", want, s)
 		}

@@ -57,9 +57,10 @@ type Config struct {
 	// What the pages say of the repository: its URL as hosts reach it, and
 	// its signing key (id and one-line public key).
 	PublicURL, KeyID, PublicKey string
-	// Listing, when set, gives the files of the package whose sha256 is
-	// sum, as its archive listed them, for the package pages.
-	Listing func(sum string) ([]string, bool)
+	// Listing, when set, gives the first max files of the package whose
+	// sha256 is sum, as its archive listed them, how many it has, and
+	// whether they are known, for the package pages.
+	Listing func(sum string, max int) (files []string, total int, ok bool)
 }
 
 // Publisher serves generations over HTTP. It is an http.Handler.

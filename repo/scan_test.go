@@ -440,12 +440,12 @@ func TestScanKeepsListings(t *testing.T) {
 	path := repotest.Make(t, f.dir, pkg("a", "1", 100, 1))
 	g, _ := f.scan(t)
 	sum := g.Packages[0].SHA256
-	if files, ok := l.Get(sum); !ok || !slices.Contains(files, "usr/share/a/payload") {
+	if files, _, ok := l.Get(sum, 100); !ok || !slices.Contains(files, "usr/share/a/payload") {
 		t.Fatalf("listing of a: %q %v", files, ok)
 	}
 	os.Remove(path)
 	f.scan(t)
-	if _, ok := l.Get(sum); ok {
+	if _, _, ok := l.Get(sum, 100); ok {
 		t.Fatal("the listing of a removed package was kept")
 	}
 }

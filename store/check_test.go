@@ -116,19 +116,22 @@ func TestListings(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if _, ok := l.Get("a"); ok {
+	if _, _, ok := l.Get("a", 10); ok {
 		t.Fatal("a listing before any was put")
 	}
-	l.Put("a", []string{"usr/bin/a", "usr/share/a/x"})
+	l.Put("a", []string{"usr/bin/a", "usr/share/a/x", "usr/share/a/y"})
 	l.Put("b", nil)
-	if got, ok := l.Get("a"); !ok || strings.Join(got, ",") != "usr/bin/a,usr/share/a/x" {
-		t.Fatalf("a: %q %v", got, ok)
+	if got, n, ok := l.Get("a", 10); !ok || n != 3 || strings.Join(got, ",") != "usr/bin/a,usr/share/a/x,usr/share/a/y" {
+		t.Fatalf("a: %q %d %v", got, n, ok)
 	}
-	if got, ok := l.Get("b"); !ok || len(got) != 0 {
-		t.Fatalf("b, a package of no files: %q %v", got, ok)
+	if got, n, ok := l.Get("a", 2); !ok || n != 3 || strings.Join(got, ",") != "usr/bin/a,usr/share/a/x" {
+		t.Fatalf("a, the first 2: %q %d %v", got, n, ok)
+	}
+	if got, n, ok := l.Get("b", 10); !ok || n != 0 || len(got) != 0 {
+		t.Fatalf("b, a package of no files: %q %d %v", got, n, ok)
 	}
 	l.Keep(func(sum string) bool { return sum == "b" })
-	if _, ok := l.Get("a"); ok {
+	if _, _, ok := l.Get("a", 10); ok {
 		t.Fatal("a kept")
 	}
 }

@@ -207,6 +207,17 @@ func (t *Tx) Receipts(prefix string) ([]*Receipt, error) {
 	return out, nil
 }
 
+// CountReceipts is how many packages prefix has, counted by key alone.
+func (t *Tx) CountReceipts(prefix string) int {
+	n := 0
+	start := key(prefix, "")
+	c := t.tx.Bucket(bucketPackages).Cursor()
+	for k, _ := c.Seek(start); k != nil && bytes.HasPrefix(k, start); k, _ = c.Next() {
+		n++
+	}
+	return n
+}
+
 // ReceiptHeads returns every receipt of prefix, by name, without its file
 // list. A package may own 500,000 paths, and most questions need only
 // names, versions and dependencies, so the list is not even scanned.

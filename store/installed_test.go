@@ -54,6 +54,9 @@ func TestReceiptsOwnersAndJournal(t *testing.T) {
 		if string(tx.Journal()) != `{"id":"1"}` {
 			t.Error("journal lost")
 		}
+		if n, other := tx.CountReceipts("/p"), tx.CountReceipts("/other"); n != 2 || other != 0 {
+			t.Errorf("counts: /p %d, /other %d", n, other)
+		}
 		heads, err := tx.ReceiptHeads("/p")
 		if err != nil || len(heads) != 2 || heads[1].Name != "b" || heads[1].Reason != Explicit || heads[1].Files != nil {
 			t.Errorf("heads = %+v %v", heads, err)

@@ -60,21 +60,27 @@ func (l *Listings) Put(sum string, paths []string) error {
 	})
 }
 
-// Get returns the paths recorded for sum, and whether there are any.
-func (l *Listings) Get(sum string) ([]string, bool) {
-	var out []string
+// Get returns the first max paths recorded for sum, how many there are in
+// all, and whether any listing is recorded. Only what is returned is
+// copied: a page shows a few of a package's files however many it has.
+func (l *Listings) Get(sum string, max int) (paths []string, total int, ok bool) {
 	l.bolt.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketListings).Get([]byte(sum))
 		if v == nil {
 			return nil
 		}
-		out = []string{}
-		if len(v) > 0 {
-			out = strings.Split(string(v), "\n")
+		ok, paths = true, []string{}
+		if len(v) == 0 {
+			return nil
+		}
+		total = bytes.Count(v, []byte{'\n'}) + 1
+		for len(paths) < max && len(v) > 0 {
+			line, rest, _ := bytes.Cut(v, []byte{'\n'})
+			paths, v = append(paths, string(line)), rest
 		}
 		return nil
 	})
-	return out, out != nil
+	return paths, total, ok
 }
 
 // Keep drops the listings of every sha256 that keep rejects.
