@@ -20,7 +20,9 @@ import (
 
 // HostConfig is everything tpmd client is told.
 type HostConfig struct {
-	Server       string // the repository's base URL
+	// Servers are the base URLs of the repository's servers: the origin
+	// and its mirrors, in the order the host prefers them.
+	Servers      []string
 	TrustedKey   signing.PublicKey
 	StateDir     string // tpm.db, index.db(.sig), cache records, piece completion
 	CacheDir     string // the .tpkg of every installed package
@@ -115,7 +117,7 @@ func StartHost(cfg HostConfig) (*Host, error) {
 			return &installerActor{env: e, cfg: cfg, started: started, swarm: pids[Swarm], builder: pids[Builder]}
 		}},
 		{name: Syncer, make: func(map[string]*actor.PID) actor.Actor {
-			return &syncerActor{env: e, keeper: index.New(cfg.Server, cfg.TrustedKey, cfg.StateDir), interval: cfg.SyncInterval}
+			return &syncerActor{env: e, keeper: index.New(cfg.Servers, cfg.TrustedKey, cfg.StateDir), interval: cfg.SyncInterval}
 		}},
 		{name: Gateway, stage: 1, make: func(pids map[string]*actor.PID) actor.Actor {
 			return &gatewayActor{env: e, runDir: cfg.RunDir, adminGID: cfg.AdminGID, installer: pids[Installer], syncer: pids[Syncer]}
@@ -187,7 +189,9 @@ func (a *hostSupervisor) Receive(ctx actor.Context) {
 	case *messages.IndexReady:
 		a.last = msg.Index
 		ctx.Send(a.pids[Installer], msg) // spawned before the syncer
-	case *messages.NeedIndex:
+		// The swarm announces to the trackers the index names.
+		ctx.Send(a.pids[Swarm], &messages.IndexReady{Index: msg.Index})
+	case *messages.NeedIndex: // from the installer or the swarm
 		if a.last != nil {
 			ctx.Respond(&messages.IndexReady{Index: a.last})
 		}

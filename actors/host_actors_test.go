@@ -177,7 +177,7 @@ type heldDownload struct {
 
 func startInstaller(t *testing.T, r *testRepo) *installerUnderTest {
 	u := &installerUnderTest{probes: newProbes(t), held: make(chan any, 100), repoDir: r.Dir}
-	u.cfg = HostConfig{StateDir: t.TempDir(), CacheDir: t.TempDir(), Prefix: t.TempDir(), Server: "http://127.0.0.1:1", BuildRoot: buildRoot(t)}
+	u.cfg = HostConfig{StateDir: t.TempDir(), CacheDir: t.TempDir(), Prefix: t.TempDir(), Servers: []string{"http://127.0.0.1:1"}, BuildRoot: buildRoot(t)}
 	// The swarm: a Download is answered by copying the package from the
 	// repository into the cache, as a finished download leaves it.
 	var swarmPID *actor.PID
@@ -408,7 +408,7 @@ func serveGated(t *testing.T, r *testRepo) *gatedRepo {
 
 func startSyncer(t *testing.T, p *probes, r *testRepo, g *gatedRepo, state string) (*actor.PID, chan any) {
 	return p.parent(Syncer, nil, func() actor.Actor {
-		return &syncerActor{env: p.env, keeper: index.New(g.url, r.Public, state), interval: time.Hour}
+		return &syncerActor{env: p.env, keeper: index.New([]string{g.url}, r.Public, state), interval: time.Hour}
 	})
 }
 

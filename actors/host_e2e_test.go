@@ -67,7 +67,7 @@ func startPairWith(t testing.TB, addPackages func(dir string)) (*testHost, strin
 	}
 	run := t.TempDir()
 	th := &testHost{cacheDir: t.TempDir(), buildRoot: buildRoot(t)}
-	c, err := StartHost(HostConfig{Server: "http://" + srv.HTTPAddr(), TrustedKey: pub, StateDir: t.TempDir(),
+	c, err := StartHost(HostConfig{Servers: []string{"http://" + srv.HTTPAddr()}, TrustedKey: pub, StateDir: t.TempDir(),
 		CacheDir: th.cacheDir, RunDir: run, AdminGID: -1, Prefix: t.TempDir(), TorrentAddr: "127.0.0.1:0", Logger: log,
 		BuildRoot: th.buildRoot}.withCrashes())
 	if err != nil {

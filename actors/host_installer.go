@@ -402,12 +402,35 @@ func streamed(eng *engine.Engine, prefix string, req *messages.Request, each fun
 	return false, nil
 }
 
+// serverStatus is each server's state as the last fetch found it.
+func serverStatus(servers []string, states []index.ServerState) []messages.ServerStatus {
+	out := make([]messages.ServerStatus, len(servers))
+	for i, url := range servers {
+		out[i] = messages.ServerStatus{URL: url, State: "unknown"}
+	}
+	for i, st := range states {
+		if i >= len(out) {
+			break
+		}
+		out[i].Generation = st.Generation
+		switch {
+		case st.Behind:
+			out[i].State = "behind"
+		case st.Err == "":
+			out[i].State = "ok"
+		default:
+			out[i].State, out[i].Error = "down", st.Err
+		}
+	}
+	return out
+}
+
 // status answers at once from what the installer holds, with the swarm's
 // figures when the swarm answers within a second.
 func (a *installerActor) status(ctx actor.Context, to *actor.PID) {
 	now := time.Now()
 	st := messages.Status{
-		PID: os.Getpid(), UptimeSeconds: now.Sub(a.started).Seconds(), Server: a.cfg.Server,
+		PID: os.Getpid(), UptimeSeconds: now.Sub(a.started).Seconds(), Server: a.cfg.Servers[0], Servers: serverStatus(a.cfg.Servers, a.idx.Servers),
 		IndexGeneration: a.idx.Generation, IndexPackages: len(a.idx.Entries), Installing: a.installing, Queued: len(a.jobs),
 	}
 	if !a.idx.Updated.IsZero() {

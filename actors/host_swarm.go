@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -30,6 +30,9 @@ type swarmActor struct {
 	seeding   bool    // a batch of seeding changes runs
 	seedQueue []*messages.SeedFiles
 	stopTick  scheduler.CancelFunc
+	// trackers is the announce list of the last index (nil: it names
+	// none, and the server's own tracker is used).
+	trackers []string
 }
 
 // metricsTick asks the swarm to tell the host's metrics what its torrent
@@ -85,6 +88,12 @@ func (a *swarmActor) Receive(ctx actor.Context) {
 		}
 	case *messages.Addr:
 		a.open(ctx, msg.Addr)
+	case *messages.IndexReady:
+		if msg.Index.Trackers != nil && !slices.Equal(msg.Index.Trackers, a.trackers) && a.peer != nil {
+			peer, trackers := a.peer, msg.Index.Trackers
+			a.env.bg.Go(func() { peer.AddTrackers(trackers) })
+		}
+		a.trackers = msg.Index.Trackers
 	case *actor.Stopping, *actor.Restarting:
 		if a.stopTick != nil {
 			a.stopTick()
@@ -141,6 +150,7 @@ func (a *swarmActor) open(ctx actor.Context, addr string) {
 	// The port we got is ours for good: a restart and peers that know us
 	// keep it.
 	ctx.Send(ctx.Parent(), &messages.Ready{Component: Swarm, Addr: withPort(addr, peer.Port())})
+	ctx.Request(ctx.Parent(), &messages.NeedIndex{})
 	ctx.Request(ctx.Parent(), &messages.NeedSeeds{})
 	for _, e := range a.early {
 		a.handle(ctx, e.msg, e.sender)
@@ -175,12 +185,20 @@ func (a *swarmActor) handle(ctx actor.Context, msg any, sender *actor.PID) {
 	}
 }
 
-// spec is the torrent of a file as this host finds its swarm: the
-// repository's tracker, and its web seed as the fallback.
+// spec is the torrent of a file as this host finds its swarm: the trackers
+// the index names (each server's own when it names none: an older
+// server), and every server's web seed as the fallback.
 func (a *swarmActor) spec(f messages.SeedFile) swarm.Spec {
-	base := strings.TrimRight(a.cfg.Server, "/")
+	trackers := a.trackers
+	var seeds []string
+	for _, s := range a.cfg.Servers {
+		if a.trackers == nil {
+			trackers = append(trackers, swarm.PublicTracker(s))
+		}
+		seeds = append(seeds, swarm.PublicWebSeed(s))
+	}
 	return swarm.Spec{File: f.File, InfoHash: f.InfoHash, InfoBytes: f.InfoBytes, SHA256: f.SHA256, Size: f.Size,
-		Trackers: []string{base + "/announce"}, WebSeeds: []string{base + "/packages/"}}
+		Trackers: trackers, WebSeeds: seeds}
 }
 
 func (a *swarmActor) download(ctx actor.Context, msg *messages.Download, requester *actor.PID) {

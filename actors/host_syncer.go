@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -167,6 +168,14 @@ func (a *syncerActor) fetched(ctx actor.Context, msg *fetched) {
 			a.cancelRe()
 		}
 		a.cancelRe = a.sched.SendOnce(a.retry, ctx.Self(), &syncTick{})
+		// tpm status shows each server down: the same index, with what
+		// each server said this time.
+		if fe := (*index.FetchError)(nil); errors.As(msg.err, &fe) {
+			same := *a.idx
+			same.Servers = fe.States
+			a.idx = &same
+			ctx.Send(ctx.Parent(), &messages.IndexReady{Index: a.idx})
+		}
 	} else {
 		a.retry = 0
 		a.idx = msg.idx

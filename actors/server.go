@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"tpm/repo"
 	"tpm/signing"
 	"tpm/store"
+	"tpm/swarm"
 )
 
 // ServerConfig is everything tpmd server is told.
@@ -40,6 +42,14 @@ type ServerConfig struct {
 	// NoSeed publishes and tracks without seeding: clients get packages
 	// from each other and from the web seed only (tpmd server --seed=false).
 	NoSeed bool
+	// Announce are standard trackers (BEP 3 HTTP, BEP 15 UDP) put in every
+	// torrent's announce list after the built-in one; the seeder announces
+	// to them. NoTracker turns the built-in tracker off.
+	Announce  []string
+	NoTracker bool
+	// WebSeeds are mirrors' /packages/ URLs named in every torrent's
+	// url-list after the server's own.
+	WebSeeds []string
 
 	// Supervision: a component that fails more than MaxRestarts times
 	// within RestartWindow is stopped and the server reports a failure
@@ -94,7 +104,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	}
 	s := &Server{run: run, catalog: cat, listings: listings}
 	scanner := repo.NewScanner(cat, repo.Options{Dir: cfg.PackageDir, PublicURL: cfg.PublicURL, Signer: cfg.Signer, Check: cfg.Check,
-		ValidFor: cfg.IndexValidFor, Listings: listings})
+		ValidFor: cfg.IndexValidFor, Listings: listings, Trackers: cfg.trackers(), WebSeeds: cfg.WebSeeds})
 	var keyID, publicKey string
 	if k, ok := cfg.Signer.(*signing.Key); ok {
 		keyID, publicKey = k.PublicKey().ID(), k.PublicKey().String()
@@ -103,7 +113,8 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	var pub *publish.Publisher
 	m := metrics.NewServer(func() metrics.ServerFigures { return pub.Figures() })
 	s.publisher, err = publish.New(publish.Config{
-		Dir: cfg.PackageDir,
+		Dir:       cfg.PackageDir,
+		NoTracker: cfg.NoTracker,
 		// From an HTTP request's goroutine: the supervisor listens on the
 		// event stream for it.
 		OnStale:   func(file string) { run.system.EventStream.Publish(&messages.Rescan{Reason: "changed file " + file}) },
@@ -127,7 +138,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 			return &publisherActor{env: e, publisher: s.publisher}
 		}},
 		{name: Seeder, make: func(map[string]*actor.PID) actor.Actor {
-			return &seederActor{env: e, packageDir: cfg.PackageDir, stateDir: cfg.StateDir}
+			return &seederActor{env: e, packageDir: cfg.PackageDir, stateDir: cfg.StateDir, trackers: cfg.Announce}
 		}},
 		// The scanner last: its first generation should find the others up.
 		{name: Scanner, make: func(map[string]*actor.PID) actor.Actor {
@@ -144,6 +155,21 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// trackers is every torrent's announce list: the built-in tracker unless it
+// is off, then the standard ones, each once.
+func (cfg ServerConfig) trackers() []string {
+	var list []string
+	if !cfg.NoTracker {
+		list = append(list, swarm.PublicTracker(cfg.PublicURL))
+	}
+	for _, t := range cfg.Announce {
+		if !slices.Contains(list, t) {
+			list = append(list, t)
+		}
+	}
+	return list
 }
 
 // HTTPAddr is the address the publisher listens on.

@@ -20,6 +20,7 @@ type seederActor struct {
 	env        *env
 	packageDir string
 	stateDir   string
+	trackers   []string // standard trackers it announces to
 	life       lifetime
 	seeder     *swarm.Seeder
 	syncing    bool
@@ -76,6 +77,7 @@ func (a *seederActor) open(ctx actor.Context, addr string) {
 		StateDir:   a.stateDir,
 		ListenAddr: addr,
 		Logger:     a.env.quiet,
+		Trackers:   a.trackers,
 	})
 	if err != nil {
 		ctx.Send(ctx.Parent(), &messages.Ready{Component: Seeder, Err: fmt.Errorf("seeder: %w", err)})

@@ -33,7 +33,19 @@ func (o *statusOptions) run(ctx context.Context, c *command, args []string) erro
 	return c.view.result(s, func(w io.Writer) error {
 		tw := table(w)
 		fmt.Fprintf(tw, "tpmd\tpid %d, up %s\n", s.PID, seconds(s.UptimeSeconds))
-		fmt.Fprintf(tw, "server\t%s\n", s.Server)
+		if len(s.Servers) == 0 { // an older daemon
+			fmt.Fprintf(tw, "server\t%s\n", s.Server)
+		}
+		for _, sv := range s.Servers {
+			state := sv.State
+			switch {
+			case sv.State == "down":
+				state += ": " + sv.Error
+			case sv.Generation > 0:
+				state += fmt.Sprintf(", generation %d", sv.Generation)
+			}
+			fmt.Fprintf(tw, "server\t%s  %s\n", sv.URL, state)
+		}
 		fmt.Fprintf(tw, "index\tgeneration %d, %d packages, %s old\n", s.IndexGeneration, s.IndexPackages, seconds(s.IndexAgeSeconds))
 		switch {
 		case s.IndexExpired:

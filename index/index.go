@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"tpm/manifest"
@@ -46,6 +47,13 @@ type Snapshot struct {
 	Fetched    time.Time // when this host last confirmed it is current
 	ETag       string
 	Entries    []*store.CatalogEntry // by name, then newest version first
+	// Servers is what each server answered at the fetch that gave this
+	// index (nil for one loaded from disk).
+	Servers []ServerState
+	// Trackers is the announce list the index names (signed, so a mirror
+	// cannot send announces elsewhere); nil when it names none, an index
+	// of a server older than the list.
+	Trackers []string
 
 	byName  map[string][]*store.CatalogEntry
 	resolve resolve.Index
@@ -118,24 +126,41 @@ func (idx *Snapshot) Entry(name, version string) *store.CatalogEntry {
 	return nil
 }
 
-// Keeper fetches and keeps the index of one server in a state directory.
+// Keeper fetches and keeps, in a state directory, the index of a
+// repository that one or more servers publish (the origin and its
+// mirrors): every server is asked, and the newest valid generation wins.
 type Keeper struct {
-	Server string // base URL, without the trailing slash
-	Key    signing.PublicKey
-	Dir    string
-	HTTP   *http.Client
-	Now    func() time.Time
+	Servers []string // base URLs, without the trailing slash
+	Key     signing.PublicKey
+	Dir     string
+	HTTP    *http.Client
+	Now     func() time.Time
 }
 
-// New returns a keeper of server's index in dir that trusts key.
-func New(server string, key signing.PublicKey, dir string) *Keeper {
-	return &Keeper{
-		Server: strings.TrimRight(server, "/"),
-		Key:    key,
-		Dir:    dir,
-		HTTP:   &http.Client{Timeout: 60 * time.Second},
-		Now:    time.Now,
+// ServerState is what one server answered at the last fetch.
+type ServerState struct {
+	URL string
+	// Generation is that of the valid index it served (0: none).
+	Generation uint64
+	// Behind says that index is older than the one kept.
+	Behind bool
+	// Err says why it served no valid index.
+	Err string
+}
+
+// New returns a keeper in dir of the index that servers publish, trusting
+// key.
+func New(servers []string, key signing.PublicKey, dir string) *Keeper {
+	m := &Keeper{
+		Key:  key,
+		Dir:  dir,
+		HTTP: &http.Client{Timeout: 60 * time.Second},
+		Now:  time.Now,
 	}
+	for _, s := range servers {
+		m.Servers = append(m.Servers, strings.TrimRight(s, "/"))
+	}
+	return m
 }
 
 // Load reads the index kept from an earlier run, checking its signature
@@ -167,72 +192,112 @@ func (m *Keeper) Load() (*Snapshot, error) {
 	return idx, nil
 }
 
-// Fetch asks the server for its index, sending cur's ETag so that an
-// unchanged index costs no body. It returns the new index and whether it
-// changed; an unchanged index comes back as a copy of cur with a fresh
-// Fetched time. Nothing is kept unless the signature verifies with the
-// trusted key and the generation is not older than cur's.
-func (m *Keeper) Fetch(ctx context.Context, cur *Snapshot) (*Snapshot, bool, error) {
-	return m.fetch(ctx, cur, 0)
+// candidate is one server's answer to a fetch: a verified index in a
+// temporary file, or the kept one confirmed (notModified), or why not.
+type candidate struct {
+	server      string
+	idx         *Snapshot
+	tmp         string // the verified index, not yet kept
+	sig         []byte
+	tag         string
+	notModified bool
+	err         error
 }
 
-func (m *Keeper) fetch(ctx context.Context, cur *Snapshot, swaps int) (*Snapshot, bool, error) {
-	etag := ""
-	if cur != nil {
-		etag = cur.ETag
+// Fetch asks every server, at once, for its index, sending cur's ETag so
+// that an unchanged index costs no body. It keeps the newest generation
+// that is valid: signed with the trusted key, unexpired, and not older than
+// cur's. It returns that index and whether it changed; an unchanged index
+// comes back as a copy of cur with a fresh Fetched time. The index says in
+// Servers what each server answered. It fails only when no server gave a
+// valid index.
+func (m *Keeper) Fetch(ctx context.Context, cur *Snapshot) (*Snapshot, bool, error) {
+	cands := make([]candidate, len(m.Servers))
+	var wg sync.WaitGroup
+	for i, server := range m.Servers {
+		wg.Go(func() { cands[i] = m.fetchFrom(ctx, server, cur, 0) })
 	}
-	data, newTag, notModified, err := m.get(ctx, "/"+IndexFile, etag, maxIndex)
+	wg.Wait()
+	defer func() {
+		for _, c := range cands {
+			if c.tmp != "" {
+				os.Remove(c.tmp)
+			}
+		}
+	}()
+	var best *candidate
+	states := make([]ServerState, len(cands))
+	for i := range cands {
+		c := &cands[i]
+		states[i] = ServerState{URL: c.server}
+		switch {
+		case c.err != nil:
+			states[i].Err = oneLine(c.err)
+			continue
+		case c.notModified:
+			states[i].Generation = cur.Generation
+		default:
+			states[i].Generation = c.idx.Generation
+		}
+		if best == nil || states[i].Generation > best.generation(cur) {
+			best = c
+		}
+	}
+	if best == nil {
+		if len(cands) == 1 {
+			return nil, false, &FetchError{States: states, err: cands[0].err}
+		}
+		var why []string
+		for _, st := range states {
+			why = append(why, st.URL+": "+st.Err)
+		}
+		return nil, false, &FetchError{States: states,
+			err: fmt.Errorf("no server gave a valid index (kept the old one): %s", strings.Join(why, "; "))}
+	}
+	for i := range states {
+		states[i].Behind = states[i].Err == "" && states[i].Generation < best.generation(cur)
+	}
+	idx, changed, err := m.keep(best, cur)
 	if err != nil {
 		return nil, false, err
 	}
-	if notModified && cur != nil {
-		if cur.Expired(m.Now()) {
-			return nil, false, cur.ExpiredError()
-		}
+	idx.Servers = states
+	return idx, changed, nil
+}
+
+// FetchError is a fetch that no server answered with a valid index, with
+// what each said.
+type FetchError struct {
+	States []ServerState
+	err    error
+}
+
+func (e *FetchError) Error() string { return e.err.Error() }
+func (e *FetchError) Unwrap() error { return e.err }
+
+// generation is the generation the candidate stands for.
+func (c *candidate) generation(cur *Snapshot) uint64 {
+	if c.notModified {
+		return cur.Generation
+	}
+	return c.idx.Generation
+}
+
+// keep makes c the kept index.
+func (m *Keeper) keep(c *candidate, cur *Snapshot) (*Snapshot, bool, error) {
+	if c.notModified || (cur != nil && c.idx.Generation == cur.Generation && cur.Generation != 0) {
+		// Same generation (a new ETag: a restarted server): nothing changed.
 		fresh := *cur
 		fresh.Fetched = m.Now()
-		return &fresh, false, nil
-	}
-	sig, _, _, err := m.get(ctx, "/"+SigFile, "", maxSignature)
-	if err != nil {
-		return nil, false, fmt.Errorf("the repository's index signature: %w", err)
-	}
-	if err := m.Key.Verify(data, sig); err != nil {
-		// The server may have published a new generation between the two
-		// requests: the signature is then the new index's. Only an index
-		// that is still the server's is refused, and only one publication
-		// is believed: a server (or someone between) that keeps changing
-		// the index cannot make us fetch it again and again.
-		if swaps < 1 && m.changedSince(ctx, newTag) {
-			return m.fetch(ctx, cur, swaps+1)
+		if !c.notModified {
+			fresh.ETag = c.tag
 		}
-		return nil, false, fmt.Errorf("refusing the repository's index (kept the old one): %w; check --trusted-key or the server", err)
-	}
-	tmp, err := writeTemp(m.Dir, IndexFile, data)
-	if err != nil {
-		return nil, false, err
-	}
-	defer os.Remove(tmp)
-	idx, err := m.open(tmp)
-	if err != nil {
-		return nil, false, fmt.Errorf("refusing the repository's index: %w", err)
-	}
-	if idx.Expired(m.Now()) {
-		return nil, false, fmt.Errorf("refusing the repository's index (kept the old one): generation %d expired at %s; the repository or a mirror is stale, or someone between replays an old index: check the server", idx.Generation, idx.ValidUntil.UTC().Format(time.RFC3339))
-	}
-	if cur != nil && idx.Generation < cur.Generation {
-		return nil, false, fmt.Errorf("refusing the repository's index: generation %d is older than the %d this host has (a replayed index?)", idx.Generation, cur.Generation)
-	}
-	if cur != nil && idx.Generation == cur.Generation && cur.Generation != 0 {
-		// Same generation, new ETag (a restarted server): nothing changed.
-		cur2 := *cur
-		cur2.ETag, cur2.Fetched = newTag, m.Now()
-		return &cur2, false, nil
+		return &fresh, false, nil
 	}
 	// The signature goes first: a crash between the renames leaves a new
 	// signature over an old index, which Load refuses, and the next start
 	// fetches again; never an unverified index that looks verified.
-	sigTmp, err := writeTemp(m.Dir, SigFile, sig)
+	sigTmp, err := writeTemp(m.Dir, SigFile, c.sig)
 	if err != nil {
 		return nil, false, err
 	}
@@ -240,20 +305,85 @@ func (m *Keeper) fetch(ctx context.Context, cur *Snapshot, swaps int) (*Snapshot
 		os.Remove(sigTmp)
 		return nil, false, fmt.Errorf("index: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(m.Dir, IndexFile)); err != nil {
+	if err := os.Rename(c.tmp, filepath.Join(m.Dir, IndexFile)); err != nil {
 		return nil, false, fmt.Errorf("index: %w", err)
 	}
-	idx.ETag, idx.Fetched = newTag, m.Now()
+	c.tmp = ""
+	idx := c.idx
+	idx.ETag, idx.Fetched = c.tag, m.Now()
 	return idx, true, nil
+}
+
+// fetchFrom asks one server and checks its answer as Fetch says.
+func (m *Keeper) fetchFrom(ctx context.Context, server string, cur *Snapshot, swaps int) candidate {
+	c := candidate{server: server}
+	etag := ""
+	if cur != nil {
+		etag = cur.ETag
+	}
+	data, newTag, notModified, err := m.get(ctx, server, "/"+IndexFile, etag, maxIndex)
+	if err != nil {
+		c.err = err
+		return c
+	}
+	if notModified && cur != nil {
+		if cur.Expired(m.Now()) {
+			c.err = cur.ExpiredError()
+		}
+		c.notModified = true
+		return c
+	}
+	sig, _, _, err := m.get(ctx, server, "/"+SigFile, "", maxSignature)
+	if err != nil {
+		c.err = fmt.Errorf("the repository's index signature: %w", err)
+		return c
+	}
+	if err := m.Key.Verify(data, sig); err != nil {
+		// The server may have published a new generation between the two
+		// requests: the signature is then the new index's. Only an index
+		// that is still the server's is refused, and only one publication
+		// is believed: a server (or someone between) that keeps changing
+		// the index cannot make us fetch it again and again.
+		if swaps < 1 && m.changedSince(ctx, server, newTag) {
+			return m.fetchFrom(ctx, server, cur, swaps+1)
+		}
+		c.err = fmt.Errorf("refusing the repository's index (kept the old one): %w; check --trusted-key or the server", err)
+		return c
+	}
+	tmp, err := writeTemp(m.Dir, IndexFile, data)
+	if err != nil {
+		c.err = err
+		return c
+	}
+	idx, err := m.open(tmp)
+	switch {
+	case err != nil:
+		c.err = fmt.Errorf("refusing the repository's index: %w", err)
+	case idx.Expired(m.Now()):
+		c.err = fmt.Errorf("refusing the repository's index (kept the old one): generation %d expired at %s; the repository or a mirror is stale, or someone between replays an old index: check the server", idx.Generation, idx.ValidUntil.UTC().Format(time.RFC3339))
+	case cur != nil && idx.Generation < cur.Generation:
+		c.err = fmt.Errorf("refusing the repository's index: generation %d is older than the %d this host has (a replayed index?)", idx.Generation, cur.Generation)
+	}
+	if c.err != nil {
+		os.Remove(tmp)
+		return c
+	}
+	c.idx, c.tmp, c.sig, c.tag = idx, tmp, sig, newTag
+	return c
+}
+
+// oneLine is an error as one line of a status.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", " ")
 }
 
 // changedSince asks the server, without the body, whether its index is no
 // longer the one whose ETag is etag.
-func (m *Keeper) changedSince(ctx context.Context, etag string) bool {
+func (m *Keeper) changedSince(ctx context.Context, server, etag string) bool {
 	if etag == "" {
 		return false // nothing to compare with
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, m.Server+"/"+IndexFile, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, server+"/"+IndexFile, nil)
 	if err != nil {
 		return false
 	}
@@ -266,8 +396,8 @@ func (m *Keeper) changedSince(ctx context.Context, etag string) bool {
 	return resp.StatusCode == http.StatusOK && resp.Header.Get("ETag") != etag
 }
 
-func (m *Keeper) get(ctx context.Context, path, etag string, limit int64) (body []byte, newTag string, notModified bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.Server+path, nil)
+func (m *Keeper) get(ctx context.Context, server, path, etag string, limit int64) (body []byte, newTag string, notModified bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, server+path, nil)
 	if err != nil {
 		return nil, "", false, fmt.Errorf("fetch %s: %w", path, err)
 	}
@@ -284,7 +414,7 @@ func (m *Keeper) get(ctx context.Context, path, etag string, limit int64) (body 
 	case http.StatusNotModified:
 		return nil, etag, true, nil
 	default:
-		return nil, "", false, fmt.Errorf("fetch %s%s: %s", m.Server, path, resp.Status)
+		return nil, "", false, fmt.Errorf("fetch %s%s: %s", server, path, resp.Status)
 	}
 	if resp.ContentLength > limit {
 		return nil, "", false, fmt.Errorf("fetch %s: %d bytes, more than the %d bytes it may be", path, resp.ContentLength, limit)
@@ -319,7 +449,7 @@ func (m *Keeper) open(path string) (*Snapshot, error) {
 			}
 		}
 		idx = newSnapshot(tx.Generation(), tx.Updated(), entries)
-		idx.ValidUntil = tx.ValidUntil()
+		idx.ValidUntil, idx.Trackers = tx.ValidUntil(), tx.Trackers()
 		return nil
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -119,7 +120,7 @@ func TestFetchVerifySwap(t *testing.T) {
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	dir := t.TempDir()
-	m := New(srv.URL, pub, dir)
+	m := New([]string{srv.URL}, pub, dir)
 	ctx := context.Background()
 
 	idx, changed, err := m.Fetch(ctx, Empty())
@@ -188,7 +189,7 @@ func TestFetchAcrossAPublish(t *testing.T) {
 	r.afterIndex = func(r *repo) { r.db, r.sig, r.etag = next, sign(next), `"2"` }
 	srv := httptest.NewServer(r)
 	defer srv.Close()
-	idx, changed, err := New(srv.URL, pub, t.TempDir()).Fetch(context.Background(), Empty())
+	idx, changed, err := New([]string{srv.URL}, pub, t.TempDir()).Fetch(context.Background(), Empty())
 	if err != nil || !changed || idx.Generation != 2 {
 		t.Fatalf("fetch across a publish: %v, changed %v, %+v", err, changed, idx)
 	}
@@ -205,7 +206,7 @@ func TestExpiredIndexIsRefused(t *testing.T) {
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	now := time.Now()
-	m := New(srv.URL, pub, t.TempDir())
+	m := New([]string{srv.URL}, pub, t.TempDir())
 	m.Now = func() time.Time { return now }
 	idx, _, err := m.Fetch(context.Background(), Empty())
 	if err != nil || idx.Expired(now) || !idx.ValidUntil.After(now) {
@@ -226,7 +227,7 @@ func TestExpiredIndexIsRefused(t *testing.T) {
 	r.db = catalogValidUntil(t, 2, now.Add(-time.Minute), "hello=0.9")
 	r.sig, r.etag = sign(r.db), `"2"`
 	r.mu.Unlock()
-	fresh := New(srv.URL, pub, t.TempDir())
+	fresh := New([]string{srv.URL}, pub, t.TempDir())
 	fresh.Now = m.Now
 	if _, _, err := fresh.Fetch(context.Background(), Empty()); err == nil || !strings.Contains(err.Error(), "generation 2 expired") {
 		t.Fatalf("fresh host, expired index: %v", err)
@@ -250,7 +251,7 @@ func TestOversizedAnswersAreCutShort(t *testing.T) {
 	r.sig, r.etag = append(sign(r.db), make([]byte, 10<<20)...), `"1"`
 	srv := httptest.NewServer(r)
 	defer srv.Close()
-	_, _, err := New(srv.URL, pub, t.TempDir()).Fetch(context.Background(), Empty())
+	_, _, err := New([]string{srv.URL}, pub, t.TempDir()).Fetch(context.Background(), Empty())
 	if err == nil || !strings.Contains(err.Error(), "4096 bytes") {
 		t.Fatalf("10 MB signature: %v", err)
 	}
@@ -262,10 +263,62 @@ func TestOversizedAnswersAreCutShort(t *testing.T) {
 	r.sig = sign([]byte("something else"))
 	r.byPath = map[string]int{}
 	r.mu.Unlock()
-	if _, _, err := New(srv.URL, pub, t.TempDir()).Fetch(context.Background(), Empty()); err == nil {
+	if _, _, err := New([]string{srv.URL}, pub, t.TempDir()).Fetch(context.Background(), Empty()); err == nil {
 		t.Fatal("a bad signature was accepted")
 	}
 	if n := r.byPath["/"+IndexFile] + r.byPath["/"+SigFile]; n > 3 {
 		t.Fatalf("a bad signature cost %d requests: %v", n, r.byPath)
+	}
+}
+
+// Several servers, asked at once: the newest valid generation wins, a
+// server that is down, behind or tampered with is named as such, and the
+// fetch fails only when none gives a valid index.
+func TestSeveralServers(t *testing.T) {
+	pub, sign := newKey(t)
+	serve := func(db, sig []byte, etag string) (*repo, *httptest.Server) {
+		r := &repo{byPath: map[string]int{}, db: db, sig: sig, etag: etag}
+		srv := httptest.NewServer(r)
+		t.Cleanup(srv.Close)
+		return r, srv
+	}
+	db3, db2 := catalog(t, 3, "hello=1.0"), catalog(t, 2, "hello=0.9")
+	_, origin := serve(db3, sign(db3), `"3"`)
+	mirror, mirrorSrv := serve(db2, sign(db2), `"2"`)
+	evil := catalog(t, 9, "evil=1.0")
+	_, tampered := serve(evil, sign(db3), `"9"`) // a signature, but not of these bytes
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+
+	m := New([]string{down.URL, mirrorSrv.URL, tampered.URL, origin.URL}, pub, t.TempDir())
+	idx, changed, err := m.Fetch(context.Background(), Empty())
+	if err != nil || !changed || idx.Generation != 3 || idx.Best("evil") != nil {
+		t.Fatalf("fetch: %v, changed %v, %+v", err, changed, idx)
+	}
+	st := idx.Servers
+	if len(st) != 4 || st[0].Err == "" || !st[1].Behind || st[1].Generation != 2 ||
+		!strings.Contains(st[2].Err, "refusing") || st[3].Err != "" || st[3].Generation != 3 {
+		t.Fatalf("server states: %+v", st)
+	}
+
+	// The origin goes; the mirror has caught up, with the same bytes.
+	origin.Close()
+	mirror.mu.Lock()
+	mirror.db, mirror.sig, mirror.etag = db3, sign(db3), `"3"`
+	mirror.mu.Unlock()
+	idx2, changed, err := m.Fetch(context.Background(), idx)
+	if err != nil || changed || idx2.Generation != 3 || idx2.Servers[1].Err != "" || idx2.Servers[1].Behind || idx2.Servers[3].Err == "" {
+		t.Fatalf("failover: %v, changed %v, %+v", err, changed, idx2.Servers)
+	}
+
+	// Nobody left with a valid index.
+	mirrorSrv.Close()
+	_, _, err = m.Fetch(context.Background(), idx2)
+	var fe *FetchError
+	if !errors.As(err, &fe) || len(fe.States) != 4 || !strings.Contains(err.Error(), "no server gave a valid index") {
+		t.Fatalf("all down: %v", err)
+	}
+	if kept, err := m.Load(); err != nil || kept.Generation != 3 {
+		t.Fatalf("kept index: %v %v", kept, err)
 	}
 }

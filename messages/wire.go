@@ -296,13 +296,16 @@ type SyncResult struct {
 
 // Status is the result of status.
 type Status struct {
-	PID              int     `json:"pid"`
-	UptimeSeconds    float64 `json:"uptime_seconds"`
-	Server           string  `json:"server"`
-	IndexGeneration  uint64  `json:"index_generation"`
-	IndexAgeSeconds  float64 `json:"index_age_seconds"`
-	IndexPackages    int     `json:"index_packages"`
-	IndexFetchedSecs float64 `json:"index_fetched_seconds_ago"`
+	PID           int     `json:"pid"`
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	Server        string  `json:"server"` // the first of Servers
+	// Servers are the repository's servers (origin and mirrors) as the
+	// last index fetch found them.
+	Servers          []ServerStatus `json:"servers"`
+	IndexGeneration  uint64         `json:"index_generation"`
+	IndexAgeSeconds  float64        `json:"index_age_seconds"`
+	IndexPackages    int            `json:"index_packages"`
+	IndexFetchedSecs float64        `json:"index_fetched_seconds_ago"`
 	// The index's expiry: past it, nothing is installed from it.
 	IndexValidUntil time.Time `json:"index_valid_until,omitzero"`
 	IndexExpired    bool      `json:"index_expired"`
@@ -313,6 +316,18 @@ type Status struct {
 	Installing      string    `json:"installing"`
 	Queued          int       `json:"queued"` // transactions waiting for the one that runs
 	TorrentPort     int       `json:"torrent_port"`
+}
+
+// ServerStatus is one repository server as the host's last index fetch
+// found it.
+type ServerStatus struct {
+	URL string `json:"url"`
+	// State is "ok" (it served the index the host has), "behind" (a valid
+	// but older one), "down" (no valid index: Error says why) or "unknown"
+	// (not asked since the daemon started).
+	State      string `json:"state"`
+	Generation uint64 `json:"generation,omitempty"`
+	Error      string `json:"error,omitempty"`
 }
 
 // Results of the verbs only tpm runs (no daemon involved).

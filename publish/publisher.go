@@ -36,6 +36,9 @@ type Config struct {
 	// Dir is the package directory; files are opened through an os.Root on
 	// it, so no request can read outside it.
 	Dir string
+	// NoTracker turns the built-in tracker off (/announce and /scrape
+	// answer 404): the torrents name standard trackers instead.
+	NoTracker bool
 	// AnnounceInterval is the interval the tracker asks clients to keep;
 	// peers expire after twice this. Zero means 10 minutes.
 	AnnounceInterval time.Duration
@@ -306,10 +309,14 @@ func (p *Publisher) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.cfg.Metrics.ServeHTTP(w, r)
-	case "/announce":
-		p.serveAnnounce(w, r)
-	case "/scrape":
-		p.serveScrape(w, r)
+	case "/announce", "/scrape":
+		if p.cfg.NoTracker {
+			http.Error(w, "this server runs no tracker: the torrents name the trackers", http.StatusNotFound)
+		} else if path == "/announce" {
+			p.serveAnnounce(w, r)
+		} else {
+			p.serveScrape(w, r)
+		}
 	case "/healthz":
 		p.serveHealth(w)
 	default:

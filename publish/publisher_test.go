@@ -66,7 +66,7 @@ func newFixture(t *testing.T) *fixture {
 	go srv.Serve()
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	f.url = "http://" + srv.Addr()
-	f.scanner = repo.NewScanner(cat, repo.Options{Dir: f.dir, PublicURL: f.url, Signer: key})
+	f.scanner = repo.NewScanner(cat, repo.Options{Dir: f.dir, PublicURL: f.url, Signer: key, Trackers: []string{f.url + "/announce"}})
 	return f
 }
 

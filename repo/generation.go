@@ -82,12 +82,13 @@ func (s *Scanner) generation() (*generation.Generation, error) {
 	}
 	doc := IndexJSON{Format: IndexFormat, Generation: number, Updated: updated,
 		Packages: make([]IndexPackage, 0, len(entries)), Rejected: []IndexReject{}}
+	webSeeds := append([]string{swarm.PublicWebSeed(s.opts.PublicURL)}, s.opts.WebSeeds...)
 	for _, e := range entries {
 		var ih [20]byte
 		if _, err := hex.Decode(ih[:], []byte(e.InfoHash)); err != nil {
 			return nil, fmt.Errorf("scan: catalog entry %s: bad infohash: %w", e.File, err)
 		}
-		tor, err := swarm.MetaInfoFile(e.InfoBytes, s.opts.PublicURL)
+		tor, err := swarm.MetaInfoFile(e.InfoBytes, s.opts.Trackers, webSeeds)
 		if err != nil {
 			return nil, fmt.Errorf("scan: %s: %w", e.File, err)
 		}

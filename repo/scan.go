@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -92,6 +93,13 @@ type Options struct {
 	// Listings, when set, keeps the files of each package read whole, for
 	// the package pages.
 	Listings *store.Listings
+	// Trackers is the announce list of every torrent, recorded in the
+	// signed index for the hosts (empty: none, the DHT and the web seeds
+	// only). A change makes a new generation.
+	Trackers []string
+	// WebSeeds are the base URLs of mirrors' /packages/ named in every
+	// .torrent's url-list after the server's own.
+	WebSeeds []string
 }
 
 // DefaultValidFor is how long an index is valid unless the server says.
@@ -201,6 +209,7 @@ func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation
 	var rejections map[string]*store.Rejection
 	var gen uint64
 	var updated time.Time // of generation gen
+	var trackers []string
 	err = s.cat.View(func(tx *store.CatalogTx) error {
 		es, err := tx.Entries()
 		if err != nil {
@@ -218,7 +227,7 @@ func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation
 		for _, r := range rs {
 			rejections[r.File] = r
 		}
-		gen, updated = tx.Generation(), tx.Updated()
+		gen, updated, trackers = tx.Generation(), tx.Updated(), tx.Trackers()
 		return nil
 	})
 	if err != nil {
@@ -320,7 +329,7 @@ func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation
 			unrejects = append(unrejects, name)
 		}
 	}
-	changed := len(puts)+len(rejects)+len(deletes)+len(unrejects) > 0
+	changed := len(puts)+len(rejects)+len(deletes)+len(unrejects) > 0 || trackers == nil || !slices.Equal(trackers, s.opts.Trackers)
 	now := s.opts.Now()
 	// An index that has lived a quarter of its validity is signed again as
 	// a new generation: clients refuse an expired one.
@@ -358,6 +367,9 @@ func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation
 				}
 			}
 			if err := tx.SetValidUntil(now.Add(s.opts.ValidFor)); err != nil {
+				return err
+			}
+			if err := tx.SetTrackers(s.opts.Trackers); err != nil {
 				return err
 			}
 			return tx.SetGeneration(gen, now)

@@ -55,7 +55,8 @@ func (f *fixture) open(t *testing.T, check Check) {
 	}
 	t.Cleanup(func() { cat.Close() })
 	f.cat = cat
-	f.scanner = NewScanner(cat, Options{Dir: f.dir, PublicURL: "http://127.0.0.1:9/", Signer: f.key, Check: check})
+	f.scanner = NewScanner(cat, Options{Dir: f.dir, PublicURL: "http://127.0.0.1:9/", Signer: f.key, Check: check,
+		Trackers: []string{"http://127.0.0.1:9/announce"}})
 }
 
 func (f *fixture) scan(t *testing.T) (*generation.Generation, ScanStats) {
@@ -336,6 +337,37 @@ func TestScanCancelled(t *testing.T) {
 	}
 }
 
+// The announce list is in the signed index, and changing it (a restart
+// with other --announce flags) makes a new generation whose torrents name
+// the new list.
+func TestTrackersInTheIndex(t *testing.T) {
+	f := newFixture(t, CheckFull)
+	repotest.Make(t, f.dir, pkg("a", "1", 100, 1))
+	g1, _ := f.scan(t)
+	if g, st := f.scan(t); g.Number != g1.Number || st.NewGeneration {
+		t.Fatalf("unchanged rescan made generation %d", g.Number)
+	}
+	trackers := []string{"udp://127.0.0.1:6969", "http://127.0.0.1:6969/announce"}
+	f.scanner = NewScanner(f.cat, Options{Dir: f.dir, PublicURL: "http://127.0.0.1:9/", Signer: f.key, Trackers: trackers})
+	g2, _ := f.scan(t)
+	if g2.Number != g1.Number+1 {
+		t.Fatalf("new trackers: generation %d after %d", g2.Number, g1.Number)
+	}
+	f.cat.View(func(tx *store.CatalogTx) error {
+		if got := tx.Trackers(); !slices.Equal(got, trackers) {
+			t.Errorf("catalog trackers %q, want %q", got, trackers)
+		}
+		return nil
+	})
+	mi, err := metainfo.Load(bytes.NewReader(g2.Packages[0].Torrent))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mi.UpvertedAnnounceList().DistinctValues(); !slices.Equal(got, trackers) {
+		t.Errorf("torrent trackers %q, want %q", got, trackers)
+	}
+}
+
 func TestEmptyDirectoryIsGenerationOne(t *testing.T) {
 	f := newFixture(t, CheckFull)
 	g, st := f.scan(t)
@@ -356,7 +388,7 @@ func TestIndexIsSignedAgainBeforeItExpires(t *testing.T) {
 	repotest.Make(t, f.dir, pkg("a", "1", 100, 1))
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	f.scanner = NewScanner(f.cat, Options{Dir: f.dir, PublicURL: "http://127.0.0.1:9/", Signer: f.key,
-		ValidFor: 8 * time.Hour, Now: func() time.Time { return now }})
+		Trackers: []string{"http://127.0.0.1:9/announce"}, ValidFor: 8 * time.Hour, Now: func() time.Time { return now }})
 	validUntil := func() time.Time {
 		var u time.Time
 		f.cat.View(func(tx *store.CatalogTx) error { u = tx.ValidUntil(); return nil })

@@ -16,9 +16,6 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// ApplyConfig sets every flag the file at path names that the command line
-// did not: one "name = value" per line, names as the long flags without
-// "--", "#" starts a comment, values may be Go-quoted.
 // ParseFlags parses a daemon's command line and then, when configFile names
 // one, its config file (the command line wins). It returns the exit code to
 // stop with and false when the daemon should not start: --help (0) or a
@@ -44,7 +41,13 @@ func ParseFlags(fs *pflag.FlagSet, name string, args []string, configFile *strin
 	return 0, true
 }
 
+// ApplyConfig sets every flag the file at path names that the command line
+// did not: one "name = value" per line, names as the long flags without
+// "--", "#" starts a comment, values may be Go-quoted. A flag that takes
+// several values (--announce) may have several lines.
 func ApplyConfig(fs *pflag.FlagSet, path string) error {
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *pflag.Flag) { onCommandLine[f.Name] = true })
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -65,7 +68,7 @@ func ApplyConfig(fs *pflag.FlagSet, path string) error {
 		if fl == nil || name == "config" {
 			return fmt.Errorf("config %s:%d: unknown setting %q", path, n, name)
 		}
-		if fl.Changed {
+		if onCommandLine[name] {
 			continue
 		}
 		if unq, err := strconv.Unquote(value); err == nil {

@@ -32,6 +32,25 @@ func TestApplyConfig(t *testing.T) {
 	}
 }
 
+// A flag of several values takes every line of the file, unless the
+// command line gave it.
+func TestApplyConfigRepeated(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "c.conf")
+	os.WriteFile(cfg, []byte("announce = http://a/announce\nannounce = udp://b:1\nserver = http://s1\n"), 0o644)
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	announce := fs.StringArray("announce", nil, "")
+	server := fs.StringArray("server", nil, "")
+	if err := fs.Parse([]string{"--server", "http://cli"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplyConfig(fs, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(*announce, " ") != "http://a/announce udp://b:1" || strings.Join(*server, " ") != "http://cli" {
+		t.Fatalf("announce %q server %q", *announce, *server)
+	}
+}
+
 func TestLockPidFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "run", "tpmd.pid")
 	release, err := LockPidFile(path, "tpmd client")

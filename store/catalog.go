@@ -30,6 +30,7 @@ var (
 	keyGeneration  = []byte("generation")
 	keyUpdated     = []byte("updated")
 	keyValidUntil  = []byte("valid-until")
+	keyTrackers    = []byte("trackers") // JSON list of announce URLs
 )
 
 // CatalogFormat is the version of the catalog's layout. A reader that finds
@@ -328,6 +329,34 @@ func (t *CatalogTx) ValidUntil() time.Time {
 // replaying it.
 func (t *CatalogTx) SetValidUntil(until time.Time) error {
 	return t.tx.Bucket(bucketCatMeta).Put(keyValidUntil, []byte(until.UTC().Format(time.RFC3339Nano)))
+}
+
+// Trackers is the announce list the server puts in every torrent, in
+// order; nil when the index names none (an index of an older server: its
+// clients use the server's own tracker).
+func (t *CatalogTx) Trackers() []string {
+	raw := t.tx.Bucket(bucketCatMeta).Get(keyTrackers)
+	if raw == nil {
+		return nil
+	}
+	var urls []string
+	if err := json.Unmarshal(raw, &urls); err != nil {
+		return nil
+	}
+	return urls
+}
+
+// SetTrackers records the announce list. It is in the signed index, so
+// that a mirror cannot send a host's announces elsewhere.
+func (t *CatalogTx) SetTrackers(urls []string) error {
+	if urls == nil {
+		urls = []string{}
+	}
+	b, err := json.Marshal(urls)
+	if err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketCatMeta).Put(keyTrackers, b)
 }
 
 // SetGeneration records the number and time of a new generation. Numbers

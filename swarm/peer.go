@@ -240,6 +240,18 @@ func (c *Peer) Seed(s Spec) error {
 	return nil
 }
 
+// AddTrackers adds trackers to every torrent the client has: those seeded
+// from the cache before the index named them announce there too.
+func (c *Peer) AddTrackers(trackers []string) {
+	if len(trackers) == 0 {
+		return
+	}
+	tiers := [][]string{trackers}
+	for _, t := range c.client.Torrents() {
+		t.AddTrackers(tiers)
+	}
+}
+
 // Drop stops seeding ih and forgets it; the file stays (see Remove).
 func (c *Peer) Drop(ih [20]byte) {
 	if t, ok := c.client.Torrent(ih); ok {

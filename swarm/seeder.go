@@ -44,6 +44,9 @@ type SeederConfig struct {
 	ListenAddr string
 	// Logger gets anacrolix/torrent's log records; nil discards them.
 	Logger *slog.Logger
+	// Trackers are standard trackers the seeder announces to, one tier
+	// each; none: it does not announce (the server's own tracker names it).
+	Trackers []string
 }
 
 // Item is one torrent to seed.
@@ -56,12 +59,15 @@ type Item struct {
 // anacrolix/torrent client: file storage on the directory itself, piece
 // completion in bbolt, no part files (with part files, a failed piece could
 // rename a complete package to .part), and no downloading at all, so nothing
-// a peer sends can ever be written into the package directory. It does not
-// announce: the server's own tracker lists it as a peer (see publish).
+// a peer sends can ever be written into the package directory. It announces
+// only to the standard trackers it is given: the server's own tracker lists
+// it as a peer without one (see publish).
 type Seeder struct {
 	client  *torrent.Client
 	storage storage.ClientImplCloser
 	port    int
+	// trackers is the announce list of every torrent, a tier per tracker.
+	trackers [][]string
 
 	mu       sync.Mutex // serialises Sync and Close
 	torrents map[metainfo.Hash]*torrent.Torrent
@@ -84,15 +90,20 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 	st := fileStorage(cfg.Dir, pc, cfg.logger())
 
 	tc := newTorrentConfig(listen, st, cfg.logger())
-	tc.DisableTrackers = true
+	tc.DisableTrackers = len(cfg.Trackers) == 0
 	tc.DisableWebseeds = true
 	tc.ExtendedHandshakeClientVersion = RepositoryClientName
 	cl, err := newTorrentClient(tc, listen, st)
 	if err != nil {
 		return nil, err
 	}
+	var tiers [][]string
+	for _, t := range cfg.Trackers {
+		tiers = append(tiers, []string{t})
+	}
 	return &Seeder{
 		client:   cl,
+		trackers: tiers,
 		storage:  st,
 		port:     cl.LocalPort(),
 		torrents: make(map[metainfo.Hash]*torrent.Torrent),
@@ -154,6 +165,9 @@ func (s *Seeder) Sync(ctx context.Context, want []Item) (SyncStats, error) {
 			InfoBytes:            it.InfoBytes,
 			DisallowDataDownload: true,
 		})
+		if len(s.trackers) > 0 {
+			t.AddTrackers(s.trackers)
+		}
 		s.torrents[ih] = t
 		st.Added++
 	}

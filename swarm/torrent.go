@@ -161,20 +161,38 @@ func checkName(name string) error {
 }
 
 // MetaInfoFile builds a package's .torrent from its info dictionary: the
-// tracker is PUBLIC_URL/announce and the web seed (BEP 19) is
-// PUBLIC_URL/packages/, to which clients append the torrent's name. No
-// creation date, so the file's bytes are as stable as its infohash.
-func MetaInfoFile(infoBytes []byte, publicURL string) ([]byte, error) {
-	base := strings.TrimRight(publicURL, "/")
+// trackers in the announce list, one tier each in their order (a client
+// tries them all), the first also as announce for clients without BEP 12;
+// the web seeds (BEP 19, base URLs such as PUBLIC_URL/packages/, to which
+// clients append the torrent's name) as the url-list. No creation date, so
+// the file's bytes are as stable as its infohash.
+func MetaInfoFile(infoBytes []byte, trackers, webSeeds []string) ([]byte, error) {
 	mi := metainfo.MetaInfo{
 		InfoBytes: infoBytes,
-		Announce:  base + "/announce",
-		UrlList:   metainfo.UrlList{base + "/packages/"},
+		UrlList:   metainfo.UrlList(webSeeds),
 		CreatedBy: "tpm",
+	}
+	if len(trackers) > 0 {
+		mi.Announce = trackers[0]
+	}
+	if len(trackers) > 1 {
+		for _, t := range trackers {
+			mi.AnnounceList = append(mi.AnnounceList, []string{t})
+		}
 	}
 	b, err := bencode.Marshal(mi)
 	if err != nil {
 		return nil, fmt.Errorf("torrent file: %w", err)
 	}
 	return b, nil
+}
+
+// PublicTracker and PublicWebSeed are the built-in tracker and the web seed
+// of a tpmd server or mirror at publicURL.
+func PublicTracker(publicURL string) string {
+	return strings.TrimRight(publicURL, "/") + "/announce"
+}
+
+func PublicWebSeed(publicURL string) string {
+	return strings.TrimRight(publicURL, "/") + "/packages/"
 }

@@ -144,11 +144,13 @@ func TestHasherSizeMismatch(t *testing.T) {
 
 func TestMetaInfoFile(t *testing.T) {
 	tor := hashInChunks(t, randomBytes(50000, 1), 4096, "a-1-any.tpkg")
-	b, err := MetaInfoFile(tor.InfoBytes, "http://repo.example:8080/")
+	trackers := []string{PublicTracker("http://repo.example:8080/"), "udp://tracker.example:6969/announce"}
+	seeds := []string{PublicWebSeed("http://repo.example:8080/"), "http://mirror.example/packages/"}
+	b, err := MetaInfoFile(tor.InfoBytes, trackers, seeds)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := MetaInfoFile(tor.InfoBytes, "http://repo.example:8080/")
+	again, _ := MetaInfoFile(tor.InfoBytes, trackers, seeds)
 	if !bytes.Equal(b, again) {
 		t.Error("MetaInfoFile is not deterministic")
 	}
@@ -162,7 +164,10 @@ func TestMetaInfoFile(t *testing.T) {
 	if mi.Announce != "http://repo.example:8080/announce" {
 		t.Errorf("announce = %q", mi.Announce)
 	}
-	if len(mi.UrlList) != 1 || mi.UrlList[0] != "http://repo.example:8080/packages/" {
+	if len(mi.AnnounceList) != 2 || mi.AnnounceList[0][0] != trackers[0] || mi.AnnounceList[1][0] != trackers[1] {
+		t.Errorf("announce-list = %q", mi.AnnounceList)
+	}
+	if len(mi.UrlList) != 2 || mi.UrlList[0] != "http://repo.example:8080/packages/" || mi.UrlList[1] != seeds[1] {
 		t.Errorf("url-list = %q", mi.UrlList)
 	}
 	info, err := mi.UnmarshalInfo()

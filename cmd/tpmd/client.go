@@ -40,7 +40,7 @@ Flags:
 
 type clientOptions struct {
 	config        string
-	server        string
+	servers       []string
 	trustedKey    string
 	stateDir      string
 	cacheDir      string
@@ -66,7 +66,7 @@ type clientOptions struct {
 func clientFlags(o *clientOptions) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("tpmd client", pflag.ContinueOnError)
 	fs.StringVar(&o.config, "config", "", "read flags from `FILE` (name = value lines)")
-	fs.StringVar(&o.server, "server", "", "the repository's `URL` (tpmd server's --public-url); required")
+	fs.StringArrayVar(&o.servers, "server", nil, "a repository server's `URL` (tpmd server's or tpmd mirror's --public-url); repeatable: the index comes from whichever has the newest, packages from all; at least one")
 	fs.StringVar(&o.trustedKey, "trusted-key", "/etc/tpm/repo.pub", "the repository's public key `FILE`")
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/tpm", "installed-state database, index and piece-completion `DIR`")
 	fs.StringVar(&o.cacheDir, "cache-dir", "/var/cache/tpm", "`DIR` of the installed packages' files, seeded")
@@ -96,9 +96,15 @@ func client(args []string) int {
 	if code, ok := service.ParseFlags(fs, "tpmd client", args, &o.config); !ok {
 		return code
 	}
-	if o.server == "" {
-		fmt.Fprintln(os.Stderr, "tpmd client: --server URL is required (the repository's tpmd server)")
+	if len(o.servers) == 0 {
+		fmt.Fprintln(os.Stderr, "tpmd client: --server URL is required (the repository's tpmd server, or a mirror; repeatable)")
 		return 2
+	}
+	for _, u := range o.servers {
+		if err := checkURL(u, "http", "https"); err != nil {
+			fmt.Fprintf(os.Stderr, "tpmd client: --server %v\n", err)
+			return 2
+		}
 	}
 	if !filepath.IsAbs(o.prefix) {
 		fmt.Fprintf(os.Stderr, "tpmd client: --prefix %q must be an absolute path\n", o.prefix)
@@ -157,7 +163,7 @@ func runClient(o clientOptions, log *slog.Logger) error {
 	}
 	c, err := actors.StartHost(actors.HostConfig{
 		Metrics:       m,
-		Server:        o.server,
+		Servers:       o.servers,
 		TrustedKey:    key,
 		StateDir:      o.stateDir,
 		CacheDir:      o.cacheDir,
@@ -178,7 +184,7 @@ func runClient(o clientOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("tpmd client started", "pid", os.Getpid(), "server", o.server, "run_dir", o.runDir,
+	log.Info("tpmd client started", "pid", os.Getpid(), "servers", o.servers, "run_dir", o.runDir,
 		"torrent_port", c.TorrentPort(), "file_io", swarm.FileIO())
 
 	var failure error

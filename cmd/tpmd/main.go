@@ -12,9 +12,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,6 +47,8 @@ command line wins over the file. Example:
     key = /etc/tpm/repo.key
     scan-interval = 12h
     index-valid-for = 168h
+    announce = udp://tracker.example:6969
+    announce = http://tracker.example:6969/announce
 
 Signals: SIGHUP rescans now; SIGTERM and SIGINT stop within 5 seconds.
 
@@ -90,6 +95,9 @@ type options struct {
 	logLevel     string
 	fileIO       string
 	seed         bool
+	tracker      bool
+	announce     []string
+	mirrors      []string
 }
 
 func serverFlags(o *options) *pflag.FlagSet {
@@ -109,6 +117,9 @@ func serverFlags(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.fileIO, "file-io", "classic", "torrent file reads: classic (pread) or mmap")
 	fs.BoolVar(&o.seed, "seed", true, "seed the packages; with --seed=false clients get them from each other and the web seed")
+	fs.BoolVar(&o.tracker, "tracker", true, "run the built-in tracker at /announce; with --tracker=false the torrents name only the --announce trackers")
+	fs.StringArrayVar(&o.announce, "announce", nil, "a standard tracker's `URL` (http://…/announce or udp://host:port) for every torrent's announce list; repeatable")
+	fs.StringArrayVar(&o.mirrors, "mirror", nil, "a mirror's public `URL` (tpmd mirror --public-url), named as a web seed in every torrent; repeatable")
 	fs.SortFlags = false
 	return fs
 }
@@ -128,6 +139,18 @@ func server(args []string) int {
 	if o.verifyEvery < 0 {
 		fmt.Fprintf(os.Stderr, "tpmd server: --verify-interval %v: give a positive duration, or 0 for never\n", o.verifyEvery)
 		return 2
+	}
+	for _, u := range o.announce {
+		if err := checkURL(u, "http", "https", "udp"); err != nil {
+			fmt.Fprintf(os.Stderr, "tpmd server: --announce %v\n", err)
+			return 2
+		}
+	}
+	for _, u := range o.mirrors {
+		if err := checkURL(u, "http", "https"); err != nil {
+			fmt.Fprintf(os.Stderr, "tpmd server: --mirror %v\n", err)
+			return 2
+		}
 	}
 	if o.validFor < 4*time.Second {
 		fmt.Fprintf(os.Stderr, "tpmd server: --index-valid-for %v is too short: give at least 4s (default 168h)\n", o.validFor)
@@ -183,6 +206,9 @@ func serve(o options, check repo.Check, log *slog.Logger) error {
 		Check:          check,
 		Logger:         log,
 		NoSeed:         !o.seed,
+		NoTracker:      !o.tracker,
+		Announce:       o.announce,
+		WebSeeds:       webSeeds(o.mirrors),
 	})
 	if err != nil {
 		return err
@@ -246,6 +272,24 @@ func stopWithin(log *slog.Logger, stop func(context.Context) error) {
 		log.Warn("unclean stop", "err", err)
 	}
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
+}
+
+// checkURL refuses a URL that is not absolute with one of schemes.
+func checkURL(s string, schemes ...string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || !slices.Contains(schemes, u.Scheme) {
+		return fmt.Errorf("%q: give an absolute %s URL", s, strings.Join(schemes, ", "))
+	}
+	return nil
+}
+
+// webSeeds are the mirrors' /packages/ URLs.
+func webSeeds(mirrors []string) []string {
+	var out []string
+	for _, m := range mirrors {
+		out = append(out, swarm.PublicWebSeed(m))
+	}
+	return out
 }
 
 // defaultPublicURL guesses the URL from the host name and the HTTP port.

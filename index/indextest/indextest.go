@@ -57,7 +57,7 @@ func In(t testing.TB, dir string, pkgs ...repotest.Package) *Repo {
 		t.Fatal(err)
 	}
 	defer cat.Close()
-	g, _, err := repo.NewScanner(cat, repo.Options{Dir: dir, PublicURL: "http://127.0.0.1:1", Signer: key}).Scan(context.Background())
+	g, _, err := repo.NewScanner(cat, repo.Options{Dir: dir, PublicURL: "http://127.0.0.1:1", Signer: key, Trackers: []string{"http://127.0.0.1:1/announce"}}).Scan(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func In(t testing.TB, dir string, pkgs ...repotest.Package) *Repo {
 			t.Fatal(err)
 		}
 	}
-	if r.Snapshot, err = index.New("http://127.0.0.1:1", pub, r.StateDir).Load(); err != nil {
+	if r.Snapshot, err = index.New([]string{"http://127.0.0.1:1"}, pub, r.StateDir).Load(); err != nil {
 		t.Fatal(err)
 	}
 	return r

@@ -73,7 +73,13 @@ type tpmd struct {
 
 func startTpmd(t *testing.T, r *repoDirs, extra ...string) *tpmd {
 	t.Helper()
-	addr := testenv.FreeAddr(t)
+	return startTpmdAt(t, r, testenv.FreeAddr(t), extra...)
+}
+
+// startTpmdAt starts tpmd server on addr, so that a restarted one keeps
+// its URL.
+func startTpmdAt(t *testing.T, r *repoDirs, addr string, extra ...string) *tpmd {
+	t.Helper()
 	args := append([]string{"server", "--packages", r.packages, "--state-dir", r.state,
 		"--key", r.keyPath, "--http", addr, "--public-url", "http://" + addr,
 		"--torrent-listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)
@@ -317,11 +323,12 @@ func TestRescanOnSIGHUP(t *testing.T) {
 		t.Errorf("the rescan's log line does not count the changes:\n%s", d.Logs)
 	}
 
-	// A restart keeps the generation and the infohashes.
+	// A restart at the same URL keeps the generation and the infohashes
+	// (at another, the trackers the index names change with it).
 	if took, err := d.Stop(t); err != nil || took > 5*time.Second {
 		t.Fatalf("stop: %v after %v", err, took)
 	}
-	d2 := startTpmd(t, r)
+	d2 := startTpmdAt(t, r, strings.TrimPrefix(d.url, "http://"))
 	es3, gen := d2.index(t, r)
 	if gen != 2 || es3[k].InfoHash != es1[k].InfoHash {
 		t.Errorf("after restart: generation %d", gen)
