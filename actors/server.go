@@ -207,7 +207,9 @@ func (s *Server) closeAll() error {
 
 // serverSupervisor routes generations from the scanner to the publisher
 // and the seeder, keeps the last one for a restarted component, and passes
-// the seeder's port to the publisher (the tracker names the seeder).
+// the seeder's port to the publisher (the tracker names the seeder). The
+// mirror's tree uses it too: there the copier makes the generations and
+// is the seeder.
 type serverSupervisor struct {
 	tree
 	last       *generation.Generation
@@ -259,7 +261,11 @@ func (a *serverSupervisor) Receive(ctx actor.Context) {
 	case *seederUp:
 		a.seeder = *msg
 		ctx.Send(a.pids[Publisher], msg)
-	case *messages.Rescan:
-		ctx.Send(a.pids[Scanner], msg)
+	case *messages.Rescan: // to the server's scanner, or the mirror's copier
+		for _, c := range []string{Scanner, Copier} {
+			if pid := a.pids[c]; pid != nil {
+				ctx.Send(pid, msg)
+			}
+		}
 	}
 }

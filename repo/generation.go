@@ -49,10 +49,7 @@ type IndexReject struct {
 // catalog does not change in between.
 func (s *Scanner) generation() (*generation.Generation, error) {
 	var snapBuf bytes.Buffer
-	var entries []*store.CatalogEntry
-	var rejections []*store.Rejection
-	var number uint64
-	var updated time.Time
+	var p Parts
 	// The snapshot and the entries come from one transaction, so the index
 	// and the torrents cannot disagree.
 	err := s.cat.View(func(tx *store.CatalogTx) error {
@@ -60,37 +57,72 @@ func (s *Scanner) generation() (*generation.Generation, error) {
 			return err
 		}
 		var err error
-		if entries, err = tx.Entries(); err != nil {
-			return err
-		}
-		if rejections, err = tx.Rejections(); err != nil {
-			return err
-		}
-		number, updated = tx.Generation(), tx.Updated()
-		return nil
+		p, err = PartsOf(tx)
+		return err
 	})
-	snap := snapBuf.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("scan: read snapshot: %w", err)
 	}
-
-	g := generation.Generation{
-		Number:   number,
-		Updated:  updated,
-		Index:    snap,
-		Packages: make([]generation.Package, 0, len(entries)),
+	p.Index = snapBuf.Bytes()
+	p.PublicURL, p.WebSeeds = s.opts.PublicURL, s.opts.WebSeeds
+	if s.opts.Signer != nil {
+		comment := fmt.Sprintf("timestamp:%d\tfile:index.db\tgeneration:%d", p.Updated.Unix(), p.Number)
+		p.IndexSig, err = s.opts.Signer.Sign(p.Index, comment)
+		if err != nil {
+			return nil, fmt.Errorf("scan: sign index: %w", err)
+		}
 	}
-	doc := IndexJSON{Format: IndexFormat, Generation: number, Updated: updated,
-		Packages: make([]IndexPackage, 0, len(entries)), Rejected: []IndexReject{}}
-	webSeeds := append([]string{swarm.PublicWebSeed(s.opts.PublicURL)}, s.opts.WebSeeds...)
-	for _, e := range entries {
+	return Build(p)
+}
+
+// Parts is what a generation is made of: a catalog's snapshot, its
+// signature and what it holds, and where the torrents say the swarm is.
+type Parts struct {
+	Index, IndexSig []byte
+	Number          uint64
+	Updated         time.Time
+	Entries         []*store.CatalogEntry
+	Rejections      []*store.Rejection
+	Trackers        []string // the announce list
+	// PublicURL is the server publishing it, the first web seed; WebSeeds
+	// are the others (mirrors, or a mirror's upstreams).
+	PublicURL string
+	WebSeeds  []string
+}
+
+// PartsOf reads what a catalog holds: the server's own, or the verified
+// index a mirror keeps.
+func PartsOf(tx *store.CatalogTx) (Parts, error) {
+	p := Parts{Number: tx.Generation(), Updated: tx.Updated(), Trackers: tx.Trackers()}
+	var err error
+	if p.Entries, err = tx.Entries(); err != nil {
+		return p, err
+	}
+	p.Rejections, err = tx.Rejections()
+	return p, err
+}
+
+// Build makes the generation of p: its JSON and its torrents. The entries'
+// stats must be those of the files where they are published.
+func Build(p Parts) (*generation.Generation, error) {
+	g := generation.Generation{
+		Number:   p.Number,
+		Updated:  p.Updated,
+		Index:    p.Index,
+		IndexSig: p.IndexSig,
+		Packages: make([]generation.Package, 0, len(p.Entries)),
+	}
+	doc := IndexJSON{Format: IndexFormat, Generation: p.Number, Updated: p.Updated,
+		Packages: make([]IndexPackage, 0, len(p.Entries)), Rejected: []IndexReject{}}
+	webSeeds := append([]string{swarm.PublicWebSeed(p.PublicURL)}, p.WebSeeds...)
+	for _, e := range p.Entries {
 		var ih [20]byte
 		if _, err := hex.Decode(ih[:], []byte(e.InfoHash)); err != nil {
-			return nil, fmt.Errorf("scan: catalog entry %s: bad infohash: %w", e.File, err)
+			return nil, fmt.Errorf("catalog entry %s: bad infohash: %w", e.File, err)
 		}
-		tor, err := swarm.MetaInfoFile(e.InfoBytes, s.opts.Trackers, webSeeds)
+		tor, err := swarm.MetaInfoFile(e.InfoBytes, p.Trackers, webSeeds)
 		if err != nil {
-			return nil, fmt.Errorf("scan: %s: %w", e.File, err)
+			return nil, fmt.Errorf("%s: %w", e.File, err)
 		}
 		g.Packages = append(g.Packages, generation.Package{
 			Manifest: e.Manifest, File: e.File,
@@ -102,7 +134,7 @@ func (s *Scanner) generation() (*generation.Generation, error) {
 			InfoHash: e.InfoHash, InfoBytes: e.InfoBytes, Torrent: "/torrents/" + e.File + ".torrent",
 		})
 	}
-	for _, r := range rejections {
+	for _, r := range p.Rejections {
 		g.Rejected = append(g.Rejected, generation.Rejected{File: r.File, Reason: r.Reason})
 		doc.Rejected = append(doc.Rejected, IndexReject{File: r.File, Reason: r.Reason})
 	}
@@ -111,18 +143,10 @@ func (s *Scanner) generation() (*generation.Generation, error) {
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", " ")
 	if err := enc.Encode(doc); err != nil {
-		return nil, fmt.Errorf("scan: index.json: %w", err)
+		return nil, fmt.Errorf("index.json: %w", err)
 	}
 	g.IndexJSON = buf.Bytes()
-
-	sum := sha256.Sum256(snap)
+	sum := sha256.Sum256(p.Index)
 	g.IndexETag = `"` + hex.EncodeToString(sum[:]) + `"`
-	if s.opts.Signer != nil {
-		comment := fmt.Sprintf("timestamp:%d\tfile:index.db\tgeneration:%d", updated.Unix(), number)
-		g.IndexSig, err = s.opts.Signer.Sign(snap, comment)
-		if err != nil {
-			return nil, fmt.Errorf("scan: sign index: %w", err)
-		}
-	}
 	return generation.New(g), nil
 }

@@ -485,6 +485,16 @@ func (c *Peer) Stats() Stats {
 	return s
 }
 
+// Seeding is the number of torrents loaded and of complete ones (what a
+// mirror's /healthz says of its peer).
+func (c *Peer) Seeding() (loaded, complete int) {
+	s := c.Stats()
+	return s.Torrents, s.Complete
+}
+
+// Uploaded is the number of package bytes sent to peers since the start.
+func (c *Peer) Uploaded() int64 { return c.Stats().BytesUp }
+
 // Close stops the client: connections close, downloads fail.
 func (c *Peer) Close() error {
 	c.mu.Lock()

@@ -1,6 +1,7 @@
 // Command tpmd is the tpm daemon. "tpmd server" indexes, signs, publishes
 // and seeds a directory of packages; "tpmd client" keeps a host's index,
-// downloads, installs and seeds packages for the tpm CLI.
+// downloads, installs and seeds packages for the tpm CLI; "tpmd mirror"
+// keeps and serves a verified copy of a repository.
 //
 // This file is wiring only: flags and the config file, the pid file, the
 // file-IO choice of the torrent library, signals, and the exit status. The
@@ -32,6 +33,7 @@ import (
 
 const usage = `usage: tpmd server [flags]
        tpmd client [flags]   (tpmd client --help)
+       tpmd mirror [flags]   (tpmd mirror --help)
 
 Indexes, signs, publishes and seeds the packages of --packages.
 
@@ -74,6 +76,8 @@ func run(args []string) int {
 		return server(args[1:])
 	case "client":
 		return client(args[1:])
+	case "mirror":
+		return mirror(args[1:])
 	}
 	fmt.Fprintf(os.Stderr, "tpmd: unknown role %q; try tpmd server --help\n", args[0])
 	return 2

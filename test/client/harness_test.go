@@ -106,7 +106,8 @@ func freeAddr(t *testing.T) string { return testenv.FreeAddr(t) }
 
 type server struct {
 	*proc
-	url string
+	url      string
+	packages string
 }
 
 func startServer(t *testing.T, r *repository, extra ...string) *server {
@@ -121,7 +122,7 @@ func startServerAt(t *testing.T, r *repository, addr string, extra ...string) *s
 	args := append([]string{"server", "--packages", r.packages, "--state-dir", r.state,
 		"--key", r.keyPath, "--http", addr, "--public-url", "http://" + addr,
 		"--torrent-listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)
-	s := &server{proc: startProc(t, args...), url: "http://" + addr}
+	s := &server{proc: startProc(t, args...), url: "http://" + addr, packages: r.packages}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(s.url + "/index.db.sig")

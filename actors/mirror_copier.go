@@ -1,0 +1,225 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
+
+	"tpm/generation"
+	"tpm/index"
+	"tpm/messages"
+	"tpm/mirror"
+	"tpm/swarm"
+)
+
+// copierActor owns the mirror's torrent client (a swarm.Peer over the
+// package directory), the index it keeps and the copy it publishes. It
+// fetches the upstreams' index at start, every interval and on Rescan; each
+// new index is copied on a goroutine (every package downloaded through the
+// swarm and checked, the generation built), one copy at a time, and
+// published once whole, so a mirror never serves an index whose packages
+// it lacks. Fetches and copies asked for meanwhile fold into one after.
+type copierActor struct {
+	env    *env
+	cfg    MirrorConfig
+	keeper *index.Keeper
+	life   lifetime
+	sched  *scheduler.TimerScheduler
+	stop   []scheduler.CancelFunc
+	peer   *swarm.Peer
+
+	idx      *index.Snapshot // the index kept; nil until loaded
+	fetching bool
+	recopy   bool // copy again after the next fetch, even if unchanged
+	again    bool // a fetch was asked for during one
+	copying  bool
+	pending  bool // the kept index changed during a copy
+	// published and before are the copies published last and before
+	// that: their files stay, whatever comes next.
+	published, before *mirror.Copy
+}
+
+// mirrorParallel is how many packages a mirror downloads at once.
+const mirrorParallel = 4
+
+// copierTick, copierFetched and copied: the copier's timer and its
+// goroutines' results.
+type (
+	copierTick   struct{}
+	copierLoaded struct {
+		idx *index.Snapshot
+		err error
+	}
+	copierFetched struct {
+		token   uint64
+		idx     *index.Snapshot
+		changed bool
+		err     error
+	}
+	copied struct {
+		token uint64
+		copy  *mirror.Copy
+		gen   *generation.Generation
+		err   error
+		took  time.Duration
+	}
+)
+
+func (a *copierActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		a.life = newLifetime()
+		a.sched = scheduler.NewTimerScheduler(ctx)
+		ctx.Request(ctx.Parent(), &messages.NeedAddr{})
+	case *messages.Addr:
+		a.open(ctx, msg.Addr)
+	case *actor.Stopping, *actor.Restarting:
+		for _, c := range a.stop {
+			c()
+		}
+		a.life.end()
+		if a.peer != nil {
+			ctx.Send(ctx.Parent(), &seederUp{})
+			if err := a.peer.Close(); err != nil {
+				a.env.log.Warn("closing the torrent client", "err", err)
+			}
+			a.peer = nil
+		}
+	case *messages.RestartFailed:
+		restartFailed(Copier, msg)
+	case *copierLoaded:
+		a.idx = index.Empty()
+		if msg.err != nil {
+			a.env.log.Warn("ignoring the kept index; fetching a new one", "err", msg.err)
+		} else {
+			a.idx = msg.idx
+		}
+		a.stop = append(a.stop, a.sched.SendRepeatedly(a.cfg.SyncInterval, a.cfg.SyncInterval, ctx.Self(), &copierTick{}))
+		a.fetch(ctx)
+	case *messages.Rescan:
+		// A published file changed (or SIGHUP): every file is checked
+		// again after the fetch.
+		a.recopy = true
+		a.fetch(ctx)
+	case *copierTick:
+		a.fetch(ctx)
+	case *copierFetched:
+		if msg.token != a.life.token {
+			return
+		}
+		a.fetching = false
+		if msg.err != nil {
+			a.env.log.Warn("index fetch failed", "err", msg.err)
+		} else {
+			a.idx = msg.idx
+			if msg.changed || a.published == nil || a.recopy {
+				a.recopy = false
+				a.copy(ctx)
+			}
+		}
+		if a.again {
+			a.again = false
+			a.fetch(ctx)
+		}
+	case *copied:
+		if msg.token != a.life.token {
+			return
+		}
+		a.copying = false
+		if msg.err != nil {
+			a.env.log.Warn("copy incomplete; trying again at the next fetch", "err", msg.err)
+		} else {
+			a.env.log.Info("mirrored", "generation", msg.gen.Number, "packages", len(msg.gen.Packages), "took", msg.took.Round(time.Millisecond))
+			a.prune(msg.copy)
+			ctx.Send(ctx.Parent(), &messages.GenerationReady{Generation: msg.gen})
+		}
+		if a.pending {
+			a.pending = false
+			a.copy(ctx)
+		}
+	}
+}
+
+func (a *copierActor) open(ctx actor.Context, addr string) {
+	peer, err := swarm.NewPeer(swarm.PeerConfig{
+		CacheDir: a.cfg.PackageDir, StateDir: a.cfg.StateDir, ListenAddr: addr, Logger: a.env.quiet,
+	})
+	if err != nil {
+		ctx.Send(ctx.Parent(), &messages.Ready{Component: Copier, Err: fmt.Errorf("torrent client: %w", err)})
+		return
+	}
+	a.peer = peer
+	ctx.Send(ctx.Parent(), &messages.Ready{Component: Copier, Addr: withPort(addr, peer.Port())})
+	// The mirror's tracker names its own peer, a seed of whatever it
+	// publishes.
+	ctx.Send(ctx.Parent(), &seederUp{port: peer.Port(), stats: peer})
+	keeper, self, root := a.keeper, ctx.Self(), ctx.ActorSystem().Root
+	a.env.bg.Go(func() {
+		idx, err := keeper.Load()
+		root.Send(self, &copierLoaded{idx: idx, err: err})
+	})
+}
+
+func (a *copierActor) fetch(ctx actor.Context) {
+	if a.peer == nil || a.idx == nil {
+		return // the first fetch follows the kept index's loading
+	}
+	if a.fetching {
+		a.again = true
+		return
+	}
+	a.fetching = true
+	cur, keeper, token, life := a.idx, a.keeper, a.life.token, a.life.ctx
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	a.env.bg.Go(func() {
+		fctx, cancel := context.WithTimeout(life, fetchTimeout)
+		defer cancel()
+		idx, changed, err := keeper.Fetch(fctx, cur)
+		root.Send(self, &copierFetched{token: token, idx: idx, changed: changed, err: err})
+	})
+}
+
+func (a *copierActor) copy(ctx actor.Context) {
+	if a.copying {
+		a.pending = true
+		return
+	}
+	a.copying = true
+	cfg, peer, token, life := a.cfg, a.peer, a.life.token, a.life.ctx
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	a.env.bg.Go(func() {
+		start := time.Now()
+		c, err := mirror.Open(cfg.StateDir, cfg.TrustedKey)
+		var g *generation.Generation
+		if err == nil {
+			err = mirror.Fetch(life, peer, c.Specs(cfg.Upstreams), mirrorParallel)
+		}
+		if err == nil {
+			g, err = c.Generation(cfg.PackageDir, cfg.PublicURL, cfg.Upstreams)
+		}
+		root.Send(self, &copied{token: token, copy: c, gen: g, err: err, took: time.Since(start)})
+	})
+}
+
+// prune deletes, on a goroutine, the packages that neither the copy just
+// made nor the one published until now lists.
+func (a *copierActor) prune(c *mirror.Copy) {
+	old := a.before
+	a.before, a.published = a.published, c
+	if old == nil {
+		return
+	}
+	keep := c.Files()
+	for f := range a.before.Files() {
+		keep[f] = true
+	}
+	peer, specs, log := a.peer, old.Specs(a.cfg.Upstreams), a.env.log
+	a.env.bg.Go(func() {
+		if err := mirror.Prune(peer, specs, keep); err != nil {
+			log.Warn("removing packages no longer published", "err", err)
+		}
+	})
+}

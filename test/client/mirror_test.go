@@ -1,0 +1,205 @@
+package client
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+)
+
+// mirror is a running tpmd mirror.
+type mirror struct {
+	*proc
+	url      string
+	packages string
+}
+
+// startMirror starts tpmd mirror copying from upstreams; with wait, it
+// returns once the mirror publishes (every package in).
+func startMirror(t *testing.T, pubPath string, upstreams []string, wait bool, extra ...string) *mirror {
+	t.Helper()
+	addr := freeAddr(t)
+	args := []string{"mirror", "--trusted-key", pubPath, "--state-dir", t.TempDir(), "--http", addr,
+		"--public-url", "http://" + addr, "--torrent-listen", "127.0.0.1:0", "--log-level", "debug"}
+	m := &mirror{url: "http://" + addr, packages: t.TempDir()}
+	args = append(args, "--packages", m.packages)
+	for _, u := range upstreams {
+		args = append(args, "--upstream", u)
+	}
+	m.proc = startProc(t, append(args, extra...)...)
+	if !wait {
+		return m
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if code, _ := httpGet(t, m.url+"/healthz"); code == 200 {
+			return m
+		}
+		if done, err := m.Exited(); done {
+			t.Fatalf("tpmd mirror exited at start: %v\n%s", err, m.Logs)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tpmd mirror did not publish a copy\n%s", m.Logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil
+	}
+	return resp.StatusCode, b
+}
+
+// sameCopy checks that the mirror serves the origin's index and signature
+// byte for byte, the same infohashes, and the packages' bytes, its own web
+// seed first in the url-list.
+func sameCopy(t *testing.T, origin *server, m *mirror) {
+	t.Helper()
+	for _, path := range []string{"/index.db", "/index.db.sig", "/packages/" + interopPackage} {
+		c1, want := httpGet(t, origin.url+path)
+		c2, got := httpGet(t, m.url+path)
+		if c1 != 200 || c2 != 200 || !bytes.Equal(want, got) {
+			t.Fatalf("%s: origin %d (%d bytes), mirror %d (%d bytes)", path, c1, len(want), c2, len(got))
+		}
+	}
+	load := func(base string) *metainfo.MetaInfo {
+		_, b := httpGet(t, base+"/torrents/"+interopPackage+".torrent")
+		mi, err := metainfo.Load(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("%s torrent: %v", base, err)
+		}
+		return mi
+	}
+	om, mm := load(origin.url), load(m.url)
+	if om.HashInfoBytes() != mm.HashInfoBytes() {
+		t.Fatal("the mirror's torrent has another infohash")
+	}
+	if len(mm.UrlList) < 2 || mm.UrlList[0] != m.url+"/packages/" {
+		t.Fatalf("the mirror's url-list: %q", mm.UrlList)
+	}
+	if mm.Announce != om.Announce {
+		t.Fatalf("the mirror's trackers %q differ from the signed index's %q", mm.Announce, om.Announce)
+	}
+	data, err := os.ReadFile(filepath.Join(m.packages, interopPackage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, _ := os.ReadFile(filepath.Join(origin.packages, interopPackage))
+	if sha256.Sum256(data) != sha256.Sum256(orig) {
+		t.Fatal("the mirror's copy differs from the origin's file")
+	}
+}
+
+// A chain: origin → mirror 1 → mirror 2. Both mirrors serve the origin's
+// index byte for byte and the same torrents; with the origin gone, a host
+// that knows only the second mirror installs from it.
+func TestMirrorChain(t *testing.T) {
+	r := newRepository(t)
+	srv := startServer(t, r)
+	m1 := startMirror(t, r.pubPath, []string{srv.url}, true)
+	m2 := startMirror(t, r.pubPath, []string{m1.url}, true)
+	sameCopy(t, srv, m1)
+	sameCopy(t, srv, m2)
+
+	srv.Stop(t)
+	h := newHost(t)
+	startClient(t, h, m2.url, r.pubPath, "--stall-timeout", "30s")
+	waitIndex(t, h.run, 3)
+	var results []result
+	ok(t, h.run, "install", []string{"hello"}, nil, &results)
+	if len(results) != 3 {
+		t.Fatalf("install from the mirror: %+v", results)
+	}
+	verifyClean(t, h.run)
+	if took, err := m2.Stop(t); err != nil || took > 5*time.Second {
+		t.Fatalf("mirror stop: %v after %v", err, took)
+	}
+}
+
+// A mirror is untrusted: one that serves a tampered index or tampered
+// package bytes is refused by a host exactly as the origin would be, and a
+// mirror refuses a tampered upstream (it publishes nothing).
+func TestTamperedMirrorRefused(t *testing.T) {
+	r := newRepository(t)
+	srv := startServer(t, r)
+
+	bad := newProxy(t, srv.url)
+	bad.tamperIndex.Store(true)
+	m0 := startMirror(t, r.pubPath, []string{bad.URL}, false)
+	waitFor(t, "the mirror refusing a tampered upstream", func() bool {
+		return strings.Contains(m0.Logs.String(), "refusing the repository's index")
+	})
+	if code, _ := httpGet(t, m0.url+"/index.db"); code != http.StatusServiceUnavailable {
+		t.Fatalf("a mirror of a tampered upstream serves an index: HTTP %d", code)
+	}
+
+	m := startMirror(t, r.pubPath, []string{srv.url}, true)
+	px := newProxy(t, m.url) // the mirror's operator, tampering
+	srv.Stop(t)              // no tracker: the mirror's web seed is the only source
+	h := newHost(t)
+	startClient(t, h, px.URL, r.pubPath, "--stall-timeout", "60s")
+	s := waitIndex(t, h.run, 3)
+
+	px.tamperIndex.Store(true)
+	if e := fails(t, h.run, "sync", nil, nil); !strings.Contains(e, "refusing") || !strings.Contains(e, "signature") {
+		t.Fatalf("tampered index from a mirror: %q", e)
+	}
+	if s2 := getStatus(t, h.run); s2.IndexGeneration != s.IndexGeneration || s2.IndexPackages != 3 {
+		t.Fatalf("index changed after a tampered sync: %+v", s2)
+	}
+	px.tamperIndex.Store(false)
+
+	px.corruptPackages.Store(true)
+	if e := fails(t, h.run, "install", []string{"greet-data"}, nil); !strings.Contains(e, "does not match the signed index") {
+		t.Fatalf("corrupt package from a mirror: %q", e)
+	}
+	if l := list(t, h.run); len(l) != 0 {
+		t.Fatalf("installed from corrupt bytes: %v", l)
+	}
+	px.corruptPackages.Store(false)
+	ok(t, h.run, "install", []string{"greet-data"}, nil, nil)
+}
+
+// Like the server, the mirror reads a config file (several upstream lines)
+// and holds a pid lock: a second mirror on the same state directory is
+// refused.
+func TestMirrorConfigAndPidLock(t *testing.T) {
+	r := newRepository(t)
+	srv := startServer(t, r)
+	state, addr := t.TempDir(), freeAddr(t)
+	conf := filepath.Join(t.TempDir(), "mirror.conf")
+	down := "http://" + freeAddr(t)
+	text := "upstream = " + down + "\nupstream = " + srv.url + "\ntrusted-key = " + r.pubPath + "\nstate-dir = " + state +
+		"\npackages = " + t.TempDir() + "\nhttp = " + addr + "\npublic-url = http://" + addr + "\ntorrent-listen = 127.0.0.1:0\n"
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := startProc(t, "mirror", "--config", conf)
+	waitFor(t, "the mirror publishing", func() bool {
+		code, _ := httpGet(t, "http://"+addr+"/healthz")
+		return code == 200
+	})
+	second := startProc(t, "mirror", "--config", conf, "--http", "127.0.0.1:0")
+	if exited, _ := second.Wait(15 * time.Second); !exited || !strings.Contains(second.Logs.String(), "another tpmd mirror") {
+		t.Fatalf("a second mirror on the same state directory: exited %v\n%s", exited, second.Logs)
+	}
+	if took, err := m.Stop(t); err != nil || took > 5*time.Second {
+		t.Fatalf("mirror stop: %v after %v", err, took)
+	}
+}
