@@ -16,6 +16,7 @@ import (
 	"tpm/metrics"
 	"tpm/signing"
 	"tpm/store"
+	"tpm/swarm"
 )
 
 // HostConfig is everything tpmd client is told.
@@ -30,8 +31,9 @@ type HostConfig struct {
 	AdminGID     int    // group allowed to write admin.fifo, or -1
 	Prefix       string // for requests that name none
 	SyncInterval time.Duration
-	TorrentAddr  string // "host:port"; port 0 picks one
-	NoWebSeeds   bool   // download from peers only
+	TorrentAddr  string           // "host:port"; port 0 picks one
+	NoWebSeeds   bool             // download from peers only
+	DHT          *swarm.DHTConfig // nil: no DHT
 	StallTimeout time.Duration
 	Logger       *slog.Logger
 

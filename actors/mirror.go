@@ -16,6 +16,7 @@ import (
 	"tpm/metrics"
 	"tpm/publish"
 	"tpm/signing"
+	"tpm/swarm"
 )
 
 // MirrorConfig is everything tpmd mirror is told.
@@ -34,7 +35,9 @@ type MirrorConfig struct {
 	SyncInterval time.Duration
 	// NoTracker turns the mirror's own tracker (/announce) off.
 	NoTracker bool
-	Logger    *slog.Logger
+	// DHT, when set, runs a DHT node beside the trackers.
+	DHT    *swarm.DHTConfig
+	Logger *slog.Logger
 
 	MaxRestarts   int
 	RestartWindow time.Duration

@@ -50,6 +50,9 @@ type ServerConfig struct {
 	// WebSeeds are mirrors' /packages/ URLs named in every torrent's
 	// url-list after the server's own.
 	WebSeeds []string
+	// DHT, when set, runs a DHT node on the torrent port, the fleet's
+	// bootstrap node; with NoSeed the node runs alone, seeding nothing.
+	DHT *swarm.DHTConfig
 
 	// Supervision: a component that fails more than MaxRestarts times
 	// within RestartWindow is stopped and the server reports a failure
@@ -138,14 +141,15 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 			return &publisherActor{env: e, publisher: s.publisher}
 		}},
 		{name: Seeder, make: func(map[string]*actor.PID) actor.Actor {
-			return &seederActor{env: e, packageDir: cfg.PackageDir, stateDir: cfg.StateDir, trackers: cfg.Announce}
+			return &seederActor{env: e, packageDir: cfg.PackageDir, stateDir: cfg.StateDir, trackers: cfg.Announce,
+				dht: cfg.DHT, dhtOnly: cfg.NoSeed}
 		}},
 		// The scanner last: its first generation should find the others up.
 		{name: Scanner, make: func(map[string]*actor.PID) actor.Actor {
 			return &scannerActor{env: e, scanner: scanner, interval: cfg.ScanInterval, verifyEvery: cfg.VerifyInterval, metrics: m}
 		}},
 	}
-	if cfg.NoSeed {
+	if cfg.NoSeed && cfg.DHT == nil {
 		components = append(components[:1], components[2:]...)
 	}
 	t := newTree(e, treeConfig{name: "server", components: components, maxRestarts: cfg.MaxRestarts, restartWindow: cfg.RestartWindow,

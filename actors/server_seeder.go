@@ -21,6 +21,8 @@ type seederActor struct {
 	packageDir string
 	stateDir   string
 	trackers   []string // standard trackers it announces to
+	dht        *swarm.DHTConfig
+	dhtOnly    bool // --seed=false --dht: a DHT node that seeds nothing
 	life       lifetime
 	seeder     *swarm.Seeder
 	syncing    bool
@@ -48,7 +50,7 @@ func (a *seederActor) Receive(ctx actor.Context) {
 	case *messages.RestartFailed:
 		restartFailed(Seeder, msg)
 	case *messages.GenerationReady:
-		if a.seeder == nil || (a.current != nil && a.current.Number == msg.Generation.Number) {
+		if a.seeder == nil || a.dhtOnly || (a.current != nil && a.current.Number == msg.Generation.Number) {
 			return // not open, or this generation is already seeded
 		}
 		if a.syncing {
@@ -78,6 +80,7 @@ func (a *seederActor) open(ctx actor.Context, addr string) {
 		ListenAddr: addr,
 		Logger:     a.env.quiet,
 		Trackers:   a.trackers,
+		DHT:        a.dht,
 	})
 	if err != nil {
 		ctx.Send(ctx.Parent(), &messages.Ready{Component: Seeder, Err: fmt.Errorf("seeder: %w", err)})
@@ -85,6 +88,9 @@ func (a *seederActor) open(ctx actor.Context, addr string) {
 	}
 	a.seeder = seeder
 	ctx.Send(ctx.Parent(), &messages.Ready{Component: Seeder, Addr: withPort(addr, seeder.Port())})
+	if a.dhtOnly {
+		return // nothing to seed: the tracker must not name it
+	}
 	ctx.Send(ctx.Parent(), &seederUp{port: seeder.Port(), stats: seeder})
 	ctx.Request(ctx.Parent(), &messages.NeedGeneration{})
 }

@@ -41,6 +41,8 @@ type PeerConfig struct {
 	// QuietPeers is how long a download's peer connections may bring not a
 	// byte before they are closed and made again. Zero means 10 s.
 	QuietPeers time.Duration
+	// DHT, when set, runs a DHT node beside the trackers.
+	DHT *DHTConfig
 }
 
 // Spec is one package to download or seed: its torrent as the signed index
@@ -78,6 +80,7 @@ type Peer struct {
 	storage    storage.ClientImplCloser
 	completion *pieceCompletion
 	port       int
+	dht        *dhtNode // nil without the DHT
 	log        *slog.Logger
 	// trackerDial is how announces reach the trackers (nil: the default).
 	trackerDial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -136,6 +139,13 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 		return nil, err
 	}
 	c.client, c.port = cl, cl.LocalPort()
+	if cfg.DHT != nil {
+		if c.dht, err = startDHT(cl, listen, *cfg.DHT, log); err != nil {
+			cl.Close()
+			st.Close()
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
@@ -358,6 +368,7 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 			if st.ActivePeers == 0 && now.Sub(lastProgress) > reannounce && now.Sub(lastAnnounce) > reannounce {
 				lastAnnounce = now
 				go c.announce(ctx, t, s, s.Size-have)
+				c.dht.announce(ctx, t)
 			}
 			// Connections that bring nothing, not a byte, for QuietPeers:
 			// seen under load, a peer that has the piece and a connection
@@ -468,6 +479,7 @@ func checkSHA256(path, want string) error {
 type Stats struct {
 	Torrents, Complete, Peers int
 	BytesUp, BytesDown        int64
+	DHTNodes                  int // the DHT nodes known (0 without the DHT)
 }
 
 // Stats counts torrents, connected peers and data bytes moved.
@@ -482,6 +494,7 @@ func (c *Peer) Stats() Stats {
 	}
 	cs := c.client.ConnStats()
 	s.BytesUp, s.BytesDown = cs.BytesWrittenData.Int64(), cs.BytesReadUsefulData.Int64()
+	s.DHTNodes = c.dht.Nodes()
 	return s
 }
 
@@ -504,7 +517,7 @@ func (c *Peer) Close() error {
 	}
 	c.closed = true
 	errs := c.client.Close()
-	errs = append(errs, c.storage.Close())
+	errs = append(errs, c.dht.Close(), c.storage.Close())
 	return errors.Join(errs...)
 }
 

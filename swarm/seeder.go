@@ -47,6 +47,9 @@ type SeederConfig struct {
 	// Trackers are standard trackers the seeder announces to, one tier
 	// each; none: it does not announce (the server's own tracker names it).
 	Trackers []string
+	// DHT, when set, runs a DHT node (the fleet's bootstrap node when it
+	// names none to join through) and announces every package there.
+	DHT *DHTConfig
 }
 
 // Item is one torrent to seed.
@@ -66,6 +69,7 @@ type Seeder struct {
 	client  *torrent.Client
 	storage storage.ClientImplCloser
 	port    int
+	dht     *dhtNode
 	// trackers is the announce list of every torrent, a tier per tracker.
 	trackers [][]string
 
@@ -101,8 +105,17 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 	for _, t := range cfg.Trackers {
 		tiers = append(tiers, []string{t})
 	}
+	var node *dhtNode
+	if cfg.DHT != nil {
+		if node, err = startDHT(cl, listen, *cfg.DHT, cfg.logger()); err != nil {
+			cl.Close()
+			st.Close()
+			return nil, err
+		}
+	}
 	return &Seeder{
 		client:   cl,
+		dht:      node,
 		trackers: tiers,
 		storage:  st,
 		port:     cl.LocalPort(),
@@ -220,6 +233,6 @@ func (s *Seeder) Close() error {
 	}
 	s.closed = true
 	errs := s.client.Close()
-	errs = append(errs, s.storage.Close())
+	errs = append(errs, s.dht.Close(), s.storage.Close())
 	return errors.Join(errs...)
 }

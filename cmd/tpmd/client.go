@@ -58,6 +58,7 @@ type clientOptions struct {
 	linkDir       string
 	logLevel      string
 	fileIO        string
+	dht           dhtOptions
 	// step, when a test build of tpmd sets it, is the engine's hook before
 	// every step of a transaction (testhooks.go).
 	step func(string)
@@ -75,6 +76,7 @@ func clientFlags(o *clientOptions) *pflag.FlagSet {
 	fs.StringVar(&o.prefix, "prefix", "/", "install prefix for requests that name none")
 	fs.DurationVar(&o.syncInterval, "sync-interval", time.Hour, "time between index fetches")
 	fs.StringVar(&o.torrentAddr, "torrent-listen", ":6881", "BitTorrent listen `ADDR`")
+	o.dht.addFlags(fs, "find peers through the DHT (BEP 5) too, joined through --dht-bootstrap")
 	fs.BoolVar(&o.webSeed, "web-seed", true, "fall back to the repository's HTTP web seed; false: peers only")
 	fs.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail a download that makes no progress for this long")
 	fs.StringVar(&o.buildDir, "build-dir", "/tmp/tpm", "`DIR` where source packages are built")
@@ -105,6 +107,10 @@ func client(args []string) int {
 			fmt.Fprintf(os.Stderr, "tpmd client: --server %v\n", err)
 			return 2
 		}
+	}
+	if err := o.dht.check(); err != nil {
+		fmt.Fprintf(os.Stderr, "tpmd client: %v\n", err)
+		return 2
 	}
 	if !filepath.IsAbs(o.prefix) {
 		fmt.Fprintf(os.Stderr, "tpmd client: --prefix %q must be an absolute path\n", o.prefix)
@@ -173,6 +179,7 @@ func runClient(o clientOptions, log *slog.Logger) error {
 		SyncInterval:  o.syncInterval,
 		TorrentAddr:   o.torrentAddr,
 		NoWebSeeds:    !o.webSeed,
+		DHT:           o.dht.config(),
 		StallTimeout:  o.stallTimeout,
 		BuildRoot:     o.buildDir,
 		BuildTimeout:  o.buildTimeout,

@@ -102,6 +102,7 @@ type options struct {
 	tracker      bool
 	announce     []string
 	mirrors      []string
+	dht          dhtOptions
 }
 
 func serverFlags(o *options) *pflag.FlagSet {
@@ -123,6 +124,7 @@ func serverFlags(o *options) *pflag.FlagSet {
 	fs.BoolVar(&o.seed, "seed", true, "seed the packages; with --seed=false clients get them from each other and the web seed")
 	fs.BoolVar(&o.tracker, "tracker", true, "run the built-in tracker at /announce; with --tracker=false the torrents name only the --announce trackers")
 	fs.StringArrayVar(&o.announce, "announce", nil, "a standard tracker's `URL` (http://…/announce or udp://host:port) for every torrent's announce list; repeatable")
+	o.dht.addFlags(fs, "run a DHT node (BEP 5) on the torrent port, the hosts' bootstrap node (with --seed=false it seeds nothing)")
 	fs.StringArrayVar(&o.mirrors, "mirror", nil, "a mirror's public `URL` (tpmd mirror --public-url), named as a web seed in every torrent; repeatable")
 	fs.SortFlags = false
 	return fs
@@ -155,6 +157,10 @@ func server(args []string) int {
 			fmt.Fprintf(os.Stderr, "tpmd server: --mirror %v\n", err)
 			return 2
 		}
+	}
+	if err := o.dht.check(); err != nil {
+		fmt.Fprintf(os.Stderr, "tpmd server: %v\n", err)
+		return 2
 	}
 	if o.validFor < 4*time.Second {
 		fmt.Fprintf(os.Stderr, "tpmd server: --index-valid-for %v is too short: give at least 4s (default 168h)\n", o.validFor)
@@ -213,6 +219,7 @@ func serve(o options, check repo.Check, log *slog.Logger) error {
 		NoTracker:      !o.tracker,
 		Announce:       o.announce,
 		WebSeeds:       webSeeds(o.mirrors),
+		DHT:            o.dht.config(),
 	})
 	if err != nil {
 		return err
@@ -285,6 +292,37 @@ func checkURL(s string, schemes ...string) error {
 		return fmt.Errorf("%q: give an absolute %s URL", s, strings.Join(schemes, ", "))
 	}
 	return nil
+}
+
+// dhtOptions are the DHT flags every role has.
+type dhtOptions struct {
+	on        bool
+	bootstrap []string
+}
+
+func (d *dhtOptions) addFlags(fs *pflag.FlagSet, what string) {
+	fs.BoolVar(&d.on, "dht", false, what)
+	fs.StringArrayVar(&d.bootstrap, "dht-bootstrap", nil, "a DHT node to join through, `HOST:PORT` (the server's --torrent-listen address); repeatable")
+}
+
+func (d *dhtOptions) check() error {
+	if len(d.bootstrap) > 0 && !d.on {
+		return fmt.Errorf("--dht-bootstrap needs --dht")
+	}
+	for _, b := range d.bootstrap {
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" || port == "0" {
+			return fmt.Errorf("--dht-bootstrap %q: give HOST:PORT, the server's torrent address", b)
+		}
+	}
+	return nil
+}
+
+// config is the swarm's DHT settings, nil when it is off.
+func (d *dhtOptions) config() *swarm.DHTConfig {
+	if !d.on {
+		return nil
+	}
+	return &swarm.DHTConfig{Bootstrap: d.bootstrap}
 }
 
 // webSeeds are the mirrors' /packages/ URLs.

@@ -52,6 +52,7 @@ type mirrorOptions struct {
 	pidFile      string
 	logLevel     string
 	fileIO       string
+	dht          dhtOptions
 }
 
 func mirrorFlags(o *mirrorOptions) *pflag.FlagSet {
@@ -66,6 +67,7 @@ func mirrorFlags(o *mirrorOptions) *pflag.FlagSet {
 	fs.StringVar(&o.torrentAddr, "torrent-listen", ":6881", "BitTorrent listen `ADDR`")
 	fs.DurationVar(&o.syncInterval, "sync-interval", 2*time.Minute, "time between fetches of the upstreams' index")
 	fs.BoolVar(&o.tracker, "tracker", true, "run a tracker at /announce (used when the origin names it with --announce)")
+	o.dht.addFlags(fs, "find peers through the DHT (BEP 5) too, joined through --dht-bootstrap")
 	fs.StringVar(&o.pidFile, "pid-file", "", "pid `FILE`, locked while running (default STATE-DIR/tpmd-mirror.pid)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.fileIO, "file-io", "classic", "torrent file reads: classic (pread) or mmap")
@@ -89,6 +91,10 @@ func mirror(args []string) int {
 			fmt.Fprintf(os.Stderr, "tpmd mirror: --upstream %v\n", err)
 			return 2
 		}
+	}
+	if err := o.dht.check(); err != nil {
+		fmt.Fprintf(os.Stderr, "tpmd mirror: %v\n", err)
+		return 2
 	}
 	if o.syncInterval <= 0 {
 		fmt.Fprintf(os.Stderr, "tpmd mirror: --sync-interval %v must be positive, like 2m\n", o.syncInterval)
@@ -143,6 +149,7 @@ func runMirror(o mirrorOptions, log *slog.Logger) error {
 		TorrentAddr:  o.torrentAddr,
 		SyncInterval: o.syncInterval,
 		NoTracker:    !o.tracker,
+		DHT:          o.dht.config(),
 		Logger:       log,
 	})
 	if err != nil {

@@ -1,0 +1,39 @@
+package client
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Every tracker down (the built-in one off, the one the index names not
+// running): hosts find each other through the DHT, the server's node their
+// bootstrap. The server seeds nothing, and the second host has no web
+// seed, so it can only install from the first.
+func TestSecondClientFromFirstThroughTheDHT(t *testing.T) {
+	r := newRepository(t)
+	torrentAddr := freeAddr(t)
+	dead := "http://" + freeAddr(t) + "/announce"
+	srv := startServer(t, r, "--tracker=false", "--announce", dead, "--seed=false", "--dht", "--torrent-listen", torrentAddr)
+	h1, h2 := newHost(t), newHost(t)
+	dht := []string{"--dht", "--dht-bootstrap", torrentAddr}
+	startClient(t, h1, srv.url, r.pubPath, dht...) // the web seed: nobody seeds yet
+	waitIndex(t, h1.run, 3)
+	ok(t, h1.run, "install", []string{"hello"}, nil, nil)
+	waitFor(t, "first client seeding", func() bool { return getStatus(t, h1.run).Seeding == 3 })
+	before := getStatus(t, h1.run).BytesUp
+
+	startClient(t, h2, srv.url, r.pubPath, append(dht, "--web-seed=false", "--stall-timeout", "60s")...)
+	waitIndex(t, h2.run, 3)
+	var results []result
+	ok(t, h2.run, "install", []string{"hello"}, nil, &results)
+	if len(results) != 3 {
+		t.Fatalf("second client: %+v", results)
+	}
+	if after := getStatus(t, h1.run); after.BytesUp <= before {
+		t.Fatalf("the first client uploaded nothing: %+v", after)
+	}
+	if _, err := os.Stat(filepath.Join(h2.prefix, "usr/bin/hello")); err != nil {
+		t.Fatal(err)
+	}
+}
