@@ -203,3 +203,46 @@ func TestMirrorConfigAndPidLock(t *testing.T) {
 		t.Fatalf("mirror stop: %v after %v", err, took)
 	}
 }
+
+// A host with the origin and a mirror that lags: the index comes from the
+// origin once it is newer, tpm status says the mirror is behind; with the
+// origin gone, the host syncs from the mirror, which has caught up.
+func TestNewestGenerationWinsAndFailover(t *testing.T) {
+	r := newRepository(t)
+	srv := startServer(t, r)
+	m := startMirror(t, r.pubPath, []string{srv.url}, true, "--sync-interval", "1h")
+	h := newHost(t)
+	startClient(t, h, m.url, r.pubPath, "--server", srv.url)
+	s := waitIndex(t, h.run, 3)
+
+	r.addPackage(t, `{"Name":"extra","Version":"1.0","Architecture":"any","Type":"Binary"}`,
+		map[string]string{"data/usr/share/extra/x": "x"})
+	srv.Cmd.Process.Signal(sighup)
+	waitFor(t, "the origin's next generation", func() bool {
+		resp, err := http.Get(srv.url + "/index.db")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.Header.Get("X-Tpm-Generation") == "2"
+	})
+	ok(t, h.run, "sync", nil, nil, nil)
+	st := getStatus(t, h.run)
+	if st.IndexGeneration != s.IndexGeneration+1 || st.Servers[0].State != "behind" || st.Servers[1].State != "ok" {
+		t.Fatalf("after the origin moved on: generation %d, servers %+v", st.IndexGeneration, st.Servers)
+	}
+	ok(t, h.run, "info", []string{"extra"}, nil, nil)
+
+	m.Cmd.Process.Signal(sighup) // the mirror catches up
+	waitFor(t, "the mirror's copy of generation 2", func() bool {
+		code, body := httpGet(t, m.url+"/healthz")
+		return code == 200 && strings.Contains(string(body), "generation=2 ")
+	})
+	srv.Stop(t)
+	ok(t, h.run, "sync", nil, nil, nil)
+	st = getStatus(t, h.run)
+	if st.Servers[0].State != "ok" || st.Servers[1].State != "down" || st.IndexGeneration != s.IndexGeneration+1 {
+		t.Fatalf("failover: %+v", st.Servers)
+	}
+	ok(t, h.run, "install", []string{"extra"}, nil, nil)
+}
