@@ -10,7 +10,13 @@
 //     set starts on all of them at once;
 //   - the baseline in the same network: every client fetching the same files
 //     with curl from the server's /packages/ at once, and the lower bound
-//     max(S/U, N·S/(U+N·u), S/u).
+//     max(S/U, N·S/(U+N·u), S/u);
+//   - with -mirror (the default), at the largest N, a run with the origin
+//     and one mirror (tpmd mirror, uplink U too; hosts name both with
+//     --server, the origin names the mirror's tracker with --announce):
+//     half-way through the bound for two sources, max(S/2U, N·S/(2U+N·u),
+//     S/u), the origin is killed, and every host must still finish
+//     (mirror.go).
 //
 // It prints a Markdown table and writes it, with a PNG plot of time against
 // N, under -results. The namespaces are always deleted, also on failure,
@@ -28,6 +34,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,6 +55,7 @@ type options struct {
 	timeout          time.Duration
 	http             bool
 	keep             bool
+	mirror           bool // also the run with the origin and one mirror, the origin killed half-way
 }
 
 // result is one N's row.
@@ -76,6 +84,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 45*time.Minute, "limit for the whole run")
 	flag.BoolVar(&o.http, "http", true, "measure the plain HTTP baseline (false: tpm only, for quick iterations)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch folder (logs) after the run")
+	flag.BoolVar(&o.mirror, "mirror", true, "also run, at the largest N, with the origin and one mirror (each with uplink U), the origin killed half-way")
 	flag.Parse()
 	var err error
 	if o.ns, err = ints(ns); err != nil {
@@ -136,7 +145,21 @@ func run(ctx context.Context, o options) error {
 		results = append(results, r)
 		fmt.Fprintf(os.Stderr, "N = %d: tpm %v, HTTP %v, bound %v\n", n, r.tpm, r.http, r.bound)
 	}
+	var mr *mirrorResult
+	if o.mirror && len(o.ns) > 0 {
+		n := slices.Max(o.ns)
+		fmt.Fprintf(os.Stderr, "N = %d, origin and one mirror, the origin killed half-way ...\n", n)
+		r, err := measureMirror(ctx, sh, n, set, filepath.Join(work, fmt.Sprintf("mirror-n%d", n)), bin, keyPath, pubPath)
+		if err != nil {
+			return fmt.Errorf("run with a mirror, N = %d: %w", n, err)
+		}
+		mr = &r
+		fmt.Fprintf(os.Stderr, "N = %d with a mirror: tpm %v, bound for two sources %v\n", n, r.tpm, r.bound)
+	}
 	table := markdown(o, set, results)
+	if mr != nil {
+		table += mirrorMarkdown(set, *mr)
+	}
 	fmt.Print(table)
 	if err := os.MkdirAll(o.results, 0o755); err != nil {
 		return err
@@ -181,7 +204,7 @@ func makeSet(work string, sizesMB []int) (packageSet, error) {
 // tpm install on it, and tears it down.
 func measure(ctx context.Context, o options, sh shape, n int, set packageSet, dir, bin, keyPath, pubPath string) (result, error) {
 	r := result{n: n, totalBytes: set.bytes}
-	nw, err := newNetwork(ctx, n, sh)
+	nw, err := newNetwork(ctx, n, sh, false)
 	if err != nil {
 		return r, err
 	}

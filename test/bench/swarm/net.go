@@ -28,6 +28,7 @@ type network struct {
 	run     string // this run's prefix: tpmsw-PID-
 	bridge  string
 	repo    host
+	mirror  *host // a mirror's host, with the repository's uplink; nil without one
 	clients []host
 	shaper  string // how links are limited, for the results
 }
@@ -44,10 +45,13 @@ type shape struct {
 	delay              time.Duration
 }
 
-func newNetwork(ctx context.Context, n int, s shape) (*network, error) {
+func newNetwork(ctx context.Context, n int, s shape, withMirror bool) (*network, error) {
 	run := fmt.Sprintf("%s%d-", nsPrefix, os.Getpid())
 	nw := &network{run: run, bridge: run + "br"}
 	nw.repo = host{ns: run + "repo", ip: subnet + "1", port: "p-repo"}
+	if withMirror {
+		nw.mirror = &host{ns: run + "mirror", ip: subnet + "2", port: "p-mirror"}
+	}
 	for i := range n {
 		nw.clients = append(nw.clients, host{ns: fmt.Sprintf("%sc%02d", run, i+1), ip: fmt.Sprintf("%s%d", subnet, 11+i), port: fmt.Sprintf("p-c%02d", i+1)})
 	}
@@ -58,7 +62,13 @@ func newNetwork(ctx context.Context, n int, s shape) (*network, error) {
 	return nw, nil
 }
 
-func (nw *network) hosts() []host { return append([]host{nw.repo}, nw.clients...) }
+func (nw *network) hosts() []host {
+	hs := []host{nw.repo}
+	if nw.mirror != nil {
+		hs = append(hs, *nw.mirror)
+	}
+	return append(hs, nw.clients...)
+}
 
 func (nw *network) build(ctx context.Context, s shape) error {
 	steps := [][]string{{"netns", "add", nw.bridge}, {"-n", nw.bridge, "link", "add", "br0", "type", "bridge"}, {"-n", nw.bridge, "link", "set", "br0", "up"}}
@@ -81,6 +91,11 @@ func (nw *network) build(ctx context.Context, s shape) error {
 	var err error
 	if nw.shaper, err = limit(ctx, nw.repo.ns, "eth0", s.repoUp, s.delay); err != nil {
 		return err
+	}
+	if nw.mirror != nil { // the mirror's uplink is as thin as the origin's
+		if _, err = limit(ctx, nw.mirror.ns, "eth0", s.repoUp, s.delay); err != nil {
+			return err
+		}
 	}
 	for _, h := range nw.clients {
 		if _, err := limit(ctx, h.ns, "eth0", s.clientLink, s.delay); err != nil {
