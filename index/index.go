@@ -202,6 +202,9 @@ type candidate struct {
 	tag         string
 	notModified bool
 	err         error
+	// older is the generation of a valid index older than the one kept (a
+	// mirror that lags): refused, yet the server is behind, not down.
+	older uint64
 }
 
 // Fetch asks every server, at once, for its index, sending cur's ETag so
@@ -231,6 +234,9 @@ func (m *Keeper) Fetch(ctx context.Context, cur *Snapshot) (*Snapshot, bool, err
 		c := &cands[i]
 		states[i] = ServerState{URL: c.server}
 		switch {
+		case c.older > 0:
+			states[i].Generation, states[i].Behind = c.older, true
+			continue
 		case c.err != nil:
 			states[i].Err = oneLine(c.err)
 			continue
@@ -248,8 +254,8 @@ func (m *Keeper) Fetch(ctx context.Context, cur *Snapshot) (*Snapshot, bool, err
 			return nil, false, &FetchError{States: states, err: cands[0].err}
 		}
 		var why []string
-		for _, st := range states {
-			why = append(why, st.URL+": "+st.Err)
+		for _, c := range cands {
+			why = append(why, c.server+": "+oneLine(c.err))
 		}
 		return nil, false, &FetchError{States: states,
 			err: fmt.Errorf("no server gave a valid index (kept the old one): %s", strings.Join(why, "; "))}
@@ -363,6 +369,7 @@ func (m *Keeper) fetchFrom(ctx context.Context, server string, cur *Snapshot, sw
 		c.err = fmt.Errorf("refusing the repository's index (kept the old one): generation %d expired at %s; the repository or a mirror is stale, or someone between replays an old index: check the server", idx.Generation, idx.ValidUntil.UTC().Format(time.RFC3339))
 	case cur != nil && idx.Generation < cur.Generation:
 		c.err = fmt.Errorf("refusing the repository's index: generation %d is older than the %d this host has (a replayed index?)", idx.Generation, cur.Generation)
+		c.older = idx.Generation
 	}
 	if c.err != nil {
 		os.Remove(tmp)

@@ -311,10 +311,23 @@ func TestSeveralServers(t *testing.T) {
 		t.Fatalf("failover: %v, changed %v, %+v", err, changed, idx2.Servers)
 	}
 
+	// A mirror that serves an older generation than the one kept is
+	// behind, not down, and not believed.
+	mirror.mu.Lock()
+	mirror.db, mirror.sig, mirror.etag = db2, sign(db2), `"2"`
+	mirror.mu.Unlock()
+	idx3, _, err := m.Fetch(context.Background(), idx2)
+	if err == nil || idx3 != nil {
+		t.Fatalf("only an older index left: %v", err)
+	}
+	var fe *FetchError
+	if !errors.As(err, &fe) || !fe.States[1].Behind || fe.States[1].Generation != 2 || fe.States[1].Err != "" {
+		t.Fatalf("a lagging mirror: %+v", fe)
+	}
+
 	// Nobody left with a valid index.
 	mirrorSrv.Close()
 	_, _, err = m.Fetch(context.Background(), idx2)
-	var fe *FetchError
 	if !errors.As(err, &fe) || len(fe.States) != 4 || !strings.Contains(err.Error(), "no server gave a valid index") {
 		t.Fatalf("all down: %v", err)
 	}
