@@ -336,7 +336,10 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 		case <-c.client.Closed():
 			return "", fmt.Errorf("download of %s: the torrent client stopped", s.File)
 		case n := <-seeders:
-			if n <= 0 {
+			// No tracker answered: with the DHT, peers may still come
+			// from it, and the web seed waits for webSeedStall like
+			// behind peers that bring nothing.
+			if n == 0 || (n < 0 && c.dht == nil) {
 				addWebSeeds("the tracker knows no seed")
 			}
 		case now := <-tick.C:

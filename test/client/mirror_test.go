@@ -149,6 +149,21 @@ func TestTamperedMirrorRefused(t *testing.T) {
 		t.Fatalf("a mirror of a tampered upstream serves an index: HTTP %d", code)
 	}
 
+	// Corrupt package bytes from the upstream's web seed, the only source
+	// (the origin does not seed): the mirror publishes nothing.
+	r2 := *r // the same packages and key, a second server that does not seed
+	r2.state = t.TempDir()
+	seedless := startServer(t, &r2, "--seed=false")
+	corrupt := newProxy(t, seedless.url)
+	corrupt.corruptPackages.Store(true)
+	m1 := startMirror(t, r.pubPath, []string{corrupt.URL}, false)
+	waitFor(t, "the mirror refusing corrupt package bytes", func() bool {
+		return strings.Contains(m1.Logs.String(), "does not match the signed index")
+	})
+	if code, _ := httpGet(t, m1.url+"/index.db"); code != http.StatusServiceUnavailable {
+		t.Fatalf("a mirror of corrupt packages serves an index: HTTP %d", code)
+	}
+
 	m := startMirror(t, r.pubPath, []string{srv.url}, true)
 	px := newProxy(t, m.url) // the mirror's operator, tampering
 	srv.Stop(t)              // no tracker: the mirror's web seed is the only source
