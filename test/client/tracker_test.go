@@ -2,9 +2,11 @@ package client
 
 import (
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,7 +44,8 @@ func startOpentracker(t *testing.T, r *repository) *opentracker {
 		t.Fatal(err)
 	}
 	var list strings.Builder
-	for _, ih := range infoHashes(t, r) {
+	hashes := infoHashes(t, r)
+	for _, ih := range hashes {
 		list.WriteString(hex.EncodeToString(ih[:]) + "\n")
 	}
 	if err := os.WriteFile(filepath.Join(dir, "whitelist"), []byte(list.String()), 0o644); err != nil {
@@ -52,12 +55,13 @@ func startOpentracker(t *testing.T, r *repository) *opentracker {
 	_, tcpPort, _ := net.SplitHostPort(tcp)
 	udpPort := freeUDPPort(t)
 	testenv.Start(t, bin, "-i", "127.0.0.1", "-p", tcpPort, "-P", udpPort, "-w", "whitelist", "-d", dir)
-	waitFor(t, "opentracker listening", func() bool {
-		c, err := net.Dial("tcp", tcp)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
+	// Up once it answers for a whitelisted infohash; "stopped", so that
+	// the probe leaves no peer behind.
+	probe := fmt.Sprintf("http://%s/announce?info_hash=%s&peer_id=-TPMTEST-01234567890&port=1&left=0&compact=1&event=stopped",
+		tcp, url.QueryEscape(string(hashes[0][:])))
+	waitFor(t, "opentracker serving its whitelist", func() bool {
+		code, body := httpGet(t, probe)
+		return code == 200 && !strings.Contains(string(body), "failure reason")
 	})
 	return &opentracker{http: "http://" + tcp + "/announce", udp: "udp://127.0.0.1:" + udpPort}
 }
