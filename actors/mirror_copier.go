@@ -66,6 +66,11 @@ type (
 		err   error
 		took  time.Duration
 	}
+	resumed struct {
+		token uint64
+		gen   *generation.Generation
+		err   error
+	}
 )
 
 func (a *copierActor) Receive(ctx actor.Context) {
@@ -97,6 +102,9 @@ func (a *copierActor) Receive(ctx actor.Context) {
 		} else {
 			a.idx = msg.idx
 		}
+		if a.idx.Generation > 0 {
+			a.resume(ctx)
+		}
 		a.stop = append(a.stop, a.sched.SendRepeatedly(a.cfg.SyncInterval, a.cfg.SyncInterval, ctx.Self(), &copierTick{}))
 		a.fetch(ctx)
 	case *messages.Rescan:
@@ -123,6 +131,13 @@ func (a *copierActor) Receive(ctx actor.Context) {
 		if a.again {
 			a.again = false
 			a.fetch(ctx)
+		}
+	case *resumed:
+		// The first copy checks every file again; until it is done, hosts
+		// get what they check anyway.
+		if msg.err == nil && a.published == nil && msg.token == a.life.token {
+			a.env.log.Info("published the copy kept from the last run; checking every file again", "generation", msg.gen.Number)
+			ctx.Send(ctx.Parent(), &messages.GenerationReady{Generation: msg.gen})
 		}
 	case *copied:
 		if msg.token != a.life.token {
@@ -201,6 +216,22 @@ func (a *copierActor) copy(ctx actor.Context) {
 			g, err = c.Generation(cfg.PackageDir, cfg.PublicURL, cfg.Upstreams)
 		}
 		root.Send(self, &copied{token: token, copy: c, gen: g, err: err, took: time.Since(start)})
+	})
+}
+
+// resume makes, on a goroutine, the generation of the copy kept from the
+// last run from the files as they are, without reading them: a restarted
+// mirror serves again at once, not after reading every file.
+func (a *copierActor) resume(ctx actor.Context) {
+	cfg, token := a.cfg, a.life.token
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	a.env.bg.Go(func() {
+		c, err := mirror.Open(cfg.StateDir, cfg.TrustedKey)
+		var g *generation.Generation
+		if err == nil {
+			g, err = c.Generation(cfg.PackageDir, cfg.PublicURL, cfg.Upstreams)
+		}
+		root.Send(self, &resumed{token: token, gen: g, err: err})
 	})
 }
 

@@ -261,3 +261,34 @@ func TestNewestGenerationWinsAndFailover(t *testing.T) {
 	}
 	ok(t, h.run, "install", []string{"extra"}, nil, nil)
 }
+
+// A restarted mirror serves the copy it kept at once, even with its
+// upstream down, and checks every file again in the background.
+func TestMirrorRestartServesTheKeptCopy(t *testing.T) {
+	r := newRepository(t)
+	srv := startServer(t, r)
+	state, packages, addr := t.TempDir(), t.TempDir(), freeAddr(t)
+	args := []string{"mirror", "--upstream", srv.url, "--trusted-key", r.pubPath, "--state-dir", state, "--packages", packages,
+		"--http", addr, "--public-url", "http://" + addr, "--torrent-listen", "127.0.0.1:0", "--log-level", "debug"}
+	healthy := func() bool {
+		code, _ := httpGet(t, "http://"+addr+"/healthz")
+		return code == 200
+	}
+	m := startProc(t, args...)
+	waitFor(t, "the mirror publishing", healthy)
+	_, before := httpGet(t, "http://"+addr+"/index.db")
+	if _, err := m.Stop(t); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop(t)
+
+	m = startProc(t, args...)
+	waitFor(t, "the restarted mirror publishing with its upstream down", healthy)
+	if _, after := httpGet(t, "http://"+addr+"/index.db"); !bytes.Equal(before, after) {
+		t.Fatal("the restarted mirror serves another index")
+	}
+	h := newHost(t)
+	startClient(t, h, "http://"+addr, r.pubPath, "--stall-timeout", "30s")
+	waitIndex(t, h.run, 3)
+	ok(t, h.run, "install", []string{"greet-data"}, nil, nil)
+}
