@@ -121,6 +121,10 @@ func (a *copierActor) Receive(ctx actor.Context) {
 		a.fetching = false
 		if msg.err != nil {
 			a.env.log.Warn("index fetch failed", "err", msg.err)
+			// The kept copy is still checked, upstreams or not.
+			if a.published == nil && a.idx.Generation > 0 {
+				a.copy(ctx)
+			}
 		} else {
 			a.idx = msg.idx
 			if msg.changed || a.published == nil || a.recopy {

@@ -287,6 +287,9 @@ func TestMirrorRestartServesTheKeptCopy(t *testing.T) {
 	if _, after := httpGet(t, "http://"+addr+"/index.db"); !bytes.Equal(before, after) {
 		t.Fatal("the restarted mirror serves another index")
 	}
+	waitFor(t, "the restarted mirror reading its files again", func() bool {
+		return strings.Contains(m.Logs.String(), "msg=mirrored")
+	})
 	h := newHost(t)
 	startClient(t, h, "http://"+addr, r.pubPath, "--stall-timeout", "30s")
 	waitIndex(t, h.run, 3)
