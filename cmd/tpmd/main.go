@@ -170,6 +170,9 @@ func server(args []string) int {
 	if log == nil {
 		return code
 	}
+	if !o.tracker && len(o.announce) == 0 && !o.dht.on {
+		log.Warn("--tracker=false without --announce or --dht: hosts find no peers, only the web seeds")
+	}
 	if err := serve(o, check, log); err != nil {
 		fmt.Fprintf(os.Stderr, "tpmd server: %v\n", err)
 		return 1
