@@ -50,8 +50,9 @@ const mirrorParallel = 4
 type (
 	copierTick   struct{}
 	copierLoaded struct {
-		idx *index.Snapshot
-		err error
+		token uint64
+		idx   *index.Snapshot
+		err   error
 	}
 	copierFetched struct {
 		token   uint64
@@ -96,6 +97,9 @@ func (a *copierActor) Receive(ctx actor.Context) {
 	case *messages.RestartFailed:
 		restartFailed(Copier, msg)
 	case *copierLoaded:
+		if msg.token != a.life.token {
+			return // a predecessor's: this instance loads its own
+		}
 		a.idx = index.Empty()
 		if msg.err != nil {
 			a.env.log.Warn("ignoring the kept index; fetching a new one", "err", msg.err)
@@ -150,6 +154,7 @@ func (a *copierActor) Receive(ctx actor.Context) {
 		a.copying = false
 		if msg.err != nil {
 			a.env.log.Warn("copy incomplete; trying again at the next fetch", "err", msg.err)
+			a.recopy = true // even if the index stays the same
 		} else {
 			a.env.log.Info("mirrored", "generation", msg.gen.Number, "packages", len(msg.gen.Packages), "took", msg.took.Round(time.Millisecond))
 			a.prune(msg.copy)
@@ -175,10 +180,10 @@ func (a *copierActor) open(ctx actor.Context, addr string) {
 	// The mirror's tracker names its own peer, a seed of whatever it
 	// publishes.
 	ctx.Send(ctx.Parent(), &seederUp{port: peer.Port(), stats: peer})
-	keeper, self, root := a.keeper, ctx.Self(), ctx.ActorSystem().Root
+	keeper, token, self, root := a.keeper, a.life.token, ctx.Self(), ctx.ActorSystem().Root
 	a.env.bg.Go(func() {
 		idx, err := keeper.Load()
-		root.Send(self, &copierLoaded{idx: idx, err: err})
+		root.Send(self, &copierLoaded{token: token, idx: idx, err: err})
 	})
 }
 
