@@ -295,3 +295,29 @@ func TestMirrorRestartServesTheKeptCopy(t *testing.T) {
 	waitIndex(t, h.run, 3)
 	ok(t, h.run, "install", []string{"greet-data"}, nil, nil)
 }
+
+// A copied file whose bytes change on the mirror's disk (rot, or someone
+// with the disk) is not served; the mirror notices, fetches the package
+// again, and serves the signed bytes again.
+func TestMirrorRepairsAChangedFile(t *testing.T) {
+	r := newRepository(t)
+	srv := startServer(t, r)
+	m := startMirror(t, r.pubPath, []string{srv.url}, true, "--sync-interval", "1s")
+	path := filepath.Join(m.packages, interopPackage)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(good)
+	bad[len(bad)/2] ^= 0xff
+	if err := os.WriteFile(path, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := httpGet(t, m.url+"/packages/"+interopPackage); code != http.StatusServiceUnavailable {
+		t.Fatalf("a changed file: HTTP %d, want 503", code)
+	}
+	waitFor(t, "the mirror serving the signed bytes again", func() bool {
+		code, body := httpGet(t, m.url+"/packages/"+interopPackage)
+		return code == 200 && bytes.Equal(body, good)
+	})
+}
