@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,11 +12,9 @@ import (
 	"os"
 	"path"
 	"syscall"
-	"time"
+
 	"tpm/builder"
 	"tpm/manifest"
-
-	"golang.org/x/sys/unix"
 
 	"tpm/store"
 	"tpm/tarball"
@@ -58,6 +54,9 @@ type journalOp struct {
 	// that swap buckets, done before the per-file renames.
 	TempDirs []string `json:"temp_dirs,omitempty"`
 	Moves    []rename `json:"moves,omitempty"`
+	// New directories staged whole, each renamed into place once; their
+	// temporary names are in TempDirs too, for a rollback.
+	Trees []rename `json:"trees,omitempty"`
 }
 
 type rename struct {
@@ -105,9 +104,13 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, h Hooks) ([]OpResult, error
 			jo.TempDirs = []string{op.buildDir}
 		}
 		for i := range op.records {
-			if temp, ok := op.temps[i]; ok {
+			if temp, ok := op.temps[i]; ok && !op.inTree[i] {
 				jo.Temps = append(jo.Temps, rename{Temp: temp, Target: op.records[i].Path})
 			}
+		}
+		jo.Trees = op.trees
+		for _, tr := range op.trees {
+			jo.TempDirs = append(jo.TempDirs, tr.Temp)
 		}
 		j.Ops = append(j.Ops, jo)
 	}
@@ -304,16 +307,31 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 	for _, d := range op.newDirs {
 		isNew[d] = true
 	}
-	for _, en := range op.entries {
-		if en.Type != tarball.TypeDir || !isNew[en.Path] {
+	// Directories are made private first and given their modes once their
+	// files are in, so a read-only one is still written into.
+	type dirMode struct {
+		at   string
+		mode fs.FileMode
+	}
+	var modes []dirMode
+	for i, en := range op.entries {
+		if en.Type != tarball.TypeDir {
 			continue
+		}
+		at, inTree := op.temps[i]
+		if !inTree && !isNew[en.Path] {
+			continue
+		}
+		if !inTree {
+			at = en.Path
 		}
 		e.opts.Step("mkdir " + en.Path)
 		mode := keepMode(en.Mode, strip)
-		if err := t.mkdir(en.Path, mode); err != nil {
+		if err := t.mkdir(at, 0o700); err != nil {
 			return err
 		}
-		op.records[index[en.Path]].Mode = mode | fs.ModeDir
+		modes = append(modes, dirMode{at, mode})
+		op.records[i].Mode = mode | fs.ModeDir
 	}
 
 	var r *tarball.Reader
@@ -382,7 +400,7 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 		en := op.entries[i]
 		target := index[en.Link]
 		e.opts.Step("stage " + en.Path)
-		if err := t.root.Link(op.temps[target], op.temps[i]); err != nil {
+		if err := t.link(op.temps[target], op.temps[i]); err != nil {
 			return fmt.Errorf("link %s: %w", en.Path, err)
 		}
 		src := op.records[target]
@@ -391,6 +409,11 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 	}
 	if seen != len(op.pkg.Entries) {
 		return fmt.Errorf("%s changed since it was checked", op.Archive)
+	}
+	for _, d := range modes {
+		if err := t.chmodDir(d.at, d.mode); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -411,6 +434,12 @@ func (e *Engine) place(t *tree, prefix string, jo *journalOp) error {
 	for _, mv := range jo.Moves {
 		e.opts.Step("move " + mv.Target)
 		if err := t.move(mv.Temp, mv.Target); err != nil {
+			return err
+		}
+	}
+	for _, tr := range jo.Trees {
+		e.opts.Step("move tree " + tr.Target)
+		if err := t.placeTree(tr.Temp, tr.Target); err != nil {
 			return err
 		}
 	}
@@ -501,139 +530,4 @@ func (e *Engine) cleanup(t *tree, jo *journalOp) {
 		e.opts.Step("clean " + d)
 		t.removeAll(d)
 	}
-}
-
-// tree is the prefix being written, opened once: every name is resolved
-// inside it by os.Root, so nothing can be written outside the prefix.
-type tree struct {
-	root *os.Root
-	dirs *dirCache
-	dir  *os.File // for syncfs
-}
-
-func openTree(prefix string) (*tree, error) {
-	root, err := os.OpenRoot(prefix)
-	if err != nil {
-		return nil, fmt.Errorf("prefix: %w", err)
-	}
-	dir, err := os.Open(prefix)
-	if err != nil {
-		root.Close()
-		return nil, fmt.Errorf("prefix: %w", err)
-	}
-	return &tree{root: root, dirs: newDirCache(root), dir: dir}, nil
-}
-
-func (t *tree) close() {
-	t.dirs.close()
-	t.root.Close()
-	t.dir.Close()
-}
-
-// sync makes everything written to the prefix's filesystem durable with one
-// syncfs, instead of one fsync per file.
-func (t *tree) sync() error {
-	if err := unix.Syncfs(int(t.dir.Fd())); err != nil {
-		return fmt.Errorf("sync %s: %w", t.dir.Name(), err)
-	}
-	return nil
-}
-
-func (t *tree) exists(rel string) bool {
-	d, base, err := t.dirs.at(rel)
-	if err == nil {
-		_, err = d.Lstat(base)
-	}
-	return err == nil
-}
-
-// remove deletes one file or empty directory.
-func (t *tree) remove(rel string) error {
-	d, base, err := t.dirs.at(rel)
-	if err != nil {
-		return err
-	}
-	if err := d.Remove(base); err != nil {
-		return err
-	}
-	t.dirs.forget(rel)
-	return nil
-}
-
-// mkdir creates the directory rel with exactly mode (not cut by the umask).
-func (t *tree) mkdir(rel string, mode fs.FileMode) error {
-	d, base, err := t.dirs.at(rel)
-	if err != nil {
-		return err
-	}
-	if err := d.Mkdir(base, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	return d.Chmod(base, mode)
-}
-
-func (t *tree) symlink(target, rel string) error {
-	d, base, err := t.dirs.at(rel)
-	if err != nil {
-		return err
-	}
-	return d.Symlink(target, base)
-}
-
-// removeAll deletes a folder tpm made for itself, whole.
-func (t *tree) removeAll(rel string) error {
-	t.dirs.forget(rel)
-	return t.root.RemoveAll(rel)
-}
-
-// move renames across directories (a bucket into place, or aside). A move
-// whose target exists has been done (targets are fresh names or a bucket
-// just moved aside), which makes recovery's second pass harmless.
-func (t *tree) move(from, to string) error {
-	if t.exists(to) {
-		return nil
-	}
-	t.dirs.forget(from)
-	t.dirs.forget(to)
-	if err := t.root.Rename(from, to); err != nil {
-		return fmt.Errorf("move %s to %s: %w", from, to, err)
-	}
-	return nil
-}
-
-// rename moves a staged temporary onto its target in the same directory.
-func (t *tree) rename(temp, target string) error {
-	d, base, err := t.dirs.at(target)
-	if err != nil {
-		return err
-	}
-	return d.Rename(path.Base(temp), base)
-}
-
-func (t *tree) writeFile(rel string, content io.Reader, mode fs.FileMode, mtime time.Time, buf []byte) (string, error) {
-	d, base, err := t.dirs.at(rel)
-	if err != nil {
-		return "", err
-	}
-	f, err := d.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	_, err = io.CopyBuffer(io.MultiWriter(f, h), content, buf)
-	if err == nil {
-		// fchmod, unlike the mode given to open, is not cut by the umask.
-		err = f.Chmod(mode)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		// utimensat on the name in its directory: one call, no /proc lookup.
-		err = d.Chtimes(base, mtime, mtime)
-	}
-	if err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

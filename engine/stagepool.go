@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -26,14 +25,14 @@ type stageJob struct {
 	temp  string
 	entry tarball.Entry
 	mode  fs.FileMode
-	data  []byte // content of a small regular file
+	data  []byte // content of a small regular file, when run is given no reader
 	rec   *store.FileRecord
 }
 
 func (j stageJob) run(t *tree, content io.Reader, buf []byte) error {
 	switch j.entry.Type {
 	case tarball.TypeFile:
-		sum, err := t.writeFile(j.temp, content, j.mode, j.entry.ModTime, buf)
+		sum, err := t.writeFile(j.temp, j.data, content, j.mode, j.entry.ModTime, buf)
 		if err != nil {
 			return fmt.Errorf("write %s: %w", j.entry.Path, err)
 		}
@@ -76,7 +75,7 @@ func (p *stagePool) work() {
 		if p.ctx.Err() != nil {
 			continue // drain: an error or a cancel stops the rest
 		}
-		if err := job.run(p.t, bytes.NewReader(job.data), buf); err != nil {
+		if err := job.run(p.t, nil, buf); err != nil {
 			p.fail(err)
 		}
 	}

@@ -129,6 +129,10 @@ type Reader struct {
 	seen    map[string]EntryType // every data/ path so far, for symlink, parent and hard-link rules
 	info    map[string][]byte
 	done    bool
+	// listing is info/files when the archive has one; every data/ entry
+	// must then be the next one it names (data counts them).
+	listing []Entry
+	data    int
 }
 
 // NewReader starts reading a .tpkg stream.
@@ -189,6 +193,9 @@ func (r *Reader) Next() (Entry, io.Reader, error) {
 			if _, ok := r.info[manifestName]; !ok {
 				return Entry{}, nil, &RuleError{Rule: "info/package.json is missing"}
 			}
+			if r.listing != nil && r.data != len(r.listing) {
+				return Entry{}, nil, refuse("info/"+listingName, "lists %d entries but data/ has %d", len(r.listing), r.data)
+			}
 			r.done = true
 			return Entry{}, nil, io.EOF
 		}
@@ -206,6 +213,12 @@ func (r *Reader) Next() (Entry, io.Reader, error) {
 		if !isData {
 			continue
 		}
+		if r.listing != nil {
+			if r.data >= len(r.listing) || !sameListed(r.listing[r.data], entry) {
+				return Entry{}, nil, refuse(hdr.Name, "is not what info/files lists as entry %d", r.data+1)
+			}
+		}
+		r.data++
 		if entry.Type == TypeFile {
 			return entry, r.tr, nil
 		}
@@ -332,6 +345,9 @@ func (r *Reader) hardlinkTarget(hdr *tar.Header) (string, error) {
 }
 
 func (r *Reader) readInfo(hdr *tar.Header, rest string) error {
+	if rest == listingName {
+		return r.readListing(hdr)
+	}
 	if rest != manifestName && !isScript(rest) {
 		return refuse(hdr.Name, "is not package.json or a known script (%s)", strings.Join(Scripts, ", "))
 	}
@@ -352,6 +368,31 @@ func (r *Reader) readInfo(hdr *tar.Header, rest string) error {
 		return gzipError(err)
 	}
 	r.info[rest] = content
+	return nil
+}
+
+// readListing takes info/files, which is only of use ahead of the data.
+func (r *Reader) readListing(hdr *tar.Header) error {
+	switch {
+	case hdr.Typeflag != tar.TypeReg:
+		return refuse(hdr.Name, "must be a regular file")
+	case r.listing != nil:
+		return refuse(hdr.Name, "appears twice in the archive")
+	case r.data > 0 || len(r.seen) > 0:
+		return refuse(hdr.Name, "must come before every data/ entry")
+	case hdr.Size > maxListingSize(r.limits):
+		return refuse(hdr.Name, "is larger than %d bytes", maxListingSize(r.limits))
+	}
+	raw, err := io.ReadAll(r.tr)
+	if err != nil {
+		return gzipError(err)
+	}
+	listing, err := parseListing(raw, r.limits)
+	if err != nil {
+		return err
+	}
+	r.listing = make([]Entry, 0, len(listing)) // not nil: an empty listing is a listing
+	r.listing = append(r.listing, listing...)
 	return nil
 }
 
@@ -396,6 +437,24 @@ type Package struct {
 	Info     map[string][]byte // info/ files by base name, package.json included
 	Entries  []Entry           // data/ entries in archive order
 	Bytes    int64             // sum of regular file sizes
+	Listed   bool              // the archive lists its files in info/files, ahead of the data
+}
+
+// pkg is the package as far as the reader has read: the listing's entries.
+func (r *Reader) pkg() (*Package, error) {
+	data, ok := r.info[manifestName]
+	if !ok {
+		return nil, ErrNoListing // package.json comes after the data: read it whole
+	}
+	m, err := manifest.Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	p := &Package{Manifest: m, Info: r.info, Entries: r.listing, Listed: true}
+	for _, e := range r.listing {
+		p.Bytes += e.Size
+	}
+	return p, nil
 }
 
 // Inspect reads a whole archive, applying every rule, and returns its
@@ -443,6 +502,7 @@ func InspectKeep(r io.Reader, limits Limits, keep int64) (*Package, []byte, erro
 	if err != nil {
 		return nil, nil, err
 	}
+	pkg.Listed = tr.listing != nil
 	if kept == nil || kept.over {
 		return pkg, nil, nil
 	}
