@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"syscall"
 
 	"tpm/builder"
@@ -28,7 +29,7 @@ type opState string
 
 const (
 	statePlanned   opState = "planned"
-	stateStaged    opState = "staged"
+	stateStaged    opState = "staged" // written by earlier versions; undone like planned
 	statePlacing   opState = "placing"
 	stateCommitted opState = "committed"
 	stateDone      opState = "done" // post-script run too
@@ -73,9 +74,10 @@ type OpResult struct {
 	Warnings   []string // a post-script that failed: the package is in place
 }
 
-// Apply carries out a plan: journal, stage every file beside its target,
-// one sync, then package by package pre-script, rename into place, remove
-// what the old version had, sync, commit the receipt, post-script. A
+// Apply carries out a plan: journal, stage every file beside its target (a
+// new folder whole, under a temporary name beside it), one sync, then
+// package by package pre-script, journal, rename into place, remove what
+// the old version had, sync, commit the receipt, post-script. A
 // failing pre-script or an error stops the transaction there: the packages
 // already committed stay, the rest are undone, and the returned results say
 // which is which. h receives the transaction's output as it goes.
@@ -144,13 +146,11 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, h Hooks) ([]OpResult, error
 	if err := t.sync(); err != nil {
 		return nil, e.abort(t, j, 0, err)
 	}
-	for i := range j.Ops {
-		j.Ops[i].State = stateStaged
-	}
-	e.opts.Step("journal staged")
-	if err := e.writeJournal(j); err != nil {
-		return nil, e.abort(t, j, 0, err)
-	}
+	// The receipts (with the hashes staging computed) go into the journal
+	// with the first op that starts placing: until then a crash undoes the
+	// transaction from what the first journal names, so a separate write
+	// of them now would only cost a commit.
+	journaled := false
 
 	var done []OpResult
 	for i, op := range p.Ops {
@@ -169,9 +169,14 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, h Hooks) ([]OpResult, error
 		}
 		j.Ops[i].State = statePlacing
 		e.opts.Step("journal placing " + op.Name)
-		if err := e.writeStates(j, nil); err != nil {
+		write := e.writeJournal
+		if journaled {
+			write = func(j *journal) error { return e.writeStates(j, nil) }
+		}
+		if err := write(j); err != nil {
 			return done, e.abort(t, j, i, err)
 		}
+		journaled = true
 		if err := e.place(t, j.Prefix, &j.Ops[i]); err != nil {
 			// Half-placed: only recovery's roll forward can finish it.
 			return done, fmt.Errorf("%s %s: %w (run any tpm command to finish it)", op.Action, op.Name, err)
@@ -346,6 +351,11 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 		if r, err = tarball.NewReader(bufio.NewReaderSize(f, 1<<20), e.opts.Limits); err != nil {
 			return err
 		}
+		if op.pkg.Listed {
+			// The plan was made from the listing; below, every entry must be
+			// one it planned, and all of them must come.
+			r.IgnoreListing()
+		}
 	}
 	pool := newStagePool(ctx, t, stageWorkers)
 	defer pool.stop()
@@ -363,8 +373,13 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 		if err := pool.err(); err != nil {
 			return err
 		}
+		// Entry by entry, in order, what the plan read (from the listing
+		// or the whole archive): nothing else is written, nothing is left out.
 		i, ok := index[en.Path]
-		if !ok || !sameEntry(op.entries[i], en) {
+		if !ok || seen >= len(op.pkg.Entries) || op.pkg.Entries[seen].Path != en.Path || !sameEntry(op.pkg.Entries[seen], en) {
+			if op.pkg.Listed {
+				return fmt.Errorf("refusing %s: %w", filepath.Base(op.Archive), &tarball.RuleError{Entry: "data/" + en.Path, Rule: fmt.Sprintf("is not what info/files lists as entry %d", seen+1)})
+			}
 			return fmt.Errorf("%s changed since it was checked (entry data/%s)", op.Archive, en.Path)
 		}
 		seen++
@@ -386,7 +401,7 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 			continue
 		}
 		if en.Type == tarball.TypeFile {
-			job.data = make([]byte, en.Size)
+			job.data = pool.alloc(en.Size)
 			if _, err := io.ReadFull(content, job.data); err != nil {
 				return fmt.Errorf("read data/%s: %w", en.Path, err)
 			}
@@ -408,6 +423,9 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 		rec.Type, rec.SHA256, rec.Mode, rec.Size = store.File, src.SHA256, src.Mode, src.Size
 	}
 	if seen != len(op.pkg.Entries) {
+		if op.pkg.Listed {
+			return fmt.Errorf("refusing %s: %w", filepath.Base(op.Archive), &tarball.RuleError{Entry: "info/files", Rule: fmt.Sprintf("lists %d entries but data/ has %d", len(op.pkg.Entries), seen)})
+		}
 		return fmt.Errorf("%s changed since it was checked", op.Archive)
 	}
 	for _, d := range modes {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"path"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -63,20 +64,25 @@ func (d *diskView) lstat(rel string) (fs.FileInfo, error) {
 // not a real directory (a symlink, most dangerously), and what it is. The
 // rename into place would otherwise follow it somewhere no receipt expects.
 func (d *diskView) blockedAbove(rel string) (string, string) {
-	var parents []string
-	for p := path.Dir(rel); p != "."; p = path.Dir(p) {
-		parents = append(parents, p)
-	}
-	for i := len(parents) - 1; i >= 0; i-- {
-		info, err := d.lstat(parents[i])
+	for k := strings.IndexByte(rel, '/'); k >= 0; k = nextSlash(rel, k) {
+		parent := rel[:k]
+		info, err := d.lstat(parent)
 		if err != nil {
 			return "", "" // missing (staging creates it) or unreadable (staging reports it)
 		}
 		if !info.IsDir() {
-			return parents[i], kindOf(info)
+			return parent, kindOf(info)
 		}
 	}
 	return "", ""
+}
+
+// nextSlash is the index of the first '/' in s after k, or -1.
+func nextSlash(s string, k int) int {
+	if n := strings.IndexByte(s[k+1:], '/'); n >= 0 {
+		return k + 1 + n
+	}
+	return -1
 }
 
 // lstatAt is Lstat of one name in a directory, by descriptor.

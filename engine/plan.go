@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"tpm/builder"
@@ -410,16 +411,25 @@ func (p *Plan) claims() claims {
 // names and the directories staging must create.
 func (p *Plan) checkOp(tx *store.Tx, disk *diskView, oi int, op *Op, c claims) ([]Conflict, error) {
 	var conflicts []Conflict
-	op.temps = make(map[int]string)
+	op.temps = make(map[int]string, len(op.records))
 	op.newDirs = nil
+	owned := make(map[string]bool)
+	ownedUnder := func(dir string) bool {
+		o, ok := owned[dir]
+		if !ok {
+			o = tx.OwnsUnder(p.Prefix, dir)
+			owned[dir] = o
+		}
+		return o
+	}
 	for i, rec := range op.records {
-		abs := join(p.Prefix, rec.Path)
 		if op.movedIn(rec.Path) {
 			continue // arrives with its bucket, in one rename
 		}
 		if above, kind := disk.blockedAbove(rec.Path); above != "" {
 			return nil, fmt.Errorf("refusing %s: entry %q: passes through the %s %s on disk", filepath.Base(op.Archive), "data/"+rec.Path, kind, join(p.Prefix, above))
 		}
+		abs := join(p.Prefix, rec.Path) // for the conflicts found, which are few
 		info, err := disk.lstat(rec.Path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("check %s: %w", abs, err)
@@ -439,9 +449,12 @@ func (p *Plan) checkOp(tx *store.Tx, disk *diskView, oi int, op *Op, c claims) (
 			}
 			continue
 		}
-		op.temps[i] = path.Join(path.Dir(rec.Path), fmt.Sprintf(".tpm-%s-%d-%d", p.id, oi, i))
+		op.temps[i] = tempName(rec.Path, p.id, oi, i)
 		if c.dirs[rec.Path] {
 			continue // a directory of another package here: reported from its side
+		}
+		if !exists && !ownedUnder(path.Dir(rec.Path)) {
+			continue // a new name in a folder no package has anything in
 		}
 		owner := tx.FileOwner(p.Prefix, rec.Path)
 		switch {
@@ -545,6 +558,15 @@ func (op *Op) inTreePath(rel string) bool {
 		}
 	}
 	return false
+}
+
+// tempName is the name a file is staged under, beside its target.
+func tempName(rel, id string, oi, i int) string {
+	name := ".tpm-" + id + "-" + strconv.Itoa(oi) + "-" + strconv.Itoa(i)
+	if dir := path.Dir(rel); dir != "." {
+		return dir + "/" + name
+	}
+	return name
 }
 
 func ownsDir(tx *store.Tx, prefix, rel, name string) bool {

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+
+	"tpm/tarball"
 )
 
 // applySteps installs archives into prefix and returns the steps taken.
@@ -138,41 +141,58 @@ func TestSymlinkInPlaceOfTheNewFolder(t *testing.T) {
 }
 
 // A package whose info/files lies about its data: the plan believes the
-// listing, staging finds the lie, and nothing is left behind.
+// listing, staging finds the lie, and nothing is left behind. The second
+// case repeats a directory (which tar allows) in place of a listed file: as
+// many entries as listed, but not the ones listed.
 func TestLyingListingLeavesNothing(t *testing.T) {
-	var raw bytes.Buffer
-	gz := gzip.NewWriter(&raw)
-	tw := tar.NewWriter(gz)
-	add := func(name string, typ byte, body string) {
-		h := &tar.Header{Name: name, Typeflag: typ, Mode: 0o644, Size: int64(len(body)), ModTime: time.Unix(1e9, 0)}
-		if typ == tar.TypeDir {
-			h.Mode, h.Size = 0o755, 0
-		}
-		must(t, tw.WriteHeader(h))
-		io.WriteString(tw, body)
+	type entry struct {
+		name string
+		typ  byte
+		body string
 	}
-	add("info/", tar.TypeDir, "")
-	add("info/package.json", tar.TypeReg, `{"Name":"liar","Version":"1","Architecture":"any","Type":"Binary"}`)
-	add("info/files", tar.TypeReg, "tpm-files 1\nd 0755 0 \"opt\"\nf 0644 1 \"opt/a\"\nf 0644 1 \"opt/b\"\n")
-	add("data/", tar.TypeDir, "")
-	add("data/opt/", tar.TypeDir, "")
-	add("data/opt/a", tar.TypeReg, "a")
-	add("data/opt/b", tar.TypeReg, "a much bigger file than listed")
-	must(t, tw.Close())
-	must(t, gz.Close())
-	archive := filepath.Join(t.TempDir(), "liar.tpkg")
-	must(t, os.WriteFile(archive, raw.Bytes(), 0o644))
+	listing := "tpm-files 1\nd 0755 0 \"opt\"\nf 0644 1 \"opt/a\"\nf 0644 1 \"opt/b\"\n"
+	cases := map[string][]entry{
+		"bigger file":        {{"data/opt/", tar.TypeDir, ""}, {"data/opt/a", tar.TypeReg, "a"}, {"data/opt/b", tar.TypeReg, "a much bigger file than listed"}},
+		"directory repeated": {{"data/opt/", tar.TypeDir, ""}, {"data/opt/a", tar.TypeReg, "a"}, {"data/opt/", tar.TypeDir, ""}},
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			var raw bytes.Buffer
+			gz := gzip.NewWriter(&raw)
+			tw := tar.NewWriter(gz)
+			add := func(e entry) {
+				h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644, Size: int64(len(e.body)), ModTime: time.Unix(1e9, 0)}
+				if e.typ == tar.TypeDir {
+					h.Mode, h.Size = 0o755, 0
+				}
+				must(t, tw.WriteHeader(h))
+				io.WriteString(tw, e.body)
+			}
+			add(entry{"info/", tar.TypeDir, ""})
+			add(entry{"info/package.json", tar.TypeReg, `{"Name":"liar","Version":"1","Architecture":"any","Type":"Binary"}`})
+			add(entry{"info/files", tar.TypeReg, listing})
+			add(entry{"data/", tar.TypeDir, ""})
+			for _, e := range data {
+				add(e)
+			}
+			must(t, tw.Close())
+			must(t, gz.Close())
+			archive := filepath.Join(t.TempDir(), "liar.tpkg")
+			must(t, os.WriteFile(archive, raw.Bytes(), 0o644))
 
-	dir := t.TempDir()
-	prefix, state := filepath.Join(dir, "root"), filepath.Join(dir, "state")
-	_, err := applySteps(t, state, prefix, archive)
-	if err == nil || !strings.Contains(err.Error(), "info/files") {
-		t.Fatalf("Apply = %v, want a refusal naming info/files", err)
-	}
-	if names, _ := os.ReadDir(prefix); len(names) > 0 {
-		t.Errorf("left in the prefix: %v", names)
-	}
-	if got := checkConsistent(t, state, prefix); len(got) != 0 {
-		t.Errorf("installed: %v", got)
+			dir := t.TempDir()
+			prefix, state := filepath.Join(dir, "root"), filepath.Join(dir, "state")
+			_, err := applySteps(t, state, prefix, archive)
+			var rule *tarball.RuleError
+			if !errors.As(err, &rule) || !strings.Contains(err.Error(), "info/files") {
+				t.Fatalf("Apply = %v, want a refusal naming info/files", err)
+			}
+			if names, _ := os.ReadDir(prefix); len(names) > 0 {
+				t.Errorf("left in the prefix: %v", names)
+			}
+			if got := checkConsistent(t, state, prefix); len(got) != 0 {
+				t.Errorf("installed: %v", got)
+			}
+		})
 	}
 }

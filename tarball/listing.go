@@ -57,6 +57,7 @@ func parseListing(raw []byte, limits Limits) ([]Entry, error) {
 		return nil, refuse("info/"+listingName, "does not start with %q", listingHeader)
 	}
 	v := newReader(strings.NewReader(""), limits)
+	v.seen = make(map[string]EntryType, bytes.Count(raw, []byte{'\n'}))
 	var entries []Entry
 	for n := 2; sc.Scan(); n++ {
 		hdr, err := parseListingLine(sc.Text())
@@ -83,8 +84,16 @@ func parseListing(raw []byte, limits Limits) ([]Entry, error) {
 }
 
 func parseListingLine(line string) (*tar.Header, error) {
-	fields := strings.SplitN(line, " ", 4)
-	if len(fields) != 4 || len(fields[0]) != 1 {
+	var fields [4]string
+	rest := line
+	for k := 0; k < 3; k++ {
+		var ok bool
+		if fields[k], rest, ok = strings.Cut(rest, " "); !ok {
+			return nil, errors.New("want TYPE MODE SIZE NAME")
+		}
+	}
+	fields[3] = rest
+	if len(fields[0]) != 1 {
 		return nil, errors.New("want TYPE MODE SIZE NAME")
 	}
 	typ, ok := listingTypes[fields[0][0]]

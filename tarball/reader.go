@@ -133,7 +133,14 @@ type Reader struct {
 	// must then be the next one it names (data counts them).
 	listing []Entry
 	data    int
+	// ignoreListing: the caller holds every entry to the listing it planned
+	// from (read by ReadHead), so this reader need not parse it again.
+	ignoreListing bool
 }
+
+// IgnoreListing tells the reader not to parse info/files: the caller checks
+// every data/ entry against the listing it already read, in its own way.
+func (r *Reader) IgnoreListing() { r.ignoreListing = true }
 
 // NewReader starts reading a .tpkg stream.
 func NewReader(r io.Reader, limits Limits) (*Reader, error) {
@@ -383,6 +390,12 @@ func (r *Reader) readListing(hdr *tar.Header) error {
 	case hdr.Size > maxListingSize(r.limits):
 		return refuse(hdr.Name, "is larger than %d bytes", maxListingSize(r.limits))
 	}
+	if r.ignoreListing {
+		if _, err := io.Copy(io.Discard, r.tr); err != nil {
+			return gzipError(err)
+		}
+		return nil
+	}
 	raw, err := io.ReadAll(r.tr)
 	if err != nil {
 		return gzipError(err)
@@ -418,7 +431,12 @@ func checkName(raw, name string) error {
 	case strings.IndexByte(name, 0) >= 0:
 		return refuse(raw, "name contains a NUL byte")
 	}
-	for _, part := range strings.Split(name, "/") {
+	for rest := name; rest != ""; {
+		part, after, _ := strings.Cut(rest, "/")
+		if after == "" && len(part) < len(rest) {
+			return refuse(raw, "name is not canonical (empty or \".\" component)") // a trailing slash
+		}
+		rest = after
 		switch {
 		case part == "..":
 			return refuse(raw, "name contains a \"..\" component")
