@@ -357,7 +357,7 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 			r.IgnoreListing()
 		}
 	}
-	pool := newStagePool(ctx, t, stageWorkers)
+	pool := newStagePool(ctx, t, stageWorkers())
 	defer pool.stop()
 	var hardlinks []int
 	buf := make([]byte, 256<<10)

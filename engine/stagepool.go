@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"runtime"
 	"sync"
 
 	"tpm/store"
@@ -13,12 +14,12 @@ import (
 
 // Creating a file costs tens of microseconds in the kernel, and Go hands
 // the thread's processor over during each such call. A few workers writing
-// small files side by side keep both cores busy while the archive is read:
-// about a third off a package of thousands of small files.
-const (
-	stageWorkersConst = 4
-	stageInline       = 1 << 20 // larger files are streamed by the reader itself
-)
+// small files side by side keep the cores busy while the archive is read
+// (ext4 locks a directory while it adds a name, so files of different
+// folders go in side by side): two a core, as a worker may wait on the disk.
+const stageInline = 1 << 20 // larger files are streamed by the reader itself
+
+func stageWorkers() int { return min(2*runtime.GOMAXPROCS(0), 8) }
 
 // stageJob writes one staged file or symlink and fills in its record.
 type stageJob struct {
