@@ -64,13 +64,14 @@ func TestArchiveWithoutListingIsReadWhole(t *testing.T) {
 	if !errors.Is(err, ErrNoListing) {
 		t.Fatalf("ReadHead = %v, want ErrNoListing", err)
 	}
-	// package.json after the data: the head cannot say what the package is.
+	// package.json after the data: the head cannot say what the package is,
+	// and a listed archive must have all of info/ first.
 	late := gz(tarOf(t, false, file("info/files", "tpm-files 1\nf 0644 1 \"x\"\n"), file("data/x", "x"), file("info/package.json", goodManifest)))
 	if _, err := ReadHead(bytes.NewReader(late), DefaultLimits()); !errors.Is(err, ErrNoListing) {
 		t.Fatalf("ReadHead of a late package.json = %v, want ErrNoListing", err)
 	}
-	if _, err := Inspect(bytes.NewReader(late), DefaultLimits()); err != nil {
-		t.Fatalf("Inspect = %v", err)
+	if _, err := Inspect(bytes.NewReader(late), DefaultLimits()); err == nil || !strings.Contains(err.Error(), "comes after data/") {
+		t.Fatalf("Inspect = %v, want a refusal of info/ after the data", err)
 	}
 }
 
@@ -90,6 +91,7 @@ func TestListingThatLiesIsRefused(t *testing.T) {
 		{"one more", listed(t, good, dir("data/usr/"), file("data/usr/x", "x"), file("data/usr/z", "z")), "entry 3"},
 		{"one fewer", listed(t, good, dir("data/usr/")), "lists 2 entries but data/ has 1"},
 		{"after the data", gz(tarOf(t, false, dir("info/"), file("info/package.json", goodManifest), file("data/usr", "x"), file("info/files", good))), "must come before every data/ entry"},
+		{"script after the data", listed(t, good, dir("data/usr/"), file("data/usr/x", "x"), ent{name: "info/preinstall", body: "#!/bin/sh\n", typ: tar.TypeReg, mode: 0o755}), "comes after data/"},
 		{"twice", gz(tarOf(t, false, file("info/package.json", goodManifest), file("info/files", good), file("info/files", good))), "appears twice"},
 		{"dotdot", listed(t, "tpm-files 1\nf 0644 1 \"../x\"\n"), `".." component`},
 		{"absolute", listed(t, "tpm-files 1\nf 0644 1 \"/etc/passwd\"\n"), "not canonical"},

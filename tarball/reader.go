@@ -136,6 +136,7 @@ type Reader struct {
 	// ignoreListing: the caller holds every entry to the listing it planned
 	// from (read by ReadHead), so this reader need not parse it again.
 	ignoreListing bool
+	listed        bool // info/files was seen
 }
 
 // IgnoreListing tells the reader not to parse info/files: the caller checks
@@ -358,6 +359,10 @@ func (r *Reader) readInfo(hdr *tar.Header, rest string) error {
 	if rest != manifestName && !isScript(rest) {
 		return refuse(hdr.Name, "is not package.json or a known script (%s)", strings.Join(Scripts, ", "))
 	}
+	if r.listed && r.data > 0 {
+		// An installer plans from what comes ahead of the data.
+		return refuse(hdr.Name, "comes after data/ in an archive with info/files (info/ goes first)")
+	}
 	if hdr.Typeflag != tar.TypeReg {
 		return refuse(hdr.Name, "must be a regular file")
 	}
@@ -383,13 +388,14 @@ func (r *Reader) readListing(hdr *tar.Header) error {
 	switch {
 	case hdr.Typeflag != tar.TypeReg:
 		return refuse(hdr.Name, "must be a regular file")
-	case r.listing != nil:
+	case r.listed:
 		return refuse(hdr.Name, "appears twice in the archive")
 	case r.data > 0 || len(r.seen) > 0:
 		return refuse(hdr.Name, "must come before every data/ entry")
 	case hdr.Size > maxListingSize(r.limits):
 		return refuse(hdr.Name, "is larger than %d bytes", maxListingSize(r.limits))
 	}
+	r.listed = true
 	if r.ignoreListing {
 		if _, err := io.Copy(io.Discard, r.tr); err != nil {
 			return gzipError(err)

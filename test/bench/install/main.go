@@ -1238,17 +1238,19 @@ func filesystemNote(dir string) (string, error) {
 
 // binaryNote names a tpm binary by its path and the start of its SHA-256,
 // so that a report says which build it measured.
-func binaryNote(p string) string {
-	f, err := os.Open(p)
+// binaryNote names a binary as given on the command line, with the start
+// of the sha256 of the file at abs.
+func binaryNote(given, abs string) string {
+	f, err := os.Open(abs)
 	if err != nil {
-		return "`" + p + "`"
+		return "`" + given + "`"
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return "`" + p + "`"
+		return "`" + given + "`"
 	}
-	return fmt.Sprintf("`%s` (sha256 %x)", p, h.Sum(nil)[:6])
+	return fmt.Sprintf("`%s` (sha256 %x)", given, h.Sum(nil)[:6])
 }
 
 // mountOf returns the device and options of the mount holding dir, from
@@ -1280,9 +1282,9 @@ func writeHeader(w io.Writer, cfg config, fsNote, tpm, before string, bundles []
 	fmt.Fprintf(w, "- host: %s, %d CPUs, %s\n", unameLine(), runtime.NumCPU(), cpuModel())
 	fmt.Fprintf(w, "- written to: %s\n", fsNote)
 	fmt.Fprintf(w, "- tools: %s; %s; %s\n", versionLine("tar", "--version"), versionLine("gzip", "--version"), versionLine("dpkg", "--version"))
-	fmt.Fprintf(w, "- tpm: %s\n", binaryNote(tpm))
+	fmt.Fprintf(w, "- tpm: %s\n", binaryNote(cfg.tpm, tpm))
 	if before != "" {
-		fmt.Fprintf(w, "- before: %s, timed in the same run as the row \"(before)\"\n", binaryNote(before))
+		fmt.Fprintf(w, "- before: %s, timed in the same run as the row \"(before)\"\n", binaryNote(cfg.before, before))
 	}
 	var pkgs []string
 	for _, b := range bundles {
@@ -1318,8 +1320,10 @@ measured: deleting thousands of files just before a run makes every create
 slower on ext4 without a journal (freed inodes are skipped for 60 s), so run
 `+"`make bench`"+` on a quiet disk.
 
-- tpm: `+"`tpm --offline --state-dir S --prefix P -y install X.tpkg`"+` (stages every
-  file, syncfs, renames into place, syncfs, commits receipts in bbolt).
+- tpm: `+"`tpm --offline --state-dir S --prefix P -y install X.tpkg`"+` (plans from
+  the listing ahead of the data, stages every file while it decompresses, a
+  new folder whole, syncfs, renames into place, syncfs, commits receipts in
+  bbolt).
 `)
 	if before {
 		fmt.Fprint(w, `- tpm (before): the same command with the older binary given by `+"`-before`"+`,
