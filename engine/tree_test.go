@@ -17,12 +17,13 @@ import (
 	"tpm/tarball"
 )
 
-// applySteps installs archives into prefix and returns the steps taken.
+// applySteps installs archives into prefix and returns the steps taken and
+// Apply's error (a failing plan fails the test).
 func applySteps(t *testing.T, state, prefix string, archives ...string) ([]string, error) {
 	t.Helper()
 	var steps []string
 	ctx := context.Background()
-	e, _, err := Open(ctx, Options{StateDir: state, Step: func(d string) { steps = append(steps, d) }})
+	e, _, err := Open(ctx, Options{StateDir: state, BuildRoot: buildRootFor(state), Step: func(d string) { steps = append(steps, d) }})
 	if err != nil {
 		t.Fatal(err)
 	}
