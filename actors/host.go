@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +49,9 @@ type HostConfig struct {
 	// Step is the engine's hook before every step of a transaction; only a
 	// test build of tpmd sets it (to kill the daemon at a step).
 	Step func(string)
+	// Linger is how long a request's actor stays after its final reply
+	// (zero: 20 ms); only a test build of tpmd lengthens it.
+	Linger time.Duration
 
 	// Metrics receives the host's figures (nil: none are kept).
 	Metrics *metrics.Host
@@ -122,7 +126,7 @@ func StartHost(cfg HostConfig) (*Host, error) {
 			return &syncerActor{env: e, keeper: index.New(cfg.Servers, cfg.TrustedKey, cfg.StateDir), interval: cfg.SyncInterval}
 		}},
 		{name: Gateway, stage: 1, make: func(pids map[string]*actor.PID) actor.Actor {
-			return &gatewayActor{env: e, runDir: cfg.RunDir, adminGID: cfg.AdminGID, installer: pids[Installer], syncer: pids[Syncer]}
+			return &gatewayActor{env: e, runDir: cfg.RunDir, adminGID: cfg.AdminGID, installer: pids[Installer], syncer: pids[Syncer], linger: cmp.Or(cfg.Linger, linger)}
 		}},
 	}
 	t := newTree(e, treeConfig{name: "client", components: components, maxRestarts: cfg.MaxRestarts,

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,12 +11,11 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"syscall"
-	"time"
+
 	"tpm/builder"
 	"tpm/manifest"
-
-	"golang.org/x/sys/unix"
 
 	"tpm/store"
 	"tpm/tarball"
@@ -32,7 +29,7 @@ type opState string
 
 const (
 	statePlanned   opState = "planned"
-	stateStaged    opState = "staged"
+	stateStaged    opState = "staged" // written by earlier versions; undone like planned
 	statePlacing   opState = "placing"
 	stateCommitted opState = "committed"
 	stateDone      opState = "done" // post-script run too
@@ -58,6 +55,9 @@ type journalOp struct {
 	// that swap buckets, done before the per-file renames.
 	TempDirs []string `json:"temp_dirs,omitempty"`
 	Moves    []rename `json:"moves,omitempty"`
+	// New directories staged whole, each renamed into place once; their
+	// temporary names are in TempDirs too, for a rollback.
+	Trees []rename `json:"trees,omitempty"`
 }
 
 type rename struct {
@@ -74,9 +74,10 @@ type OpResult struct {
 	Warnings   []string // a post-script that failed: the package is in place
 }
 
-// Apply carries out a plan: journal, stage every file beside its target,
-// one sync, then package by package pre-script, rename into place, remove
-// what the old version had, sync, commit the receipt, post-script. A
+// Apply carries out a plan: journal, stage every file beside its target (a
+// new folder whole, under a temporary name beside it), one sync, then
+// package by package pre-script, journal, rename into place, remove what
+// the old version had, sync, commit the receipt, post-script. A
 // failing pre-script or an error stops the transaction there: the packages
 // already committed stay, the rest are undone, and the returned results say
 // which is which. h receives the transaction's output as it goes.
@@ -105,9 +106,13 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, h Hooks) ([]OpResult, error
 			jo.TempDirs = []string{op.buildDir}
 		}
 		for i := range op.records {
-			if temp, ok := op.temps[i]; ok {
+			if temp, ok := op.temps[i]; ok && !op.inTree[i] {
 				jo.Temps = append(jo.Temps, rename{Temp: temp, Target: op.records[i].Path})
 			}
+		}
+		jo.Trees = op.trees
+		for _, tr := range op.trees {
+			jo.TempDirs = append(jo.TempDirs, tr.Temp)
 		}
 		j.Ops = append(j.Ops, jo)
 	}
@@ -141,13 +146,11 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, h Hooks) ([]OpResult, error
 	if err := t.sync(); err != nil {
 		return nil, e.abort(t, j, 0, err)
 	}
-	for i := range j.Ops {
-		j.Ops[i].State = stateStaged
-	}
-	e.opts.Step("journal staged")
-	if err := e.writeJournal(j); err != nil {
-		return nil, e.abort(t, j, 0, err)
-	}
+	// The receipts (with the hashes staging computed) go into the journal
+	// with the first op that starts placing: until then a crash undoes the
+	// transaction from what the first journal names, so a separate write
+	// of them now would only cost a commit.
+	journaled := false
 
 	var done []OpResult
 	for i, op := range p.Ops {
@@ -166,9 +169,14 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, h Hooks) ([]OpResult, error
 		}
 		j.Ops[i].State = statePlacing
 		e.opts.Step("journal placing " + op.Name)
-		if err := e.writeStates(j, nil); err != nil {
+		write := e.writeJournal
+		if journaled {
+			write = func(j *journal) error { return e.writeStates(j, nil) }
+		}
+		if err := write(j); err != nil {
 			return done, e.abort(t, j, i, err)
 		}
+		journaled = true
 		if err := e.place(t, j.Prefix, &j.Ops[i]); err != nil {
 			// Half-placed: only recovery's roll forward can finish it.
 			return done, fmt.Errorf("%s %s: %w (run any tpm command to finish it)", op.Action, op.Name, err)
@@ -304,16 +312,31 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 	for _, d := range op.newDirs {
 		isNew[d] = true
 	}
-	for _, en := range op.entries {
-		if en.Type != tarball.TypeDir || !isNew[en.Path] {
+	// Directories are made private first and given their modes once their
+	// files are in, so a read-only one is still written into.
+	type dirMode struct {
+		at   string
+		mode fs.FileMode
+	}
+	var modes []dirMode
+	for i, en := range op.entries {
+		if en.Type != tarball.TypeDir {
 			continue
+		}
+		at, inTree := op.temps[i]
+		if !inTree && !isNew[en.Path] {
+			continue
+		}
+		if !inTree {
+			at = en.Path
 		}
 		e.opts.Step("mkdir " + en.Path)
 		mode := keepMode(en.Mode, strip)
-		if err := t.mkdir(en.Path, mode); err != nil {
+		if err := t.mkdir(at, 0o700); err != nil {
 			return err
 		}
-		op.records[index[en.Path]].Mode = mode | fs.ModeDir
+		modes = append(modes, dirMode{at, mode})
+		op.records[i].Mode = mode | fs.ModeDir
 	}
 
 	var r *tarball.Reader
@@ -328,8 +351,13 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 		if r, err = tarball.NewReader(bufio.NewReaderSize(f, 1<<20), e.opts.Limits); err != nil {
 			return err
 		}
+		if op.pkg.Listed {
+			// The plan was made from the listing; below, every entry must be
+			// one it planned, and all of them must come.
+			r.IgnoreListing()
+		}
 	}
-	pool := newStagePool(ctx, t, stageWorkers)
+	pool := newStagePool(ctx, t, stageWorkers())
 	defer pool.stop()
 	var hardlinks []int
 	buf := make([]byte, 256<<10)
@@ -345,8 +373,13 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 		if err := pool.err(); err != nil {
 			return err
 		}
+		// Entry by entry, in order, what the plan read (from the listing
+		// or the whole archive): nothing else is written, nothing is left out.
 		i, ok := index[en.Path]
-		if !ok || !sameEntry(op.entries[i], en) {
+		if !ok || seen >= len(op.pkg.Entries) || op.pkg.Entries[seen].Path != en.Path || !sameEntry(op.pkg.Entries[seen], en) {
+			if op.pkg.Listed {
+				return fmt.Errorf("refusing %s: %w", filepath.Base(op.Archive), &tarball.RuleError{Entry: "data/" + en.Path, Rule: fmt.Sprintf("is not what info/files lists as entry %d", seen+1)})
+			}
 			return fmt.Errorf("%s changed since it was checked (entry data/%s)", op.Archive, en.Path)
 		}
 		seen++
@@ -368,7 +401,7 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 			continue
 		}
 		if en.Type == tarball.TypeFile {
-			job.data = make([]byte, en.Size)
+			job.data = pool.alloc(en.Size)
 			if _, err := io.ReadFull(content, job.data); err != nil {
 				return fmt.Errorf("read data/%s: %w", en.Path, err)
 			}
@@ -382,7 +415,7 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 		en := op.entries[i]
 		target := index[en.Link]
 		e.opts.Step("stage " + en.Path)
-		if err := t.root.Link(op.temps[target], op.temps[i]); err != nil {
+		if err := t.link(op.temps[target], op.temps[i]); err != nil {
 			return fmt.Errorf("link %s: %w", en.Path, err)
 		}
 		src := op.records[target]
@@ -390,7 +423,15 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 		rec.Type, rec.SHA256, rec.Mode, rec.Size = store.File, src.SHA256, src.Mode, src.Size
 	}
 	if seen != len(op.pkg.Entries) {
+		if op.pkg.Listed {
+			return fmt.Errorf("refusing %s: %w", filepath.Base(op.Archive), &tarball.RuleError{Entry: "info/files", Rule: fmt.Sprintf("lists %d entries but data/ has %d", len(op.pkg.Entries), seen)})
+		}
 		return fmt.Errorf("%s changed since it was checked", op.Archive)
+	}
+	for _, d := range modes {
+		if err := t.chmodDir(d.at, d.mode); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -411,6 +452,12 @@ func (e *Engine) place(t *tree, prefix string, jo *journalOp) error {
 	for _, mv := range jo.Moves {
 		e.opts.Step("move " + mv.Target)
 		if err := t.move(mv.Temp, mv.Target); err != nil {
+			return err
+		}
+	}
+	for _, tr := range jo.Trees {
+		e.opts.Step("move tree " + tr.Target)
+		if err := t.placeTree(tr.Temp, tr.Target); err != nil {
 			return err
 		}
 	}
@@ -501,139 +548,4 @@ func (e *Engine) cleanup(t *tree, jo *journalOp) {
 		e.opts.Step("clean " + d)
 		t.removeAll(d)
 	}
-}
-
-// tree is the prefix being written, opened once: every name is resolved
-// inside it by os.Root, so nothing can be written outside the prefix.
-type tree struct {
-	root *os.Root
-	dirs *dirCache
-	dir  *os.File // for syncfs
-}
-
-func openTree(prefix string) (*tree, error) {
-	root, err := os.OpenRoot(prefix)
-	if err != nil {
-		return nil, fmt.Errorf("prefix: %w", err)
-	}
-	dir, err := os.Open(prefix)
-	if err != nil {
-		root.Close()
-		return nil, fmt.Errorf("prefix: %w", err)
-	}
-	return &tree{root: root, dirs: newDirCache(root), dir: dir}, nil
-}
-
-func (t *tree) close() {
-	t.dirs.close()
-	t.root.Close()
-	t.dir.Close()
-}
-
-// sync makes everything written to the prefix's filesystem durable with one
-// syncfs, instead of one fsync per file.
-func (t *tree) sync() error {
-	if err := unix.Syncfs(int(t.dir.Fd())); err != nil {
-		return fmt.Errorf("sync %s: %w", t.dir.Name(), err)
-	}
-	return nil
-}
-
-func (t *tree) exists(rel string) bool {
-	d, base, err := t.dirs.at(rel)
-	if err == nil {
-		_, err = d.Lstat(base)
-	}
-	return err == nil
-}
-
-// remove deletes one file or empty directory.
-func (t *tree) remove(rel string) error {
-	d, base, err := t.dirs.at(rel)
-	if err != nil {
-		return err
-	}
-	if err := d.Remove(base); err != nil {
-		return err
-	}
-	t.dirs.forget(rel)
-	return nil
-}
-
-// mkdir creates the directory rel with exactly mode (not cut by the umask).
-func (t *tree) mkdir(rel string, mode fs.FileMode) error {
-	d, base, err := t.dirs.at(rel)
-	if err != nil {
-		return err
-	}
-	if err := d.Mkdir(base, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	return d.Chmod(base, mode)
-}
-
-func (t *tree) symlink(target, rel string) error {
-	d, base, err := t.dirs.at(rel)
-	if err != nil {
-		return err
-	}
-	return d.Symlink(target, base)
-}
-
-// removeAll deletes a folder tpm made for itself, whole.
-func (t *tree) removeAll(rel string) error {
-	t.dirs.forget(rel)
-	return t.root.RemoveAll(rel)
-}
-
-// move renames across directories (a bucket into place, or aside). A move
-// whose target exists has been done (targets are fresh names or a bucket
-// just moved aside), which makes recovery's second pass harmless.
-func (t *tree) move(from, to string) error {
-	if t.exists(to) {
-		return nil
-	}
-	t.dirs.forget(from)
-	t.dirs.forget(to)
-	if err := t.root.Rename(from, to); err != nil {
-		return fmt.Errorf("move %s to %s: %w", from, to, err)
-	}
-	return nil
-}
-
-// rename moves a staged temporary onto its target in the same directory.
-func (t *tree) rename(temp, target string) error {
-	d, base, err := t.dirs.at(target)
-	if err != nil {
-		return err
-	}
-	return d.Rename(path.Base(temp), base)
-}
-
-func (t *tree) writeFile(rel string, content io.Reader, mode fs.FileMode, mtime time.Time, buf []byte) (string, error) {
-	d, base, err := t.dirs.at(rel)
-	if err != nil {
-		return "", err
-	}
-	f, err := d.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	_, err = io.CopyBuffer(io.MultiWriter(f, h), content, buf)
-	if err == nil {
-		// fchmod, unlike the mode given to open, is not cut by the umask.
-		err = f.Chmod(mode)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		// utimensat on the name in its directory: one call, no /proc lookup.
-		err = d.Chtimes(base, mtime, mtime)
-	}
-	if err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -172,21 +172,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 
 func installAll(t *testing.T, state, prefix string, archives []string) {
 	t.Helper()
-	ctx := context.Background()
-	e, _, err := Open(ctx, Options{StateDir: state, BuildRoot: buildRootFor(state)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	req := InstallRequest{Prefix: prefix}
-	for _, a := range archives {
-		req.Archives = append(req.Archives, Archive{Path: a})
-	}
-	plan, _, err := e.PlanInstall(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Apply(ctx, plan, Hooks{}); err != nil {
+	if _, err := applySteps(t, state, prefix, archives...); err != nil {
 		t.Fatal(err)
 	}
 }

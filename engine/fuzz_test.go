@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"tpm/tarball"
 )
 
 // FuzzInstall installs arbitrary tar streams (gzipped here) into a fresh
@@ -22,10 +25,12 @@ func FuzzInstall(f *testing.F) {
 		tw.WriteHeader(&tar.Header{Name: "info/package.json", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(manifest))})
 		tw.Write([]byte(manifest))
 		for _, h := range extra {
-			tw.WriteHeader(h)
-			if h.Size > 0 {
-				tw.Write(bytes.Repeat([]byte("x"), int(h.Size)))
+			body := bytes.Repeat([]byte("x"), int(h.Size))
+			if text, ok := h.PAXRecords["comment"]; ok {
+				body, h.PAXRecords = []byte(text), nil // a listing's text
 			}
+			tw.WriteHeader(h)
+			tw.Write(body)
 		}
 		tw.Close()
 		return buf.Bytes()
@@ -36,6 +41,15 @@ func FuzzInstall(f *testing.F) {
 	f.Add(seed(&tar.Header{Name: "data/a", Typeflag: tar.TypeReg, Mode: 0o644, Size: 2},
 		&tar.Header{Name: "data/b", Typeflag: tar.TypeLink, Linkname: "data/a"},
 		&tar.Header{Name: "data/d/", Typeflag: tar.TypeDir, Mode: 0o700}))
+	// With a listing ahead of the data (the plan reads only that), true and not.
+	listing := func(text string) *tar.Header {
+		return &tar.Header{Name: "info/files", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(text)), PAXRecords: map[string]string{"comment": text}}
+	}
+	f.Add(seed(listing("tpm-files 1\nd 0755 0 \"d\"\nf 0644 2 \"d/a\"\n"),
+		&tar.Header{Name: "data/d/", Typeflag: tar.TypeDir, Mode: 0o755},
+		&tar.Header{Name: "data/d/a", Typeflag: tar.TypeReg, Mode: 0o644, Size: 2}))
+	f.Add(seed(listing("tpm-files 1\nf 0644 2 \"a\"\n"),
+		&tar.Header{Name: "data/a", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3}))
 
 	var buf bytes.Buffer
 	w, _ := gzip.NewWriterLevel(&buf, gzip.NoCompression)
@@ -59,7 +73,19 @@ func FuzzInstall(f *testing.F) {
 		plan, _, err := e.PlanInstall(ctx, InstallRequest{Prefix: prefix, Archives: []Archive{{Path: archive}}})
 		if err == nil {
 			if _, err := e.Apply(ctx, plan, Hooks{}); err != nil {
-				t.Fatalf("accepted package failed to install: %v", err)
+				// Only a listing that lies about the data may pass the plan
+				// and fail here, and then nothing may be left.
+				var rule *tarball.RuleError
+				if !errors.As(err, &rule) {
+					t.Fatalf("accepted package failed to install: %v", err)
+				}
+				if left, _ := os.ReadDir(prefix); len(left) > 0 {
+					t.Fatalf("a refused install left %v", left)
+				}
+				if entries, _ := os.ReadDir(outside); len(entries) > 0 {
+					t.Fatalf("wrote outside the prefix: %v", entries)
+				}
+				return
 			}
 			problems, err := e.Verify(prefix, nil)
 			if err != nil || len(problems) > 0 {

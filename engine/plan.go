@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"tpm/builder"
@@ -51,9 +53,14 @@ type Op struct {
 	old      *store.Receipt
 	entries  []tarball.Entry    // data/ entries plus implicit parent directories
 	records  []store.FileRecord // one per entry; hashes are filled in when staged
-	temps    map[int]string     // entry index → temporary name beside its target
-	newDirs  []string           // directories staging creates (removed on rollback)
-	remove   []string           // paths to delete once the new files are in place
+	// temps maps an entry's index to where staging writes it: a temporary
+	// name beside its target, renamed into place on its own, or its place
+	// inside a tree (then inTree says so).
+	temps   map[int]string
+	inTree  map[int]bool
+	trees   []rename // new directories staged whole under a temporary name
+	newDirs []string // directories staging creates in place (removed on rollback)
+	remove  []string // paths to delete once the new files are in place
 }
 
 // Plan is a checked transaction, ready to show to the user and to apply.
@@ -148,12 +155,7 @@ func (e *Engine) planArchive(a Archive, installed map[string]*store.Receipt, req
 	} else if !info.Mode().IsRegular() {
 		return nil, nil, fmt.Errorf("%s is not a package file (not a regular file)", a.Path)
 	}
-	f, err := os.Open(a.Path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot read package: %w", err)
-	}
-	defer f.Close()
-	pkg, stream, err := tarball.InspectKeep(bufio.NewReaderSize(f, 1<<20), e.opts.Limits, keepStream)
+	pkg, stream, err := e.readArchive(a.Path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("refusing %s: %w", filepath.Base(a.Path), err)
 	}
@@ -190,6 +192,25 @@ func (e *Engine) planArchive(a Archive, installed map[string]*store.Receipt, req
 	}
 	op.entries, op.records = withParents(pkg.Entries)
 	return op, nil, nil
+}
+
+// readArchive reads what a plan needs of an archive: its head only when it
+// lists its files ahead of its data (staging then decompresses it once, as
+// it writes), else all of it, keeping the decompressed stream when small.
+func (e *Engine) readArchive(name string) (*tarball.Package, []byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot read package: %w", err)
+	}
+	defer f.Close()
+	pkg, err := tarball.ReadHead(bufio.NewReaderSize(f, 64<<10), e.opts.Limits)
+	if !errors.Is(err, tarball.ErrNoListing) {
+		return pkg, nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, nil, err
+	}
+	return tarball.InspectKeep(bufio.NewReaderSize(f, 1<<20), e.opts.Limits, keepStream)
 }
 
 // movedIn says whether rel arrives inside the op's bucket, which is renamed
@@ -345,6 +366,7 @@ func (e *Engine) checkFiles(p *Plan) error {
 	if len(conflicts) > 0 {
 		return &ConflictError{Conflicts: conflicts}
 	}
+	p.chooseTrees()
 	for _, op := range p.Ops {
 		if op.old != nil {
 			op.remove = dropped(op.old, op.records, claims.files, claims.dirs)
@@ -389,16 +411,25 @@ func (p *Plan) claims() claims {
 // names and the directories staging must create.
 func (p *Plan) checkOp(tx *store.Tx, disk *diskView, oi int, op *Op, c claims) ([]Conflict, error) {
 	var conflicts []Conflict
-	op.temps = make(map[int]string)
+	op.temps = make(map[int]string, len(op.records))
 	op.newDirs = nil
+	owned := make(map[string]bool)
+	ownedUnder := func(dir string) bool {
+		o, ok := owned[dir]
+		if !ok {
+			o = tx.OwnsUnder(p.Prefix, dir)
+			owned[dir] = o
+		}
+		return o
+	}
 	for i, rec := range op.records {
-		abs := join(p.Prefix, rec.Path)
 		if op.movedIn(rec.Path) {
 			continue // arrives with its bucket, in one rename
 		}
 		if above, kind := disk.blockedAbove(rec.Path); above != "" {
 			return nil, fmt.Errorf("refusing %s: entry %q: passes through the %s %s on disk", filepath.Base(op.Archive), "data/"+rec.Path, kind, join(p.Prefix, above))
 		}
+		abs := join(p.Prefix, rec.Path) // for the conflicts found, which are few
 		info, err := disk.lstat(rec.Path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("check %s: %w", abs, err)
@@ -418,9 +449,12 @@ func (p *Plan) checkOp(tx *store.Tx, disk *diskView, oi int, op *Op, c claims) (
 			}
 			continue
 		}
-		op.temps[i] = path.Join(path.Dir(rec.Path), fmt.Sprintf(".tpm-%s-%d-%d", p.id, oi, i))
+		op.temps[i] = tempName(rec.Path, p.id, oi, i)
 		if c.dirs[rec.Path] {
 			continue // a directory of another package here: reported from its side
+		}
+		if !exists && !ownedUnder(path.Dir(rec.Path)) {
+			continue // a new name in a folder no package has anything in
 		}
 		owner := tx.FileOwner(p.Prefix, rec.Path)
 		switch {
@@ -437,6 +471,102 @@ func (p *Plan) checkOp(tx *store.Tx, disk *diskView, oi int, op *Op, c claims) (
 		}
 	}
 	return conflicts, nil
+}
+
+// chooseTrees picks the new directories that can be staged whole under a
+// temporary name and renamed into place once: those that do not exist yet
+// and that no other package of the plan puts anything into, taken at the
+// highest such level. A package of thousands of files in a new folder then
+// costs one rename instead of one per file, and the folder appears complete.
+func (p *Plan) chooseTrees() {
+	const shared = -1
+	claim := make(map[string]int) // directory → the one op with anything in it, or shared
+	for oi, op := range p.Ops {
+		if op.Action == Remove {
+			continue
+		}
+		for _, rec := range op.records {
+			for d := rec.Path; d != "."; d = path.Dir(d) {
+				if c, ok := claim[d]; !ok {
+					claim[d] = oi
+				} else if c != oi {
+					claim[d] = shared
+				}
+			}
+		}
+	}
+	tops := make(map[string]int) // tree top → its op
+	for oi, op := range p.Ops {
+		if op.Action == Remove || op.bucket != "" {
+			continue
+		}
+		own := make(map[string]bool, len(op.newDirs)) // new, and nobody else's
+		for _, d := range op.newDirs {
+			own[d] = claim[d] == oi
+		}
+		for _, d := range op.newDirs {
+			if own[d] && !own[path.Dir(d)] {
+				tops[d] = oi
+			}
+		}
+	}
+	if len(tops) == 0 {
+		return
+	}
+	for oi, op := range p.Ops {
+		var mine []string
+		for d, owner := range tops {
+			if owner == oi {
+				mine = append(mine, d)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		sort.Strings(mine)
+		treeOf := make(map[string]string, len(mine)) // top → its temporary name
+		for k, d := range mine {
+			temp := path.Join(path.Dir(d), fmt.Sprintf(".tpm-%s-%d-t%d", p.id, oi, k))
+			treeOf[d] = temp
+			op.trees = append(op.trees, rename{Temp: temp, Target: d})
+		}
+		op.inTree = make(map[int]bool)
+		for i, rec := range op.records {
+			for d := rec.Path; d != "."; d = path.Dir(d) {
+				if temp, ok := treeOf[d]; ok {
+					op.temps[i] = temp + strings.TrimPrefix(rec.Path, d)
+					op.inTree[i] = true
+					break
+				}
+			}
+		}
+		var inPlace []string
+		for _, d := range op.newDirs {
+			if !op.inTreePath(d) {
+				inPlace = append(inPlace, d)
+			}
+		}
+		op.newDirs = inPlace
+	}
+}
+
+// inTreePath says whether rel is staged inside one of the op's trees.
+func (op *Op) inTreePath(rel string) bool {
+	for _, t := range op.trees {
+		if rel == t.Target || strings.HasPrefix(rel, t.Target+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// tempName is the name a file is staged under, beside its target.
+func tempName(rel, id string, oi, i int) string {
+	name := ".tpm-" + id + "-" + strconv.Itoa(oi) + "-" + strconv.Itoa(i)
+	if dir := path.Dir(rel); dir != "." {
+		return dir + "/" + name
+	}
+	return name
 }
 
 func ownsDir(tx *store.Tx, prefix, rel, name string) bool {

@@ -274,6 +274,22 @@ func (t *Tx) FileOwner(prefix, path string) string {
 	return string(t.tx.Bucket(bucketFiles).Get(key(prefix, path)))
 }
 
+// OwnsUnder says whether any package lists a file or a directory inside the
+// directory dir ("." for the prefix itself). A plan asks it once per new
+// directory instead of asking FileOwner and DirOwners of every path in it.
+func (t *Tx) OwnsUnder(prefix, dir string) bool {
+	start := key(prefix, dir+"/")
+	if dir == "." {
+		start = key(prefix, "")
+	}
+	for _, b := range [][]byte{bucketFiles, bucketDirs} {
+		if k, _ := t.tx.Bucket(b).Cursor().Seek(start); k != nil && bytes.HasPrefix(k, start) {
+			return true
+		}
+	}
+	return false
+}
+
 // DirOwners returns the packages that list the directory path, by name.
 func (t *Tx) DirOwners(prefix, path string) []string {
 	var owners []string

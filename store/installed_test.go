@@ -98,3 +98,28 @@ func TestReceiptsOwnersAndJournal(t *testing.T) {
 		return nil
 	})
 }
+
+func TestOwnsUnder(t *testing.T) {
+	db, err := OpenInstalled(filepath.Join(t.TempDir(), "tpm.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *Tx) error {
+		return tx.PutReceipt(receipt("a", FileRecord{Path: "usr", Type: Dir}, FileRecord{Path: "usr/share/a", Type: Dir}, FileRecord{Path: "usr/bin/x", Type: File}), nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.View(func(tx *Tx) error {
+		for dir, want := range map[string]bool{".": true, "usr": true, "usr/bin": true, "usr/share": true, "usr/share/a": false, "usr/bi": false, "opt": false, "us": false} {
+			if got := tx.OwnsUnder("/p", dir); got != want {
+				t.Errorf("OwnsUnder(%q) = %v, want %v", dir, got, want)
+			}
+		}
+		if tx.OwnsUnder("/other", ".") {
+			t.Error("another prefix owns something")
+		}
+		return nil
+	})
+}

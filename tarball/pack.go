@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -53,7 +54,7 @@ func packDir(dir string, w io.Writer, opts PackOptions) (*manifest.Manifest, err
 		limits = DefaultLimits()
 	}
 	entries, size := 0, int64(0)
-	add := func(rel, full string, info fs.FileInfo) error {
+	count := func(info fs.FileInfo) error {
 		// As the reader counts: every entry, and the tar stream's bytes
 		// (a 512-byte header, the content in 512-byte blocks).
 		entries++
@@ -68,10 +69,62 @@ func packDir(dir string, w io.Writer, opts PackOptions) (*manifest.Manifest, err
 		case size > limits.MaxBytes:
 			return fmt.Errorf("more than %d bytes unpacked: tpm refuses to install such a package; split it", limits.MaxBytes)
 		}
-		return writeEntry(tw, rel, full, info, opts)
+		return nil
 	}
-	for _, top := range []string{"info", "data"} {
-		if err := walkSorted(dir, top, scripts, add); err != nil {
+	// data/ is walked first, for the listing that goes into info/ ahead of it.
+	var data []packItem
+	listing := []string{listingHeader}
+	err = walkSorted(dir, "data", scripts, func(rel, full string, info fs.FileInfo) error {
+		if err := count(info); err != nil {
+			return err
+		}
+		hdr, err := headerOf(rel, full, info, opts)
+		if err != nil {
+			return err
+		}
+		data = append(data, packItem{hdr, full})
+		if rel != "data" {
+			line, err := listingLine(hdr)
+			if err != nil {
+				return err
+			}
+			listing = append(listing, line)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = walkSorted(dir, "info", scripts, func(rel, full string, info fs.FileInfo) error {
+		if err := count(info); err != nil {
+			return err
+		}
+		hdr, err := headerOf(rel, full, info, opts)
+		if err != nil {
+			return err
+		}
+		return writeEntry(tw, hdr, full)
+	})
+	if err != nil {
+		return nil, err
+	}
+	raw := []byte(strings.Join(listing, "\n") + "\n")
+	if int64(len(raw)) <= maxListingSize(limits) {
+		// Without it (a listing too large for any reader) the package still
+		// installs, through a full read before the plan.
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: "info/" + listingName, Mode: 0o644, Size: int64(len(raw)), Uname: "root", Gname: "root", ModTime: listingTime(data)}
+		if err := count(fileSize(len(raw))); err != nil {
+			return nil, err
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(raw); err != nil {
+			return nil, err
+		}
+	}
+	for _, it := range data {
+		if err := writeEntry(tw, it.hdr, it.full); err != nil {
 			return nil, err
 		}
 	}
@@ -173,7 +226,7 @@ func walkSorted(dir, top string, scripts map[string]bool, add func(rel, full str
 	})
 }
 
-func writeEntry(tw *tar.Writer, rel, full string, info fs.FileInfo, opts PackOptions) error {
+func headerOf(rel, full string, info fs.FileInfo, opts PackOptions) (*tar.Header, error) {
 	mode := info.Mode()
 	hdr := &tar.Header{
 		Name:    rel,
@@ -204,15 +257,19 @@ func writeEntry(tw *tar.Writer, rel, full string, info fs.FileInfo, opts PackOpt
 	case mode&fs.ModeSymlink != 0:
 		target, err := os.Readlink(full)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		hdr.Typeflag = tar.TypeSymlink
 		hdr.Linkname = target
 	default:
-		return fmt.Errorf("%s: only directories, regular files and symlinks can be packed (this is %v)", rel, mode.Type())
+		return nil, fmt.Errorf("%s: only directories, regular files and symlinks can be packed (this is %v)", rel, mode.Type())
 	}
+	return hdr, nil
+}
+
+func writeEntry(tw *tar.Writer, hdr *tar.Header, full string) error {
 	if err := tw.WriteHeader(hdr); err != nil {
-		return fmt.Errorf("%s: %w", rel, err)
+		return fmt.Errorf("%s: %w", hdr.Name, err)
 	}
 	if hdr.Typeflag != tar.TypeReg {
 		return nil
@@ -222,15 +279,43 @@ func writeEntry(tw *tar.Writer, rel, full string, info fs.FileInfo, opts PackOpt
 		return err
 	}
 	defer f.Close()
-	n, err := io.Copy(tw, f)
+	n, err := io.Copy(tw, io.LimitReader(f, hdr.Size+1))
 	if err != nil {
-		return fmt.Errorf("%s: %w", rel, err)
+		return fmt.Errorf("%s: %w", hdr.Name, err)
 	}
 	if n != hdr.Size {
-		return fmt.Errorf("%s: changed size while packing", rel)
+		return fmt.Errorf("%s: changed size while packing", hdr.Name)
 	}
 	return nil
 }
+
+// listingTime dates info/files like the newest entry it lists, so packing
+// the same tree twice still gives the same bytes.
+func listingTime(data []packItem) time.Time {
+	var t time.Time
+	for _, it := range data {
+		if it.hdr.ModTime.After(t) {
+			t = it.hdr.ModTime
+		}
+	}
+	return t
+}
+
+// packItem is a data/ entry, walked before it is written.
+type packItem struct {
+	hdr  *tar.Header
+	full string
+}
+
+// fileSize is a regular file's FileInfo for the pack's counting.
+type fileSize int64
+
+func (f fileSize) Name() string       { return listingName }
+func (f fileSize) Size() int64        { return int64(f) }
+func (f fileSize) Mode() fs.FileMode  { return 0o644 }
+func (f fileSize) ModTime() time.Time { return time.Time{} }
+func (f fileSize) IsDir() bool        { return false }
+func (f fileSize) Sys() any           { return nil }
 
 // PackFile packs dir into outDir/NAME-VERSION-ARCH.tpkg, replacing any file
 // of that name only once the new one is complete.

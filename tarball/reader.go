@@ -129,7 +129,19 @@ type Reader struct {
 	seen    map[string]EntryType // every data/ path so far, for symlink, parent and hard-link rules
 	info    map[string][]byte
 	done    bool
+	// listing is info/files when the archive has one; every data/ entry
+	// must then be the next one it names (data counts them).
+	listing []Entry
+	data    int
+	// ignoreListing: the caller holds every entry to the listing it planned
+	// from (read by ReadHead), so this reader need not parse it again.
+	ignoreListing bool
+	listed        bool // info/files was seen
 }
+
+// IgnoreListing tells the reader not to parse info/files: the caller checks
+// every data/ entry against the listing it already read, in its own way.
+func (r *Reader) IgnoreListing() { r.ignoreListing = true }
 
 // NewReader starts reading a .tpkg stream.
 func NewReader(r io.Reader, limits Limits) (*Reader, error) {
@@ -189,6 +201,9 @@ func (r *Reader) Next() (Entry, io.Reader, error) {
 			if _, ok := r.info[manifestName]; !ok {
 				return Entry{}, nil, &RuleError{Rule: "info/package.json is missing"}
 			}
+			if r.listing != nil && r.data != len(r.listing) {
+				return Entry{}, nil, refuse("info/"+listingName, "lists %d entries but data/ has %d", len(r.listing), r.data)
+			}
 			r.done = true
 			return Entry{}, nil, io.EOF
 		}
@@ -206,6 +221,12 @@ func (r *Reader) Next() (Entry, io.Reader, error) {
 		if !isData {
 			continue
 		}
+		if r.listing != nil {
+			if r.data >= len(r.listing) || !sameListed(r.listing[r.data], entry) {
+				return Entry{}, nil, refuse(hdr.Name, "is not what info/files lists as entry %d", r.data+1)
+			}
+		}
+		r.data++
 		if entry.Type == TypeFile {
 			return entry, r.tr, nil
 		}
@@ -332,8 +353,15 @@ func (r *Reader) hardlinkTarget(hdr *tar.Header) (string, error) {
 }
 
 func (r *Reader) readInfo(hdr *tar.Header, rest string) error {
+	if rest == listingName {
+		return r.readListing(hdr)
+	}
 	if rest != manifestName && !isScript(rest) {
 		return refuse(hdr.Name, "is not package.json or a known script (%s)", strings.Join(Scripts, ", "))
+	}
+	if r.listed && r.data > 0 {
+		// An installer plans from what comes ahead of the data.
+		return refuse(hdr.Name, "comes after data/ in an archive with info/files (info/ goes first)")
 	}
 	if hdr.Typeflag != tar.TypeReg {
 		return refuse(hdr.Name, "must be a regular file")
@@ -352,6 +380,38 @@ func (r *Reader) readInfo(hdr *tar.Header, rest string) error {
 		return gzipError(err)
 	}
 	r.info[rest] = content
+	return nil
+}
+
+// readListing takes info/files, which is only of use ahead of the data.
+func (r *Reader) readListing(hdr *tar.Header) error {
+	switch {
+	case hdr.Typeflag != tar.TypeReg:
+		return refuse(hdr.Name, "must be a regular file")
+	case r.listed:
+		return refuse(hdr.Name, "appears twice in the archive")
+	case r.data > 0 || len(r.seen) > 0:
+		return refuse(hdr.Name, "must come before every data/ entry")
+	case hdr.Size > maxListingSize(r.limits):
+		return refuse(hdr.Name, "is larger than %d bytes", maxListingSize(r.limits))
+	}
+	r.listed = true
+	if r.ignoreListing {
+		if _, err := io.Copy(io.Discard, r.tr); err != nil {
+			return gzipError(err)
+		}
+		return nil
+	}
+	raw, err := io.ReadAll(r.tr)
+	if err != nil {
+		return gzipError(err)
+	}
+	listing, err := parseListing(raw, r.limits)
+	if err != nil {
+		return err
+	}
+	r.listing = make([]Entry, 0, len(listing)) // not nil: an empty listing is a listing
+	r.listing = append(r.listing, listing...)
 	return nil
 }
 
@@ -377,7 +437,12 @@ func checkName(raw, name string) error {
 	case strings.IndexByte(name, 0) >= 0:
 		return refuse(raw, "name contains a NUL byte")
 	}
-	for _, part := range strings.Split(name, "/") {
+	for rest := name; rest != ""; {
+		part, after, _ := strings.Cut(rest, "/")
+		if after == "" && len(part) < len(rest) {
+			return refuse(raw, "name is not canonical (empty or \".\" component)") // a trailing slash
+		}
+		rest = after
 		switch {
 		case part == "..":
 			return refuse(raw, "name contains a \"..\" component")
@@ -396,6 +461,24 @@ type Package struct {
 	Info     map[string][]byte // info/ files by base name, package.json included
 	Entries  []Entry           // data/ entries in archive order
 	Bytes    int64             // sum of regular file sizes
+	Listed   bool              // the archive lists its files in info/files, ahead of the data
+}
+
+// pkg is the package as far as the reader has read: the listing's entries.
+func (r *Reader) pkg() (*Package, error) {
+	data, ok := r.info[manifestName]
+	if !ok {
+		return nil, ErrNoListing // package.json comes after the data: read it whole
+	}
+	m, err := manifest.Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	p := &Package{Manifest: m, Info: r.info, Entries: r.listing, Listed: true}
+	for _, e := range r.listing {
+		p.Bytes += e.Size
+	}
+	return p, nil
 }
 
 // Inspect reads a whole archive, applying every rule, and returns its
@@ -443,6 +526,7 @@ func InspectKeep(r io.Reader, limits Limits, keep int64) (*Package, []byte, erro
 	if err != nil {
 		return nil, nil, err
 	}
+	pkg.Listed = tr.listing != nil
 	if kept == nil || kept.over {
 		return pkg, nil, nil
 	}

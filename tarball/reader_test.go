@@ -277,6 +277,7 @@ func FuzzInspect(f *testing.F) {
 	f.Add(tarOf(f, true, dir("data/d/"), symlink("data/d/l", "../x"), hardlink("data/h", "data/d/l")))
 	f.Add(tarOf(f, true, file("data/../x", "x")))
 	f.Add(tarOf(f, false, file("info/package.json", goodManifest), ent{name: "info/postinstall", body: "#!", typ: tar.TypeReg, mode: 0o755}))
+	f.Add(tarOf(f, false, file("info/package.json", goodManifest), file("info/files", "tpm-files 1\nd 0755 0 \"d\"\nl 0777 0 \"d/l\" \"x\"\n"), dir("data/d/"), symlink("data/d/l", "x")))
 	// A stored (level 0) stream, from one reused writer, keeps each run cheap.
 	var buf bytes.Buffer
 	w, _ := gzip.NewWriterLevel(&buf, gzip.NoCompression)

@@ -62,6 +62,9 @@ type clientOptions struct {
 	// step, when a test build of tpmd sets it, is the engine's hook before
 	// every step of a transaction (testhooks.go).
 	step func(string)
+	// linger, when a test build sets it, is how long a request's actor
+	// stays after its final reply.
+	linger time.Duration
 }
 
 func clientFlags(o *clientOptions) *pflag.FlagSet {
@@ -187,6 +190,7 @@ func runClient(o clientOptions, log *slog.Logger) error {
 		LinkDir:       o.linkDir,
 		Logger:        log,
 		Step:          o.step,
+		Linger:        o.linger,
 	})
 	if err != nil {
 		return err

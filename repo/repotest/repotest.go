@@ -2,6 +2,7 @@
 package repotest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -21,6 +22,9 @@ type Package struct {
 	// from Seed, so that sizes and hashes are predictable.
 	PayloadBytes int
 	Seed         uint64
+	// SmallFiles adds that many files of 1 to 4 KiB of text in folders of
+	// 100 under data/usr/share/NAME/, for many-file installs.
+	SmallFiles int
 }
 
 // Make packs p with tpm pack into dir and returns the file's path.
@@ -65,6 +69,19 @@ func MakeErr(work, dir string, p Package) (string, error) {
 	}
 	if err := os.WriteFile(filepath.Join(share, "payload"), Random(p.PayloadBytes, p.Seed), 0o644); err != nil {
 		return "", err
+	}
+	r := rand.New(rand.NewPCG(p.Seed, 1))
+	for i := range p.SmallFiles {
+		d := filepath.Join(share, fmt.Sprintf("d%03d", i/100))
+		if i%100 == 0 {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return "", err
+			}
+		}
+		body := bytes.Repeat(fmt.Appendf(nil, "%s file %d line\n", p.Name, r.Uint32()), 1+r.IntN(150))
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%05d.txt", i)), body, 0o644); err != nil {
+			return "", err
+		}
 	}
 	path, _, err := tarball.PackFile(src, dir, tarball.PackOptions{})
 	if err != nil {

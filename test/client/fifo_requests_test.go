@@ -229,3 +229,22 @@ func TestUpgradeAndPlanErrors(t *testing.T) {
 		t.Fatalf("tool file after a refused conflict: %q", b)
 	}
 }
+
+// One client asking question after question as fast as it gets answers
+// (a script, a configuration agent) is never refused: an answered request
+// frees its slot at once, whatever its actor still does afterwards. The
+// actors linger a minute here (20 ms in service), so that more questions
+// than the 16 a uid may have in flight are asked while they are all there.
+func TestQuestionsInARowAreAnswered(t *testing.T) {
+	r := newRepository(t)
+	srv := startServer(t, r)
+	h := newHost(t)
+	startClient(t, h, srv.url, r.pubPath, "--test-linger", "1m")
+	waitIndex(t, h.run, 3)
+	for i := range 40 {
+		final, _, err := callErr(context.Background(), h.run, "info", []string{"hello"}, nil, 30*time.Second)
+		if err != nil || final.Type != messages.ReplyResult {
+			t.Fatalf("question %d: %v %s", i+1, err, final.Error)
+		}
+	}
+}

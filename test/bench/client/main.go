@@ -41,6 +41,8 @@ var (
 	seedSize = flag.Int("seed-size", 4<<10, "payload bytes of each seeded package")
 	idleFor  = flag.Duration("idle", 20*time.Second, "how long idle CPU is measured")
 	settle   = flag.Duration("settle", 90*time.Second, "wait after the installs before measuring (the dials queued during the installs drain)")
+	many     = flag.Int("many", 10000, "files of the many-file package installed through tpmd and with tpm --offline (0: skip)")
+	manyRuns = flag.Int("many-runs", 3, "installs of the many-file package, each way")
 )
 
 func main() {
@@ -68,6 +70,11 @@ func main() {
 		check(err)
 		names = append(names, name)
 	}
+	var manyFile string
+	if *many > 0 {
+		manyFile, err = repotest.MakeErr(work, pkgs, repotest.Package{Name: "many", Version: "1.0", SmallFiles: *many, Seed: 7})
+		check(err)
+	}
 	keyPath, pubPath, err := signing.Keygen(filepath.Join(work, "keys"), false)
 	check(err)
 
@@ -86,7 +93,7 @@ func main() {
 	defer stop(cl)
 	for {
 		var st messages.Status
-		if call(run, "status", nil, nil, &st) == nil && st.IndexPackages >= 3+*seedN {
+		if call(run, "status", nil, nil, &st) == nil && st.IndexPackages >= 3+*seedN+min(*many, 1) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -131,6 +138,33 @@ func main() {
 	mt, mc := median(tpmT), median(curlT)
 	fmt.Printf("| install of a small package (%s), request to installed, median of %d | %s | %s (curl + tar -xzf) | %.1f |\n",
 		file, *installs, ms(mt), ms(mc), float64(mt)/float64(mc))
+
+	// The daemon path for a package of many small files: request to
+	// installed (download from the repository on loopback included) against
+	// the offline engine on the same file. Both sync what they write.
+	if *many > 0 {
+		tpmBin := filepath.Join(work, "tpm")
+		if out, err := exec.Command("go", "build", "-o", tpmBin, "tpm/cmd/tpm").CombinedOutput(); err != nil {
+			fail("building tpm: %v\n%s", err, out)
+		}
+		var daemonT, offlineT []time.Duration
+		for i := range *manyRuns {
+			t0 := time.Now()
+			check(call(run, "install", []string{"many"}, nil, nil))
+			daemonT = append(daemonT, time.Since(t0))
+			check(call(run, "remove", []string{"many"}, nil, nil))
+			dir := filepath.Join(work, fmt.Sprintf("offline%d", i))
+			t0 = time.Now()
+			out, err := exec.Command(tpmBin, "--offline", "--state-dir", filepath.Join(dir, "state"), "--prefix", filepath.Join(dir, "root"), "-y", "install", manyFile).CombinedOutput()
+			if err != nil {
+				fail("tpm --offline install: %v\n%s", err, out)
+			}
+			offlineT = append(offlineT, time.Since(t0))
+		}
+		md, mo := median(daemonT), median(offlineT)
+		fmt.Printf("| install of %d small files through tpmd, request to installed, median of %d | %s | %s (tpm --offline install) | %.2f |\n",
+			*many, *manyRuns, ms(md), ms(mo), float64(md)/float64(mo))
+	}
 
 	// Seeding many installed packages.
 	t0 := time.Now()
