@@ -2,6 +2,8 @@ package swarm
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -83,5 +85,46 @@ func TestPieceCompletionReplacesGarbage(t *testing.T) {
 	}
 	if err := pc.markWhole(metainfo.Hash{3}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A chunk that arrives after its torrent was dropped (a web seed's answer
+// still being read) must not make the deleted file again: once the
+// storage is closed, writes are refused and dropped says so.
+func TestNoWriteAfterTheStorageCloses(t *testing.T) {
+	dir := t.TempDir()
+	pc, err := openPieceCompletion(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newUnflushedStorage(fileStorage(dir, pc, nil))
+	defer st.Close()
+	info := &metainfo.Info{Name: "f.tpkg", Length: 32 << 10, PieceLength: 16 << 10, Pieces: make([]byte, 40)}
+	ih := metainfo.Hash{9}
+	tor, err := st.OpenTorrent(context.Background(), info, ih)
+	if err != nil {
+		t.Fatal(err)
+	}
+	piece := tor.Piece(info.Piece(0))
+	if _, err := piece.WriteAt([]byte("early"), 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-st.dropped(ih):
+		t.Fatal("dropped before the storage closed")
+	default:
+	}
+	if err := tor.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-st.dropped(ih)
+	if err := os.Remove(filepath.Join(dir, "f.tpkg")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := piece.WriteAt([]byte("late"), 5); !errors.Is(err, errStorageClosed) {
+		t.Fatalf("write after close: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "f.tpkg")); !os.IsNotExist(err) {
+		t.Fatalf("the file came back: %v", err)
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 	pp "github.com/anacrolix/torrent/peer_protocol"
-	"github.com/anacrolix/torrent/storage"
 	"github.com/anacrolix/torrent/tracker"
 )
 
@@ -77,7 +76,7 @@ var ErrCorrupt = errors.New("downloaded data does not match the signed index")
 type Peer struct {
 	cfg        PeerConfig
 	client     *torrent.Client
-	storage    storage.ClientImplCloser
+	storage    *unflushedStorage
 	completion *pieceCompletion
 	port       int
 	dht        *dhtNode // nil without the DHT
@@ -119,7 +118,7 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := unflushedStorage{fileStorage(cfg.CacheDir, pc, log)}
+	st := newUnflushedStorage(fileStorage(cfg.CacheDir, pc, log))
 	tc := newTorrentConfig(listen, st, log)
 	tc.DisableWebseeds = cfg.NoWebSeeds
 	// anacrolix announces every minute, not at the tracker's interval, for
@@ -275,10 +274,25 @@ func (c *Peer) Drop(ih [20]byte) {
 // Remove drops the torrent and deletes its file from the cache.
 func (c *Peer) Remove(s Spec) error {
 	c.Drop(s.InfoHash)
+	c.awaitDropped(s.InfoHash)
 	if err := os.Remove(c.Path(s.File)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("cache: %w", err)
 	}
 	return c.completion.forget(s.InfoHash)
+}
+
+// droppedWait bounds the wait for a dropped torrent's storage to close
+// (anacrolix closes it once the pieces being hashed are done).
+const droppedWait = 10 * time.Second
+
+// awaitDropped waits until nothing can write to the file of the dropped
+// torrent ih any more, so that deleting the file is final.
+func (c *Peer) awaitDropped(ih metainfo.Hash) {
+	select {
+	case <-c.storage.dropped(ih):
+	case <-time.After(droppedWait):
+		c.log.Warn("the torrent client did not close a dropped torrent's storage in time; its file may come back", "infohash", ih.HexString())
+	}
 }
 
 // Download gets the file of s into the cache (from peers found through
@@ -316,6 +330,7 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 	fail := func(err error) (string, error) {
 		if !wasComplete {
 			t.Drop()
+			c.awaitDropped(s.InfoHash)
 			os.Remove(path)
 			c.completion.forget(s.InfoHash)
 		}
@@ -398,6 +413,7 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 	if err := checkSHA256(path, s.SHA256); err != nil {
 		// Drop it whatever wasComplete says: it is not what the index signs.
 		t.Drop()
+		c.awaitDropped(s.InfoHash)
 		os.Remove(path)
 		c.completion.forget(s.InfoHash)
 		return "", err

@@ -36,10 +36,12 @@ func newProxy(t *testing.T, target string) *proxy {
 	rp.ModifyResponse = func(resp *http.Response) error {
 		path := resp.Request.URL.Path
 		switch {
-		case path == "/index.db" && p.tamperIndex.Load() && resp.StatusCode == 200:
+		case path == "/index.db" && p.tamperIndex.Load() && resp.StatusCode == 200 && resp.Request.Method == http.MethodGet:
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			b[len(b)/2] ^= 0xff
+			if len(b) > 0 {
+				b[len(b)/2] ^= 0xff
+			}
 			resp.Body = io.NopCloser(strings.NewReader(string(b)))
 		case strings.HasPrefix(path, "/packages/"):
 			resp.Body = &damaging{ReadCloser: resp.Body, p: p}
