@@ -40,6 +40,11 @@ type PeerConfig struct {
 	// QuietPeers is how long a download's peer connections may bring not a
 	// byte before they are closed and made again. Zero means 10 s.
 	QuietPeers time.Duration
+	// WebSeedStall is how long a download may get nothing from peers
+	// before the web seed joins. Zero means 3 s: long enough for a tracker
+	// answer, a handshake and the first pieces from a seed on the other
+	// side of the world.
+	WebSeedStall time.Duration
 	// DHT, when set, runs a DHT node beside the trackers.
 	DHT *DHTConfig
 }
@@ -100,6 +105,9 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 	}
 	if cfg.QuietPeers <= 0 {
 		cfg.QuietPeers = 10 * time.Second
+	}
+	if cfg.WebSeedStall <= 0 {
+		cfg.WebSeedStall = 3 * time.Second
 	}
 	listen, err := parseListenAddr(cfg.ListenAddr)
 	if err != nil {
@@ -313,7 +321,7 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 	// web seeds for 64 MiB slices, and then has peers serve pieces from the
 	// end of the file, the same pieces on every host), so the repository's
 	// uplink carries the set once per host. It joins when the tracker knows
-	// no seed, or when the peers bring nothing for webSeedStall.
+	// no seed, or when the peers bring nothing for cfg.WebSeedStall.
 	webSeedWaiting := !wasComplete && len(s.WebSeeds) > 0 && !c.cfg.NoWebSeeds
 	addWebSeeds := func(why string) {
 		if webSeedWaiting {
@@ -352,7 +360,7 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 			return "", fmt.Errorf("download of %s: the torrent client stopped", s.File)
 		case n := <-seeders:
 			// No tracker answered: with the DHT, peers may still come
-			// from it, and the web seed waits for webSeedStall like
+			// from it, and the web seed waits for WebSeedStall like
 			// behind peers that bring nothing.
 			if n == 0 || (n < 0 && c.dht == nil) {
 				addWebSeeds("the tracker knows no seed")
@@ -368,7 +376,7 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 				lastProgress = now
 			}
 			lastBytes, lastTick = have, now
-			if now.Sub(lastProgress) > webSeedStall {
+			if now.Sub(lastProgress) > c.cfg.WebSeedStall {
 				addWebSeeds("no progress from peers")
 			}
 			progress(Progress{Bytes: have, Total: s.Size, Rate: rate, Peers: st.ActivePeers})
@@ -433,11 +441,6 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 // reannounce is how long a download without peers or progress waits
 // before asking the trackers for peers itself.
 const reannounce = 5 * time.Second
-
-// webSeedStall is how long a download may get nothing from peers before
-// the web seed joins: long enough for a tracker answer, a handshake and the
-// first pieces from a seed on the other side of the world.
-const webSeedStall = 3 * time.Second
 
 // announce asks the trackers for peers and adds them; it returns the most
 // seeders a tracker counted, -1 when none answered.
