@@ -27,6 +27,7 @@ bench: build
 # N client hosts and a repository with a thin uplink, tpm against plain HTTP
 # and the lower bound. Writes test/bench/results/swarm.md and swarm.png.
 # SWARMFLAGS passes flags (go run ./test/bench/swarm -h lists them).
+# A model of it for fleets of 100 to 10,000: go run ./test/bench/swarmsim.
 bench-swarm:
 	$(GO) run ./test/bench/swarm $(SWARMFLAGS)
 
