@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -27,6 +28,9 @@ type mirrorResult struct {
 // hosts still have one after the kill.
 func measureMirror(ctx context.Context, sh shape, n int, set packageSet, dir, bin, keyPath, pubPath string) (mirrorResult, error) {
 	r := mirrorResult{n: n, totalBytes: set.bytes}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return r, err
+	}
 	nw, err := newNetwork(ctx, n, sh, true)
 	if err != nil {
 		return r, err
