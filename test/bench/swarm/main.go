@@ -56,6 +56,7 @@ type options struct {
 	http             bool
 	keep             bool
 	mirror           bool // also the run with the origin and one mirror, the origin killed half-way
+	aria2            bool // also aria2c on every host with the same torrents, peers only
 }
 
 // result is one N's row.
@@ -68,6 +69,8 @@ type result struct {
 	peerUp, peerDown int64   // sums over the clients of their torrent data counters
 	seederUp         int64   // what the repository's BitTorrent seeder uploaded (the rest went over HTTP)
 	cpuBusy          float64 // share of the machine's CPU time in use during the tpm run
+	cpuSecsTPM       float64 // the machine's busy CPU seconds during the tpm run
+	aria2            *aria2Result
 	shaper           string
 	totalBytes       int64
 }
@@ -85,6 +88,7 @@ func main() {
 	flag.BoolVar(&o.http, "http", true, "measure the plain HTTP baseline (false: tpm only, for quick iterations)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch folder (logs) after the run")
 	flag.BoolVar(&o.mirror, "mirror", true, "also run, at the largest N, with the origin and one mirror (each with uplink U), the origin killed half-way")
+	flag.BoolVar(&o.aria2, "aria2", true, "also run aria2c on every host with the same .torrent files (web seeds removed), a standard client's baseline")
 	flag.Parse()
 	var err error
 	if o.ns, err = ints(ns); err != nil {
@@ -100,6 +104,9 @@ func main() {
 		if _, err := exec.LookPath(tool); err != nil {
 			fail("%s is not installed (apt-get install iproute2 curl)", tool)
 		}
+	}
+	if _, err := exec.LookPath("aria2c"); o.aria2 && err != nil {
+		fail("aria2c is not installed (apt-get install aria2, or -aria2=false)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
@@ -144,6 +151,9 @@ func run(ctx context.Context, o options) error {
 		}
 		results = append(results, r)
 		fmt.Fprintf(os.Stderr, "N = %d: tpm %v, HTTP %v, bound %v\n", n, r.tpm, r.http, r.bound)
+		if r.aria2 != nil {
+			fmt.Fprintf(os.Stderr, "N = %d: aria2c %v\n", n, r.aria2.last)
+		}
 	}
 	var mr *mirrorResult
 	if o.mirror && len(o.ns) > 0 {
@@ -318,6 +328,7 @@ func measure(ctx context.Context, o options, sh shape, n int, set packageSet, di
 	r.tpm, r.finishes = times[len(times)-1], times
 	busy1, total1 := cpuTicks()
 	r.cpuBusy = float64(busy1-busy0) / float64(max(1, total1-total0))
+	r.cpuSecsTPM = cpuSeconds(busy1 - busy0)
 	after, err := txBytes(ctx, nw.repo)
 	if err != nil {
 		return r, err
@@ -340,6 +351,19 @@ func measure(ctx context.Context, o options, sh shape, n int, set packageSet, di
 	S, U, u := float64(set.bytes*8), float64(sh.repoUp), float64(sh.clientLink)
 	N := float64(n)
 	r.bound = time.Duration(max(S/U, N*S/(U+N*u), S/u) * float64(time.Second))
+	if o.aria2 {
+		// Nobody else in the swarm: tpm's hosts and server stop first.
+		for _, c := range clients {
+			c.stop()
+		}
+		clients = nil
+		srv.stop()
+		a, err := measureAria2(ctx, nw, set, dir, bin, keyPath, phase)
+		if err != nil {
+			return r, fmt.Errorf("aria2c: %w", err)
+		}
+		r.aria2 = &a
+	}
 	return r, nil
 }
 

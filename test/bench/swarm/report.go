@@ -39,6 +39,20 @@ func markdown(o options, set packageSet, rs []result) string {
 		f := r.finishes
 		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %.0f %% |\n", r.n, secs(f[0]), secs(f[len(f)/2]), secs(f[len(f)-1]), mb(r.seederUp), mb(r.peerUp), mb(r.peerDown), r.cpuBusy*100)
 	}
+	if len(rs) > 0 && rs[0].aria2 != nil {
+		b.WriteString("\ntpm against a standard BitTorrent client in the same network: `aria2c` on every host at once with the same `.torrent` files, their url-list removed (peers only, as tpm's default), a tpmd server started afresh as tracker and seed; aria2c seeds what it has until every host has the set. tpm's time includes installing; aria2c's is the download only. CPU is the whole machine's busy time during the run over the data delivered (N·S):\n\n")
+		b.WriteString("| N | tpm, last finish | aria2c, last finish | tpm / aria2c | tpm / bound | aria2c / bound | repository sent, tpm / S | repository sent, aria2c / S | CPU s per GB, tpm | CPU s per GB, aria2c |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range rs {
+			a := r.aria2
+			if a == nil {
+				continue
+			}
+			gb := float64(r.totalBytes) * float64(r.n) / 1e9
+			fmt.Fprintf(&b, "| %d | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f | %.1f |\n", r.n, secs(r.tpm), secs(a.last),
+				r.tpm.Seconds()/a.last.Seconds(), r.tpm.Seconds()/r.bound.Seconds(), a.last.Seconds()/r.bound.Seconds(),
+				float64(r.repoSentTPM)/float64(r.totalBytes), float64(a.repoSent)/float64(r.totalBytes), r.cpuSecsTPM/gb, a.cpuSecs/gb)
+		}
+	}
 	return b.String()
 }
 
@@ -50,8 +64,11 @@ func plotResults(path string, o options, rs []result) error {
 	p.X.Label.Text = "client hosts N"
 	p.Y.Label.Text = "seconds"
 	p.Y.Min = 0
-	var tpmXY, httpXY, boundXY plotter.XYs
+	var tpmXY, httpXY, boundXY, aria2XY plotter.XYs
 	for _, r := range rs {
+		if r.aria2 != nil {
+			aria2XY = append(aria2XY, plotter.XY{X: float64(r.n), Y: r.aria2.last.Seconds()})
+		}
 		tpmXY = append(tpmXY, plotter.XY{X: float64(r.n), Y: r.tpm.Seconds()})
 		boundXY = append(boundXY, plotter.XY{X: float64(r.n), Y: r.bound.Seconds()})
 		if r.http > 0 {
@@ -61,6 +78,9 @@ func plotResults(path string, o options, rs []result) error {
 	lines := []any{"tpm", tpmXY, "lower bound", boundXY}
 	if len(httpXY) > 0 {
 		lines = append(lines, "plain HTTP (curl)", httpXY)
+	}
+	if len(aria2XY) > 0 {
+		lines = append(lines, "aria2c, peers only", aria2XY)
 	}
 	if err := plotutil.AddLinePoints(p, lines...); err != nil {
 		return fmt.Errorf("plot: %w", err)

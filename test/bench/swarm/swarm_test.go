@@ -25,8 +25,9 @@ func TestSmallSwarm(t *testing.T) {
 	}
 	results := t.TempDir()
 	t.Setenv("TMPDIR", t.TempDir())
+	_, noAria2 := exec.LookPath("aria2c")
 	o := options{ns: []int{2}, sizesMB: []int{2, 1}, repoUpMbit: 20, link: 50, delay: 2 * time.Millisecond,
-		results: results, http: true}
+		results: results, http: true, aria2: noAria2 == nil}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := run(ctx, o); err != nil {
@@ -38,6 +39,9 @@ func TestSmallSwarm(t *testing.T) {
 	}
 	if !strings.Contains(string(table), "\n| 2 | ") {
 		t.Fatalf("no row for N = 2 in the table:\n%s", table)
+	}
+	if o.aria2 && !strings.Contains(string(table), "aria2c, last finish") {
+		t.Fatalf("no aria2c table:\n%s", table)
 	}
 	png, err := os.ReadFile(filepath.Join(results, "swarm.png"))
 	if err != nil || !strings.HasPrefix(string(png), "\x89PNG") {
