@@ -209,7 +209,7 @@ func (t *tree) placeTree(temp, target string) error {
 func (t *tree) mergeTree(temp, target string) error {
 	into, err := t.dirs.dir(target) // refuses a symlink or a file there
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: move it away", err)
 	}
 	from, err := t.dirs.dir(temp)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -34,19 +33,12 @@ func cpuSeconds(ticks int64) float64 { return float64(ticks) / 100 }
 
 func measureAria2(ctx context.Context, nw *network, set packageSet, dir, bin, keyPath string, phase time.Duration) (aria2Result, error) {
 	var r aria2Result
-	url := "http://" + nw.repo.ip + ":8080"
-	srv, err := startDaemon(ctx, nw.repo, filepath.Join(dir, "server-aria2.log"), bin+"/tpmd", "server", "--packages", set.dir,
-		"--state-dir", filepath.Join(dir, "server-aria2"), "--key", keyPath, "--http", nw.repo.ip+":8080", "--public-url", url,
-		"--torrent-listen", nw.repo.ip+":6881", "--log-level", "warn")
+	url := repoURL(nw)
+	srv, err := startRepository(ctx, nw, dir, "server-aria2", bin, keyPath, set)
 	if err != nil {
 		return r, err
 	}
 	defer srv.stop()
-	if err := waitFor(ctx, 60*time.Second, "the server's index", func() bool {
-		return inNS(ctx, nw.clients[0], "curl", "-sf", "-o", "/dev/null", url+"/index.db.sig").Run() == nil
-	}); err != nil {
-		return r, errors.Join(err, srv.logTail())
-	}
 	torrents, sizes, err := torrentsWithoutWebSeeds(ctx, nw.clients[0], url, set, filepath.Join(dir, "torrents"))
 	if err != nil {
 		return r, err

@@ -227,19 +227,12 @@ func measure(ctx context.Context, o options, sh shape, n int, set packageSet, di
 	// every phase.
 	phase := time.Duration(float64(n)*float64(set.bytes*8)/float64(sh.repoUp)*3*float64(time.Second)) + time.Minute
 
-	url := "http://" + nw.repo.ip + ":8080"
-	srv, err := startDaemon(ctx, nw.repo, filepath.Join(dir, "server.log"), bin+"/tpmd", "server", "--packages", set.dir,
-		"--state-dir", filepath.Join(dir, "server"), "--key", keyPath, "--http", nw.repo.ip+":8080", "--public-url", url,
-		"--torrent-listen", nw.repo.ip+":6881", "--log-level", "warn")
+	url := repoURL(nw)
+	srv, err := startRepository(ctx, nw, dir, "server", bin, keyPath, set)
 	if err != nil {
 		return r, err
 	}
 	defer srv.stop()
-	if err := waitFor(ctx, 60*time.Second, "the server's index", func() bool {
-		return inNS(ctx, nw.clients[0], "curl", "-sf", "-o", "/dev/null", url+"/index.db.sig").Run() == nil
-	}); err != nil {
-		return r, errors.Join(err, srv.logTail())
-	}
 
 	if o.http {
 		before, err := txBytes(ctx, nw.repo)
@@ -270,37 +263,14 @@ func measure(ctx context.Context, o options, sh shape, n int, set packageSet, di
 		r.repoSentHTTP = after - before
 	}
 
-	var clients []*daemon
+	clients, runDirs, err := startClients(ctx, nw, dir, bin, pubPath, set, url)
 	defer func() {
 		for _, c := range clients {
 			c.stop()
 		}
 	}()
-	runDirs := make([]string, n)
-	for i, h := range nw.clients {
-		cdir := filepath.Join(dir, fmt.Sprintf("c%02d", i+1))
-		runDirs[i] = filepath.Join(cdir, "run")
-		c, err := startDaemon(ctx, h, cdir+".log", bin+"/tpmd", "client", "--server", url, "--trusted-key", pubPath,
-			"--state-dir", filepath.Join(cdir, "state"), "--cache-dir", filepath.Join(cdir, "cache"), "--run-dir", runDirs[i],
-			"--prefix", filepath.Join(cdir, "root"), "--build-dir", filepath.Join(cdir, "build"),
-			"--torrent-listen", h.ip+":6881", "--log-level", "warn")
-		if err != nil {
-			return r, err
-		}
-		clients = append(clients, c)
-	}
-	for i, h := range nw.clients {
-		var last any
-		if err := waitFor(ctx, 60*time.Second, h.ns+"'s index", func() bool {
-			st, err := status(ctx, bin, runDirs[i])
-			last = st
-			if err != nil {
-				last = err
-			}
-			return err == nil && st.IndexPackages == len(set.names)
-		}); err != nil {
-			return r, errors.Join(fmt.Errorf("%w (last status: %+v)", err, last), clients[i].logTail())
-		}
+	if err != nil {
+		return r, err
 	}
 
 	before, err := txBytes(ctx, nw.repo)
@@ -365,6 +335,66 @@ func measure(ctx context.Context, o options, sh shape, n int, set packageSet, di
 		r.aria2 = &a
 	}
 	return r, nil
+}
+
+func repoURL(nw *network) string { return "http://" + nw.repo.ip + ":8080" }
+
+// startRepository starts tpmd server on the repository host, its state in
+// dir/name and its log in dir/name.log, and waits until it publishes.
+func startRepository(ctx context.Context, nw *network, dir, name, bin, keyPath string, set packageSet, extra ...string) (*daemon, error) {
+	url := repoURL(nw)
+	args := append([]string{"server", "--packages", set.dir, "--state-dir", filepath.Join(dir, name), "--key", keyPath,
+		"--http", nw.repo.ip + ":8080", "--public-url", url, "--torrent-listen", nw.repo.ip + ":6881", "--log-level", "warn"}, extra...)
+	srv, err := startDaemon(ctx, nw.repo, filepath.Join(dir, name+".log"), bin+"/tpmd", args...)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitFor(ctx, 60*time.Second, "the server's index", func() bool {
+		return inNS(ctx, nw.clients[0], "curl", "-sf", "-o", "/dev/null", url+"/index.db.sig").Run() == nil
+	}); err != nil {
+		srv.stop()
+		return nil, errors.Join(err, srv.logTail())
+	}
+	return srv, nil
+}
+
+// startClients starts tpmd client on every client host, naming servers,
+// and waits until each has the set's index. It returns the daemons it
+// started (the caller stops them, also on error) and their run folders.
+func startClients(ctx context.Context, nw *network, dir, bin, pubPath string, set packageSet, servers ...string) ([]*daemon, []string, error) {
+	var clients []*daemon
+	runDirs := make([]string, len(nw.clients))
+	for i, h := range nw.clients {
+		cdir := filepath.Join(dir, fmt.Sprintf("c%02d", i+1))
+		runDirs[i] = filepath.Join(cdir, "run")
+		args := []string{"client"}
+		for _, s := range servers {
+			args = append(args, "--server", s)
+		}
+		args = append(args, "--trusted-key", pubPath,
+			"--state-dir", filepath.Join(cdir, "state"), "--cache-dir", filepath.Join(cdir, "cache"), "--run-dir", runDirs[i],
+			"--prefix", filepath.Join(cdir, "root"), "--build-dir", filepath.Join(cdir, "build"),
+			"--torrent-listen", h.ip+":6881", "--log-level", "warn")
+		c, err := startDaemon(ctx, h, cdir+".log", bin+"/tpmd", args...)
+		if err != nil {
+			return clients, runDirs, err
+		}
+		clients = append(clients, c)
+	}
+	for i, h := range nw.clients {
+		var last any
+		if err := waitFor(ctx, 60*time.Second, h.ns+"'s index", func() bool {
+			st, err := status(ctx, bin, runDirs[i])
+			last = st
+			if err != nil {
+				last = err
+			}
+			return err == nil && st.IndexPackages == len(set.names)
+		}); err != nil {
+			return clients, runDirs, errors.Join(fmt.Errorf("%w (last status: %+v)", err, last), clients[i].logTail())
+		}
+	}
+	return clients, runDirs, nil
 }
 
 // everyClient runs f on every client at once and returns how long each

@@ -40,19 +40,12 @@ func measureMirror(ctx context.Context, sh shape, n int, set packageSet, dir, bi
 	r.bound = time.Duration(max(S/(2*U), N*S/(2*U+N*u), S/u) * float64(time.Second))
 	phase := time.Duration(N*S/U*3*float64(time.Second)) + time.Minute
 
-	url, murl := "http://"+nw.repo.ip+":8080", "http://"+nw.mirror.ip+":8080"
-	srv, err := startDaemon(ctx, nw.repo, filepath.Join(dir, "server.log"), bin+"/tpmd", "server", "--packages", set.dir,
-		"--state-dir", filepath.Join(dir, "server"), "--key", keyPath, "--http", nw.repo.ip+":8080", "--public-url", url,
-		"--torrent-listen", nw.repo.ip+":6881", "--announce", murl+"/announce", "--mirror", murl, "--log-level", "warn")
+	url, murl := repoURL(nw), "http://"+nw.mirror.ip+":8080"
+	srv, err := startRepository(ctx, nw, dir, "server", bin, keyPath, set, "--announce", murl+"/announce", "--mirror", murl)
 	if err != nil {
 		return r, err
 	}
 	defer srv.stop()
-	if err := waitFor(ctx, 60*time.Second, "the server's index", func() bool {
-		return inNS(ctx, nw.clients[0], "curl", "-sf", "-o", "/dev/null", url+"/index.db.sig").Run() == nil
-	}); err != nil {
-		return r, errors.Join(err, srv.logTail())
-	}
 	mir, err := startDaemon(ctx, *nw.mirror, filepath.Join(dir, "mirror.log"), bin+"/tpmd", "mirror", "--upstream", url,
 		"--trusted-key", pubPath, "--state-dir", filepath.Join(dir, "mirror"), "--packages", filepath.Join(dir, "mirror-packages"),
 		"--http", nw.mirror.ip+":8080", "--public-url", murl, "--torrent-listen", nw.mirror.ip+":6881",
@@ -68,32 +61,14 @@ func measureMirror(ctx context.Context, sh shape, n int, set packageSet, dir, bi
 		return r, errors.Join(err, mir.logTail())
 	}
 
-	var clients []*daemon
+	clients, runDirs, err := startClients(ctx, nw, dir, bin, pubPath, set, url, murl)
 	defer func() {
 		for _, c := range clients {
 			c.stop()
 		}
 	}()
-	runDirs := make([]string, n)
-	for i, h := range nw.clients {
-		cdir := filepath.Join(dir, fmt.Sprintf("c%02d", i+1))
-		runDirs[i] = filepath.Join(cdir, "run")
-		c, err := startDaemon(ctx, h, cdir+".log", bin+"/tpmd", "client", "--server", url, "--server", murl, "--trusted-key", pubPath,
-			"--state-dir", filepath.Join(cdir, "state"), "--cache-dir", filepath.Join(cdir, "cache"), "--run-dir", runDirs[i],
-			"--prefix", filepath.Join(cdir, "root"), "--build-dir", filepath.Join(cdir, "build"),
-			"--torrent-listen", h.ip+":6881", "--log-level", "warn")
-		if err != nil {
-			return r, err
-		}
-		clients = append(clients, c)
-	}
-	for i, h := range nw.clients {
-		if err := waitFor(ctx, 60*time.Second, h.ns+"'s index", func() bool {
-			st, err := status(ctx, bin, runDirs[i])
-			return err == nil && st.IndexPackages == len(set.names)
-		}); err != nil {
-			return r, errors.Join(err, clients[i].logTail())
-		}
+	if err != nil {
+		return r, err
 	}
 
 	origin0, err := txBytes(ctx, nw.repo)
