@@ -56,6 +56,12 @@ func newTorrentConfig(l listenAddr, st storage.ClientImpl, log *slog.Logger) *to
 	tc.NoDHT = true
 	tc.DisableWebtorrent = true
 	tc.DisableUTP = true
+	// Handshakes in clear: the repository's seeder reads the requests it
+	// gets (origin.go), and an obfuscated handshake (anacrolix's default)
+	// costs a Diffie-Hellman exchange per connection for nothing, since the
+	// data is signed and not secret. Peers that require obfuscation are
+	// still answered.
+	tc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{Preferred: false, RequirePreferred: false}
 	tc.NoDefaultPortForwarding = true
 	// anacrolix/torrent v1.59.1 reads the data of a peer's queued requests on
 	// one goroutine that may wait for a per-connection allocation
@@ -90,12 +96,72 @@ func fileStorage(dir string, pc storage.PieceCompletion, log *slog.Logger) stora
 	})
 }
 
-// newTorrentClient starts the client, closing st if it cannot.
-func newTorrentClient(tc *torrent.ClientConfig, l listenAddr, st storage.ClientImplCloser) (*torrent.Client, error) {
-	cl, err := torrent.NewClient(tc)
+// newTorrentClient starts the client, closing st if it cannot. With wrap,
+// the client's TCP socket is opened here and wrap sees every connection.
+func newTorrentClient(tc *torrent.ClientConfig, l listenAddr, st storage.ClientImplCloser, wrap func(net.Conn) net.Conn) (*torrent.Client, error) {
+	if wrap == nil {
+		cl, err := torrent.NewClient(tc)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("torrent client on %s: %w", l.text, err)
+		}
+		return cl, nil
+	}
+	network := "tcp"
+	if addr, err := netip.ParseAddr(l.host); err == nil && addr.Is4() {
+		network = "tcp4"
+	} else if err == nil {
+		network = "tcp6"
+	}
+	// What anacrolix's own TCP socket does: no keep-alives (the protocol
+	// has its own), no dual-stack fallback.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), network, l.text)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("torrent client on %s: %w", l.text, err)
 	}
+	tc.DisableTCP = true
+	cl, err := torrent.NewClient(tc)
+	if err != nil {
+		ln.Close()
+		st.Close()
+		return nil, fmt.Errorf("torrent client on %s: %w", l.text, err)
+	}
+	go func() {
+		<-cl.Closed()
+		ln.Close()
+	}()
+	cl.AddListener(wrappingListener{ln, wrap})
+	cl.AddDialer(wrappingDialer{network, &net.Dialer{KeepAlive: -1, FallbackDelay: -1}, wrap})
 	return cl, nil
+}
+
+type wrappingListener struct {
+	net.Listener
+	wrap func(net.Conn) net.Conn
+}
+
+func (l wrappingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.wrap(c), nil
+}
+
+type wrappingDialer struct {
+	network string
+	d       *net.Dialer
+	wrap    func(net.Conn) net.Conn
+}
+
+func (d wrappingDialer) DialerNetwork() string { return d.network }
+
+func (d wrappingDialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	c, err := d.d.DialContext(ctx, d.network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return d.wrap(c), nil
 }

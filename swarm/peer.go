@@ -141,7 +141,7 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 	tc.TorrentPeersLowWater = -1
 	c := &Peer{cfg: cfg, storage: st, completion: pc, log: log, downloaders: make(map[metainfo.Hash]int), trackerDial: listen.trackerDial()}
 	tc.Callbacks.ReadExtendedHandshake = c.limitRepositoryQueue
-	cl, err := newTorrentClient(tc, listen, st)
+	cl, err := newTorrentClient(tc, listen, st, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 
@@ -73,8 +74,11 @@ type Seeder struct {
 	// trackers is the announce list of every torrent, a tier per tracker.
 	trackers [][]string
 
+	policy *originPolicy
+
 	mu       sync.Mutex // serialises Sync and Close
 	torrents map[metainfo.Hash]*torrent.Torrent
+	pieces   map[[20]byte]int // of every torrent, for the policy
 	closed   bool
 }
 
@@ -97,7 +101,8 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 	tc.DisableTrackers = len(cfg.Trackers) == 0
 	tc.DisableWebseeds = true
 	tc.ExtendedHandshakeClientVersion = RepositoryClientName
-	cl, err := newTorrentClient(tc, listen, st)
+	policy := newOriginPolicy()
+	cl, err := newTorrentClient(tc, listen, st, func(c net.Conn) net.Conn { return newOriginConn(c, policy) })
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +124,9 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 		trackers: tiers,
 		storage:  st,
 		port:     cl.LocalPort(),
+		policy:   policy,
 		torrents: make(map[metainfo.Hash]*torrent.Torrent),
+		pieces:   make(map[[20]byte]int),
 	}, nil
 }
 
@@ -157,6 +164,7 @@ func (s *Seeder) Sync(ctx context.Context, want []Item) (SyncStats, error) {
 		if _, ok := wanted[ih]; !ok {
 			t.Drop()
 			delete(s.torrents, ih)
+			delete(s.pieces, ih)
 			st.Dropped++
 		}
 	}
@@ -182,8 +190,10 @@ func (s *Seeder) Sync(ctx context.Context, want []Item) (SyncStats, error) {
 			t.AddTrackers(s.trackers)
 		}
 		s.torrents[ih] = t
+		s.pieces[ih] = t.NumPieces()
 		st.Added++
 	}
+	s.policy.setTorrents(s.pieces)
 	return st, errors.Join(errs...)
 }
 
@@ -206,6 +216,10 @@ func (s *Seeder) Uploaded() int64 {
 	st := s.client.ConnStats()
 	return st.BytesWrittenData.Int64()
 }
+
+// Refused is the number of piece requests the seeder refused since the
+// start because other peers have the piece (origin.go).
+func (s *Seeder) Refused() int64 { return s.policy.Rejected() }
 
 // WaitComplete waits until the torrent ih is verified and seeding.
 func (s *Seeder) WaitComplete(ctx context.Context, ih [20]byte) error {

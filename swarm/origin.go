@@ -1,0 +1,354 @@
+package swarm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The repository's uplink is the fleet's bottleneck: every byte it sends
+// that a host could have had from another host is time lost for all. A
+// host's torrent client asks the repository for whatever it wants next,
+// pieces other hosts already have among them (anacrolix moves a request to
+// a connection with a shorter queue, and the repository's is the shortest,
+// see repositoryReqq). So the repository's seeder serves a piece request
+// only when no other connected peer has announced the piece and the piece is
+// not already on its way to one, and rejects the rest (BEP 6): the host then
+// asks the peers that have it, which is super-seeding (BEP 16) enforced on
+// requests rather than on announcements. A host that is refused a piece and
+// still asks for it originRetry later is served: the peers that have it may
+// not reach it.
+//
+// The seeder sees the protocol in clear only from peers that handshake in
+// clear (tpm's hosts do, see newTorrentConfig) and that speak the fast
+// extension, which rejecting needs; for every other connection originConn
+// passes the bytes through untouched.
+
+// originRetry is how long after a refusal a host that asks again for the
+// same piece is served anyway.
+const originRetry = 3 * time.Second
+
+// originClaim is how long a piece sent to one host is left for that host
+// to pass on before another host that asks is served a second copy.
+const originClaim = 5 * time.Second
+
+// maxOriginMessage bounds the messages originConn parses; a longer one
+// ends the parsing and the bytes go through as they are (the torrent
+// client refuses them).
+const maxOriginMessage = 1 << 20
+
+// originPolicy is what the repository's seeder knows of the swarm, shared by
+// its connections.
+type originPolicy struct {
+	mu       sync.Mutex
+	torrents map[[20]byte]*originTorrent
+	nextConn uint64
+	rejected atomic.Int64
+	now      func() time.Time
+}
+
+type originTorrent struct {
+	holders []int32 // connected peers that announced each piece
+	claims  []originClaimRecord
+}
+
+type originClaimRecord struct {
+	conn uint64
+	at   time.Time
+}
+
+func newOriginPolicy() *originPolicy {
+	return &originPolicy{torrents: make(map[[20]byte]*originTorrent), now: time.Now}
+}
+
+// setTorrents makes the known torrents those of pieces (infohash to number
+// of pieces), keeping the state of the ones that stay.
+func (p *originPolicy) setTorrents(pieces map[[20]byte]int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for ih := range p.torrents {
+		if _, ok := pieces[ih]; !ok {
+			delete(p.torrents, ih)
+		}
+	}
+	for ih, n := range pieces {
+		if t, ok := p.torrents[ih]; ok && len(t.holders) == n {
+			continue
+		}
+		p.torrents[ih] = &originTorrent{holders: make([]int32, n), claims: make([]originClaimRecord, n)}
+	}
+}
+
+// Rejected counts the requests refused since the start.
+func (p *originPolicy) Rejected() int64 { return p.rejected.Load() }
+
+// originConnState is one connection's part of the policy: the pieces its
+// peer announced and the refusals it was given.
+type originConnState struct {
+	id      uint64
+	ih      [20]byte
+	t       *originTorrent // nil: not a torrent the policy knows
+	has     []bool
+	refused map[uint32]time.Time
+}
+
+func (p *originPolicy) join(ih [20]byte) *originConnState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.nextConn++
+	cs := &originConnState{id: p.nextConn, ih: ih}
+	if t, ok := p.torrents[ih]; ok {
+		cs.t = t
+		cs.has = make([]bool, len(t.holders))
+		cs.refused = make(map[uint32]time.Time)
+	}
+	return cs
+}
+
+// announced records that the peer has piece i.
+func (p *originPolicy) announced(cs *originConnState, i uint32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.announcedLocked(cs, i)
+}
+
+func (p *originPolicy) announcedLocked(cs *originConnState, i uint32) {
+	if cs.t == nil || p.torrents[cs.ih] != cs.t || int(i) >= len(cs.has) || cs.has[i] {
+		return
+	}
+	cs.has[i] = true
+	cs.t.holders[i]++
+}
+
+// announcedAll records a bitfield (nil: have all).
+func (p *originPolicy) announcedAll(cs *originConnState, bitfield []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range cs.has {
+		if bitfield == nil || (i/8 < len(bitfield) && bitfield[i/8]&(0x80>>(i%8)) != 0) {
+			p.announcedLocked(cs, uint32(i))
+		}
+	}
+}
+
+// leave forgets what the connection's peer announced.
+func (p *originPolicy) leave(cs *originConnState) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cs.t == nil || p.torrents[cs.ih] != cs.t {
+		return
+	}
+	for i, has := range cs.has {
+		if has {
+			cs.t.holders[i]--
+		}
+	}
+}
+
+// serve says whether the seeder sends the peer of cs the piece i it asks for.
+func (p *originPolicy) serve(cs *originConnState, i uint32) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t := cs.t
+	if t == nil || p.torrents[cs.ih] != t || int(i) >= len(t.holders) {
+		return true
+	}
+	now := p.now()
+	others := t.holders[i]
+	if cs.has[i] {
+		others--
+	}
+	c := t.claims[i]
+	claimed := c.conn != 0 && c.conn != cs.id && now.Sub(c.at) < originClaim
+	if others > 0 || claimed {
+		first, ok := cs.refused[i]
+		if !ok {
+			cs.refused[i] = now
+		}
+		if !ok || now.Sub(first) < originRetry {
+			p.rejected.Add(1)
+			return false
+		}
+	}
+	delete(cs.refused, i)
+	if c.conn == 0 || now.Sub(c.at) >= originClaim {
+		t.claims[i] = originClaimRecord{conn: cs.id, at: now}
+	}
+	return true
+}
+
+// BitTorrent message ids that originConn reads (BEP 3, BEP 6).
+const (
+	msgHave    = 4
+	msgField   = 5
+	msgRequest = 6
+	msgCancel  = 8
+	msgHaveAll = 0x0e
+	msgReject  = 0x10
+)
+
+var btProtocol = []byte("\x13BitTorrent protocol")
+
+const handshakeLen = 68
+
+// originConn is a peer's connection to the repository's seeder as the
+// torrent client sees it: requests the policy refuses are answered with a
+// reject here and never reach the client.
+type originConn struct {
+	net.Conn
+	policy *originPolicy
+
+	wmu sync.Mutex // anacrolix's writer and the rejects of Read
+
+	// Read's state, used only by the goroutine that reads.
+	in, out     []byte
+	handshaken  bool
+	passthrough bool
+	state       atomic.Pointer[originConnState]
+	closed      atomic.Bool
+	rejected    map[[12]byte]bool // refused requests, whose cancels are dropped
+	buf         [32 << 10]byte
+}
+
+func newOriginConn(c net.Conn, p *originPolicy) *originConn {
+	return &originConn{Conn: c, policy: p}
+}
+
+func (c *originConn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.Conn.Write(b)
+}
+
+// Close runs on another goroutine than Read: whichever of the two comes
+// second leaves the policy (closed is set before state is taken).
+func (c *originConn) Close() error {
+	c.closed.Store(true)
+	if st := c.state.Swap(nil); st != nil {
+		c.policy.leave(st)
+	}
+	return c.Conn.Close()
+}
+
+func (c *originConn) Read(p []byte) (int, error) {
+	for len(c.out) == 0 {
+		if c.passthrough && len(c.in) == 0 {
+			return c.Conn.Read(p)
+		}
+		n, err := c.Conn.Read(c.buf[:])
+		c.in = append(c.in, c.buf[:n]...)
+		c.parse()
+		if err != nil && len(c.out) == 0 {
+			if len(c.in) > 0 {
+				c.out, c.in = c.in, nil
+				break
+			}
+			return 0, err
+		}
+	}
+	n := copy(p, c.out)
+	c.out = c.out[n:]
+	if len(c.out) == 0 {
+		c.out = nil
+	}
+	return n, nil
+}
+
+// parse moves the complete messages of c.in to c.out, keeping back the
+// requests the policy refuses.
+func (c *originConn) parse() {
+	if c.passthrough {
+		c.out = append(c.out, c.in...)
+		c.in = c.in[:0]
+		return
+	}
+	if !c.handshaken {
+		if len(c.in) < handshakeLen {
+			if !bytes.HasPrefix(btProtocol, c.in[:min(len(c.in), len(btProtocol))]) {
+				c.passthrough = true
+				c.parse()
+			}
+			return
+		}
+		if !bytes.HasPrefix(c.in, btProtocol) || c.in[27]&0x04 == 0 {
+			// Encrypted, or no fast extension: nothing to reject with.
+			c.passthrough = true
+			c.parse()
+			return
+		}
+		var ih [20]byte
+		copy(ih[:], c.in[28:48])
+		st := c.policy.join(ih)
+		c.state.Store(st)
+		if c.closed.Load() && c.state.Swap(nil) != nil {
+			c.policy.leave(st)
+		}
+		c.rejected = make(map[[12]byte]bool)
+		c.handshaken = true
+		c.out = append(c.out, c.in[:handshakeLen]...)
+		c.in = c.in[handshakeLen:]
+	}
+	for len(c.in) >= 4 {
+		l := binary.BigEndian.Uint32(c.in)
+		if l > maxOriginMessage {
+			c.passthrough = true
+			c.parse()
+			return
+		}
+		if len(c.in) < 4+int(l) {
+			return
+		}
+		msg := c.in[:4+l]
+		c.in = c.in[4+l:]
+		if c.keep(msg) {
+			c.out = append(c.out, msg...)
+		}
+	}
+}
+
+// keep looks at one whole message and says whether the client gets it.
+func (c *originConn) keep(msg []byte) bool {
+	st := c.state.Load()
+	if len(msg) < 5 || st == nil {
+		return true
+	}
+	body := msg[5:]
+	switch msg[4] {
+	case msgHave:
+		if len(body) == 4 {
+			c.policy.announced(st, binary.BigEndian.Uint32(body))
+		}
+	case msgField:
+		c.policy.announcedAll(st, body)
+	case msgHaveAll:
+		c.policy.announcedAll(st, nil)
+	case msgRequest:
+		if len(body) != 12 {
+			return true
+		}
+		if c.policy.serve(st, binary.BigEndian.Uint32(body)) {
+			delete(c.rejected, [12]byte(body))
+			return true
+		}
+		if len(c.rejected) < 4096 {
+			c.rejected[[12]byte(body)] = true
+		}
+		reject := make([]byte, 17)
+		binary.BigEndian.PutUint32(reject, 13)
+		reject[4] = msgReject
+		copy(reject[5:], body)
+		// A failed write fails the next read too, and the client closes.
+		c.Write(reject)
+		return false
+	case msgCancel:
+		if len(body) == 12 && c.rejected[[12]byte(body)] {
+			// Rejected already: the client never saw the request.
+			delete(c.rejected, [12]byte(body))
+			return false
+		}
+	}
+	return true
+}
