@@ -18,9 +18,11 @@ import (
 // only when no other connected peer has announced the piece and the piece is
 // not already on its way to one, and rejects the rest (BEP 6): the host then
 // asks the peers that have it, which is super-seeding (BEP 16) enforced on
-// requests rather than on announcements. A host that is refused a piece and
-// still asks for it originRetry later is served: the peers that have it may
-// not reach it.
+// requests rather than on announcements. The refusals hold only while the
+// peer is fed by others: a peer that announced no piece it did not get from
+// the seeder for originRetry is served whatever it asks (it reaches no
+// holder), and so is one that asks for the same piece originRetry after it
+// was refused it (it reaches none of that piece's holders).
 //
 // The seeder sees the protocol in clear only from peers that handshake in
 // clear (tpm's hosts do, see newTorrentConfig) and that speak the fast
@@ -91,18 +93,24 @@ type originConnState struct {
 	id      uint64
 	ih      [20]byte
 	t       *originTorrent // nil: not a torrent the policy knows
-	has     []bool
-	refused map[uint32]time.Time
+	has      []bool
+	servedTo []bool // pieces the seeder sent this peer (some of)
+	refused  map[uint32]time.Time
+	left     bool
+	// fed is when the peer last announced a piece the seeder did not
+	// send it, or when it joined.
+	fed time.Time
 }
 
 func (p *originPolicy) join(ih [20]byte) *originConnState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.nextConn++
-	cs := &originConnState{id: p.nextConn, ih: ih}
+	cs := &originConnState{id: p.nextConn, ih: ih, fed: p.now()}
 	if t, ok := p.torrents[ih]; ok {
 		cs.t = t
 		cs.has = make([]bool, len(t.holders))
+		cs.servedTo = make([]bool, len(t.holders))
 		cs.refused = make(map[uint32]time.Time)
 	}
 	return cs
@@ -116,11 +124,14 @@ func (p *originPolicy) announced(cs *originConnState, i uint32) {
 }
 
 func (p *originPolicy) announcedLocked(cs *originConnState, i uint32) {
-	if cs.t == nil || p.torrents[cs.ih] != cs.t || int(i) >= len(cs.has) || cs.has[i] {
+	if cs.left || cs.t == nil || p.torrents[cs.ih] != cs.t || int(i) >= len(cs.has) || cs.has[i] {
 		return
 	}
 	cs.has[i] = true
 	cs.t.holders[i]++
+	if !cs.servedTo[i] {
+		cs.fed = p.now()
+	}
 }
 
 // announcedAll records a bitfield (nil: have all).
@@ -138,9 +149,10 @@ func (p *originPolicy) announcedAll(cs *originConnState, bitfield []byte) {
 func (p *originPolicy) leave(cs *originConnState) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if cs.t == nil || p.torrents[cs.ih] != cs.t {
+	if cs.left || cs.t == nil || p.torrents[cs.ih] != cs.t {
 		return
 	}
+	cs.left = true
 	for i, has := range cs.has {
 		if has {
 			cs.t.holders[i]--
@@ -163,7 +175,8 @@ func (p *originPolicy) serve(cs *originConnState, i uint32) bool {
 	}
 	c := t.claims[i]
 	claimed := c.conn != 0 && c.conn != cs.id && now.Sub(c.at) < originClaim
-	if others > 0 || claimed {
+	starved := now.Sub(cs.fed) >= originRetry
+	if (others > 0 || claimed) && !starved {
 		first, ok := cs.refused[i]
 		if !ok {
 			cs.refused[i] = now
@@ -174,10 +187,41 @@ func (p *originPolicy) serve(cs *originConnState, i uint32) bool {
 		}
 	}
 	delete(cs.refused, i)
+	cs.servedTo[i] = true
 	if c.conn == 0 || now.Sub(c.at) >= originClaim {
 		t.claims[i] = originClaimRecord{conn: cs.id, at: now}
 	}
 	return true
+}
+
+// A client that was refused asks again only when something happens on the
+// connection (anacrolix makes no new requests on a reject, and has no
+// timer), and the seeder sends nothing of its own: a host that reaches no
+// peer holding the pieces would wait for good. So originRetry after a
+// refusal the seeder chokes and unchokes the peer, and the unchoke makes
+// the client ask again, now to be served. With the fast extension a choke
+// drops no request.
+var nudgeMessages = []byte{0, 0, 0, 1, 0, 0, 0, 0, 1, 1}
+
+func (c *originConn) nudgeLater() {
+	if !c.nudging.CompareAndSwap(false, true) {
+		return
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return
+	}
+	if c.nudge == nil {
+		c.nudge = time.AfterFunc(originRetry, c.sendNudge)
+	} else {
+		c.nudge.Reset(originRetry)
+	}
+}
+
+func (c *originConn) sendNudge() {
+	c.nudging.Store(false)
+	c.Write(nudgeMessages)
 }
 
 // BitTorrent message ids that originConn reads (BEP 3, BEP 6).
@@ -210,6 +254,8 @@ type originConn struct {
 	state       atomic.Pointer[originConnState]
 	closed      atomic.Bool
 	rejected    map[[12]byte]bool // refused requests, whose cancels are dropped
+	nudging     atomic.Bool       // a nudge is due
+	nudge       *time.Timer
 	buf         [32 << 10]byte
 }
 
@@ -227,6 +273,11 @@ func (c *originConn) Write(b []byte) (int, error) {
 // second leaves the policy (closed is set before state is taken).
 func (c *originConn) Close() error {
 	c.closed.Store(true)
+	c.wmu.Lock()
+	if c.nudge != nil {
+		c.nudge.Stop()
+	}
+	c.wmu.Unlock()
 	if st := c.state.Swap(nil); st != nil {
 		c.policy.leave(st)
 	}
@@ -342,6 +393,7 @@ func (c *originConn) keep(msg []byte) bool {
 		copy(reject[5:], body)
 		// A failed write fails the next read too, and the client closes.
 		c.Write(reject)
+		c.nudgeLater()
 		return false
 	case msgCancel:
 		if len(body) == 12 && c.rejected[[12]byte(body)] {

@@ -376,7 +376,13 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 				lastProgress = now
 			}
 			lastBytes, lastTick = have, now
-			if now.Sub(lastProgress) > c.cfg.WebSeedStall {
+			// Not while a seed is connected: the repository's seeder
+			// refuses pieces that other hosts have (origin.go), and a host
+			// waiting for those is no reason to fetch the file over HTTP
+			// (test/bench/swarmsim: with the web seed joining on every
+			// stall, 10,000 hosts never finish). A seed that sends nothing
+			// is closed after QuietPeers, and then the web seed joins.
+			if webSeedWaiting && now.Sub(lastProgress) > c.cfg.WebSeedStall && !seedConnected(t) {
 				addWebSeeds("no progress from peers")
 			}
 			progress(Progress{Bytes: have, Total: s.Size, Rate: rate, Peers: st.ActivePeers})
@@ -436,6 +442,17 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 		go c.announce(context.WithoutCancel(ctx), t, s, 0)
 	}
 	return path, nil
+}
+
+// seedConnected says whether a peer with every piece of t is connected.
+func seedConnected(t *torrent.Torrent) bool {
+	n := uint64(t.NumPieces())
+	for _, pc := range t.PeerConns() {
+		if pc.PeerPieces().GetCardinality() >= n {
+			return true
+		}
+	}
+	return false
 }
 
 // reannounce is how long a download without peers or progress waits
