@@ -90,9 +90,9 @@ func (p *originPolicy) Rejected() int64 { return p.rejected.Load() }
 // originConnState is one connection's part of the policy: the pieces its
 // peer announced and the refusals it was given.
 type originConnState struct {
-	id      uint64
-	ih      [20]byte
-	t       *originTorrent // nil: not a torrent the policy knows
+	id       uint64
+	ih       [20]byte
+	t        *originTorrent // nil: not a torrent the policy knows
 	has      []bool
 	servedTo []bool // pieces the seeder sent this peer (some of)
 	refused  map[uint32]time.Time

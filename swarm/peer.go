@@ -321,8 +321,10 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 	// web seeds for 64 MiB slices, and then has peers serve pieces from the
 	// end of the file, the same pieces on every host), so the repository's
 	// uplink carries the set once per host. It joins when the tracker knows
-	// no seed, or when the peers bring nothing for cfg.WebSeedStall.
+	// no seed, or when the peers bring nothing for cfg.WebSeedStall (and
+	// QuietPeers more if the tracker counted a seed) with no seed connected.
 	webSeedWaiting := !wasComplete && len(s.WebSeeds) > 0 && !c.cfg.NoWebSeeds
+	trackerSeeds := -1 // the first announce's count of seeds
 	addWebSeeds := func(why string) {
 		if webSeedWaiting {
 			webSeedWaiting = false
@@ -359,6 +361,7 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 		case <-c.client.Closed():
 			return "", fmt.Errorf("download of %s: the torrent client stopped", s.File)
 		case n := <-seeders:
+			trackerSeeds = n
 			// No tracker answered: with the DHT, peers may still come
 			// from it, and the web seed waits for WebSeedStall like
 			// behind peers that bring nothing.
@@ -378,11 +381,19 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 			lastBytes, lastTick = have, now
 			// Not while a seed is connected: the repository's seeder
 			// refuses pieces that other hosts have (origin.go), and a host
-			// waiting for those is no reason to fetch the file over HTTP
-			// (test/bench/swarmsim: with the web seed joining on every
-			// stall, 10,000 hosts never finish). A seed that sends nothing
-			// is closed after QuietPeers, and then the web seed joins.
-			if webSeedWaiting && now.Sub(lastProgress) > c.cfg.WebSeedStall && !seedConnected(t) {
+			// waiting for those is no reason to fetch the file over HTTP.
+			// And when the tracker counted a seed, only after the quiet
+			// connections were made again (QuietPeers): under load the
+			// first messages of the seeder can take seconds (bench-swarm,
+			// 16 hosts: every host added the web seed 3 s into a download,
+			// with the seeder connected and silent), and the web seed goes
+			// through the same uplink. test/bench/swarmsim: with the web
+			// seed joining on every 3 s stall, 10,000 hosts never finish.
+			stall := c.cfg.WebSeedStall
+			if trackerSeeds > 0 {
+				stall += c.cfg.QuietPeers
+			}
+			if webSeedWaiting && now.Sub(lastProgress) > stall && !seedConnected(t) {
 				addWebSeeds("no progress from peers")
 			}
 			progress(Progress{Bytes: have, Total: s.Size, Rate: rate, Peers: st.ActivePeers})
@@ -444,10 +455,15 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 	return path, nil
 }
 
-// seedConnected says whether a peer with every piece of t is connected.
+// seedConnected says whether a seed of t is connected: the repository's
+// seeder (it seeds what the index lists; under load its first message may
+// come late, bench-swarm saw 3 s at 16 hosts), or a peer with every piece.
 func seedConnected(t *torrent.Torrent) bool {
 	n := uint64(t.NumPieces())
 	for _, pc := range t.PeerConns() {
+		if name, _ := pc.PeerClientName.Load().(string); strings.HasPrefix(name, RepositoryClientName) {
+			return true
+		}
 		if pc.PeerPieces().GetCardinality() >= n {
 			return true
 		}

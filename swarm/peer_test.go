@@ -210,7 +210,8 @@ func TestWebSeedStaysOutWhileThePeersDeliver(t *testing.T) {
 }
 
 // A seed the tracker names but nobody reaches: the web seed joins once the
-// peers have brought nothing for WebSeedStall, and the download completes.
+// peers have brought nothing for QuietPeers and WebSeedStall, and the
+// download completes.
 func TestWebSeedJoinsWhenThePeersBringNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -219,7 +220,11 @@ func TestWebSeedJoinsWhenThePeersBringNothing(t *testing.T) {
 	seed, requests := countingWebSeed(t, src)
 	spec := specOf(tor, seed)
 	spec.Trackers = []string{fakeTracker(t, 1)} // port 1: nothing listens there
-	c := newTestPeer(t)
+	c, err := NewPeer(PeerConfig{CacheDir: t.TempDir(), StateDir: t.TempDir(), ListenAddr: "127.0.0.1:0", StallTimeout: 30 * time.Second, QuietPeers: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 	if _, err := c.Download(ctx, spec, func(Progress) {}); err != nil {
 		t.Fatal(err)
 	}
