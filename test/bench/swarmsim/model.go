@@ -55,8 +55,11 @@ func fleet(n int, pol Policy) Params {
 	return p
 }
 
+// tpmPolicy is tpm's policy as the namespace runs of the calibration had
+// it (before 2026-12-02): the web seed joining on a 3 s stall, the
+// repository serving whatever it is asked.
 func tpmPolicy() Policy {
-	return Policy{Name: "tpm", OriginQueue: tpmQueue, WebSeedStall: 3, OriginConns: 50}
+	return Policy{Name: "tpm before 2026-12-02", OriginQueue: tpmQueue, WebSeedStall: 3, OriginConns: 50}
 }
 
 // policies are tpm's and the alternatives tried where time or egress grow:
@@ -67,7 +70,10 @@ func policies() []Policy {
 	noWeb := tpm
 	noWeb.Name, noWeb.WebSeedStall = "web seed only without a seed", 0
 	super := noWeb
-	super.Name, super.SuperSeed = "… and super-seeding", true
+	// What swarm now does: no web seed while a seed is connected, and the
+	// repository refuses pieces other hosts have or are getting
+	// (swarm/origin.go), which is super-seeding enforced on requests.
+	super.Name, super.SuperSeed = "tpm now: … and super-seeding", true
 	all := noWeb
 	all.Name, all.OriginConns = "web seed only without a seed, seeder takes every host", 1<<30
 	// At 10,000 hosts its 60,000 queued requests make a long run that
@@ -177,7 +183,7 @@ func reading(b *strings.Builder, rows []projection) {
 - **Without that fallback while the tracker counts a seed** the fleet of 10,000 finishes in %.1f s, %.2f times the bound, with the repository sending %.2f S; 1,000 hosts %.1f s and %.2f S. Time and egress then grow slowly with N: the last pieces cross more hops, and more hosts ask the repository for the same rare piece before its HAVEs arrive.
 - **Super-seeding at the repository** (serve a piece a second time only once every piece went out once) takes 10,000 hosts to %.1f s (%.2f × bound) and %.2f S.
 - **The seeder's connection cap is what keeps egress down**: with every host connected (the 64/d² queue floors at 2 chunks a torrent, so N hosts queue 6N chunks) 1,000 hosts take %.1f s and %.2f S, against %.1f s and %.2f S with anacrolix's 50.
-- **Recommended**, from the model: no web seed on a 3 s stall while the tracker counts a seed (it is a cliff: a little more latency or larger pieces and every host of a fleet adds it; with a reaction of 0.2 s instead of the fitted 0.6 s, 1,000 hosts add it %d times instead of %d), and super-seeding at the repository; keep the seeder's connection cap at 50. The queue formula 64/d² no longer matters past 8 hosts, where it is at its floor of 2. A fleet of 10,000 hosts would then have the set in about %.0f s, %.1f times the bound, for %.1f S from the repository.
+- **Built**, from the model (2026-12-02, tpm now): no web seed on a stall while a seed is connected, or before the quiet connections were made again when the tracker counted one (it was a cliff: a little more latency or larger pieces and every host of a fleet added it; with a reaction of 0.2 s instead of the fitted 0.6 s, 1,000 hosts add it %d times instead of %d), and the repository refusing pieces other hosts have or are getting, which is super-seeding enforced on requests (swarm/origin.go); the seeder's connection cap stays at 50. The queue formula 64/d² no longer matters past 8 hosts, where it is at its floor of 2. A fleet of 10,000 hosts now has the set in about %.0f s, %.1f times the bound, for %.1f S from the repository.
 - What the model leaves out: the seeder dropping its worst connection for a new one (anacrolix may; here the first 50 keep their seats), peers' duplicate chunks and endgame, per-torrent connections (one link carries the three torrents), latency beyond the fitted reaction time, and any host slower than the others.
 `, t.WebSeeds, 3*len(t.Finish), ratio(t.OriginSent, t.S), t.Last, t.Unfinished, extra(100), extra(1000),
 		w.Last, w.Last/w.Bound, ratio(w.OriginSent, w.S), w1.Last, ratio(w1.OriginSent, w1.S),
