@@ -27,6 +27,7 @@ type ServerFigures struct {
 	Packages        int
 	Rejected        int
 	Uploaded        int64 // bytes the seeder sent over BitTorrent
+	Refused         int64 // piece requests the seeder refused: other hosts have the piece
 	TrackerPeers    int
 	TrackerTorrents int
 	// Swarms are the packages the tracker knows peers of, by file.
@@ -90,9 +91,9 @@ func (m *Server) Request(route string, code int, bytes int64) {
 
 // serverState reads the server's state on each scrape.
 type serverState struct {
-	figures                                                        func() ServerFigures
-	generation, age, packages, rejected, uploaded, peers, torrents *prometheus.Desc
-	seeders, leechers                                              *prometheus.Desc
+	figures                                                                 func() ServerFigures
+	generation, age, packages, rejected, uploaded, refused, peers, torrents *prometheus.Desc
+	seeders, leechers                                                       *prometheus.Desc
 }
 
 func newServerState(figures func() ServerFigures) *serverState {
@@ -106,6 +107,7 @@ func newServerState(figures func() ServerFigures) *serverState {
 		packages:   d("tpm_server_packages", "Packages of the published generation."),
 		rejected:   d("tpm_server_rejected", "Files the last scan refused."),
 		uploaded:   d("tpm_server_torrent_uploaded_bytes_total", "Package bytes the seeder sent over BitTorrent."),
+		refused:    d("tpm_server_torrent_refused_requests_total", "Piece requests the seeder refused because other hosts have the piece or are getting it."),
 		peers:      d("tpm_server_tracker_peers", "Peers the tracker knows."),
 		torrents:   d("tpm_server_tracker_torrents", "Torrents the tracker knows peers of."),
 		seeders:    d("tpm_server_package_seeders", "Seeders of a package as the tracker counts them (the server's own seeder aside).", "file"),
@@ -114,7 +116,7 @@ func newServerState(figures func() ServerFigures) *serverState {
 }
 
 func (s *serverState) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{s.generation, s.age, s.packages, s.rejected, s.uploaded, s.peers, s.torrents, s.seeders, s.leechers} {
+	for _, d := range []*prometheus.Desc{s.generation, s.age, s.packages, s.rejected, s.uploaded, s.refused, s.peers, s.torrents, s.seeders, s.leechers} {
 		ch <- d
 	}
 }
@@ -129,6 +131,7 @@ func (s *serverState) Collect(ch chan<- prometheus.Metric) {
 	gauge(s.packages, float64(f.Packages))
 	gauge(s.rejected, float64(f.Rejected))
 	ch <- prometheus.MustNewConstMetric(s.uploaded, prometheus.CounterValue, float64(f.Uploaded))
+	ch <- prometheus.MustNewConstMetric(s.refused, prometheus.CounterValue, float64(f.Refused))
 	gauge(s.peers, float64(f.TrackerPeers))
 	gauge(s.torrents, float64(f.TrackerTorrents))
 	for _, sw := range f.Swarms {

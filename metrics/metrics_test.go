@@ -54,7 +54,7 @@ next:
 }
 
 func TestServerFigures(t *testing.T) {
-	figures := ServerFigures{Generation: 7, Updated: time.Now().Add(-time.Minute), Packages: 3, Rejected: 1, Uploaded: 1000, TrackerPeers: 4, TrackerTorrents: 2,
+	figures := ServerFigures{Generation: 7, Updated: time.Now().Add(-time.Minute), Packages: 3, Rejected: 1, Uploaded: 1000, Refused: 9, TrackerPeers: 4, TrackerTorrents: 2,
 		Swarms: []Swarm{{File: "a-1-any.tpkg", Seeders: 3, Leechers: 1}}}
 	m := NewServer(func() ServerFigures { return figures })
 	m.Request("/packages/", 200, 500)
@@ -64,7 +64,7 @@ func TestServerFigures(t *testing.T) {
 	fams := scrape(t, m.Handler())
 	for name, want := range map[string]float64{
 		"tpm_server_generation": 7, "tpm_server_packages": 3, "tpm_server_rejected": 1,
-		"tpm_server_torrent_uploaded_bytes_total": 1000, "tpm_server_tracker_peers": 4, "tpm_server_tracker_torrents": 2,
+		"tpm_server_torrent_uploaded_bytes_total": 1000, "tpm_server_torrent_refused_requests_total": 9, "tpm_server_tracker_peers": 4, "tpm_server_tracker_torrents": 2,
 	} {
 		if got := value(t, fams, name, nil); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)

@@ -87,6 +87,9 @@ type SeederStats interface {
 	Seeding() (loaded, complete int)
 	// Uploaded is the data bytes sent to peers.
 	Uploaded() int64
+	// Refused is the piece requests refused because other peers have the
+	// piece or are getting it.
+	Refused() int64
 }
 
 type seeder struct {
@@ -260,6 +263,7 @@ func (p *Publisher) Figures() metrics.ServerFigures {
 	}
 	if sd := p.seeder.Load(); sd != nil {
 		f.Uploaded = sd.stats.Uploaded()
+		f.Refused = sd.stats.Refused()
 	}
 	f.TrackerPeers, f.TrackerTorrents = p.peers.Len(), p.peers.Torrents()
 	if g := p.gen.Load(); g != nil {
@@ -471,7 +475,7 @@ func (p *Publisher) serveHealth(w http.ResponseWriter) {
 	fmt.Fprintf(w, "ok generation=%d packages=%d rejected=%d", g.Number, len(g.Packages), len(g.Rejected))
 	if sd := p.seeder.Load(); sd != nil {
 		loaded, complete := sd.stats.Seeding()
-		fmt.Fprintf(w, " seeding=%d/%d uploaded=%d", complete, loaded, sd.stats.Uploaded())
+		fmt.Fprintf(w, " seeding=%d/%d uploaded=%d refused=%d", complete, loaded, sd.stats.Uploaded(), sd.stats.Refused())
 	}
 	fmt.Fprintln(w)
 }

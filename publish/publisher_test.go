@@ -57,7 +57,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.p.SetSeeder(6881, seederFigures{loaded: 2, complete: 1, uploaded: 3})
+	f.p.SetSeeder(6881, seederFigures{loaded: 2, complete: 1, uploaded: 3, refused: 4})
 	t.Cleanup(func() { f.p.Close() })
 	srv, err := Listen("127.0.0.1:0", f.p, nil)
 	if err != nil {
@@ -184,7 +184,7 @@ func TestIndexPackagesTorrents(t *testing.T) {
 		t.Errorf("torrent urls: %q %q", mi.Announce, mi.UrlList)
 	}
 
-	if resp, body := get(t, f.url+"/healthz"); resp.StatusCode != 200 || !strings.Contains(string(body), "generation=1 packages=1 rejected=1 seeding=1/2 uploaded=3") {
+	if resp, body := get(t, f.url+"/healthz"); resp.StatusCode != 200 || !strings.Contains(string(body), "generation=1 packages=1 rejected=1 seeding=1/2 uploaded=3 refused=4") {
 		t.Errorf("healthz: %d %q", resp.StatusCode, body)
 	}
 
@@ -419,9 +419,10 @@ func TestPeerStoreExpiry(t *testing.T) {
 
 // seederFigures stands for the server's seeder in /healthz.
 type seederFigures struct {
-	loaded, complete int
-	uploaded         int64
+	loaded, complete  int
+	uploaded, refused int64
 }
 
 func (s seederFigures) Seeding() (int, int) { return s.loaded, s.complete }
 func (s seederFigures) Uploaded() int64     { return s.uploaded }
+func (s seederFigures) Refused() int64      { return s.refused }

@@ -352,7 +352,7 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 	lastBytes, lastProgress, lastTick := int64(-1), time.Now(), time.Now()
 	lastAnnounce := time.Now()
 	lastRead, lastArrival, lastKick := int64(0), time.Now(), time.Now()
-	lastRescue, rescues := time.Now(), 0
+	openedUp := false
 	var rate float64
 	for done := false; !done; {
 		select {
@@ -395,14 +395,15 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 			if trackerSeeds > 0 {
 				stall += c.cfg.QuietPeers
 			}
-			// A stalled download with no seed connected makes room for one
-			// (the connection cap evicts the least recently helpful
-			// connection, and the repository's seeder, refusing what
-			// other hosts have, is often that) and asks the trackers.
-			if now.Sub(lastProgress) > c.cfg.WebSeedStall && now.Sub(lastRescue) > c.cfg.WebSeedStall && rescues < maxRescues && !seedConnected(t) {
-				lastRescue = now
-				rescues++
-				t.SetMaxEstablishedConns(peerConnsPerTorrent + rescues)
+			// A stalled download with no seed connected takes every
+			// connection anacrolix would (the cap evicts the least
+			// recently helpful connection, and the repository's seeder,
+			// refusing what other hosts have, is often that; the pieces
+			// left may be on hosts it is not connected to) and asks the
+			// trackers again.
+			if !openedUp && now.Sub(lastProgress) > c.cfg.WebSeedStall && !seedConnected(t) {
+				openedUp = true
+				t.SetMaxEstablishedConns(stalledConnsPerTorrent)
 				go c.announce(ctx, t, s, s.Size-have)
 			}
 			if webSeedWaiting && now.Sub(lastProgress) > stall && !seedConnected(t) {
@@ -488,11 +489,11 @@ func seedConnected(t *torrent.Torrent) bool {
 // goes over the torrent's pieces again to choose requests), and 10 keep a
 // host's 50 Mbit/s busy: bench-swarm, 16 hosts on 2 cores, CPU per GB fell
 // from about 128 to 90 s with anacrolix's 50 (the swarm was CPU-bound).
-// A stalled download with no seed connected raises it, at most maxRescues
-// times.
+// A stalled download with no seed connected raises it to
+// stalledConnsPerTorrent, anacrolix's own.
 const (
-	peerConnsPerTorrent = 10
-	maxRescues          = 5
+	peerConnsPerTorrent    = 10
+	stalledConnsPerTorrent = 50
 )
 
 // reannounce is how long a download without peers or progress waits
@@ -586,6 +587,10 @@ func (c *Peer) Seeding() (loaded, complete int) {
 
 // Uploaded is the number of package bytes sent to peers since the start.
 func (c *Peer) Uploaded() int64 { return c.Stats().BytesUp }
+
+// Refused is always 0: only the repository's seeder refuses requests
+// (origin.go); a mirror serves what it is asked, like any host.
+func (c *Peer) Refused() int64 { return 0 }
 
 // Close stops the client: connections close, downloads fail.
 func (c *Peer) Close() error {
