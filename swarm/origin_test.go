@@ -30,8 +30,11 @@ func TestOriginPolicy(t *testing.T) {
 	if !p.serve(b, 1) {
 		t.Error("refused a peer the piece it announced itself")
 	}
-	if !p.serve(a, 2) || !p.serve(a, 2) {
-		t.Error("refused a piece nobody has, or its second chunk")
+	if !p.serve(a, 2) {
+		t.Error("refused a piece nobody has")
+	}
+	if !p.serve(a, 2) {
+		t.Error("refused the second chunk of a piece on its way to the same peer")
 	}
 	if p.serve(b, 2) {
 		t.Error("served a second copy of a piece on its way to another peer")
@@ -57,9 +60,13 @@ func TestOriginPolicy(t *testing.T) {
 	if p.serve(c, 5) {
 		t.Error("served a newcomer a piece another peer has")
 	}
-	now = now.Add(originRetry)
+	now = now.Add(originStarved - time.Millisecond)
+	if p.serve(c, 6) {
+		t.Error("served a peer that may still be fed by others")
+	}
+	now = now.Add(time.Millisecond)
 	if !p.serve(c, 6) {
-		t.Error("refused a peer that got nothing from others for the retry time")
+		t.Error("refused a peer that got nothing from others for originStarved")
 	}
 	p.announced(c, 6) // what the seeder sent feeds nobody
 	if !p.serve(c, 3) {
@@ -86,8 +93,8 @@ func TestOriginPolicy(t *testing.T) {
 	if !p.serve(stranger, 0) {
 		t.Error("refused a request for a torrent the seeder does not know")
 	}
-	if p.Rejected() != 5 {
-		t.Errorf("%d refusals counted, want 5", p.Rejected())
+	if p.Rejected() != 6 {
+		t.Errorf("%d refusals counted, want 6", p.Rejected())
 	}
 	p.setTorrents(nil)
 	if !p.serve(a, 6) {
