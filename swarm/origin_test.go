@@ -331,10 +331,11 @@ func TestSeederRefusesWhatAnotherPeerHas(t *testing.T) {
 	}
 }
 
-// A host that reaches only the repository's seeder, while another peer
-// (unreachable to it) has told the seeder it holds every piece: its first
-// requests are refused, the web seed stays out all the same (a seed is
-// connected), and the seeder's nudge brings the download to its end.
+// The attack on the policy: a peer tells the seeder it holds (all but one
+// of) the pieces and serves nobody, and a host reaches only the seeder. The
+// host's first requests are refused, the web seed stays out all the same
+// (a seed is connected), and the seeder's nudge and the starvation rule
+// (originStarved) bound the delay: the download completes.
 func TestRefusedHostIsServedWithoutTheWebSeed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
