@@ -170,6 +170,7 @@ func (a *copierActor) Receive(ctx actor.Context) {
 func (a *copierActor) open(ctx actor.Context, addr string) {
 	peer, err := swarm.NewPeer(swarm.PeerConfig{
 		CacheDir: a.cfg.PackageDir, StateDir: a.cfg.StateDir, ListenAddr: addr, Logger: a.env.quiet, DHT: a.cfg.DHT,
+		ConnsPerTorrent: swarm.ServingConnsPerTorrent,
 	})
 	if err != nil {
 		ctx.Send(ctx.Parent(), &messages.Ready{Component: Copier, Err: fmt.Errorf("torrent client: %w", err)})

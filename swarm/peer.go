@@ -47,6 +47,10 @@ type PeerConfig struct {
 	WebSeedStall time.Duration
 	// DHT, when set, runs a DHT node beside the trackers.
 	DHT *DHTConfig
+	// ConnsPerTorrent caps each torrent's connections. Zero means
+	// peerConnsPerTorrent, what a host needs; a mirror, which many hosts
+	// download from at once, wants ServingConnsPerTorrent.
+	ConnsPerTorrent int
 }
 
 // Spec is one package to download or seed: its torrent as the signed index
@@ -109,6 +113,9 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 	if cfg.WebSeedStall <= 0 {
 		cfg.WebSeedStall = 3 * time.Second
 	}
+	if cfg.ConnsPerTorrent <= 0 {
+		cfg.ConnsPerTorrent = peerConnsPerTorrent
+	}
 	listen, err := parseListenAddr(cfg.ListenAddr)
 	if err != nil {
 		return nil, err
@@ -139,7 +146,7 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 	// tracker's interval and ask for none, so they only tell the tracker
 	// we seed. Downloads ask the tracker for peers themselves (announce).
 	tc.TorrentPeersLowWater = -1
-	tc.EstablishedConnsPerTorrent = peerConnsPerTorrent
+	tc.EstablishedConnsPerTorrent = cfg.ConnsPerTorrent
 	c := &Peer{cfg: cfg, storage: st, completion: pc, log: log, downloaders: make(map[metainfo.Hash]int), trackerDial: listen.trackerDial()}
 	tc.Callbacks.ReadExtendedHandshake = c.limitRepositoryQueue
 	cl, err := newTorrentClient(tc, listen, st, nil)
@@ -352,7 +359,7 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 	lastBytes, lastProgress, lastTick := int64(-1), time.Now(), time.Now()
 	lastAnnounce := time.Now()
 	lastRead, lastArrival, lastKick := int64(0), time.Now(), time.Now()
-	lastRoom, conns := time.Now(), peerConnsPerTorrent
+	lastRoom, conns := time.Now(), c.cfg.ConnsPerTorrent
 	var rate float64
 	for done := false; !done; {
 		select {
@@ -493,11 +500,15 @@ func seedConnected(t *torrent.Torrent) bool {
 // host's 50 Mbit/s busy: bench-swarm, 16 hosts on 2 cores, CPU per GB fell
 // from about 128 to 90 s with anacrolix's 50 (the swarm was CPU-bound).
 // A stalled download with no seed connected raises it one at a time, up to
-// stalledConnsPerTorrent, anacrolix's own.
+// stalledConnsPerTorrent, anacrolix's own (PeerConfig.ConnsPerTorrent).
 const (
 	peerConnsPerTorrent    = 10
-	stalledConnsPerTorrent = 50
+	stalledConnsPerTorrent = ServingConnsPerTorrent
 )
+
+// ServingConnsPerTorrent is anacrolix's cap, for a Peer whose job is to
+// serve many hosts at once (a mirror).
+const ServingConnsPerTorrent = 50
 
 // reannounce is how long a download without peers or progress waits
 // before asking the trackers for peers itself.
