@@ -269,6 +269,37 @@ func (r *rawPeer) next(t *testing.T, types ...pp.MessageType) pp.Message {
 	}
 }
 
+// seeding starts a seeder of tor's file in src and waits until it seeds.
+func seeding(ctx context.Context, t *testing.T, src string, tor *Torrent) *Seeder {
+	t.Helper()
+	s := newTestSeeder(t, src)
+	if _, err := s.Sync(ctx, []Item{{tor.InfoHash, tor.InfoBytes}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitComplete(ctx, tor.InfoHash); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// awaitHolder waits until the seeder's policy counts a holder of piece i:
+// peers' messages are read on the seeder's goroutines.
+func awaitHolder(ctx context.Context, t *testing.T, s *Seeder, ih [20]byte, i int) {
+	t.Helper()
+	for {
+		s.policy.mu.Lock()
+		held := s.policy.torrents[ih].holders[i] > 0
+		s.policy.mu.Unlock()
+		if held {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the seeder never counted a holder of piece %d", i)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // The repository's seeder, through anacrolix and all: a peer asking for a
 // piece another connected peer has announced is rejected, and served one
 // nobody has; a second peer asking for that one while it is on its way is
@@ -279,27 +310,11 @@ func TestSeederRefusesWhatAnotherPeerHas(t *testing.T) {
 	src := t.TempDir()
 	data := randomBytes(256<<10, 11)
 	tor := writePackage(t, src, "o-1-any.tpkg", data)
-	s := newTestSeeder(t, src)
-	if _, err := s.Sync(ctx, []Item{{tor.InfoHash, tor.InfoBytes}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.WaitComplete(ctx, tor.InfoHash); err != nil {
-		t.Fatal(err)
-	}
+	s := seeding(ctx, t, src, tor)
 	pieceLen := uint32(PieceLength(tor.Size))
 	a, b := dialRaw(t, s, tor.InfoHash), dialRaw(t, s, tor.InfoHash)
 	b.send(t, pp.Message{Type: pp.Have, Index: 0})
-	// The have is read on the seeder's goroutine for b: wait until the
-	// policy counts it.
-	for holders := int32(0); holders == 0; {
-		s.policy.mu.Lock()
-		holders = s.policy.torrents[tor.InfoHash].holders[0]
-		s.policy.mu.Unlock()
-		if ctx.Err() != nil {
-			t.Fatal("the seeder never counted b's have")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitHolder(ctx, t, s, tor.InfoHash, 0)
 	for _, p := range []*rawPeer{a, b} {
 		p.send(t, pp.Message{Type: pp.Interested})
 		p.next(t, pp.Unchoke)
@@ -341,13 +356,7 @@ func TestRefusedHostIsServedWithoutTheWebSeed(t *testing.T) {
 	defer cancel()
 	src := t.TempDir()
 	tor := writePackage(t, src, "r-1-any.tpkg", randomBytes(300<<10, 12))
-	s := newTestSeeder(t, src)
-	if _, err := s.Sync(ctx, []Item{{tor.InfoHash, tor.InfoBytes}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.WaitComplete(ctx, tor.InfoHash); err != nil {
-		t.Fatal(err)
-	}
+	s := seeding(ctx, t, src, tor)
 	// All but the last piece: a peer with all of them is dropped by the
 	// seeder (both complete).
 	holder := dialRaw(t, s, tor.InfoHash)
@@ -360,15 +369,7 @@ func TestRefusedHostIsServedWithoutTheWebSeed(t *testing.T) {
 		field[i] = true
 	}
 	holder.send(t, pp.Message{Type: pp.Bitfield, Bitfield: field})
-	for held := false; !held; {
-		s.policy.mu.Lock()
-		held = s.policy.torrents[tor.InfoHash].holders[0] > 0
-		s.policy.mu.Unlock()
-		if ctx.Err() != nil {
-			t.Fatal("the seeder never counted the holder's pieces")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitHolder(ctx, t, s, tor.InfoHash, 0)
 	seed, requests := countingWebSeed(t, src)
 	spec := specOf(tor, seed)
 	spec.Trackers = []string{fakeTracker(t, s.Port())}
