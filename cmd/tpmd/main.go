@@ -230,23 +230,7 @@ func serve(o options, check repo.Check, log *slog.Logger) error {
 	log.Info("tpmd server started", "pid", os.Getpid(), "http", srv.HTTPAddr(), "public_url", o.publicURL,
 		"torrent", srv.TorrentAddr(), "packages", o.packages, "file_io", swarm.FileIO())
 
-	var failure error
-loop:
-	for {
-		select {
-		case <-hup:
-			log.Info("SIGHUP: rescanning")
-			srv.Rescan("SIGHUP")
-		case <-ctx.Done():
-			log.Info("stopping")
-			break loop
-		case failure = <-srv.Failed():
-			log.Error("stopping after a component failed", "err", failure)
-			break loop
-		}
-	}
-	stopWithin(log, srv.Stop)
-	return failure
+	return runUntilStopped(ctx, log, srv, hup, "SIGHUP: rescanning", func() { srv.Rescan("SIGHUP") })
 }
 
 // setUp checks the flags both roles share and makes the logger; a nil
@@ -274,6 +258,32 @@ func setUp(role, logLevel, fileIO string) (*slog.Logger, int) {
 		return nil, 1
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), 0
+}
+
+// daemon is a running server or mirror.
+type daemon interface {
+	Failed() <-chan error
+	Stop(context.Context) error
+}
+
+// runUntilStopped runs d until SIGTERM or SIGINT (ctx) or a component's failure,
+// calling onHup on each SIGHUP, then stops it; it returns the failure.
+func runUntilStopped(ctx context.Context, log *slog.Logger, d daemon, hup <-chan os.Signal, hupMsg string, onHup func()) error {
+	for {
+		select {
+		case <-hup:
+			log.Info(hupMsg)
+			onHup()
+		case <-ctx.Done():
+			log.Info("stopping")
+			stopWithin(log, d.Stop)
+			return nil
+		case failure := <-d.Failed():
+			log.Error("stopping after a component failed", "err", failure)
+			stopWithin(log, d.Stop)
+			return failure
+		}
+	}
 }
 
 // stopWithin stops the daemon's actors within the stop budget, leaving the

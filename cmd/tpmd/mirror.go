@@ -158,21 +158,5 @@ func runMirror(o mirrorOptions, log *slog.Logger) error {
 	log.Info("tpmd mirror started", "pid", os.Getpid(), "http", m.HTTPAddr(), "public_url", o.publicURL,
 		"torrent", m.TorrentAddr(), "upstreams", o.upstreams, "packages", o.packages, "file_io", swarm.FileIO())
 
-	var failure error
-loop:
-	for {
-		select {
-		case <-hup:
-			log.Info("SIGHUP: fetching and checking every file")
-			m.Sync("SIGHUP")
-		case <-ctx.Done():
-			log.Info("stopping")
-			break loop
-		case failure = <-m.Failed():
-			log.Error("stopping after a component failed", "err", failure)
-			break loop
-		}
-	}
-	stopWithin(log, m.Stop)
-	return failure
+	return runUntilStopped(ctx, log, m, hup, "SIGHUP: fetching and checking every file", func() { m.Sync("SIGHUP") })
 }
