@@ -227,7 +227,7 @@ func (c *originConn) nudgeLater() {
 
 func (c *originConn) sendNudge() {
 	c.nudging.Store(false)
-	c.Write(nudgeMessages)
+	c.writeOwn(nudgeMessages)
 }
 
 // BitTorrent message ids that originConn reads (BEP 3, BEP 6).
@@ -262,11 +262,13 @@ type originConn struct {
 	rejected    map[[12]byte]bool // refused requests, whose cancels are dropped
 	nudging     atomic.Bool       // a nudge is due
 	nudge       *time.Timer
-	buf         [32 << 10]byte
+	// ownWriteTimeout, but for tests.
+	ownWriteTimeout time.Duration
+	buf             [32 << 10]byte
 }
 
 func newOriginConn(c net.Conn, p *originPolicy) *originConn {
-	return &originConn{Conn: c, policy: p}
+	return &originConn{Conn: c, policy: p, ownWriteTimeout: ownWriteTimeout}
 }
 
 func (c *originConn) Write(b []byte) (int, error) {
@@ -276,9 +278,12 @@ func (c *originConn) Write(b []byte) (int, error) {
 }
 
 // Close runs on another goroutine than Read: whichever of the two comes
-// second leaves the policy (closed is set before state is taken).
+// second leaves the policy (closed is set before state is taken). The
+// socket closes first: a write blocked on a peer that reads nothing holds
+// wmu until then.
 func (c *originConn) Close() error {
 	c.closed.Store(true)
+	err := c.Conn.Close()
 	c.wmu.Lock()
 	if c.nudge != nil {
 		c.nudge.Stop()
@@ -287,7 +292,25 @@ func (c *originConn) Close() error {
 	if st := c.state.Swap(nil); st != nil {
 		c.policy.leave(st)
 	}
-	return c.Conn.Close()
+	return err
+}
+
+// ownWriteTimeout bounds the seeder's own messages (rejects, nudges): a
+// peer that asks and never reads would otherwise hold the goroutine that
+// reads its connection for good. The connection is closed instead.
+const ownWriteTimeout = 30 * time.Second
+
+// writeOwn writes a message of the policy's between the client's writes.
+func (c *originConn) writeOwn(b []byte) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.Conn.SetWriteDeadline(time.Now().Add(c.ownWriteTimeout))
+	_, err := c.Conn.Write(b)
+	c.Conn.SetWriteDeadline(time.Time{})
+	if err != nil {
+		// The client's next read fails, and it closes its side.
+		c.Conn.Close()
+	}
 }
 
 func (c *originConn) Read(p []byte) (int, error) {
@@ -397,8 +420,7 @@ func (c *originConn) keep(msg []byte) bool {
 		binary.BigEndian.PutUint32(reject, 13)
 		reject[4] = msgReject
 		copy(reject[5:], body)
-		// A failed write fails the next read too, and the client closes.
-		c.Write(reject)
+		c.writeOwn(reject)
 		c.nudgeLater()
 		return false
 	case msgCancel:

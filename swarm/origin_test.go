@@ -221,6 +221,35 @@ func TestOriginConnRefusalsAreBounded(t *testing.T) {
 	}
 }
 
+// A peer that asks for a piece others hold and never reads: the reject
+// cannot be written, and the connection is closed after ownWriteTimeout
+// rather than holding the goroutine that reads it.
+func TestOriginConnPeerThatNeverReads(t *testing.T) {
+	ih := [20]byte{9}
+	p := newOriginPolicy()
+	p.setTorrents(map[[20]byte]int{ih: 1})
+	p.announced(p.join(ih), 0)
+	c, peer := pipeOrigin(t, p)
+	c.ownWriteTimeout = 50 * time.Millisecond
+	go func() {
+		peer.Write(handshake(ih, true))
+		peer.Write(request(0, 0, 16<<10))
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.ReadFull(c, make([]byte, handshakeLen+1))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the client read past a request whose reject was never written")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the connection of a peer that never reads was not closed")
+	}
+}
+
 // rawPeer is a BitTorrent peer written by hand, to see exactly what the
 // seeder answers.
 type rawPeer struct {
