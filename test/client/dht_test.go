@@ -1,8 +1,6 @@
 package client
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -25,15 +23,5 @@ func TestSecondClientFromFirstThroughTheDHT(t *testing.T) {
 
 	startClient(t, h2, srv.url, r.pubPath, append(dht, "--web-seed=false", "--stall-timeout", "60s")...)
 	waitIndex(t, h2.run, 3)
-	var results []result
-	ok(t, h2.run, "install", []string{"hello"}, nil, &results)
-	if len(results) != 3 {
-		t.Fatalf("second client: %+v", results)
-	}
-	if after := getStatus(t, h1.run); after.BytesUp <= before {
-		t.Fatalf("the first client uploaded nothing: %+v", after)
-	}
-	if _, err := os.Stat(filepath.Join(h2.prefix, "usr/bin/hello")); err != nil {
-		t.Fatal(err)
-	}
+	secondInstallsFromFirst(t, h1, h2, before, " through the DHT")
 }

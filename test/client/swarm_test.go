@@ -99,18 +99,25 @@ func TestSecondClientFromFirst(t *testing.T) {
 
 	startClient(t, h2, srv.url, r.pubPath, "--web-seed=false", "--stall-timeout", "30s")
 	waitIndex(t, h2.run, 3)
+	secondInstallsFromFirst(t, h1, h2, before, "")
+	if s := getStatus(t, h2.run); s.BytesDown == 0 {
+		t.Fatalf("the second client downloaded nothing from peers: %+v", s)
+	}
+}
+
+// secondInstallsFromFirst installs hello on h2, whose only source is h1
+// (which had uploaded before bytes), and checks that it came from there.
+func secondInstallsFromFirst(t *testing.T, h1, h2 *host, before int64, how string) {
+	t.Helper()
 	start := time.Now()
+	var results []result
 	ok(t, h2.run, "install", []string{"hello"}, nil, &results)
-	t.Logf("second client installed hello and its dependencies from the first in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("second client installed hello and its dependencies from the first%s in %v", how, time.Since(start).Round(time.Millisecond))
 	if len(results) != 3 {
 		t.Fatalf("second client: %+v", results)
 	}
-	after := getStatus(t, h1.run)
-	if after.BytesUp <= before {
+	if after := getStatus(t, h1.run); after.BytesUp <= before {
 		t.Fatalf("the first client uploaded nothing: %+v", after)
-	}
-	if s := getStatus(t, h2.run); s.BytesDown == 0 {
-		t.Fatalf("the second client downloaded nothing from peers: %+v", s)
 	}
 	if _, err := os.Stat(filepath.Join(h2.prefix, "usr/bin/hello")); err != nil {
 		t.Fatal(err)

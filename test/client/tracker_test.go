@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
 
@@ -149,19 +148,7 @@ func TestSecondClientFromFirstThroughOpentracker(t *testing.T) {
 
 	startClient(t, h2, srv.url, r.pubPath, "--web-seed=false", "--stall-timeout", "30s")
 	waitIndex(t, h2.run, 3)
-	start := time.Now()
-	var results []result
-	ok(t, h2.run, "install", []string{"hello"}, nil, &results)
-	t.Logf("second client installed from the first through opentracker in %v", time.Since(start).Round(time.Millisecond))
-	if len(results) != 3 {
-		t.Fatalf("second client: %+v", results)
-	}
-	if after := getStatus(t, h1.run); after.BytesUp <= before {
-		t.Fatalf("the first client uploaded nothing: %+v", after)
-	}
-	if _, err := os.Stat(filepath.Join(h2.prefix, "usr/bin/hello")); err != nil {
-		t.Fatal(err)
-	}
+	secondInstallsFromFirst(t, h1, h2, before, " through opentracker")
 }
 
 // Over UDP (BEP 15), the server seeding: its seeder announces to
