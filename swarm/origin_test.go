@@ -24,32 +24,37 @@ func TestOriginPolicy(t *testing.T) {
 	stranger := p.join([20]byte{2}) // a torrent the seeder does not know
 
 	p.announced(b, 1)
-	if p.serve(a, 1) {
+	if serves(p, a, 1) {
 		t.Error("served a piece another peer has")
 	}
-	if !p.serve(b, 1) {
+	if !serves(p, b, 1) {
 		t.Error("refused a peer the piece it announced itself")
 	}
-	if !p.serve(a, 2) {
+	if !serves(p, a, 2) {
 		t.Error("refused a piece nobody has")
 	}
-	if !p.serve(a, 2) {
+	if !serves(p, a, 2) {
 		t.Error("refused the second chunk of a piece on its way to the same peer")
 	}
-	if p.serve(b, 2) {
-		t.Error("served a second copy of a piece on its way to another peer")
+	if ok, again := p.serve(b, 2); ok || again != originClaim {
+		t.Errorf("a second copy of a piece on its way to another peer: served %v, again in %v (want the claim's end)", ok, again)
+	}
+	now = now.Add(originClaim / 2)
+	if ok, again := p.serve(b, 2); ok || again != originClaim/2 {
+		t.Errorf("asked again within the claim: served %v, again in %v", ok, again)
 	}
 	// a and b are fed by other peers: they announce pieces the seeder did
 	// not send them.
-	now = now.Add(originRetry - time.Millisecond)
+	now = now.Add(originRetry - originClaim/2 - time.Millisecond)
+	p.announced(a, 2)
 	p.announced(a, 3)
 	p.announced(a, 5)
 	p.announced(b, 6)
-	if p.serve(b, 2) {
-		t.Error("served a piece again before the retry time")
+	if ok, again := p.serve(b, 2); ok || again != time.Millisecond {
+		t.Errorf("a piece another peer has, asked again before the retry time: served %v, again in %v", ok, again)
 	}
 	now = now.Add(time.Millisecond)
-	if !p.serve(b, 2) || !p.serve(a, 1) {
+	if !serves(p, b, 2) || !serves(p, a, 1) {
 		t.Error("refused a peer that asked again after the retry time")
 	}
 
@@ -57,23 +62,23 @@ func TestOriginPolicy(t *testing.T) {
 	// others have.
 	c := p.join(ih)
 	p.announcedAll(c, []byte{0b0000_0001}) // piece 7, from before
-	if p.serve(c, 5) {
+	if serves(p, c, 5) {
 		t.Error("served a newcomer a piece another peer has")
 	}
 	now = now.Add(originStarved - time.Millisecond)
-	if p.serve(c, 6) {
+	if serves(p, c, 6) {
 		t.Error("served a peer that may still be fed by others")
 	}
 	now = now.Add(time.Millisecond)
-	if !p.serve(c, 6) {
+	if !serves(p, c, 6) {
 		t.Error("refused a peer that got nothing from others for originStarved")
 	}
 	p.announced(c, 6) // what the seeder sent feeds nobody
-	if !p.serve(c, 3) {
+	if !serves(p, c, 3) {
 		t.Error("a piece from the seeder counted as one from the peers")
 	}
 	p.announced(a, 4)
-	if p.serve(a, 6) {
+	if serves(p, a, 6) {
 		t.Error("served a fed peer a piece another peer has")
 	}
 
@@ -86,19 +91,57 @@ func TestOriginPolicy(t *testing.T) {
 	p.mu.Unlock()
 	for _, i := range []uint32{8, 1 << 31} {
 		p.announced(a, i)
-		if !p.serve(a, i) {
+		if !serves(p, a, i) {
 			t.Errorf("piece %d out of range: refused (the client answers it)", i)
 		}
 	}
-	if !p.serve(stranger, 0) {
+	if !serves(p, stranger, 0) {
 		t.Error("refused a request for a torrent the seeder does not know")
 	}
-	if p.Rejected() != 6 {
-		t.Errorf("%d refusals counted, want 6", p.Rejected())
+	if p.Rejected() != 7 {
+		t.Errorf("%d refusals counted, want 7", p.Rejected())
 	}
 	p.setTorrents(nil)
-	if !p.serve(a, 6) {
+	if !serves(p, a, 6) {
 		t.Error("a dropped torrent's old state still refuses")
+	}
+}
+
+// serves is serve's first result.
+func serves(p *originPolicy, cs *originConnState, i uint32) bool {
+	ok, _ := p.serve(cs, i)
+	return ok
+}
+
+func TestOriginClaims(t *testing.T) {
+	p := newOriginPolicy()
+	now := time.Unix(1000, 0)
+	p.now = func() time.Time { return now }
+	ih := [20]byte{1}
+	p.setTorrents(map[[20]byte]int{ih: 4})
+	a, b, c := p.join(ih), p.join(ih), p.join(ih)
+	if !serves(p, a, 0) || !serves(p, a, 1) {
+		t.Fatal("refused pieces nobody has")
+	}
+	now = now.Add(originClaim - time.Millisecond)
+	if serves(p, b, 0) {
+		t.Error("served a piece on its way to another peer within the claim")
+	}
+	now = now.Add(time.Millisecond)
+	if !serves(p, b, 0) {
+		t.Error("refused a piece whose claim ended, that nobody announced")
+	}
+	if serves(p, c, 0) {
+		t.Error("the second copy's claim was not taken")
+	}
+	// A peer that leaves takes its claims with it: the piece it did not
+	// finish is on its way to nobody.
+	p.leave(a)
+	if !serves(p, c, 1) {
+		t.Error("refused a piece claimed by a peer that left")
+	}
+	if serves(p, b, 1) {
+		t.Error("the claim of the peer that left was not passed on")
 	}
 }
 
