@@ -11,6 +11,10 @@
 //   - the baseline in the same network: every client fetching the same files
 //     with curl from the server's /packages/ at once, and the lower bound
 //     max(S/U, N·S/(U+N·u), S/u);
+//   - with -aria2 and -transmission (the defaults), standard BitTorrent
+//     clients in the same network after tpm: aria2c, then transmission-cli,
+//     on every client host at once with the set's torrents, peers only
+//     (baseline.go);
 //   - with -mirror (the default), at the largest N, a run with the origin
 //     and one mirror (tpmd mirror, uplink U too; hosts name both with
 //     --server, the origin names the mirror's tracker with --announce):
@@ -57,6 +61,7 @@ type options struct {
 	keep             bool
 	mirror           bool // also the run with the origin and one mirror, the origin killed half-way
 	aria2            bool // also aria2c on every host with the same torrents, peers only
+	transmission     bool // also transmission-cli on every host with the same torrents, peers only
 }
 
 // result is one N's row.
@@ -70,7 +75,8 @@ type result struct {
 	seederUp         int64   // what the repository's BitTorrent seeder uploaded (the rest went over HTTP)
 	cpuBusy          float64 // share of the machine's CPU time in use during the tpm run
 	cpuSecsTPM       float64 // the machine's busy CPU seconds during the tpm run
-	aria2            *aria2Result
+	aria2            *baselineResult
+	transmission     *baselineResult
 	shaper           string
 	totalBytes       int64
 }
@@ -89,6 +95,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch folder (logs) after the run")
 	flag.BoolVar(&o.mirror, "mirror", true, "also run, at the largest N, with the origin and one mirror (each with uplink U), the origin killed half-way")
 	flag.BoolVar(&o.aria2, "aria2", true, "also run aria2c on every host with the same .torrent files (web seeds removed), a standard client's baseline")
+	flag.BoolVar(&o.transmission, "transmission", true, "also run transmission-cli on every host with the same .torrent files (web seeds removed), a second standard client's baseline")
 	flag.Parse()
 	var err error
 	if o.ns, err = ints(ns); err != nil {
@@ -107,6 +114,9 @@ func main() {
 	}
 	if _, err := exec.LookPath("aria2c"); o.aria2 && err != nil {
 		fail("aria2c is not installed (apt-get install aria2, or -aria2=false)")
+	}
+	if _, err := exec.LookPath("transmission-cli"); o.transmission && err != nil {
+		fail("transmission-cli is not installed (apt-get install transmission-cli, or -transmission=false)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
@@ -153,6 +163,9 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintf(os.Stderr, "N = %d: tpm %v, HTTP %v, bound %v\n", n, r.tpm, r.http, r.bound)
 		if r.aria2 != nil {
 			fmt.Fprintf(os.Stderr, "N = %d: aria2c %v\n", n, r.aria2.last)
+		}
+		if r.transmission != nil {
+			fmt.Fprintf(os.Stderr, "N = %d: transmission-cli %v\n", n, r.transmission.last)
 		}
 	}
 	var mr *mirrorResult
@@ -321,18 +334,29 @@ func measure(ctx context.Context, o options, sh shape, n int, set packageSet, di
 	S, U, u := float64(set.bytes*8), float64(sh.repoUp), float64(sh.clientLink)
 	N := float64(n)
 	r.bound = time.Duration(max(S/U, N*S/(U+N*u), S/u) * float64(time.Second))
+	if !o.aria2 && !o.transmission {
+		return r, nil
+	}
+	// Nobody else in the swarm: tpm's hosts and server stop first, and each
+	// standard client's processes stop before the next one starts.
+	for _, c := range clients {
+		c.stop()
+	}
+	clients = nil
+	srv.stop()
 	if o.aria2 {
-		// Nobody else in the swarm: tpm's hosts and server stop first.
-		for _, c := range clients {
-			c.stop()
-		}
-		clients = nil
-		srv.stop()
 		a, err := measureAria2(ctx, nw, set, dir, bin, keyPath, phase)
 		if err != nil {
 			return r, fmt.Errorf("aria2c: %w", err)
 		}
 		r.aria2 = &a
+	}
+	if o.transmission {
+		t, err := measureTransmission(ctx, nw, set, dir, bin, keyPath, phase)
+		if err != nil {
+			return r, fmt.Errorf("transmission-cli: %w", err)
+		}
+		r.transmission = &t
 	}
 	return r, nil
 }
