@@ -24,8 +24,9 @@ bench: build
 	$(GO) run ./test/bench/client
 
 # The swarm on a network of namespaces on this machine (root, iproute2, curl,
-# aria2): N client hosts and a repository with a thin uplink, tpm against
-# plain HTTP, aria2c and the lower bound, then the origin and a mirror.
+# aria2, transmission-cli): N client hosts and a repository with a thin
+# uplink, tpm against plain HTTP, aria2c, transmission-cli and the lower
+# bound, then the origin and a mirror.
 # Writes test/bench/results/swarm.md and swarm.png.
 # SWARMFLAGS passes flags (go run ./test/bench/swarm -h lists them).
 # A model of it for fleets of 100 to 10,000: go run ./test/bench/swarmsim.
