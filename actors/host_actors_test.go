@@ -283,6 +283,37 @@ func TestInstallerQueuesTransactions(t *testing.T) {
 	}
 }
 
+// Packages that do not depend on each other are installed as their
+// downloads end, and one that depends on another waits for it: the last
+// download is followed by one install, not by all of them.
+func TestInstallerAppliesAsDownloadsEnd(t *testing.T) {
+	r := newTestRepo(t,
+		repotest.Package{Name: "a", Version: "1", PayloadBytes: 100, Seed: 1},
+		repotest.Package{Name: "b", Version: "1", PayloadBytes: 100, Seed: 2, Deps: []string{"a"}},
+		repotest.Package{Name: "c", Version: "1", PayloadBytes: 100, Seed: 3})
+	u := startInstaller(t, r)
+	u.hold.Store(true)
+	_, cli := u.ask(messages.VerbInstall, "b", "c")
+	held := map[string]*heldDownload{}
+	for range 3 {
+		h := u.nextHeld(t)
+		held[h.msg.File[:1]] = h
+	}
+	u.finish(held["c"])
+	await(t, cli, "c installed while a and b download", func(r *messages.Reply) bool {
+		return r.Type == messages.ReplyProgress && r.Progress.Stage == messages.StageDone && r.Progress.Package == "c"
+	})
+	u.finish(held["b"]) // before a, which it depends on
+	u.finish(held["a"])
+	var order []string
+	for _, res := range decode[[]messages.OpResult](t, finalReply(t, cli)) {
+		order = append(order, res.Name)
+	}
+	if strings.Join(order, " ") != "c a b" {
+		t.Fatalf("installed in the order %v, want c a b", order)
+	}
+}
+
 // A CLI that leaves before anything was installed cancels its transaction:
 // its downloads stop, what it recorded in the cache goes, the next one runs.
 func TestInstallerCancelsWhenTheCLILeaves(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,7 +33,8 @@ type job struct {
 	plan    *query.InstallPlan
 	reasons map[string]store.Reason // of the packages installed when planned
 	paths   []string                // each package's file, once downloaded
-	next    int                     // the next package to apply
+	applied []bool                  // each package's, once applied
+	current int                     // the package being applied
 	busy    bool                    // a goroutine works for the job (planning, applying)
 	placed  bool                    // a package was applied: the rest finishes whoever listens
 	results []messages.OpResult
@@ -229,6 +231,7 @@ func (a *installerActor) planned(ctx actor.Context, j *job, msg *planned) {
 	}
 	ctx.Send(j.to, &messages.Reply{Type: messages.ReplyPlan, Plan: j.plan.Items()})
 	j.paths = make([]string, len(j.plan.Packages))
+	j.applied = make([]bool, len(j.plan.Packages))
 	for _, x := range j.plan.Packages {
 		ctx.Request(a.swarm, &messages.Download{Txn: j.id, SeedFile: seedFileOfEntry(x.Entry)})
 	}
@@ -249,13 +252,33 @@ func (a *installerActor) downloaded(ctx actor.Context, j *job, msg *messages.Dow
 	a.applyNext(ctx, j)
 }
 
-// applyNext applies the next package once it and everything before it are
-// here (dependencies come first in the plan).
+// applyNext applies a package that is here and whose dependencies in the
+// plan are applied, the first such in the plan's order: packages that do
+// not depend on each other go in as their downloads end, so the last
+// download is followed by one install, not by all of them.
 func (a *installerActor) applyNext(ctx actor.Context, j *job) {
-	if j.busy || j.stop != nil || j.next >= len(j.plan.Packages) || j.paths[j.next] == "" {
+	if j.busy || j.stop != nil {
 		return
 	}
-	x := j.plan.Packages[j.next]
+	next := -1
+	for i, x := range j.plan.Packages {
+		if j.applied[i] || j.paths[i] == "" {
+			continue
+		}
+		ready := true
+		for _, d := range x.After {
+			ready = ready && j.applied[d]
+		}
+		if ready {
+			next = i
+			break
+		}
+	}
+	if next < 0 {
+		return
+	}
+	j.current = next
+	x := j.plan.Packages[next]
 	e := x.Entry
 	reason := store.Dependency
 	if x.Requested {
@@ -266,7 +289,7 @@ func (a *installerActor) applyNext(ctx actor.Context, j *job) {
 	}
 	ctx.Send(j.to, &messages.Reply{Type: messages.ReplyProgress, Progress: &messages.Progress{
 		Package: e.Name, Stage: messages.StageInstall, Bytes: e.Size, Total: e.Size}})
-	req := engine.InstallRequest{Prefix: j.prefix, Archives: []engine.Archive{{Path: j.paths[j.next], Reason: reason}}, Intent: x.Intent()}
+	req := engine.InstallRequest{Prefix: j.prefix, Archives: []engine.Archive{{Path: j.paths[next], Reason: reason}}, Intent: x.Intent()}
 	a.installing = e.Name
 	records := a.records
 	a.apply(ctx, j, func(eng *engine.Engine, h engine.Hooks) ([]engine.OpResult, []engine.Skipped, error) {
@@ -373,14 +396,14 @@ func (a *installerActor) applied(ctx actor.Context, j *job, msg *applied) {
 		a.finish(ctx, j, nil)
 		return
 	}
-	e := j.plan.Packages[j.next].Entry
+	e := j.plan.Packages[j.current].Entry
 	ctx.Send(j.to, &messages.Reply{Type: messages.ReplyProgress, Progress: &messages.Progress{
 		Package: e.Name, Stage: messages.StageDone, Bytes: e.Size, Total: e.Size}})
-	j.next++
+	j.applied[j.current] = true
 	switch {
 	case j.stop != nil:
 		a.finish(ctx, j, j.partial(j.stop))
-	case j.next == len(j.plan.Packages):
+	case !slices.Contains(j.applied, false):
 		a.finish(ctx, j, nil)
 	default:
 		a.applyNext(ctx, j)

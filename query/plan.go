@@ -3,6 +3,7 @@ package query
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"tpm/engine"
@@ -26,6 +27,10 @@ type Planned struct {
 	Action    engine.Action
 	Old       string // the version it replaces, if any
 	Requested bool   // named by the user rather than pulled in
+	// After are the packages of the plan (by index, all earlier) that this
+	// one depends on: it is applied once they are. The others may go in
+	// any order, so a package that is here first is installed first.
+	After []int
 }
 
 // Items is the plan as the wire protocol shows it.
@@ -118,6 +123,7 @@ func PlanInstall(idx *index.Snapshot, installed map[string]*store.Receipt, args 
 	}
 	intent := engine.Intent{Reinstall: opts.Reinstall, AllowDowngrade: opts.AllowDowngrade}
 	p := &InstallPlan{}
+	at := make(map[string]int) // the plan's packages so far, by name
 	for _, ch := range choices {
 		e := idx.Entry(ch.Name, ch.Version)
 		if e == nil {
@@ -135,6 +141,14 @@ func PlanInstall(idx *index.Snapshot, installed map[string]*store.Receipt, args 
 		if old != nil {
 			x.Old = old.Version
 		}
+		for _, dep := range ch.Dependencies {
+			for _, name := range dep.Names() {
+				if i, ok := at[name]; ok && !slices.Contains(x.After, i) {
+					x.After = append(x.After, i)
+				}
+			}
+		}
+		at[ch.Name] = len(p.Packages)
 		p.Packages = append(p.Packages, x)
 	}
 	return p, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -228,6 +229,31 @@ func TestPlanInstall(t *testing.T) {
 	}
 	if _, err := PlanInstall(h.repo.Snapshot, h.installed(t), []string{"b=1.0"}, false, messages.Options{}); err == nil {
 		t.Fatal("a downgrade without --allow-downgrade was planned")
+	}
+}
+
+// A package waits for the packages of the plan it depends on, and only
+// for them.
+func TestPlanInstallOrdersByDependencies(t *testing.T) {
+	r := indextest.New(t,
+		repotest.Package{Name: "x", Version: "1", Deps: []string{"y"}, PayloadBytes: 64, Seed: 1},
+		repotest.Package{Name: "y", Version: "1", PayloadBytes: 64, Seed: 2},
+		repotest.Package{Name: "z", Version: "1", PayloadBytes: 64, Seed: 3},
+	)
+	p, err := PlanInstall(r.Snapshot, nil, []string{"x", "z"}, false, messages.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := map[string][]string{}
+	for _, x := range p.Packages {
+		var names []string
+		for _, i := range x.After {
+			names = append(names, p.Packages[i].Entry.Name)
+		}
+		after[x.Entry.Name] = names
+	}
+	if len(p.Packages) != 3 || !slices.Equal(after["x"], []string{"y"}) || len(after["y"]) != 0 || len(after["z"]) != 0 {
+		t.Fatalf("waits: %v (plan %v)", after, p.Items())
 	}
 }
 
