@@ -379,6 +379,19 @@ func startRepository(ctx context.Context, nw *network, dir, name, bin, keyPath s
 		srv.stop()
 		return nil, errors.Join(err, srv.logTail())
 	}
+	// A server's seeder checks every package it has not recorded before
+	// serving it, and a fresh one has recorded none: the clients start
+	// once it has checked the set (with 16 busy hosts on the 2 cores, the
+	// check took up to 22 s, during which no host got a byte of that
+	// package), as they would from a server that has been running.
+	want := fmt.Sprintf("%d/%d", len(set.files), len(set.files))
+	if err := waitFor(ctx, 60*time.Second, "the server's seeder to check the set", func() bool {
+		v, err := healthz(ctx, nw.clients[0], url, "seeding")
+		return err == nil && v == want
+	}); err != nil {
+		srv.stop()
+		return nil, errors.Join(err, srv.logTail())
+	}
 	return srv, nil
 }
 
@@ -538,16 +551,25 @@ func cpuTicks() (busy, total int64) {
 // seederUploaded reads the bytes the repository's seeder uploaded from the
 // server's /healthz.
 func seederUploaded(ctx context.Context, h host, url string) (int64, error) {
+	v, err := healthz(ctx, h, url, "uploaded")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(v, 10, 64)
+}
+
+// healthz is the value of name=VALUE in the server's /healthz line.
+func healthz(ctx context.Context, h host, url, name string) (string, error) {
 	out, err := inNS(ctx, h, "curl", "-sf", url+"/healthz").Output()
 	if err != nil {
-		return 0, fmt.Errorf("curl %s/healthz: %w", url, err)
+		return "", fmt.Errorf("curl %s/healthz: %w", url, err)
 	}
 	for _, f := range strings.Fields(string(out)) {
-		if v, ok := strings.CutPrefix(f, "uploaded="); ok {
-			return strconv.ParseInt(v, 10, 64)
+		if v, ok := strings.CutPrefix(f, name+"="); ok {
+			return v, nil
 		}
 	}
-	return 0, fmt.Errorf("%s/healthz says no uploaded=: %q", url, out)
+	return "", fmt.Errorf("%s/healthz says no %s=: %q", url, name, out)
 }
 
 func status(ctx context.Context, bin, runDir string) (messages.Status, error) {
