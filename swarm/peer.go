@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/anacrolix/torrent"
@@ -233,11 +234,41 @@ func (c *Peer) add(s Spec) (*torrent.Torrent, error) {
 	if info.Name != s.File || info.IsDir() || info.Length != s.Size {
 		return nil, fmt.Errorf("torrent of %s: names %q of %d bytes, not the index's file", s.File, info.Name, info.Length)
 	}
+	if _, added := c.client.Torrent(s.InfoHash); !added {
+		if err := extendShort(c.Path(s.File), s.Size); err != nil {
+			return nil, fmt.Errorf("cache file of %s: %w", s.File, err)
+		}
+	}
 	t, _ := c.client.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: s.InfoHash, InfoBytes: s.InfoBytes})
 	if len(s.Trackers) > 0 {
 		t.AddTrackers([][]string{s.Trackers})
 	}
 	return t, nil
+}
+
+// extendShort makes a cache file shorter than its torrent (a download cut
+// short) as long as the torrent: anacrolix's mmap file IO (--file-io mmap)
+// panics reading past a file's end (v1.59.1, storage/file-io-mmap.go), and
+// the client checks such a file's pieces when it adds the torrent. The
+// bytes added read as zeros, so the pieces they cover fail their check
+// and are downloaded again.
+func extendShort(path string, size int64) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() >= size {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Truncate(size)
 }
 
 // Seed adds the torrent of a file the cache already has, so peers can get

@@ -122,6 +122,43 @@ func TestDownloadCancelled(t *testing.T) {
 	}
 }
 
+// A download cut short leaves a file shorter than its torrent; adding it
+// again checks the half that is there, under anacrolix's default mmap file
+// IO (this test process's), which panics reading past a file's end.
+func TestShortCacheFileIsChecked(t *testing.T) {
+	src := t.TempDir()
+	data := randomBytes(200<<10, 8)
+	tor := writePackage(t, src, "s-1-any.tpkg", data)
+	c := newTestPeer(t)
+	if err := os.WriteFile(c.Path(tor.Name), data[:len(data)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := c.add(specOf(tor, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	last := tr.NumPieces() - 1
+	for {
+		first, end := tr.PieceState(0), tr.PieceState(last)
+		if first.Complete && end.Ok && !end.Checking {
+			if end.Complete {
+				t.Fatalf("the last piece, beyond the file's end, passed its check")
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the pieces of the short file were not checked: first %+v, last %+v", first, end)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if fi, err := os.Stat(c.Path(tor.Name)); err != nil || fi.Size() != tor.Size {
+		t.Fatalf("the short file: %v, %v (want %d bytes)", fi, err, tor.Size)
+	}
+}
+
 func TestAddRefusesMismatchedTorrent(t *testing.T) {
 	src := t.TempDir()
 	tor := writePackage(t, src, "d-1-any.tpkg", randomBytes(10<<10, 6))
