@@ -253,21 +253,20 @@ func (c *Peer) add(s Spec) (*torrent.Torrent, error) {
 // bytes added read as zeros, so the pieces they cover fail their check
 // and are downloaded again.
 func extendShort(path string, size int64) error {
-	fi, err := os.Lstat(path)
+	// Non-blocking and without following links: whatever stands at the
+	// path, nothing here waits on it or writes through it.
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if !fi.Mode().IsRegular() || fi.Size() >= size {
-		return nil
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() >= size {
 		return err
 	}
-	defer f.Close()
 	return f.Truncate(size)
 }
 

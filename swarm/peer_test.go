@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -156,6 +157,20 @@ func TestShortCacheFileIsChecked(t *testing.T) {
 	}
 	if fi, err := os.Stat(c.Path(tor.Name)); err != nil || fi.Size() != tor.Size {
 		t.Fatalf("the short file: %v, %v (want %d bytes)", fi, err, tor.Size)
+	}
+}
+
+// Something other than a file at a cache path (a FIFO that nobody reads)
+// is refused with the file's name, and adding does not wait on it.
+func TestAddRefusesAFIFOInTheCache(t *testing.T) {
+	src := t.TempDir()
+	tor := writePackage(t, src, "p-1-any.tpkg", randomBytes(20<<10, 9))
+	c := newTestPeer(t)
+	if err := syscall.Mkfifo(c.Path(tor.Name), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.add(specOf(tor, "")); err == nil || !strings.Contains(err.Error(), tor.Name) {
+		t.Fatalf("adding over a FIFO: %v", err)
 	}
 }
 
