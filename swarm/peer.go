@@ -134,7 +134,7 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := newUnflushedStorage(fileStorage(cfg.CacheDir, pc, log))
+	st := newUnflushedStorage(fileStorage(cfg.CacheDir, pc, log), pc)
 	tc := newTorrentConfig(listen, st, log)
 	tc.DisableWebseeds = cfg.NoWebSeeds
 	// anacrolix announces every minute, not at the tracker's interval, for

@@ -37,8 +37,9 @@ type SeederConfig struct {
 	// Dir is the package directory; a torrent's file is Dir/NAME. The
 	// seeder never writes to it.
 	Dir string
-	// StateDir holds the piece-completion database (.torrent.bolt.db), so
-	// that a restart does not re-hash every package.
+	// StateDir holds the record of the files checked whole (complete.db,
+	// see pieceCompletion), so that a restart does not re-hash every
+	// package.
 	StateDir string
 	// ListenAddr is the BitTorrent listening address, "host:port"; port 0
 	// picks a free one (see Port).
@@ -60,8 +61,8 @@ type Item struct {
 }
 
 // Seeder seeds package files from the package directory with one
-// anacrolix/torrent client: file storage on the directory itself, piece
-// completion in bbolt, no part files (with part files, a failed piece could
+// anacrolix/torrent client: file storage on the directory itself, the
+// files checked whole recorded in bbolt, no part files (with part files, a failed piece could
 // rename a complete package to .part), and no downloading at all, so nothing
 // a peer sends can ever be written into the package directory. It announces
 // only to the standard trackers it is given: the server's own tracker lists
@@ -69,8 +70,12 @@ type Item struct {
 type Seeder struct {
 	client  *torrent.Client
 	storage storage.ClientImplCloser
-	port    int
-	dht     *dhtNode
+	// completion is the storage's; a torrent is recorded whole once
+	// anacrolix has checked all its pieces (keepWhole).
+	completion *pieceCompletion
+	log        *slog.Logger
+	port       int
+	dht        *dhtNode
 	// trackers is the announce list of every torrent, a tier per tracker.
 	trackers [][]string
 
@@ -78,8 +83,10 @@ type Seeder struct {
 
 	mu       sync.Mutex // serialises Sync and Close
 	torrents map[metainfo.Hash]*torrent.Torrent
-	pieces   map[[20]byte]int // of every torrent, for the policy
-	closed   bool
+	// watched is closed when the keepWhole of a torrent has returned.
+	watched map[metainfo.Hash]chan struct{}
+	pieces  map[[20]byte]int // of every torrent, for the policy
+	closed  bool
 }
 
 // NewSeeder starts a client listening on cfg.ListenAddr.
@@ -91,11 +98,14 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("seeder state directory: %w", err)
 	}
-	pc, err := storage.NewBoltPieceCompletion(cfg.StateDir)
+	// anacrolix's own bolt completion costs a transaction per piece and,
+	// when a piece completes, one per piece of its file checked so far: a
+	// fresh seeder checked 40 MB at 27 MB/s (BenchmarkSeederCheck).
+	pc, err := openPieceCompletion(cfg.StateDir)
 	if err != nil {
-		return nil, fmt.Errorf("piece completion database in %s: %w", cfg.StateDir, err)
+		return nil, err
 	}
-	st := fileStorage(cfg.Dir, pc, cfg.logger())
+	st := newUnflushedStorage(fileStorage(cfg.Dir, pc, cfg.logger()), pc)
 
 	tc := newTorrentConfig(listen, st, cfg.logger())
 	tc.DisableTrackers = len(cfg.Trackers) == 0
@@ -119,15 +129,37 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 		}
 	}
 	return &Seeder{
-		client:   cl,
-		dht:      node,
-		trackers: tiers,
-		storage:  st,
-		port:     cl.LocalPort(),
-		policy:   policy,
-		torrents: make(map[metainfo.Hash]*torrent.Torrent),
-		pieces:   make(map[[20]byte]int),
+		client:     cl,
+		dht:        node,
+		trackers:   tiers,
+		storage:    st,
+		completion: pc,
+		log:        cfg.logger(),
+		port:       cl.LocalPort(),
+		policy:     policy,
+		torrents:   make(map[metainfo.Hash]*torrent.Torrent),
+		watched:    make(map[metainfo.Hash]chan struct{}),
+		pieces:     make(map[[20]byte]int),
 	}, nil
+}
+
+// keepWhole records ih whole once anacrolix has checked every piece of its
+// file, so that the next start seeds it without reading it; it gives up
+// when the torrent is dropped or the seeder closes before that.
+func (s *Seeder) keepWhole(t *torrent.Torrent, ih metainfo.Hash, done chan<- struct{}) {
+	defer close(done)
+	select {
+	case <-t.Complete().On():
+	case <-t.Closed():
+		select {
+		case <-t.Complete().On(): // complete before it closed
+		default:
+			return
+		}
+	}
+	if err := s.completion.markWhole(ih); err != nil {
+		s.log.Warn("recording a checked package", "infohash", ih.HexString(), "err", err)
+	}
 }
 
 func (cfg SeederConfig) logger() *slog.Logger {
@@ -163,6 +195,11 @@ func (s *Seeder) Sync(ctx context.Context, want []Item) (SyncStats, error) {
 	for ih, t := range s.torrents {
 		if _, ok := wanted[ih]; !ok {
 			t.Drop()
+			<-s.watched[ih] // it records nothing after this
+			delete(s.watched, ih)
+			if err := s.completion.forget(ih); err != nil {
+				s.log.Warn("forgetting a dropped package", "infohash", ih.HexString(), "err", err)
+			}
 			delete(s.torrents, ih)
 			delete(s.pieces, ih)
 			st.Dropped++
@@ -191,6 +228,9 @@ func (s *Seeder) Sync(ctx context.Context, want []Item) (SyncStats, error) {
 		}
 		s.torrents[ih] = t
 		s.pieces[ih] = t.NumPieces()
+		done := make(chan struct{})
+		s.watched[ih] = done
+		go s.keepWhole(t, ih, done)
 		st.Added++
 	}
 	s.policy.setTorrents(s.pieces)
@@ -247,6 +287,9 @@ func (s *Seeder) Close() error {
 	}
 	s.closed = true
 	errs := s.client.Close()
+	for _, done := range s.watched { // every torrent is closed now
+		<-done
+	}
 	errs = append(errs, s.dht.Close(), s.storage.Close())
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package swarm
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -123,6 +124,46 @@ func TestSeederServesAndSyncs(t *testing.T) {
 	}
 }
 
+// A restarted seeder seeds the files it checked before without reading
+// them again, and checks again a file it dropped in between.
+func TestSeederRecordsCheckedFiles(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir, state := t.TempDir(), t.TempDir()
+	ta := writePackage(t, dir, "a-1-any.tpkg", randomBytes(300<<10, 1))
+	tb := writePackage(t, dir, "b-1-any.tpkg", randomBytes(70<<10, 2))
+	both := []Item{{ta.InfoHash, ta.InfoBytes}, {tb.InfoHash, tb.InfoBytes}}
+	run := func(items ...[]Item) int64 {
+		t.Helper()
+		s, err := NewSeeder(SeederConfig{Dir: dir, StateDir: state, ListenAddr: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		for _, want := range items {
+			if _, err := s.Sync(ctx, want); err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range want {
+				if err := s.WaitComplete(ctx, it.InfoHash); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		st := s.client.Stats()
+		return st.BytesHashed.Int64()
+	}
+	if got, want := run(both), ta.Size+tb.Size; got != want {
+		t.Fatalf("first start hashed %d bytes, want %d", got, want)
+	}
+	if got := run(both, both[:1]); got != 0 {
+		t.Fatalf("restart hashed %d bytes of files it had checked", got)
+	}
+	if got, want := run(both), tb.Size; got != want {
+		t.Fatalf("after b was dropped, a start hashed %d bytes, want %d (b's)", got, want)
+	}
+}
+
 // A file that does not match its torrent is never seeded, and the seeder
 // does not touch it: it never downloads into the package directory.
 func TestSeederLeavesBadFileAlone(t *testing.T) {
@@ -179,5 +220,44 @@ func TestSeederDoesNotStallLargeDownloads(t *testing.T) {
 			t.Fatal("downloaded bytes differ")
 		}
 		stop()
+	}
+}
+
+// BenchmarkSeederCheck is a fresh seeder checking the set of
+// test/bench/swarm (20, 12 and 8 MB) before it can seed it: the time from
+// Sync to every torrent complete, what a repository costs at its first
+// start and on every package it adds.
+func BenchmarkSeederCheck(b *testing.B) {
+	dir := b.TempDir()
+	var items []Item
+	for i, size := range []int{20e6, 12e6, 8e6} {
+		data := randomBytes(size, uint64(i))
+		name := fmt.Sprintf("p%d-1-any.tpkg", i)
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		h := NewHasher(int64(len(data)))
+		h.Write(data)
+		tor, err := h.Torrent(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		items = append(items, Item{tor.InfoHash, tor.InfoBytes})
+	}
+	b.SetBytes(40e6)
+	for b.Loop() {
+		s, err := NewSeeder(SeederConfig{Dir: dir, StateDir: b.TempDir(), ListenAddr: "127.0.0.1:0"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Sync(b.Context(), items); err != nil {
+			b.Fatal(err)
+		}
+		for _, it := range items {
+			if err := s.WaitComplete(b.Context(), it.InfoHash); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s.Close()
 	}
 }
