@@ -305,8 +305,20 @@ func TestInstallerAppliesAsDownloadsEnd(t *testing.T) {
 	})
 	u.finish(held["b"]) // before a, which it depends on
 	u.finish(held["a"])
+	// b waits for a, and then both are here: they go in together, in one
+	// transaction (both start before either is done).
+	var stages []string
+	final := await(t, cli, "the final reply", func(r *messages.Reply) bool {
+		if p := r.Progress; r.Type == messages.ReplyProgress && (p.Stage == messages.StageInstall || p.Stage == messages.StageDone) {
+			stages = append(stages, p.Package+" "+p.Stage)
+		}
+		return r.Final()
+	})
+	if got := strings.Join(stages, ", "); got != "a install, b install, a done, b done" {
+		t.Errorf("a and b went in as %q, want one transaction", got)
+	}
 	var order []string
-	for _, res := range decode[[]messages.OpResult](t, finalReply(t, cli)) {
+	for _, res := range decode[[]messages.OpResult](t, final) {
 		order = append(order, res.Name)
 	}
 	if strings.Join(order, " ") != "c a b" {

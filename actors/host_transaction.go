@@ -34,7 +34,7 @@ type job struct {
 	reasons map[string]store.Reason // of the packages installed when planned
 	paths   []string                // each package's file, once downloaded
 	applied []bool                  // each package's, once applied
-	current int                     // the package being applied
+	current []int                   // the packages being applied
 	busy    bool                    // a goroutine works for the job (planning, applying)
 	placed  bool                    // a package was applied: the rest finishes whoever listens
 	results []messages.OpResult
@@ -252,46 +252,58 @@ func (a *installerActor) downloaded(ctx actor.Context, j *job, msg *messages.Dow
 	a.applyNext(ctx, j)
 }
 
-// applyNext applies a package that is here and whose dependencies in the
-// plan are applied, the first such in the plan's order: packages that do
-// not depend on each other go in as their downloads end, so the last
-// download is followed by one install, not by all of them.
+// applyNext applies, in one engine transaction, the packages that are
+// here and whose dependencies in the plan are applied or go in with them,
+// the first such in the plan's order and those after it that want the
+// same intent: packages that do not depend on each other go in as their
+// downloads end, so the last download is followed by one install, and
+// downloads that end together share one (its sync is most of an install's
+// time).
 func (a *installerActor) applyNext(ctx actor.Context, j *job) {
 	if j.busy || j.stop != nil {
 		return
 	}
-	next := -1
+	var batch []int
+	taken := make([]bool, len(j.plan.Packages))
 	for i, x := range j.plan.Packages {
 		if j.applied[i] || j.paths[i] == "" {
 			continue
 		}
+		if len(batch) > 0 && x.Intent() != j.plan.Packages[batch[0]].Intent() {
+			continue
+		}
 		ready := true
 		for _, d := range x.After {
-			ready = ready && j.applied[d]
+			ready = ready && (j.applied[d] || taken[d])
 		}
 		if ready {
-			next = i
-			break
+			batch = append(batch, i)
+			taken[i] = true
 		}
 	}
-	if next < 0 {
+	if len(batch) == 0 {
 		return
 	}
-	j.current = next
-	x := j.plan.Packages[next]
-	e := x.Entry
-	reason := store.Dependency
-	if x.Requested {
-		reason = store.Explicit
+	j.current = batch
+	req := engine.InstallRequest{Prefix: j.prefix, Intent: j.plan.Packages[batch[0]].Intent()}
+	var names []string
+	for _, i := range batch {
+		e := j.plan.Packages[i].Entry
+		reason := store.Dependency
+		if j.plan.Packages[i].Requested {
+			reason = store.Explicit
+		}
+		if r, ok := j.reasons[e.Name]; ok {
+			reason = r // an upgrade keeps why the package is here
+		}
+		ctx.Send(j.to, &messages.Reply{Type: messages.ReplyProgress, Progress: &messages.Progress{
+			Package: e.Name, Stage: messages.StageInstall, Bytes: e.Size, Total: e.Size}})
+		req.Archives = append(req.Archives, engine.Archive{Path: j.paths[i], Reason: reason})
+		names = append(names, e.Name)
 	}
-	if r, ok := j.reasons[e.Name]; ok {
-		reason = r // an upgrade keeps why the package is here
-	}
-	ctx.Send(j.to, &messages.Reply{Type: messages.ReplyProgress, Progress: &messages.Progress{
-		Package: e.Name, Stage: messages.StageInstall, Bytes: e.Size, Total: e.Size}})
-	req := engine.InstallRequest{Prefix: j.prefix, Archives: []engine.Archive{{Path: j.paths[next], Reason: reason}}, Intent: x.Intent()}
-	a.installing = e.Name
+	a.installing = strings.Join(names, ", ")
 	records := a.records
+	plan := j.plan
 	a.apply(ctx, j, func(eng *engine.Engine, h engine.Hooks) ([]engine.OpResult, []engine.Skipped, error) {
 		p, skipped, err := eng.PlanInstall(context.Background(), req)
 		if err != nil {
@@ -302,10 +314,14 @@ func (a *installerActor) applyNext(ctx actor.Context, j *job) {
 	}, func(eng *engine.Engine) []messages.SeedFile {
 		// The old version's file, if this was an upgrade, is no longer
 		// needed by this prefix.
-		if x.Old != "" && x.Old != e.Version {
-			return dropCache(eng, records, e.Name, x.Old)
+		var dropped []messages.SeedFile
+		for _, i := range batch {
+			x := plan.Packages[i]
+			if x.Old != "" && x.Old != x.Entry.Version {
+				dropped = append(dropped, dropCache(eng, records, x.Entry.Name, x.Old)...)
+			}
 		}
-		return nil
+		return dropped
 	})
 }
 
@@ -396,10 +412,12 @@ func (a *installerActor) applied(ctx actor.Context, j *job, msg *applied) {
 		a.finish(ctx, j, nil)
 		return
 	}
-	e := j.plan.Packages[j.current].Entry
-	ctx.Send(j.to, &messages.Reply{Type: messages.ReplyProgress, Progress: &messages.Progress{
-		Package: e.Name, Stage: messages.StageDone, Bytes: e.Size, Total: e.Size}})
-	j.applied[j.current] = true
+	for _, i := range j.current {
+		e := j.plan.Packages[i].Entry
+		ctx.Send(j.to, &messages.Reply{Type: messages.ReplyProgress, Progress: &messages.Progress{
+			Package: e.Name, Stage: messages.StageDone, Bytes: e.Size, Total: e.Size}})
+		j.applied[i] = true
+	}
 	switch {
 	case j.stop != nil:
 		a.finish(ctx, j, j.partial(j.stop))
