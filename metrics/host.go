@@ -50,7 +50,7 @@ func NewHost() *Host {
 		Buckets: prometheus.ExponentialBuckets(0.01, 4, 9),
 	})
 	m.installs = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "tpm_host_install_duration_seconds", Help: "Duration of placing one package, scripts included.",
+		Name: "tpm_host_install_duration_seconds", Help: "Duration of one install transaction, scripts included: a package, or the packages of a request that were ready together.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 	})
 	m.reg.MustRegister(m.generation, m.updated, m.validUntil, m.installed, m.seeding, m.transactions, m.txDuration,
@@ -120,7 +120,7 @@ func (m *Host) Download(d time.Duration) {
 	m.downloads.Observe(d.Seconds())
 }
 
-// Install records one package placed.
+// Install records one install transaction.
 func (m *Host) Install(d time.Duration) {
 	if m == nil {
 		return
