@@ -62,11 +62,12 @@ type Item struct {
 
 // Seeder seeds package files from the package directory with one
 // anacrolix/torrent client: file storage on the directory itself, the
-// files checked whole recorded in bbolt, no part files (with part files, a failed piece could
-// rename a complete package to .part), and no downloading at all, so nothing
-// a peer sends can ever be written into the package directory. It announces
-// only to the standard trackers it is given: the server's own tracker lists
-// it as a peer without one (see publish).
+// files checked whole recorded in bbolt, no part files (with part files, a
+// failed piece could rename a complete package to .part), and no
+// downloading at all, so nothing a peer sends can ever be written into the
+// package directory. It announces only to the standard trackers it is
+// given: the server's own tracker lists it as a peer without one (see
+// publish).
 type Seeder struct {
 	client  *torrent.Client
 	storage storage.ClientImplCloser

@@ -35,8 +35,8 @@ func main() {
 		fail(err)
 	}
 	for _, c := range cal {
-		fmt.Fprintf(os.Stderr, "N=%d: model %.1f s (measured %.1f s), origin %.2f S (measured %.2f S)\n",
-			c.m.n, c.r.Last, c.m.last, float64(c.r.OriginSent)/float64(c.r.S), c.m.originS)
+		fmt.Fprintf(os.Stderr, "%s, N=%d: model %.1f s (measured %.1f s), origin %.2f S (measured %.2f S)\n",
+			c.set.pol.Name, c.m.n, c.r.Last, c.m.last, float64(c.r.OriginSent)/float64(c.r.S), c.m.originS)
 	}
 	if *calOnly {
 		return

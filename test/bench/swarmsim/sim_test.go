@@ -90,3 +90,21 @@ func TestOneHostAtTheBound(t *testing.T) {
 		t.Errorf("one host: the repository sent %d bytes and peers %d, want %d and 0", r.OriginSent, r.PeerSent, r.S)
 	}
 }
+
+// The model stays within 15 % of every namespace run it is calibrated or
+// checked against, in time and in what the repository sent: a change to
+// the model, or measured figures it no longer fits, fails here.
+func TestCalibration(t *testing.T) {
+	cal, err := calibrate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cal {
+		if r := c.r.Last / c.m.last; r < 0.85 || r > 1.15 {
+			t.Errorf("%s, N = %d: model %.1f s, measured %.1f s", c.set.pol.Name, c.m.n, c.r.Last, c.m.last)
+		}
+		if r := ratio(c.r.OriginSent, c.r.S) / c.m.originS; r < 0.85 || r > 1.15 {
+			t.Errorf("%s, N = %d: model sends %.2f S, measured %.2f S", c.set.pol.Name, c.m.n, ratio(c.r.OriginSent, c.r.S), c.m.originS)
+		}
+	}
+}
