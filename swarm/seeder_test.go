@@ -15,7 +15,7 @@ import (
 	"github.com/anacrolix/torrent/storage"
 )
 
-func writePackage(t *testing.T, dir, name string, data []byte) *Torrent {
+func writePackage(t testing.TB, dir, name string, data []byte) *Torrent {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 		t.Fatal(err)
@@ -231,17 +231,7 @@ func BenchmarkSeederCheck(b *testing.B) {
 	dir := b.TempDir()
 	var items []Item
 	for i, size := range []int{20e6, 12e6, 8e6} {
-		data := randomBytes(size, uint64(i))
-		name := fmt.Sprintf("p%d-1-any.tpkg", i)
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-			b.Fatal(err)
-		}
-		h := NewHasher(int64(len(data)))
-		h.Write(data)
-		tor, err := h.Torrent(name)
-		if err != nil {
-			b.Fatal(err)
-		}
+		tor := writePackage(b, dir, fmt.Sprintf("p%d-1-any.tpkg", i), randomBytes(size, uint64(i)))
 		items = append(items, Item{tor.InfoHash, tor.InfoBytes})
 	}
 	b.SetBytes(40e6)
