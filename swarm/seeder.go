@@ -231,7 +231,11 @@ func (s *Seeder) Sync(ctx context.Context, want []Item) (SyncStats, error) {
 		s.pieces[ih] = t.NumPieces()
 		done := make(chan struct{})
 		s.watched[ih] = done
-		go s.keepWhole(t, ih, done)
+		if t.Complete().Bool() {
+			close(done) // recorded whole before: nothing to wait for
+		} else {
+			go s.keepWhole(t, ih, done)
+		}
 		st.Added++
 	}
 	s.policy.setTorrents(s.pieces)
