@@ -291,6 +291,16 @@ func (s *Seeder) Close() error {
 		return nil
 	}
 	s.closed = true
+	// A watcher not yet run when its torrent completed could find it
+	// neither complete nor open once the client closes: record here what
+	// is complete now.
+	for ih, t := range s.torrents {
+		if t.Complete().Bool() {
+			if err := s.completion.markWhole(ih); err != nil {
+				s.log.Warn("recording a checked package", "infohash", ih.HexString(), "err", err)
+			}
+		}
+	}
 	errs := s.client.Close()
 	for _, done := range s.watched { // every torrent is closed now
 		<-done
