@@ -264,8 +264,14 @@ func extendShort(path string, size int64) error {
 	}
 	defer f.Close()
 	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() >= size {
+	if err != nil {
 		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file (%v); remove it", path, fi.Mode().Type())
+	}
+	if fi.Size() >= size {
+		return nil
 	}
 	return f.Truncate(size)
 }

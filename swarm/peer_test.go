@@ -172,6 +172,15 @@ func TestAddRefusesAFIFOInTheCache(t *testing.T) {
 	if _, err := c.add(specOf(tor, "")); err == nil || !strings.Contains(err.Error(), tor.Name) {
 		t.Fatalf("adding over a FIFO: %v", err)
 	}
+	// With a reader, the FIFO opens for writing; it is refused all the same.
+	r, err := os.OpenFile(c.Path(tor.Name), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := c.add(specOf(tor, "")); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("adding over a FIFO someone reads: %v", err)
+	}
 }
 
 func TestAddRefusesMismatchedTorrent(t *testing.T) {

@@ -146,17 +146,14 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 
 // keepWhole records ih whole once anacrolix has checked every piece of its
 // file, so that the next start seeds it without reading it; it gives up
-// when the torrent is dropped or the seeder closes before that.
+// when the torrent is dropped or the seeder closes (Close records what is
+// complete then).
 func (s *Seeder) keepWhole(t *torrent.Torrent, ih metainfo.Hash, done chan<- struct{}) {
 	defer close(done)
 	select {
 	case <-t.Complete().On():
 	case <-t.Closed():
-		select {
-		case <-t.Complete().On(): // complete before it closed
-		default:
-			return
-		}
+		return
 	}
 	if err := s.completion.markWhole(ih); err != nil {
 		s.log.Warn("recording a checked package", "infohash", ih.HexString(), "err", err)
