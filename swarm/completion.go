@@ -1,7 +1,6 @@
 package swarm
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"time"
 	"tpm/store"
 
-	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
 	"go.etcd.io/bbolt"
@@ -146,113 +144,10 @@ func (pc *pieceCompletion) deleteWhole(ih metainfo.Hash) error {
 	return nil
 }
 
+func (pc *pieceCompletion) isWhole(ih metainfo.Hash) bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.whole[ih]
+}
+
 func (pc *pieceCompletion) Close() error { return pc.db.Close() }
-
-// unflushedStorage is file storage whose pieces do not fsync when they
-// complete: the client syncs a file once, when it is whole and verified
-// (see pieceCompletion). It also keeps a gate per open torrent: anacrolix
-// writes a chunk that arrives after Drop (a web seed's response still
-// being read) without the storage lock, and closes storage later, on a
-// goroutine of its own, so a file deleted right after Drop could be made
-// again by such a write. Once the gate is closed no write starts or is
-// under way, and a file deleted then stays deleted (dropped). A piece that
-// completes goes straight into pc (see unflushedPiece.MarkComplete).
-type unflushedStorage struct {
-	storage.ClientImplCloser
-	pc    *pieceCompletion
-	mu    sync.Mutex
-	gates map[metainfo.Hash]*writeGate
-}
-
-// newUnflushedStorage wraps st, file storage without part files whose
-// piece completion is pc.
-func newUnflushedStorage(st storage.ClientImplCloser, pc *pieceCompletion) *unflushedStorage {
-	return &unflushedStorage{ClientImplCloser: st, pc: pc, gates: make(map[metainfo.Hash]*writeGate)}
-}
-
-// writeGate lets writes through until the torrent's storage is closed.
-type writeGate struct {
-	mu     sync.RWMutex
-	closed bool
-	done   chan struct{} // closed with the gate
-}
-
-var errStorageClosed = errors.New("storage closed: the torrent was dropped")
-
-func (s *unflushedStorage) OpenTorrent(ctx context.Context, info *metainfo.Info, ih metainfo.Hash) (storage.TorrentImpl, error) {
-	t, err := s.ClientImplCloser.OpenTorrent(ctx, info, ih)
-	if err != nil {
-		return t, err
-	}
-	gate := &writeGate{done: make(chan struct{})}
-	s.mu.Lock()
-	s.gates[ih] = gate
-	s.mu.Unlock()
-	wrap := func(p metainfo.Piece, impl storage.PieceImpl) storage.PieceImpl {
-		return unflushedPiece{impl, gate, s.pc, metainfo.PieceKey{InfoHash: ih, Index: p.Index()}}
-	}
-	if piece := t.Piece; piece != nil {
-		t.Piece = func(p metainfo.Piece) storage.PieceImpl { return wrap(p, piece(p)) }
-	}
-	if piece := t.PieceWithHash; piece != nil {
-		t.PieceWithHash = func(p metainfo.Piece, h g.Option[[]byte]) storage.PieceImpl { return wrap(p, piece(p, h)) }
-	}
-	closeStorage := t.Close
-	t.Close = func() error {
-		gate.mu.Lock()
-		if !gate.closed {
-			gate.closed = true
-			close(gate.done)
-		}
-		gate.mu.Unlock()
-		s.mu.Lock()
-		if s.gates[ih] == gate {
-			delete(s.gates, ih)
-		}
-		s.mu.Unlock()
-		if closeStorage != nil {
-			return closeStorage()
-		}
-		return nil
-	}
-	return t, nil
-}
-
-// dropped returns a channel closed once the storage of ih is closed and no
-// write to it can happen any more (at once when it is not open).
-func (s *unflushedStorage) dropped(ih metainfo.Hash) <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if gate, ok := s.gates[ih]; ok {
-		return gate.done
-	}
-	done := make(chan struct{})
-	close(done)
-	return done
-}
-
-// unflushedPiece has only the methods of storage.PieceImpl, so anacrolix
-// finds no Flush on it; its writes pass its torrent's gate.
-type unflushedPiece struct {
-	storage.PieceImpl
-	gate *writeGate
-	pc   *pieceCompletion
-	key  metainfo.PieceKey
-}
-
-// MarkComplete records the piece, and only that. anacrolix's file piece
-// then also reads back the completion of its file's pieces, from the
-// first up to the first one missing, to rename a part file that tpm never
-// makes: quadratic in a file's pieces, it was most of what a fresh seeder
-// spent checking a package (BenchmarkSeederCheck: 27 MB/s with
-// anacrolix's bolt completion, 266 with pieceCompletion, 330 with this).
-func (p unflushedPiece) MarkComplete() error { return p.pc.Set(p.key, true) }
-
-func (p unflushedPiece) WriteAt(b []byte, off int64) (int, error) {
-	p.gate.mu.RLock()
-	defer p.gate.mu.RUnlock()
-	if p.gate.closed {
-		return 0, errStorageClosed
-	}
-	return p.PieceImpl.WriteAt(b, off)
-}

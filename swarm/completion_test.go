@@ -97,7 +97,7 @@ func TestNoWriteAfterTheStorageCloses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := newUnflushedStorage(fileStorage(dir, pc, nil), pc)
+	st := newFileStore(dir, pc, true)
 	defer st.Close()
 	info := &metainfo.Info{Name: "f.tpkg", Length: 32 << 10, PieceLength: 16 << 10, Pieces: make([]byte, 40)}
 	ih := metainfo.Hash{9}

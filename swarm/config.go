@@ -8,9 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 
-	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent"
-	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
 )
 
@@ -81,19 +79,6 @@ func newTorrentConfig(l listenAddr, st storage.ClientImpl, log *slog.Logger) *to
 	tc.TrackerDialContext = l.trackerDial()
 	tc.Slogger = log
 	return tc
-}
-
-// fileStorage keeps each torrent's one file directly in dir, under the
-// torrent's name, without part files (with part files, a failed piece could
-// rename a complete package to .part).
-func fileStorage(dir string, pc storage.PieceCompletion, log *slog.Logger) storage.ClientImplCloser {
-	return storage.NewFileOpts(storage.NewFileClientOpts{
-		ClientBaseDir:   dir,
-		TorrentDirMaker: func(base string, _ *metainfo.Info, _ metainfo.Hash) string { return base },
-		PieceCompletion: pc,
-		UsePartFiles:    g.Some(false),
-		Logger:          log,
-	})
 }
 
 // newTorrentClient starts the client, closing st if it cannot. With wrap,

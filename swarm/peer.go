@@ -86,7 +86,7 @@ var ErrCorrupt = errors.New("downloaded data does not match the signed index")
 type Peer struct {
 	cfg        PeerConfig
 	client     *torrent.Client
-	storage    *unflushedStorage
+	storage    *fileStore
 	completion *pieceCompletion
 	port       int
 	dht        *dhtNode // nil without the DHT
@@ -134,7 +134,7 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := newUnflushedStorage(fileStorage(cfg.CacheDir, pc, log), pc)
+	st := newFileStore(cfg.CacheDir, pc, true)
 	tc := newTorrentConfig(listen, st, log)
 	tc.DisableWebseeds = cfg.NoWebSeeds
 	// anacrolix announces every minute, not at the tracker's interval, for
@@ -246,12 +246,12 @@ func (c *Peer) add(s Spec) (*torrent.Torrent, error) {
 	return t, nil
 }
 
-// extendShort makes a cache file shorter than its torrent (a download cut
-// short) as long as the torrent: anacrolix's mmap file IO (--file-io mmap)
-// panics reading past a file's end (v1.59.1, storage/file-io-mmap.go), and
-// the client checks such a file's pieces when it adds the torrent. The
-// bytes added read as zeros, so the pieces they cover fail their check
-// and are downloaded again.
+// extendShort refuses a cache path that is not a regular file (the store
+// would read and write through it), and makes a cache file shorter than
+// its torrent (a download cut short) as long as the torrent, as a download
+// leaves it: the bytes added read as zeros, so the pieces they cover fail
+// the check the client runs when it adds the torrent, and are downloaded
+// again.
 func extendShort(path string, size int64) error {
 	// Non-blocking and without following links: whatever stands at the
 	// path, nothing here waits on it or writes through it.

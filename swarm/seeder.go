@@ -16,22 +16,6 @@ import (
 	"github.com/anacrolix/torrent/storage"
 )
 
-// FileIOEnv is the environment variable that anacrolix/torrent reads, once,
-// when its storage package initialises, to choose how file storage reads:
-// "mmap" (its default) maps every verified byte into the process's resident
-// memory, "classic" reads with pread. A process that seeds thousands of
-// packages wants classic (see the README's figures); since the choice is
-// made before main runs, tpmd re-executes itself with the variable set.
-const FileIOEnv = "TORRENT_STORAGE_DEFAULT_FILE_IO"
-
-// FileIO reports the file IO that this process's torrent storage uses.
-func FileIO() string {
-	if v := os.Getenv(FileIOEnv); v != "" {
-		return v
-	}
-	return "mmap"
-}
-
 // SeederConfig says where a Seeder finds its files and listens.
 type SeederConfig struct {
 	// Dir is the package directory; a torrent's file is Dir/NAME. The
@@ -106,7 +90,7 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := newUnflushedStorage(fileStorage(cfg.Dir, pc, cfg.logger()), pc)
+	st := newFileStore(cfg.Dir, pc, false)
 
 	tc := newTorrentConfig(listen, st, cfg.logger())
 	tc.DisableTrackers = len(cfg.Trackers) == 0

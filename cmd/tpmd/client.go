@@ -19,7 +19,6 @@ import (
 	"tpm/metrics"
 	"tpm/service"
 	"tpm/signing"
-	"tpm/swarm"
 )
 
 const clientUsage = `usage: tpmd client [flags]
@@ -57,7 +56,6 @@ type clientOptions struct {
 	metricsListen string
 	linkDir       string
 	logLevel      string
-	fileIO        string
 	dht           dhtOptions
 	// step, when a test build of tpmd sets it, is the engine's hook before
 	// every step of a transaction (testhooks.go).
@@ -88,7 +86,7 @@ func clientFlags(o *clientOptions) *pflag.FlagSet {
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus figures at http://`ADDR`/metrics (off by default)")
 	fs.StringVar(&o.linkDir, "link-dir", "usr/local", "where source packages are linked, relative to the prefix")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&o.fileIO, "file-io", "classic", "torrent file reads: classic (pread) or mmap")
+	addFileIOFlag(fs)
 	addTestFlags(fs, o)
 	fs.SortFlags = false
 	return fs
@@ -125,7 +123,7 @@ func client(args []string) int {
 			return 2
 		}
 	}
-	log, code := setUp("tpmd client", o.logLevel, o.fileIO)
+	log, code := setUp("tpmd client", o.logLevel)
 	if log == nil {
 		return code
 	}
@@ -196,7 +194,7 @@ func runClient(o clientOptions, log *slog.Logger) error {
 		return err
 	}
 	log.Info("tpmd client started", "pid", os.Getpid(), "servers", o.servers, "run_dir", o.runDir,
-		"torrent_port", c.TorrentPort(), "file_io", swarm.FileIO())
+		"torrent_port", c.TorrentPort())
 
 	var failure error
 	select {

@@ -97,7 +97,6 @@ type options struct {
 	check        string
 	pidFile      string
 	logLevel     string
-	fileIO       string
 	seed         bool
 	tracker      bool
 	announce     []string
@@ -120,7 +119,7 @@ func serverFlags(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.check, "check", "full", "validate new archives fully (full) or up to package.json (manifest)")
 	fs.StringVar(&o.pidFile, "pid-file", "", "pid `FILE`, locked while running (default STATE-DIR/tpmd-server.pid)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&o.fileIO, "file-io", "classic", "torrent file reads: classic (pread) or mmap")
+	addFileIOFlag(fs)
 	fs.BoolVar(&o.seed, "seed", true, "seed the packages; with --seed=false clients get them from each other and the web seed")
 	fs.BoolVar(&o.tracker, "tracker", true, "run the built-in tracker at /announce; with --tracker=false the torrents name only the --announce trackers")
 	fs.StringArrayVar(&o.announce, "announce", nil, "a standard tracker's `URL` (http://…/announce or udp://host:port) for every torrent's announce list; repeatable")
@@ -166,7 +165,7 @@ func server(args []string) int {
 		fmt.Fprintf(os.Stderr, "tpmd server: --index-valid-for %v is too short: give at least 4s (default 168h)\n", o.validFor)
 		return 2
 	}
-	log, code := setUp("tpmd server", o.logLevel, o.fileIO)
+	log, code := setUp("tpmd server", o.logLevel)
 	if log == nil {
 		return code
 	}
@@ -228,34 +227,26 @@ func serve(o options, check repo.Check, log *slog.Logger) error {
 		return err
 	}
 	log.Info("tpmd server started", "pid", os.Getpid(), "http", srv.HTTPAddr(), "public_url", o.publicURL,
-		"torrent", srv.TorrentAddr(), "packages", o.packages, "file_io", swarm.FileIO())
+		"torrent", srv.TorrentAddr(), "packages", o.packages)
 
 	return runUntilStopped(ctx, log, srv, hup, "SIGHUP: rescanning", func() { srv.Rescan("SIGHUP") })
 }
 
-// setUp checks the flags both roles share and makes the logger; a nil
-// logger means exit with code (the message is written). anacrolix/torrent
-// picks its file IO from the environment once, before main runs, so a
-// process without the variable set starts over with it (exec keeps the
-// pid).
-func setUp(role, logLevel, fileIO string) (*slog.Logger, int) {
+// addFileIOFlag keeps --file-io, which chose anacrolix's file reads
+// (pread or mmap), working in old unit and config files: tpmd's own
+// torrent storage reads with pread on files it keeps open.
+func addFileIOFlag(fs *pflag.FlagSet) {
+	fs.String("file-io", "classic", "ignored")
+	fs.MarkDeprecated("file-io", "tpmd reads package files with pread whatever it says; remove it")
+}
+
+// setUp checks the flags every role shares and makes the logger; a nil
+// logger means exit with code (the message is written).
+func setUp(role, logLevel string) (*slog.Logger, int) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: --log-level %q is not debug, info, warn or error\n", role, logLevel)
 		return nil, 2
-	}
-	if fileIO != "classic" && fileIO != "mmap" {
-		fmt.Fprintf(os.Stderr, "%s: --file-io %q is not classic or mmap\n", role, fileIO)
-		return nil, 2
-	}
-	if os.Getenv(swarm.FileIOEnv) != fileIO {
-		os.Setenv(swarm.FileIOEnv, fileIO)
-		exe, err := os.Executable()
-		if err == nil {
-			err = syscall.Exec(exe, os.Args, os.Environ())
-		}
-		fmt.Fprintf(os.Stderr, "%s: re-executing with %s=%s: %v\n", role, swarm.FileIOEnv, fileIO, err)
-		return nil, 1
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), 0
 }

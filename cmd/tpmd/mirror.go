@@ -15,7 +15,6 @@ import (
 	"tpm/actors"
 	"tpm/service"
 	"tpm/signing"
-	"tpm/swarm"
 )
 
 const mirrorUsage = `usage: tpmd mirror --upstream URL [--upstream URL...] [flags]
@@ -51,7 +50,6 @@ type mirrorOptions struct {
 	tracker      bool
 	pidFile      string
 	logLevel     string
-	fileIO       string
 	dht          dhtOptions
 }
 
@@ -70,7 +68,7 @@ func mirrorFlags(o *mirrorOptions) *pflag.FlagSet {
 	o.dht.addFlags(fs, "find peers through the DHT (BEP 5) too, joined through --dht-bootstrap")
 	fs.StringVar(&o.pidFile, "pid-file", "", "pid `FILE`, locked while running (default STATE-DIR/tpmd-mirror.pid)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&o.fileIO, "file-io", "classic", "torrent file reads: classic (pread) or mmap")
+	addFileIOFlag(fs)
 	fs.SortFlags = false
 	return fs
 }
@@ -100,7 +98,7 @@ func mirror(args []string) int {
 		fmt.Fprintf(os.Stderr, "tpmd mirror: --sync-interval %v must be positive, like 2m\n", o.syncInterval)
 		return 2
 	}
-	log, code := setUp("tpmd mirror", o.logLevel, o.fileIO)
+	log, code := setUp("tpmd mirror", o.logLevel)
 	if log == nil {
 		return code
 	}
@@ -156,7 +154,7 @@ func runMirror(o mirrorOptions, log *slog.Logger) error {
 		return err
 	}
 	log.Info("tpmd mirror started", "pid", os.Getpid(), "http", m.HTTPAddr(), "public_url", o.publicURL,
-		"torrent", m.TorrentAddr(), "upstreams", o.upstreams, "packages", o.packages, "file_io", swarm.FileIO())
+		"torrent", m.TorrentAddr(), "upstreams", o.upstreams, "packages", o.packages)
 
 	return runUntilStopped(ctx, log, m, hup, "SIGHUP: fetching and checking every file", func() { m.Sync("SIGHUP") })
 }

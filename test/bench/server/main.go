@@ -7,7 +7,7 @@
 //   - an incremental rescan of -rescan-n packages with one changed, and
 //     with none changed;
 //   - tpmd server's memory (RssAnon and VmRSS) while publishing and seeding
-//     -rss-n packages, with the classic and the mmap file IO.
+//     -rss-n packages.
 //
 // Everything happens under one temporary directory, removed at the end;
 // tpmd listens on 127.0.0.1 only. Usage: go run ./test/bench/server [flags]
@@ -132,11 +132,9 @@ func main() {
 	makeAll(work, rssDir, specs)
 	bin := filepath.Join(work, "tpmd")
 	run("go", "build", "-o", bin, "tpm/cmd/tpmd")
-	for _, io := range []string{"classic", "mmap"} {
-		anon, total, took := seedRSS(work, bin, rssDir, io, *rssN)
-		fmt.Printf("| tpmd server seeding %d packages of %d KB, file-io=%s: RssAnon / VmRSS (ready after %v) | %d MB / %d MB | | |\n",
-			*rssN, *rssSize>>10, io, took.Round(time.Second), anon>>10, total>>10)
-	}
+	anon, total, took := seedRSS(work, bin, rssDir, *rssN)
+	fmt.Printf("| tpmd server seeding %d packages of %d KB: RssAnon / VmRSS (ready after %v) | %d MB / %d MB | | |\n",
+		*rssN, *rssSize>>10, took.Round(time.Second), anon>>10, total>>10)
 }
 
 func row(what string, tpm, other time.Duration) {
@@ -206,8 +204,8 @@ func dirBytes(files []string) int64 {
 
 // seedRSS runs tpmd on dir until every package is seeded and returns its
 // RssAnon and VmRSS in KiB.
-func seedRSS(work, bin, dir, fileIO string, n int) (anon, total int64, took time.Duration) {
-	state := filepath.Join(work, "state-"+fileIO)
+func seedRSS(work, bin, dir string, n int) (anon, total int64, took time.Duration) {
+	state := filepath.Join(work, "state")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	check(err)
 	addr := ln.Addr().String()
@@ -215,7 +213,7 @@ func seedRSS(work, bin, dir, fileIO string, n int) (anon, total int64, took time
 	k := filepath.Join(work, "key", signing.KeyFile)
 	cmd := exec.Command(bin, "server", "--packages", dir, "--state-dir", state, "--key", k,
 		"--http", addr, "--public-url", "http://"+addr, "--torrent-listen", "127.0.0.1:0",
-		"--file-io", fileIO, "--log-level", "warn")
+		"--log-level", "warn")
 	cmd.Stderr = os.Stderr
 	check(cmd.Start())
 	defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
