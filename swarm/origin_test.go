@@ -145,6 +145,41 @@ func TestOriginClaims(t *testing.T) {
 	}
 }
 
+// Once every piece has left the repository, a claim holds originEndClaim:
+// at the end of a download every host waits for the last pieces, and one
+// claimant slow to announce its piece held them all for originClaim.
+func TestOriginEndClaim(t *testing.T) {
+	p := newOriginPolicy()
+	now := time.Unix(1000, 0)
+	p.now = func() time.Time { return now }
+	ih := [20]byte{1}
+	p.setTorrents(map[[20]byte]int{ih: 3})
+	a, b, c := p.join(ih), p.join(ih), p.join(ih)
+	if !serves(p, a, 0) {
+		t.Fatal("refused a piece nobody has")
+	}
+	now = now.Add(originEndClaim)
+	if serves(p, b, 0) {
+		t.Error("a piece still to leave the repository, and the claim on piece 0 already short")
+	}
+	p.announced(c, 1) // a peer brought piece 1 from elsewhere
+	if !serves(p, a, 2) {
+		t.Fatal("refused a piece nobody has")
+	}
+	// Every piece is out: the claim on piece 2 is short.
+	if ok, again := p.serve(b, 2); ok || again != originEndClaim {
+		t.Errorf("within the end's claim: served %v, again in %v, want refused for %v", ok, again, originEndClaim)
+	}
+	now = now.Add(originEndClaim)
+	if !serves(p, b, 2) {
+		t.Error("refused a piece whose end claim ran out")
+	}
+	// A piece a connected peer has is still refused.
+	if serves(p, b, 1) {
+		t.Error("served a piece another connected peer has")
+	}
+}
+
 func handshake(ih [20]byte, fast bool) []byte {
 	h := append([]byte{19}, "BitTorrent protocol"...)
 	reserved := make([]byte, 8)
