@@ -54,7 +54,7 @@ func (s *fileStore) OpenTorrent(_ context.Context, info *metainfo.Info, ih metai
 	if info.IsDir() {
 		return storage.TorrentImpl{}, fmt.Errorf("torrent %s holds %d files; a package torrent holds one", ih.HexString(), len(info.Files))
 	}
-	if !filepath.IsLocal(info.Name) || filepath.Base(info.Name) != info.Name {
+	if !filepath.IsLocal(info.Name) || filepath.Base(info.Name) != info.Name || info.Name == "." {
 		return storage.TorrentImpl{}, fmt.Errorf("torrent %s names file %q, not a plain file name", ih.HexString(), info.Name)
 	}
 	t := &fileTorrent{store: s, path: filepath.Join(s.dir, info.Name), length: info.Length, ih: ih, done: make(chan struct{})}

@@ -172,6 +172,7 @@ func TestFileStoreRefusesOtherTorrents(t *testing.T) {
 		{Name: "../escape.tpkg", Length: 16, PieceLength: 16, Pieces: make([]byte, 20)},
 		{Name: "sub/dir.tpkg", Length: 16, PieceLength: 16, Pieces: make([]byte, 20)},
 		{Name: "..", Length: 16, PieceLength: 16, Pieces: make([]byte, 20)},
+		{Name: ".", Length: 16, PieceLength: 16, Pieces: make([]byte, 20)},
 		{Name: "", Length: 16, PieceLength: 16, Pieces: make([]byte, 20)},
 		{Name: "multi", PieceLength: 16, Pieces: make([]byte, 20), Files: []metainfo.FileInfo{{Length: 8, Path: []string{"a"}}, {Length: 8, Path: []string{"b"}}}},
 	} {
