@@ -22,6 +22,7 @@ import (
 	"tpm/index"
 	"tpm/index/indextest"
 	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/repo/repotest"
 )
 
@@ -122,29 +123,29 @@ func await[T any](t *testing.T, got chan any, what string, match func(T) bool) T
 
 // final is a request probe's final reply.
 // listed gathers the parts of a list's answer until its end.
-func listed(t *testing.T, got chan any) []messages.InstalledPackage {
+func listed(t *testing.T, got chan any) []wire.InstalledPackage {
 	t.Helper()
-	var out []messages.InstalledPackage
+	var out []wire.InstalledPackage
 	for {
-		r := await[*messages.Reply](t, got, "a part of a list", nil)
+		r := await[*wire.Reply](t, got, "a part of a list", nil)
 		switch r.Type {
-		case messages.ReplyItems:
-			var part []messages.InstalledPackage
+		case wire.ReplyItems:
+			var part []wire.InstalledPackage
 			if err := json.Unmarshal(r.Data, &part); err != nil {
 				t.Fatal(err)
 			}
 			out = append(out, part...)
-		case messages.ReplyResult:
+		case wire.ReplyResult:
 			return out
-		case messages.ReplyError:
+		case wire.ReplyError:
 			t.Fatalf("list: %s", r.Error)
 		}
 	}
 }
 
-func finalReply(t *testing.T, got chan any) *messages.Reply {
+func finalReply(t *testing.T, got chan any) *wire.Reply {
 	t.Helper()
-	return await(t, got, "a final reply", func(r *messages.Reply) bool { return r.Final() })
+	return await(t, got, "a final reply", func(r *wire.Reply) bool { return r.Final() })
 }
 
 // testRepo is a package folder and the index a server would sign for it.
@@ -229,15 +230,15 @@ func (u *installerUnderTest) finish(h *heldDownload) {
 // that actor (a probe) and what it gets.
 func (u *installerUnderTest) ask(verb string, args ...string) (*actor.PID, chan any) {
 	pid, got := u.spawn(nil)
-	req := &messages.Request{V: messages.ProtocolVersion, ID: "t", Verb: verb, Args: args}
+	req := &wire.Request{V: wire.ProtocolVersion, ID: "t", Verb: verb, Args: args}
 	u.system.Root.RequestWithCustomSender(u.pid, req, pid)
 	return pid, got
 }
 
-func decode[T any](t *testing.T, r *messages.Reply) T {
+func decode[T any](t *testing.T, r *wire.Reply) T {
 	t.Helper()
 	var v T
-	if r.Type != messages.ReplyResult {
+	if r.Type != wire.ReplyResult {
 		t.Fatalf("%s: %s", r.Type, r.Error)
 	}
 	if err := json.Unmarshal(r.Data, &v); err != nil {
@@ -258,13 +259,13 @@ func TestInstallerQueuesTransactions(t *testing.T) {
 	r := twoPackages(t)
 	u := startInstaller(t, r)
 	u.hold.Store(true)
-	_, first := u.ask(messages.VerbInstall, "a")
+	_, first := u.ask(wire.VerbInstall, "a")
 	h := u.nextHeld(t)
-	_, second := u.ask(messages.VerbInstall, "b")
-	if r := await(t, second, "the second to wait", func(r *messages.Reply) bool { return r.Type == messages.ReplyLog }); r.Text != "waiting for another transaction to finish" {
+	_, second := u.ask(wire.VerbInstall, "b")
+	if r := await(t, second, "the second to wait", func(r *wire.Reply) bool { return r.Type == wire.ReplyLog }); r.Text != "waiting for another transaction to finish" {
 		t.Fatalf("second request: %+v", r)
 	}
-	_, query := u.ask(messages.VerbList)
+	_, query := u.ask(wire.VerbList)
 	if list := listed(t, query); len(list) != 0 {
 		t.Fatalf("list during the first transaction: %+v", list)
 	}
@@ -274,11 +275,11 @@ func TestInstallerQueuesTransactions(t *testing.T) {
 	default:
 	}
 	u.finish(h)
-	if res := decode[[]messages.OpResult](t, finalReply(t, first)); len(res) != 1 || res[0].Name != "a" {
+	if res := decode[[]wire.OpResult](t, finalReply(t, first)); len(res) != 1 || res[0].Name != "a" {
 		t.Fatalf("first: %+v", res)
 	}
 	u.finish(u.nextHeld(t))
-	if res := decode[[]messages.OpResult](t, finalReply(t, second)); len(res) != 1 || res[0].Name != "b" || res[0].Action != "install" {
+	if res := decode[[]wire.OpResult](t, finalReply(t, second)); len(res) != 1 || res[0].Name != "b" || res[0].Action != "install" {
 		t.Fatalf("second: %+v", res)
 	}
 }
@@ -293,23 +294,23 @@ func TestInstallerAppliesAsDownloadsEnd(t *testing.T) {
 		repotest.Package{Name: "c", Version: "1", PayloadBytes: 100, Seed: 3})
 	u := startInstaller(t, r)
 	u.hold.Store(true)
-	_, cli := u.ask(messages.VerbInstall, "b", "c")
+	_, cli := u.ask(wire.VerbInstall, "b", "c")
 	held := map[string]*heldDownload{}
 	for range 3 {
 		h := u.nextHeld(t)
 		held[h.msg.File[:1]] = h
 	}
 	u.finish(held["c"])
-	await(t, cli, "c installed while a and b download", func(r *messages.Reply) bool {
-		return r.Type == messages.ReplyProgress && r.Progress.Stage == messages.StageDone && r.Progress.Package == "c"
+	await(t, cli, "c installed while a and b download", func(r *wire.Reply) bool {
+		return r.Type == wire.ReplyProgress && r.Progress.Stage == wire.StageDone && r.Progress.Package == "c"
 	})
 	u.finish(held["b"]) // before a, which it depends on
 	u.finish(held["a"])
 	// b waits for a, and then both are here: they go in together, in one
 	// transaction (both start before either is done).
 	var stages []string
-	final := await(t, cli, "the final reply", func(r *messages.Reply) bool {
-		if p := r.Progress; r.Type == messages.ReplyProgress && (p.Stage == messages.StageInstall || p.Stage == messages.StageDone) {
+	final := await(t, cli, "the final reply", func(r *wire.Reply) bool {
+		if p := r.Progress; r.Type == wire.ReplyProgress && (p.Stage == wire.StageInstall || p.Stage == wire.StageDone) {
 			stages = append(stages, p.Package+" "+p.Stage)
 		}
 		return r.Final()
@@ -318,7 +319,7 @@ func TestInstallerAppliesAsDownloadsEnd(t *testing.T) {
 		t.Errorf("a and b went in as %q, want one transaction", got)
 	}
 	var order []string
-	for _, res := range decode[[]messages.OpResult](t, final) {
+	for _, res := range decode[[]wire.OpResult](t, final) {
 		order = append(order, res.Name)
 	}
 	if strings.Join(order, " ") != "c a b" {
@@ -332,7 +333,7 @@ func TestInstallerCancelsWhenTheCLILeaves(t *testing.T) {
 	r := twoPackages(t)
 	u := startInstaller(t, r)
 	u.hold.Store(true)
-	cli, _ := u.ask(messages.VerbInstall, "b")
+	cli, _ := u.ask(wire.VerbInstall, "b")
 	held := []*heldDownload{u.nextHeld(t), u.nextHeld(t)}
 	recorded, _ := os.ReadDir(filepath.Join(u.cfg.StateDir, "cache"))
 	if len(recorded) != 2 {
@@ -351,11 +352,11 @@ func TestInstallerCancelsWhenTheCLILeaves(t *testing.T) {
 		u.finish(h)
 	}
 	u.hold.Store(false)
-	_, next := u.ask(messages.VerbInstall, "a")
-	if res := decode[[]messages.OpResult](t, finalReply(t, next)); len(res) != 1 || res[0].Name != "a" {
+	_, next := u.ask(wire.VerbInstall, "a")
+	if res := decode[[]wire.OpResult](t, finalReply(t, next)); len(res) != 1 || res[0].Name != "a" {
 		t.Fatalf("the next transaction: %+v", res)
 	}
-	_, q := u.ask(messages.VerbList)
+	_, q := u.ask(wire.VerbList)
 	if list := listed(t, q); len(list) != 1 || list[0].Name != "a" {
 		t.Fatalf("installed: %+v", list)
 	}
@@ -373,10 +374,10 @@ func TestInstallerRestartRebuildsFromDisk(t *testing.T) {
 		t.Fatalf("reconciliation of an empty cache: %+v", first)
 	}
 	u.hold.Store(true)
-	_, cli := u.ask(messages.VerbInstall, "a")
+	_, cli := u.ask(wire.VerbInstall, "a")
 	h := u.nextHeld(t)
 	u.system.Root.Send(u.pid, &crash{})
-	if r := finalReply(t, cli); r.Type != messages.ReplyError || !strings.Contains(r.Error, "installer failed and was restarted") {
+	if r := finalReply(t, cli); r.Type != wire.ReplyError || !strings.Contains(r.Error, "installer failed and was restarted") {
 		t.Fatalf("the request after the crash: %+v", r)
 	}
 	await(t, u.swarmGot, "the downloads cancelled", func(c *messages.CancelDownloads) bool { return c.Txn == h.msg.Txn })
@@ -387,8 +388,8 @@ func TestInstallerRestartRebuildsFromDisk(t *testing.T) {
 	}
 	u.finish(h) // the old download ends; nobody waits for it
 	u.hold.Store(false)
-	_, next := u.ask(messages.VerbInstall, "b")
-	if res := decode[[]messages.OpResult](t, finalReply(t, next)); len(res) != 2 {
+	_, next := u.ask(wire.VerbInstall, "b")
+	if res := decode[[]wire.OpResult](t, finalReply(t, next)); len(res) != 2 {
 		t.Fatalf("install after the restart: %+v", res)
 	}
 }
@@ -398,17 +399,17 @@ func TestInstallerBoundsItsQueue(t *testing.T) {
 	r := twoPackages(t)
 	u := startInstaller(t, r)
 	u.hold.Store(true)
-	u.ask(messages.VerbInstall, "a")
+	u.ask(wire.VerbInstall, "a")
 	u.nextHeld(t)
 	for range maxQueuedJobs {
-		u.ask(messages.VerbInstall, "b")
+		u.ask(wire.VerbInstall, "b")
 	}
-	_, extra := u.ask(messages.VerbInstall, "b")
-	if r := finalReply(t, extra); r.Type != messages.ReplyError || !strings.Contains(r.Error, "tpmd is busy") {
+	_, extra := u.ask(wire.VerbInstall, "b")
+	if r := finalReply(t, extra); r.Type != wire.ReplyError || !strings.Contains(r.Error, "tpmd is busy") {
 		t.Fatalf("one transaction too many: %+v", r)
 	}
-	_, status := u.ask(messages.VerbStatus)
-	if st := decode[messages.Status](t, finalReply(t, status)); st.Queued != maxQueuedJobs || st.IndexPackages != 2 || st.TorrentPort != 1 {
+	_, status := u.ask(wire.VerbStatus)
+	if st := decode[wire.Status](t, finalReply(t, status)); st.Queued != maxQueuedJobs || st.IndexPackages != 2 || st.TorrentPort != 1 {
 		t.Fatalf("status: %+v", st)
 	}
 }
@@ -519,18 +520,18 @@ func TestSyncerReadyFromTheKeptIndex(t *testing.T) {
 func TestInstallerUpgradePullsANewDependency(t *testing.T) {
 	r := newTestRepo(t, repotest.Package{Name: "tool", Version: "1.0", PayloadBytes: 100, Seed: 1})
 	u := startInstaller(t, r)
-	_, cli := u.ask(messages.VerbInstall, "tool")
-	decode[[]messages.OpResult](t, finalReply(t, cli))
+	_, cli := u.ask(wire.VerbInstall, "tool")
+	decode[[]wire.OpResult](t, finalReply(t, cli))
 	r2 := newTestRepoIn(t, r.Dir,
 		repotest.Package{Name: "tool", Version: "2.0", PayloadBytes: 100, Seed: 2, Deps: []string{"newdep"}},
 		repotest.Package{Name: "newdep", Version: "1", PayloadBytes: 100, Seed: 3})
 	u.system.Root.Send(u.pid, &messages.IndexReady{Index: r2.Snapshot})
-	_, up := u.ask(messages.VerbUpgrade)
-	res := decode[[]messages.OpResult](t, finalReply(t, up))
+	_, up := u.ask(wire.VerbUpgrade)
+	res := decode[[]wire.OpResult](t, finalReply(t, up))
 	if len(res) != 2 || res[0].Name != "newdep" || res[0].Action != "install" || res[1].Name != "tool" || res[1].Action != "upgrade" {
 		t.Fatalf("upgrade: %+v", res)
 	}
-	_, q := u.ask(messages.VerbList)
+	_, q := u.ask(wire.VerbList)
 	for _, p := range listed(t, q) {
 		if want := map[string]string{"tool": "explicit", "newdep": "dependency"}[p.Name]; p.Reason != want {
 			t.Errorf("%s %s: reason %s, want %s", p.Name, p.Version, p.Reason, want)
@@ -546,11 +547,11 @@ func TestInstallerAnswersSyncsWithItsIndex(t *testing.T) {
 	r2 := newTestRepoIn(t, r.Dir, repotest.Package{Name: "fresh", Version: "1", PayloadBytes: 100, Seed: 2})
 	cli, got := u.spawn(nil)
 	u.system.Root.Send(u.pid, &messages.IndexReady{Index: r2.Snapshot, Synced: []*actor.PID{cli}, Changed: true})
-	if res := decode[messages.SyncResult](t, finalReply(t, got)); !res.Changed || res.Generation != r2.Snapshot.Generation {
+	if res := decode[wire.SyncResult](t, finalReply(t, got)); !res.Changed || res.Generation != r2.Snapshot.Generation {
 		t.Fatalf("sync: %+v", res)
 	}
-	_, info := u.ask(messages.VerbInfo, "fresh")
-	if p := decode[messages.PackageInfo](t, finalReply(t, info)); p.Name != "fresh" {
+	_, info := u.ask(wire.VerbInfo, "fresh")
+	if p := decode[wire.PackageInfo](t, finalReply(t, info)); p.Name != "fresh" {
 		t.Fatalf("info after the sync: %+v", p)
 	}
 }

@@ -3,7 +3,7 @@ package actors
 import (
 	"testing"
 
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // BenchmarkInfoThroughFIFOs is one info request through the FIFOs, from
@@ -11,7 +11,7 @@ import (
 func BenchmarkInfoThroughFIFOs(b *testing.B) {
 	_, run := startPair(b)
 	for b.Loop() {
-		if r := final(b, request(b, run, "info", "small")); r.Type != messages.ReplyResult {
+		if r := final(b, request(b, run, "info", "small")); r.Type != wire.ReplyResult {
 			b.Fatalf("info: %+v", r)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"tpm/builder"
 	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // builderActor owns the source builds that run: each on a goroutine (a
@@ -72,7 +73,7 @@ func (a *builderActor) build(ctx actor.Context, msg *messages.BuildRequest) {
 	a.env.bg.Go(func() {
 		res, err := builder.Build(bctx, spec, func(step, line string) {
 			if to != nil {
-				root.Send(to, &messages.Reply{Type: messages.ReplyOutput, Output: &messages.Output{Package: spec.Name, Step: step, Line: line}})
+				root.Send(to, &wire.Reply{Type: wire.ReplyOutput, Output: &wire.Output{Package: spec.Name, Step: step, Line: line}})
 			}
 		})
 		root.Send(self, &buildEnded{id: msg.ID, requester: requester, res: res, err: err})

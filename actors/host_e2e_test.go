@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"tpm/fifo"
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/repo/repotest"
 	"tpm/signing"
 	"tpm/tarball"
@@ -82,8 +82,8 @@ func startPairWith(t testing.TB, addPackages func(dir string)) (*testHost, strin
 	})
 	// The server published before the host started, and the host opens
 	// its FIFOs only once its first fetch is done: the index is there.
-	var st messages.Status
-	if r := final(t, request(t, run, "status")); r.Type != messages.ReplyResult || json.Unmarshal(r.Data, &st) != nil || st.IndexPackages < 2 {
+	var st wire.Status
+	if r := final(t, request(t, run, "status")); r.Type != wire.ReplyResult || json.Unmarshal(r.Data, &st) != nil || st.IndexPackages < 2 {
 		t.Fatalf("status at start: %+v", r)
 	}
 	th.Host = c
@@ -92,26 +92,26 @@ func startPairWith(t testing.TB, addPackages func(dir string)) (*testHost, strin
 
 // request sends one request and returns a function that reads its next
 // reply line.
-func request(t testing.TB, run, verb string, args ...string) func() messages.Reply {
+func request(t testing.TB, run, verb string, args ...string) func() wire.Reply {
 	t.Helper()
 	rep, err := fifo.NewOutgoing(filepath.Join(run, fifo.SpoolDir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rep.Close() })
-	line, _ := json.Marshal(messages.Request{V: messages.ProtocolVersion, Verb: verb, Args: args})
+	line, _ := json.Marshal(wire.Request{V: wire.ProtocolVersion, Verb: verb, Args: args})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
-	if err := rep.Send(ctx, fifo.Path(run, messages.IsAdmin(verb)), line, -1); err != nil {
+	if err := rep.Send(ctx, fifo.Path(run, wire.IsAdmin(verb)), line, -1); err != nil {
 		t.Fatal(err)
 	}
-	return func() messages.Reply {
+	return func() wire.Reply {
 		t.Helper()
 		b, err := rep.ReadLine(ctx)
 		if err != nil {
 			t.Fatalf("%s: %v", verb, err)
 		}
-		var r messages.Reply
+		var r wire.Reply
 		if err := json.Unmarshal(b, &r); err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +119,7 @@ func request(t testing.TB, run, verb string, args ...string) func() messages.Rep
 	}
 }
 
-func final(t testing.TB, next func() messages.Reply) messages.Reply {
+func final(t testing.TB, next func() wire.Reply) wire.Reply {
 	t.Helper()
 	for {
 		if r := next(); r.Final() {
@@ -134,17 +134,17 @@ func final(t testing.TB, next func() messages.Reply) messages.Reply {
 func TestClientInstallerCrashReported(t *testing.T) {
 	c, run := startPair(t)
 	next := request(t, run, "install", "big")
-	for r := next(); r.Type != messages.ReplyProgress; r = next() {
+	for r := next(); r.Type != wire.ReplyProgress; r = next() {
 		if r.Final() {
 			t.Fatalf("install ended early: %+v", r)
 		}
 	}
 	c.InjectCrash(Installer)
 	r := final(t, next)
-	if r.Type != messages.ReplyError || !strings.Contains(r.Error, "installer failed and was restarted") {
+	if r.Type != wire.ReplyError || !strings.Contains(r.Error, "installer failed and was restarted") {
 		t.Fatalf("after the crash: %+v", r)
 	}
-	if r := final(t, request(t, run, "status")); r.Type != messages.ReplyResult {
+	if r := final(t, request(t, run, "status")); r.Type != wire.ReplyResult {
 		t.Fatalf("status after the crash: %+v", r)
 	}
 	// The cancelled download leaves nothing behind, and the restarted
@@ -159,7 +159,7 @@ func TestClientInstallerCrashReported(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if r := final(t, request(t, run, "install", "small")); r.Type != messages.ReplyResult {
+	if r := final(t, request(t, run, "install", "small")); r.Type != wire.ReplyResult {
 		t.Fatalf("install after the restart: %+v", r)
 	}
 }
@@ -169,11 +169,11 @@ func TestClientGatewayAndSyncerRestart(t *testing.T) {
 	c.InjectCrash(Gateway)
 	c.InjectCrash(Syncer)
 	time.Sleep(100 * time.Millisecond)
-	if r := final(t, request(t, run, "sync")); r.Type != messages.ReplyResult {
+	if r := final(t, request(t, run, "sync")); r.Type != wire.ReplyResult {
 		t.Fatalf("sync after restarts: %+v", r)
 	}
 	r := final(t, request(t, run, "info", "small"))
-	if r.Type != messages.ReplyResult || !strings.Contains(string(r.Data), `"name":"small"`) {
+	if r.Type != wire.ReplyResult || !strings.Contains(string(r.Data), `"name":"small"`) {
 		t.Fatalf("info after restarts: %+v", r)
 	}
 }
@@ -212,10 +212,10 @@ func TestClientBuilderCrashReported(t *testing.T) {
 	}
 	c.InjectCrash(Builder)
 	r := final(t, next)
-	if r.Type != messages.ReplyError || !strings.Contains(r.Error, "builder failed and was restarted") {
+	if r.Type != wire.ReplyError || !strings.Contains(r.Error, "builder failed and was restarted") {
 		t.Fatalf("after the crash: %+v", r)
 	}
-	if r := final(t, request(t, run, "list")); r.Type != messages.ReplyResult || strings.Contains(string(r.Data), "slow") {
+	if r := final(t, request(t, run, "list")); r.Type != wire.ReplyResult || strings.Contains(string(r.Data), "slow") {
 		t.Fatalf("list after the crash: %+v", r)
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -13,6 +13,7 @@ import (
 
 	"tpm/fifo"
 	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // Bounds of the requests in flight; each holds an actor and its reply
@@ -137,7 +138,7 @@ func (a *gatewayActor) open(ctx actor.Context) error {
 				}
 				batch := &arrivals{admin: l.admin, junk: junk}
 				for _, tok := range tokens {
-					in, err := fifo.Accept(spool, tok, messages.MaxRequest, replyTimeout)
+					in, err := fifo.Accept(spool, tok, wire.MaxRequest, replyTimeout)
 					batch.items = append(batch.items, arrival{token: tok, in: in, err: err})
 				}
 				// One read at a time: a flood fills the FIFO, not the
@@ -159,9 +160,9 @@ func (a *gatewayActor) close() {
 }
 
 func (a *gatewayActor) arrived(ctx actor.Context, msg *arrivals) {
-	which, verbs := fifo.QueryFIFO, messages.QueryVerbs
+	which, verbs := fifo.QueryFIFO, wire.QueryVerbs
 	if msg.admin {
-		which, verbs = fifo.AdminFIFO, messages.AdminVerbs
+		which, verbs = fifo.AdminFIFO, wire.AdminVerbs
 	}
 	if msg.junk > 0 {
 		a.warning("ignored bytes that name no request", "fifo", which, "bytes", msg.junk)
@@ -176,7 +177,7 @@ func (a *gatewayActor) arrived(ctx actor.Context, msg *arrivals) {
 			a.refuse(in, which, it.err.Error())
 			continue
 		}
-		req, err := messages.ParseRequest(in.Request, verbs)
+		req, err := wire.ParseRequest(in.Request, verbs)
 		if err != nil {
 			a.refuse(in, which, err.Error())
 			continue
@@ -194,21 +195,21 @@ func (a *gatewayActor) arrived(ctx actor.Context, msg *arrivals) {
 	}
 }
 
-func (a *gatewayActor) dispatch(ctx actor.Context, which string, req *messages.Request, w *fifo.ReplyWriter) {
+func (a *gatewayActor) dispatch(ctx actor.Context, which string, req *wire.Request, w *fifo.ReplyWriter) {
 	log := a.env.log
 	a.inFlight++
 	a.byUID[req.UID]++
 	rep := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return &requestActor{id: req.ID, w: w, log: log, aliveEvery: messages.AliveEvery, linger: a.linger}
+		return &requestActor{id: req.ID, w: w, log: log, aliveEvery: wire.AliveEvery, linger: a.linger}
 	}))
 	a.uidOf[rep.Id] = req.UID
-	if messages.IsAdmin(req.Verb) {
+	if wire.IsAdmin(req.Verb) {
 		// Every change to the host says who asked for it.
 		log.Info("request", "fifo", which, "uid", req.UID, "verb", req.Verb, "args", req.Args, "prefix", req.Prefix)
 	} else {
 		log.Debug("request", "fifo", which, "uid", req.UID, "verb", req.Verb, "args", req.Args)
 	}
-	if req.Verb == messages.VerbSync {
+	if req.Verb == wire.VerbSync {
 		ctx.RequestWithCustomSender(a.syncer, &messages.SyncNow{}, rep)
 		return
 	}
@@ -219,7 +220,7 @@ func (a *gatewayActor) dispatch(ctx actor.Context, which string, req *messages.R
 // now, and closes its reply FIFO: the gateway never waits for a CLI.
 func (a *gatewayActor) refuse(in *fifo.Incoming, which, why string) {
 	a.warning("refused a request", "fifo", which, "uid", in.UID, "err", why)
-	r := messages.Failure(why)
+	r := wire.Failure(why)
 	r.ID = in.Token
 	if b, err := json.Marshal(r); err == nil {
 		in.Reply.TryLine(b)
@@ -269,7 +270,7 @@ func (w *warnLimiter) allow(now time.Time) (dropped int, ok bool) {
 
 // requestActor writes one request's replies to its reply FIFO, which the
 // gateway accepted and opened. It says the request is alive when nothing
-// else was said for messages.AliveEvery, stops after the final reply, or
+// else was said for wire.AliveEvery, stops after the final reply, or
 // when the CLI is gone; whoever works for the request watches it to know
 // the CLI left.
 type requestActor struct {
@@ -312,7 +313,7 @@ type (
 // partWritten before it reads the next: a CLI that reads slowly slows its
 // own request only, and nothing piles up in a mailbox.
 type (
-	part        struct{ reply *messages.Reply }
+	part        struct{ reply *wire.Reply }
 	partWritten struct{ gone bool }
 )
 
@@ -321,14 +322,14 @@ func (a *requestActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.lastWrite = time.Now()
 		a.stopAlive = scheduler.NewTimerScheduler(ctx.ActorSystem().Root).SendRepeatedly(a.aliveEvery, a.aliveEvery, ctx.Self(), &aliveTick{})
-	case *messages.Reply:
+	case *wire.Reply:
 		a.send(ctx, msg)
 	case *part:
 		a.send(ctx, msg.reply)
 		ctx.Respond(&partWritten{gone: a.finished})
 	case *aliveTick:
 		if !a.finished && time.Since(a.lastWrite) >= a.aliveEvery {
-			a.send(ctx, &messages.Reply{Type: messages.ReplyAlive})
+			a.send(ctx, &wire.Reply{Type: wire.ReplyAlive})
 		}
 	case *stopNow:
 		ctx.Stop(ctx.Self())
@@ -338,13 +339,13 @@ func (a *requestActor) Receive(ctx actor.Context) {
 			// The daemon may be stopping, within its 5 s: a CLI that does
 			// not read gets a short chance only.
 			a.finished, a.stopping = true, true
-			a.write(messages.Failure("tpmd stopped answering this request (it is stopping, or one of its parts restarted): check with tpm status and tpm list, then run the command again"))
+			a.write(wire.Failure("tpmd stopped answering this request (it is stopping, or one of its parts restarted): check with tpm status and tpm list, then run the command again"))
 		}
 		a.w.Close()
 	}
 }
 
-func (a *requestActor) send(ctx actor.Context, r *messages.Reply) {
+func (a *requestActor) send(ctx actor.Context, r *wire.Reply) {
 	if a.finished {
 		return
 	}
@@ -362,7 +363,7 @@ func (a *requestActor) send(ctx actor.Context, r *messages.Reply) {
 	}
 }
 
-func (a *requestActor) write(r *messages.Reply) error {
+func (a *requestActor) write(r *wire.Reply) error {
 	if a.stopping {
 		a.w.SetTimeout(stopWriteTimeout)
 	}
@@ -381,7 +382,7 @@ var errGone = errors.New("the CLI went away")
 
 // sendPart sends one part of a long result to a request's actor and waits
 // until it is written.
-func sendPart(root *actor.RootContext, to *actor.PID, r *messages.Reply) error {
+func sendPart(root *actor.RootContext, to *actor.PID, r *wire.Reply) error {
 	res, err := root.RequestFuture(to, &part{reply: r}, replyTimeout+time.Second).Result()
 	if err != nil {
 		return fmt.Errorf("%w: %w", errGone, err)

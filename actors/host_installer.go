@@ -15,6 +15,7 @@ import (
 	"tpm/engine"
 	"tpm/index"
 	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/query"
 	"tpm/store"
 )
@@ -71,7 +72,7 @@ type installerActor struct {
 
 // waitingQuery is a query waiting for the engine or a free slot.
 type waitingQuery struct {
-	req *messages.Request
+	req *wire.Request
 	to  *actor.PID
 }
 
@@ -180,9 +181,9 @@ func (a *installerActor) Receive(ctx actor.Context) {
 		a.idx = msg.Index
 		a.cfg.Metrics.Index(a.idx.Generation, a.idx.Updated, a.idx.ValidUntil)
 		if len(msg.Synced) > 0 {
-			res, err := messages.Result(messages.SyncResult{Generation: msg.Index.Generation, Changed: msg.Changed})
+			res, err := wire.Result(wire.SyncResult{Generation: msg.Index.Generation, Changed: msg.Changed})
 			if err != nil {
-				res = messages.Failure(err.Error())
+				res = wire.Failure(err.Error())
 			}
 			for _, to := range msg.Synced {
 				ctx.Send(to, res)
@@ -200,7 +201,7 @@ func (a *installerActor) Receive(ctx actor.Context) {
 			}
 		}
 		a.enqueue(ctx, &job{seedsTo: ctx.Sender()})
-	case *messages.Request:
+	case *wire.Request:
 		a.request(ctx, msg)
 	case *queryDone:
 		if msg.token == a.life.token {
@@ -269,17 +270,17 @@ func (a *installerActor) engineOpened(ctx actor.Context, msg *engineOpened) {
 // package being applied (if any) is in.
 func (a *installerActor) shutdown(ctx actor.Context, why string) {
 	a.life.end()
-	a.queries.drain(func(q waitingQuery) { ctx.Send(q.to, messages.Failure(why)) })
+	a.queries.drain(func(q waitingQuery) { ctx.Send(q.to, wire.Failure(why)) })
 	a.queries.running, a.queries.total = nil, 0
 	for _, j := range a.jobs {
 		if j.to != nil {
-			ctx.Send(j.to, messages.Failure(why))
+			ctx.Send(j.to, wire.Failure(why))
 		}
 	}
 	a.jobs = nil
 	if j := a.cur; j != nil {
 		if j.to != nil {
-			ctx.Send(j.to, messages.Failure(j.partial(errors.New(why)).Error()))
+			ctx.Send(j.to, wire.Failure(j.partial(errors.New(why)).Error()))
 		}
 		ctx.Send(a.swarm, &messages.CancelDownloads{Txn: j.id})
 		a.cur = nil
@@ -296,24 +297,24 @@ func (a *installerActor) shutdown(ctx actor.Context, why string) {
 }
 
 // request takes a request of the gateway; its sender is the request's actor.
-func (a *installerActor) request(ctx actor.Context, req *messages.Request) {
+func (a *installerActor) request(ctx actor.Context, req *wire.Request) {
 	to := ctx.Sender()
 	switch req.Verb {
-	case messages.VerbStatus:
+	case wire.VerbStatus:
 		a.status(ctx, to)
-	case messages.VerbInstall, messages.VerbUpgrade, messages.VerbRemove:
+	case wire.VerbInstall, wire.VerbUpgrade, wire.VerbRemove:
 		if len(a.jobs) >= maxQueuedJobs {
-			ctx.Send(to, messages.Failure(fmt.Sprintf("tpmd is busy: %d transactions are waiting; try again later", len(a.jobs))))
+			ctx.Send(to, wire.Failure(fmt.Sprintf("tpmd is busy: %d transactions are waiting; try again later", len(a.jobs))))
 			return
 		}
 		ctx.Watch(to)
 		if a.cur != nil {
-			ctx.Send(to, &messages.Reply{Type: messages.ReplyLog, Text: "waiting for another transaction to finish"})
+			ctx.Send(to, &wire.Reply{Type: wire.ReplyLog, Text: "waiting for another transaction to finish"})
 		}
 		a.enqueue(ctx, &job{req: req, to: to})
 	default:
 		if a.queries.queued >= maxQueuedQueries {
-			ctx.Send(to, messages.Failure(fmt.Sprintf("tpmd is busy: %d requests are waiting; try again in a moment", a.queries.queued)))
+			ctx.Send(to, wire.Failure(fmt.Sprintf("tpmd is busy: %d requests are waiting; try again in a moment", a.queries.queued)))
 			return
 		}
 		a.queries.push(waitingQuery{req: req, to: to})
@@ -335,10 +336,10 @@ func (a *installerActor) nextQuery(ctx actor.Context) {
 			defer func() {
 				if p := recover(); p != nil {
 					log.Error("query failed", "verb", q.req.Verb, "panic", fmt.Sprint(p))
-					root.Send(q.to, messages.Failure(fmt.Sprintf("the daemon failed answering %s (%v); it keeps running — try again", q.req.Verb, p)))
+					root.Send(q.to, wire.Failure(fmt.Sprintf("the daemon failed answering %s (%v); it keeps running — try again", q.req.Verb, p)))
 				}
 			}()
-			final := answer(eng, idx, q.req, def, func(r *messages.Reply) error { return sendPart(root, q.to, r) })
+			final := answer(eng, idx, q.req, def, func(r *wire.Reply) error { return sendPart(root, q.to, r) })
 			if final != nil {
 				root.Send(q.to, final)
 			}
@@ -349,64 +350,64 @@ func (a *installerActor) nextQuery(ctx actor.Context) {
 // answer is the final reply to a query (nil when the CLI left while parts
 // were sent). A plan is shown first; list, files and verify come in parts,
 // each sent (and written) before the next is read.
-func answer(eng *engine.Engine, idx *index.Snapshot, req *messages.Request, defPrefix string, send func(*messages.Reply) error) *messages.Reply {
+func answer(eng *engine.Engine, idx *index.Snapshot, req *wire.Request, defPrefix string, send func(*wire.Reply) error) *wire.Reply {
 	prefix, err := query.Prefix(req, defPrefix)
 	if err != nil {
-		return messages.Failure(err.Error())
+		return wire.Failure(err.Error())
 	}
 	ok, err := streamed(eng, prefix, req, func(data any) error {
 		b, err := json.Marshal(data)
 		if err != nil {
 			return err
 		}
-		return send(&messages.Reply{Type: messages.ReplyItems, Data: b})
+		return send(&wire.Reply{Type: wire.ReplyItems, Data: b})
 	})
 	switch {
 	case errors.Is(err, errGone):
 		return nil
 	case err != nil:
-		return messages.Failure(oneLine(err.Error()))
+		return wire.Failure(oneLine(err.Error()))
 	case ok:
-		return &messages.Reply{Type: messages.ReplyResult}
+		return &wire.Reply{Type: wire.ReplyResult}
 	}
 	data, err := query.Answer(eng, idx, req, prefix)
 	if err != nil {
-		return messages.Failure(oneLine(err.Error()))
+		return wire.Failure(oneLine(err.Error()))
 	}
-	if p, ok := data.(*messages.PlanResult); ok {
-		if err := send(&messages.Reply{Type: messages.ReplyPlan, Plan: p.Plan}); err != nil {
+	if p, ok := data.(*wire.PlanResult); ok {
+		if err := send(&wire.Reply{Type: wire.ReplyPlan, Plan: p.Plan}); err != nil {
 			return nil
 		}
 	}
-	res, err := messages.Result(data)
+	res, err := wire.Result(data)
 	if err != nil {
-		return messages.Failure(err.Error())
+		return wire.Failure(err.Error())
 	}
 	return res
 }
 
 // streamed answers the queries whose results come in parts, passing each
 // part to each; ok is false for the other verbs.
-func streamed(eng *engine.Engine, prefix string, req *messages.Request, each func(any) error) (ok bool, err error) {
+func streamed(eng *engine.Engine, prefix string, req *wire.Request, each func(any) error) (ok bool, err error) {
 	switch req.Verb {
-	case messages.VerbList:
+	case wire.VerbList:
 		if len(req.Args) > 0 {
 			return true, errors.New("list takes no arguments: tpm list")
 		}
-		return true, query.ListEach(eng, prefix, func(p []messages.InstalledPackage) error { return each(p) })
-	case messages.VerbFiles:
-		return true, query.FilesEach(eng, prefix, req.Args, func(p []messages.PackageFile) error { return each(p) })
-	case messages.VerbVerify:
-		return true, query.VerifyEach(eng, prefix, req.Args, func(p []messages.Problem) error { return each(p) })
+		return true, query.ListEach(eng, prefix, func(p []wire.InstalledPackage) error { return each(p) })
+	case wire.VerbFiles:
+		return true, query.FilesEach(eng, prefix, req.Args, func(p []wire.PackageFile) error { return each(p) })
+	case wire.VerbVerify:
+		return true, query.VerifyEach(eng, prefix, req.Args, func(p []wire.Problem) error { return each(p) })
 	}
 	return false, nil
 }
 
 // serverStatus is each server's state as the last fetch found it.
-func serverStatus(servers []string, states []index.ServerState) []messages.ServerStatus {
-	out := make([]messages.ServerStatus, len(servers))
+func serverStatus(servers []string, states []index.ServerState) []wire.ServerStatus {
+	out := make([]wire.ServerStatus, len(servers))
 	for i, url := range servers {
-		out[i] = messages.ServerStatus{URL: url, State: "unknown"}
+		out[i] = wire.ServerStatus{URL: url, State: "unknown"}
 	}
 	for i, st := range states {
 		if i >= len(out) {
@@ -429,7 +430,7 @@ func serverStatus(servers []string, states []index.ServerState) []messages.Serve
 // figures when the swarm answers within a second.
 func (a *installerActor) status(ctx actor.Context, to *actor.PID) {
 	now := time.Now()
-	st := messages.Status{
+	st := wire.Status{
 		PID: os.Getpid(), UptimeSeconds: now.Sub(a.started).Seconds(), Server: a.cfg.Servers[0], Servers: serverStatus(a.cfg.Servers, a.idx.Servers),
 		IndexGeneration: a.idx.Generation, IndexPackages: len(a.idx.Entries), Installing: a.installing, Queued: len(a.jobs),
 	}
@@ -448,9 +449,9 @@ func (a *installerActor) status(ctx actor.Context, to *actor.PID) {
 		if sw, ok := res.(*messages.SwarmStatus); ok && err == nil {
 			st.TorrentPort, st.Seeding, st.Peers, st.BytesUp, st.BytesDown = sw.Port, sw.Seeding, sw.Peers, sw.BytesUp, sw.BytesDown
 		}
-		reply, err := messages.Result(st)
+		reply, err := wire.Result(st)
 		if err != nil {
-			reply = messages.Failure(err.Error())
+			reply = wire.Failure(err.Error())
 		}
 		ctx.Send(to, reply)
 	})
@@ -463,7 +464,7 @@ func (a *installerActor) status(ctx actor.Context, to *actor.PID) {
 func reseed(eng *engine.Engine, records store.CacheRecords, cacheDir string) (add, remove []messages.SeedFile, err error) {
 	recs, rerr := records.All()
 	var receipts []*store.Receipt
-	if err := eng.DB().View(func(tx *store.Tx) error {
+	if err := eng.State().View(func(tx *store.StateTx) error {
 		var err error
 		receipts, err = tx.AllReceipts()
 		return err
@@ -495,7 +496,7 @@ func reseed(eng *engine.Engine, records store.CacheRecords, cacheDir string) (ad
 // version installed.
 func dropCache(eng *engine.Engine, records store.CacheRecords, name, version string) []messages.SeedFile {
 	var still bool
-	err := eng.DB().View(func(tx *store.Tx) error {
+	err := eng.State().View(func(tx *store.StateTx) error {
 		rs, err := tx.AllReceipts()
 		for _, r := range rs {
 			still = still || (r.Name == name && r.Version == version)

@@ -9,7 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"tpm/fifo"
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // TestQueryQueueTakesUIDsInTurn: a user with many queries waiting holds at
@@ -17,10 +17,10 @@ import (
 func TestQueryQueueTakesUIDsInTurn(t *testing.T) {
 	var q queryQueue
 	for i := range 10 {
-		q.push(waitingQuery{req: &messages.Request{UID: 1000, Args: []string{string(rune('a' + i))}}})
+		q.push(waitingQuery{req: &wire.Request{UID: 1000, Args: []string{string(rune('a' + i))}}})
 	}
-	q.push(waitingQuery{req: &messages.Request{UID: 0, Args: []string{"root"}}})
-	q.push(waitingQuery{req: &messages.Request{UID: 1001, Args: []string{"other"}}})
+	q.push(waitingQuery{req: &wire.Request{UID: 0, Args: []string{"root"}}})
+	q.push(waitingQuery{req: &wire.Request{UID: 1001, Args: []string{"other"}}})
 	var started []string
 	for {
 		w, ok := q.next()
@@ -97,7 +97,7 @@ func TestRequestActorSaysAlive(t *testing.T) {
 	if err := out.Send(ctx, fifo.Path(run, false), []byte("{}"), -1); err != nil {
 		t.Fatal(err)
 	}
-	in, err := fifo.Accept(spool, out.Token(), messages.MaxRequest, time.Second)
+	in, err := fifo.Accept(spool, out.Token(), wire.MaxRequest, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,36 +105,36 @@ func TestRequestActorSaysAlive(t *testing.T) {
 		return &requestActor{id: in.Token, w: in.Reply, log: p.env.log, aliveEvery: 50 * time.Millisecond}
 	}))
 	p.top = append(p.top, pid)
-	next := func() messages.Reply {
+	next := func() wire.Reply {
 		t.Helper()
 		b, err := out.ReadLine(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r messages.Reply
+		var r wire.Reply
 		if err := json.Unmarshal(b, &r); err != nil {
 			t.Fatal(err)
 		}
 		return r
 	}
-	if r := next(); r.Type != messages.ReplyAlive || r.ID != in.Token {
+	if r := next(); r.Type != wire.ReplyAlive || r.ID != in.Token {
 		t.Fatalf("first line of a silent request: %+v", r)
 	}
-	if err := sendPart(p.system.Root, pid, &messages.Reply{Type: messages.ReplyItems, Data: json.RawMessage(`[1]`)}); err != nil {
+	if err := sendPart(p.system.Root, pid, &wire.Reply{Type: wire.ReplyItems, Data: json.RawMessage(`[1]`)}); err != nil {
 		t.Fatal(err)
 	}
 	for {
 		r := next()
-		if r.Type == messages.ReplyItems {
+		if r.Type == wire.ReplyItems {
 			break
 		}
-		if r.Type != messages.ReplyAlive {
+		if r.Type != wire.ReplyAlive {
 			t.Fatalf("got %+v", r)
 		}
 	}
-	p.system.Root.Send(pid, &messages.Reply{Type: messages.ReplyResult})
-	for r := next(); r.Type != messages.ReplyResult; r = next() {
-		if r.Type != messages.ReplyAlive {
+	p.system.Root.Send(pid, &wire.Reply{Type: wire.ReplyResult})
+	for r := next(); r.Type != wire.ReplyResult; r = next() {
+		if r.Type != wire.ReplyAlive {
 			t.Fatalf("got %+v", r)
 		}
 	}

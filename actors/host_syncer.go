@@ -10,6 +10,7 @@ import (
 
 	"tpm/index"
 	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // syncerActor owns the host's current index: it loads the one kept in the
@@ -88,7 +89,7 @@ func (a *syncerActor) Receive(ctx actor.Context) {
 		}
 		a.life.end()
 		for _, r := range append(a.waiting, a.next...) {
-			ctx.Send(r, messages.Failure("the daemon is stopping or its syncer restarted; run the command again"))
+			ctx.Send(r, wire.Failure("the daemon is stopping or its syncer restarted; run the command again"))
 		}
 		a.waiting, a.next = nil, nil
 	case *messages.RestartFailed:
@@ -188,7 +189,7 @@ func (a *syncerActor) fetched(ctx actor.Context, msg *fetched) {
 	a.setReady(ctx)
 	if msg.err != nil {
 		for _, r := range a.waiting {
-			ctx.Send(r, messages.Failure(oneLine(msg.err.Error())))
+			ctx.Send(r, wire.Failure(oneLine(msg.err.Error())))
 		}
 	}
 	a.waiting = nil

@@ -14,6 +14,7 @@ import (
 	"tpm/engine"
 	"tpm/index"
 	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/metrics"
 	"tpm/query"
 	"tpm/store"
@@ -25,7 +26,7 @@ import (
 type job struct {
 	id      uint64
 	started time.Time
-	req     *messages.Request
+	req     *wire.Request
 	to      *actor.PID
 	seedsTo *actor.PID
 
@@ -37,7 +38,7 @@ type job struct {
 	current []int                   // the packages being applied
 	busy    bool                    // a goroutine works for the job (planning, applying)
 	placed  bool                    // a package was applied: the rest finishes whoever listens
-	results []messages.OpResult
+	results []wire.OpResult
 	names   []string // installed so far, for a partial failure's message
 	stop    error    // why the job ends as soon as its goroutine reports
 }
@@ -61,7 +62,7 @@ type (
 	}
 	removePlanned struct {
 		id     uint64
-		plan   *engine.Plan
+		plan   *engine.Changeset
 		prefix string
 		err    error
 	}
@@ -102,7 +103,7 @@ func (a *installerActor) startNext(ctx actor.Context) {
 			add, remove, err := reseed(eng, records, cacheDir)
 			root.Send(self, &reseeded{id: j.id, add: add, remove: remove, err: err})
 		})
-	case j.req.Verb == messages.VerbRemove:
+	case j.req.Verb == wire.VerbRemove:
 		req, def := j.req, a.cfg.Prefix
 		a.env.bg.Go(func() {
 			res := &removePlanned{id: j.id}
@@ -111,7 +112,7 @@ func (a *installerActor) startNext(ctx actor.Context) {
 				res.err = errors.New("remove takes package names (tpm remove NAME...)")
 			}
 			if res.err == nil {
-				res.plan, res.err = eng.PlanRemove(context.Background(), res.prefix, req.Args, req.Options.Cascade)
+				res.plan, res.err = eng.PrepareRemove(context.Background(), res.prefix, req.Args, req.Options.Cascade)
 			}
 			if res.err == nil {
 				res.err = query.CheckExpect(req.Expect, query.PlanVersions(res.plan))
@@ -129,7 +130,7 @@ func (a *installerActor) startNext(ctx actor.Context) {
 // planInstall plans an install or upgrade against idx and records every
 // file it will download before the download starts: a crash then leaves
 // records that the next start reconciles with the receipts.
-func planInstall(eng *engine.Engine, idx *index.Snapshot, records store.CacheRecords, req *messages.Request, def string, id uint64) *planned {
+func planInstall(eng *engine.Engine, idx *index.Snapshot, records store.CacheRecords, req *wire.Request, def string, id uint64) *planned {
 	res := &planned{id: id}
 	res.prefix, res.err = query.Prefix(req, def)
 	if res.err != nil {
@@ -144,7 +145,7 @@ func planInstall(eng *engine.Engine, idx *index.Snapshot, records store.CacheRec
 	for n, r := range installed {
 		res.reasons[n] = r.Reason
 	}
-	res.plan, res.err = query.PlanInstall(idx, installed, req.Args, req.Verb == messages.VerbUpgrade, req.Options)
+	res.plan, res.err = query.PlanInstall(idx, installed, req.Args, req.Verb == wire.VerbUpgrade, req.Options)
 	if res.err == nil {
 		res.err = query.CheckExpect(req.Expect, res.plan.Versions())
 	}
@@ -191,8 +192,8 @@ func (a *installerActor) transaction(ctx actor.Context, msg any) {
 		if j == nil || msg.Txn != j.id || j.stop != nil {
 			return
 		}
-		ctx.Send(j.to, &messages.Reply{Type: messages.ReplyProgress, Progress: &messages.Progress{
-			Package: j.nameOf(msg.File), Stage: messages.StageDownload, Bytes: msg.Bytes, Total: msg.Total, Rate: msg.Rate, Peers: msg.Peers}})
+		ctx.Send(j.to, &wire.Reply{Type: wire.ReplyProgress, Progress: &wire.Progress{
+			Package: j.nameOf(msg.File), Stage: wire.StageDownload, Bytes: msg.Bytes, Total: msg.Total, Rate: msg.Rate, Peers: msg.Peers}})
 	case *messages.DownloadDone:
 		if j == nil || msg.Txn != j.id || j.stop != nil {
 			return
@@ -225,11 +226,11 @@ func (a *installerActor) planned(ctx actor.Context, j *job, msg *planned) {
 		return
 	}
 	if len(j.plan.Packages) == 0 {
-		ctx.Send(j.to, &messages.Reply{Type: messages.ReplyLog, Text: "nothing to do: everything asked for is installed"})
+		ctx.Send(j.to, &wire.Reply{Type: wire.ReplyLog, Text: "nothing to do: everything asked for is installed"})
 		a.finish(ctx, j, nil)
 		return
 	}
-	ctx.Send(j.to, &messages.Reply{Type: messages.ReplyPlan, Plan: j.plan.Items()})
+	ctx.Send(j.to, &wire.Reply{Type: wire.ReplyPlan, Plan: j.plan.Items()})
 	j.paths = make([]string, len(j.plan.Packages))
 	j.applied = make([]bool, len(j.plan.Packages))
 	for _, x := range j.plan.Packages {
@@ -245,8 +246,8 @@ func (a *installerActor) downloaded(ctx actor.Context, j *job, msg *messages.Dow
 	for i, x := range j.plan.Packages {
 		if x.Entry.File == msg.File {
 			j.paths[i] = msg.Path
-			ctx.Send(j.to, &messages.Reply{Type: messages.ReplyProgress, Progress: &messages.Progress{
-				Package: x.Entry.Name, Stage: messages.StageVerify, Bytes: x.Entry.Size, Total: x.Entry.Size}})
+			ctx.Send(j.to, &wire.Reply{Type: wire.ReplyProgress, Progress: &wire.Progress{
+				Package: x.Entry.Name, Stage: wire.StageVerify, Bytes: x.Entry.Size, Total: x.Entry.Size}})
 		}
 	}
 	a.applyNext(ctx, j)
@@ -296,8 +297,8 @@ func (a *installerActor) applyNext(ctx actor.Context, j *job) {
 		if r, ok := j.reasons[e.Name]; ok {
 			reason = r // an upgrade keeps why the package is here
 		}
-		ctx.Send(j.to, &messages.Reply{Type: messages.ReplyProgress, Progress: &messages.Progress{
-			Package: e.Name, Stage: messages.StageInstall, Bytes: e.Size, Total: e.Size}})
+		ctx.Send(j.to, &wire.Reply{Type: wire.ReplyProgress, Progress: &wire.Progress{
+			Package: e.Name, Stage: wire.StageInstall, Bytes: e.Size, Total: e.Size}})
 		req.Archives = append(req.Archives, engine.Archive{Path: j.paths[i], Reason: reason})
 		names = append(names, e.Name)
 	}
@@ -305,7 +306,7 @@ func (a *installerActor) applyNext(ctx actor.Context, j *job) {
 	records := a.records
 	plan := j.plan
 	a.apply(ctx, j, func(eng *engine.Engine, h engine.Hooks) ([]engine.OpResult, []engine.Skipped, error) {
-		p, skipped, err := eng.PlanInstall(context.Background(), req)
+		p, skipped, err := eng.PrepareInstall(context.Background(), req)
 		if err != nil {
 			return nil, skipped, err
 		}
@@ -339,11 +340,11 @@ func (a *installerActor) apply(ctx actor.Context, j *job, run func(*engine.Engin
 	log := a.env.log
 	hooks := engine.Hooks{
 		Output: func(pkg, step, line string) {
-			root.Send(to, &messages.Reply{Type: messages.ReplyOutput, Output: &messages.Output{Package: pkg, Step: step, Line: line}})
+			root.Send(to, &wire.Reply{Type: wire.ReplyOutput, Output: &wire.Output{Package: pkg, Step: step, Line: line}})
 		},
 		Applied: func(r engine.OpResult) {
 			res := query.OpResult(r)
-			root.Send(to, &messages.Reply{Type: messages.ReplyDone, Done: &res})
+			root.Send(to, &wire.Reply{Type: wire.ReplyDone, Done: &res})
 		},
 		// Builds run under the builder actor, which kills them when it
 		// restarts or the daemon stops; their output goes to the request.
@@ -395,7 +396,7 @@ func (a *installerActor) applied(ctx actor.Context, j *job, msg *applied) {
 	a.installing = ""
 	for _, s := range msg.skipped {
 		sk := query.Skipped(s)
-		ctx.Send(j.to, &messages.Reply{Type: messages.ReplySkipped, Skipped: &sk})
+		ctx.Send(j.to, &wire.Reply{Type: wire.ReplySkipped, Skipped: &sk})
 	}
 	for _, r := range msg.ops {
 		j.results = append(j.results, query.OpResult(r))
@@ -414,8 +415,8 @@ func (a *installerActor) applied(ctx actor.Context, j *job, msg *applied) {
 	}
 	for _, i := range j.current {
 		e := j.plan.Packages[i].Entry
-		ctx.Send(j.to, &messages.Reply{Type: messages.ReplyProgress, Progress: &messages.Progress{
-			Package: e.Name, Stage: messages.StageDone, Bytes: e.Size, Total: e.Size}})
+		ctx.Send(j.to, &wire.Reply{Type: wire.ReplyProgress, Progress: &wire.Progress{
+			Package: e.Name, Stage: wire.StageDone, Bytes: e.Size, Total: e.Size}})
 		j.applied[i] = true
 	}
 	switch {
@@ -437,7 +438,7 @@ func (a *installerActor) removePlanned(ctx actor.Context, j *job, msg *removePla
 		return
 	}
 	j.prefix = msg.prefix
-	ctx.Send(j.to, &messages.Reply{Type: messages.ReplyPlan, Plan: query.PlanItems(msg.plan)})
+	ctx.Send(j.to, &wire.Reply{Type: wire.ReplyPlan, Plan: query.PlanItems(msg.plan)})
 	a.installing = strings.Join(j.req.Args, ", ")
 	records := a.records
 	var removed []engine.OpResult
@@ -485,7 +486,7 @@ func (a *installerActor) requestGone(ctx actor.Context, who *actor.PID) {
 // countInstalled tells m how many packages prefix has: keys only, so it
 // costs little after every package applied.
 func countInstalled(eng *engine.Engine, prefix string, m *metrics.Host) {
-	eng.DB().View(func(tx *store.Tx) error {
+	eng.State().View(func(tx *store.StateTx) error {
 		m.Installed(tx.CountReceipts(prefix))
 		return nil
 	})
@@ -497,11 +498,11 @@ func (a *installerActor) finish(ctx actor.Context, j *job, err error) {
 		a.cfg.Metrics.Transaction(j.req.Verb, err != nil, time.Since(j.started))
 	}
 	if j.to != nil {
-		var reply *messages.Reply
+		var reply *wire.Reply
 		if err != nil {
-			reply = messages.Failure(oneLine(err.Error()))
-		} else if reply, err = messages.Result(nonNil(j.results)); err != nil {
-			reply = messages.Failure(err.Error())
+			reply = wire.Failure(oneLine(err.Error()))
+		} else if reply, err = wire.Result(nonNil(j.results)); err != nil {
+			reply = wire.Failure(err.Error())
 		}
 		ctx.Send(j.to, reply)
 		ctx.Unwatch(j.to)
@@ -526,9 +527,9 @@ func (a *installerActor) finish(ctx actor.Context, j *job, err error) {
 	a.startNext(ctx)
 }
 
-func nonNil(rs []messages.OpResult) []messages.OpResult {
+func nonNil(rs []wire.OpResult) []wire.OpResult {
 	if rs == nil {
-		return []messages.OpResult{}
+		return []wire.OpResult{}
 	}
 	return rs
 }

@@ -9,7 +9,7 @@ import (
 
 	"tpm/engine"
 	"tpm/local"
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/query"
 )
 
@@ -22,14 +22,14 @@ func (o *filesOptions) run(ctx context.Context, c *command, names []string) erro
 	if len(names) == 0 {
 		return usagef("name at least one installed package")
 	}
-	var rows []messages.PackageFile
+	var rows []wire.PackageFile
 	var err error
 	if c.g.offline {
-		rows, err = offlineQuery(ctx, c, func(e *engine.Engine, prefix string) ([]messages.PackageFile, error) {
+		rows, err = offlineQuery(ctx, c, func(e *engine.Engine, prefix string) ([]wire.PackageFile, error) {
 			return query.Files(e, prefix, names)
 		})
 	} else {
-		rows, err = daemonQuery(c, func(cl *local.Client) ([]messages.PackageFile, error) { return cl.Files(ctx, names) })
+		rows, err = daemonQuery(c, func(cl *local.Client) ([]wire.PackageFile, error) { return cl.Files(ctx, names) })
 	}
 	if err != nil {
 		return err

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"tpm/local"
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // infoOptions are the flags of tpm info: none of its own.
@@ -26,7 +26,7 @@ func (o *infoOptions) run(ctx context.Context, c *command, args []string) error 
 	if err := c.needDaemon("info"); err != nil {
 		return err
 	}
-	info, err := daemonQuery(c, func(cl *local.Client) (messages.PackageInfo, error) { return cl.Info(ctx, args[0]) })
+	info, err := daemonQuery(c, func(cl *local.Client) (wire.PackageInfo, error) { return cl.Info(ctx, args[0]) })
 	if err != nil {
 		return err
 	}

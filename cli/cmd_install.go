@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"tpm/engine"
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/query"
 	"tpm/store"
 )
@@ -34,19 +34,19 @@ func (o *installOptions) run(ctx context.Context, c *command, args []string) err
 	if len(args) == 0 {
 		return usagef("name at least one package")
 	}
-	return installDaemon(ctx, c, messages.VerbInstall, args, messages.Options{Reinstall: o.reinstall, AllowDowngrade: o.allowDowngrade})
+	return installDaemon(ctx, c, wire.VerbInstall, args, wire.Options{Reinstall: o.reinstall, AllowDowngrade: o.allowDowngrade})
 }
 
 // installDaemon is install and upgrade through tpmd: ask for the plan,
 // show it, ask unless nothing beyond what was named is needed (or -y),
 // then install exactly that plan, showing its progress.
-func installDaemon(ctx context.Context, c *command, verb string, args []string, opts messages.Options) error {
+func installDaemon(ctx context.Context, c *command, verb string, args []string, opts wire.Options) error {
 	cl, err := c.client()
 	if err != nil {
 		return err
 	}
 	planOpts := opts
-	planOpts.Upgrade = verb == messages.VerbUpgrade
+	planOpts.Upgrade = verb == wire.VerbUpgrade
 	plan, err := cl.Plan(ctx, args, planOpts)
 	if err != nil {
 		return err
@@ -56,7 +56,7 @@ func installDaemon(ctx context.Context, c *command, verb string, args []string, 
 		if len(args) > 0 {
 			nothing = strings.Join(args, ", ") + " already installed"
 		}
-		if err := c.view.reply(&messages.Reply{Type: messages.ReplyLog, Text: "nothing to do: " + nothing}); err != nil {
+		if err := c.view.reply(&wire.Reply{Type: wire.ReplyLog, Text: "nothing to do: " + nothing}); err != nil {
 			return err
 		}
 		return c.view.opResults(nil)
@@ -88,10 +88,10 @@ func installDaemon(ctx context.Context, c *command, verb string, args []string, 
 		}
 	}
 	send := cl.Install
-	if verb == messages.VerbUpgrade {
+	if verb == wire.VerbUpgrade {
 		send = cl.Upgrade
 	}
-	return c.daemonTransaction(func(each func(*messages.Reply) error) ([]messages.OpResult, error) {
+	return c.daemonTransaction(func(each func(*wire.Reply) error) ([]wire.OpResult, error) {
 		return send(ctx, args, opts, expect, each)
 	})
 }
@@ -112,13 +112,13 @@ func installOffline(ctx context.Context, c *command, eo engineOptions, files []s
 	for _, f := range files {
 		req.Archives = append(req.Archives, engine.Archive{Path: f, Reason: store.Explicit})
 	}
-	plan, skipped, err := e.PlanInstall(ctx, req)
+	plan, skipped, err := e.PrepareInstall(ctx, req)
 	if err != nil {
 		return err
 	}
 	for _, s := range skipped {
 		r := query.Skipped(s)
-		if err := c.view.reply(&messages.Reply{Type: messages.ReplySkipped, Skipped: &r}); err != nil {
+		if err := c.view.reply(&wire.Reply{Type: wire.ReplySkipped, Skipped: &r}); err != nil {
 			return err
 		}
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/signing"
 )
 
@@ -31,7 +31,7 @@ func (o *keygenOptions) run(ctx context.Context, c *command, args []string) erro
 	if err != nil {
 		return err
 	}
-	return c.view.result(messages.KeyPair{Key: key, Public: pub}, func(w io.Writer) error {
+	return c.view.result(wire.KeyPair{Key: key, Public: pub}, func(w io.Writer) error {
 		_, err := fmt.Fprintf(w, "wrote %s (keep it secret) and %s (give it to clients)\n", key, pub)
 		return err
 	})

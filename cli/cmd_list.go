@@ -9,7 +9,7 @@ import (
 
 	"tpm/engine"
 	"tpm/local"
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/query"
 )
 
@@ -22,14 +22,14 @@ func (o *listOptions) run(ctx context.Context, c *command, args []string) error 
 	if len(args) > 0 {
 		return usagef("list takes no arguments")
 	}
-	var rows []messages.InstalledPackage
+	var rows []wire.InstalledPackage
 	var err error
 	if c.g.offline {
-		rows, err = offlineQuery(ctx, c, func(e *engine.Engine, prefix string) ([]messages.InstalledPackage, error) {
+		rows, err = offlineQuery(ctx, c, func(e *engine.Engine, prefix string) ([]wire.InstalledPackage, error) {
 			return query.List(e, prefix)
 		})
 	} else {
-		rows, err = daemonQuery(c, func(cl *local.Client) ([]messages.InstalledPackage, error) { return cl.List(ctx) })
+		rows, err = daemonQuery(c, func(cl *local.Client) ([]wire.InstalledPackage, error) { return cl.List(ctx) })
 	}
 	if err != nil {
 		return err

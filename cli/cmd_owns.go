@@ -10,7 +10,7 @@ import (
 
 	"tpm/engine"
 	"tpm/local"
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/query"
 )
 
@@ -32,14 +32,14 @@ func (o *ownsOptions) run(ctx context.Context, c *command, paths []string) error
 		}
 		abs = append(abs, a)
 	}
-	var rows []messages.Owner
+	var rows []wire.Owner
 	var err error
 	if c.g.offline {
-		rows, err = offlineQuery(ctx, c, func(e *engine.Engine, prefix string) ([]messages.Owner, error) {
+		rows, err = offlineQuery(ctx, c, func(e *engine.Engine, prefix string) ([]wire.Owner, error) {
 			return query.Owns(e, prefix, abs)
 		})
 	} else {
-		rows, err = daemonQuery(c, func(cl *local.Client) ([]messages.Owner, error) { return cl.Owns(ctx, abs) })
+		rows, err = daemonQuery(c, func(cl *local.Client) ([]wire.Owner, error) { return cl.Owns(ctx, abs) })
 	}
 	if err != nil {
 		return err

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/tarball"
 )
 
@@ -40,7 +40,7 @@ func (o *packOptions) run(ctx context.Context, c *command, args []string) error 
 	if err != nil {
 		return err
 	}
-	packed := messages.Packed{File: out, Name: m.Name, Version: m.Version, Architecture: m.Architecture}
+	packed := wire.Packed{File: out, Name: m.Name, Version: m.Version, Architecture: m.Architecture}
 	return c.view.result(packed, func(w io.Writer) error {
 		_, err := fmt.Fprintln(w, out)
 		return err

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // removeOptions are the flags of tpm remove.
@@ -30,8 +30,8 @@ func (o *removeOptions) run(ctx context.Context, c *command, names []string) err
 		if err != nil {
 			return err
 		}
-		return c.daemonTransaction(func(each func(*messages.Reply) error) ([]messages.OpResult, error) {
-			return cl.Remove(ctx, names, messages.Options{Cascade: o.cascade}, each)
+		return c.daemonTransaction(func(each func(*wire.Reply) error) ([]wire.OpResult, error) {
+			return cl.Remove(ctx, names, wire.Options{Cascade: o.cascade}, each)
 		})
 	}
 	e, err := c.openEngine(ctx, engineOptions{scriptTimeout: o.scriptTimeout})
@@ -39,7 +39,7 @@ func (o *removeOptions) run(ctx context.Context, c *command, names []string) err
 		return err
 	}
 	defer e.Close()
-	plan, err := e.PlanRemove(ctx, c.g.prefix, names, o.cascade)
+	plan, err := e.PrepareRemove(ctx, c.g.prefix, names, o.cascade)
 	if err != nil {
 		return err
 	}

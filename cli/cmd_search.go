@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"tpm/local"
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // searchOptions are the flags of tpm search: none of its own.
@@ -24,7 +24,7 @@ func (o *searchOptions) run(ctx context.Context, c *command, args []string) erro
 	if err := c.needDaemon("search"); err != nil {
 		return err
 	}
-	rows, err := daemonQuery(c, func(cl *local.Client) ([]messages.SearchResult, error) { return cl.Search(ctx, args[0]) })
+	rows, err := daemonQuery(c, func(cl *local.Client) ([]wire.SearchResult, error) { return cl.Search(ctx, args[0]) })
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"tpm/local"
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // statusOptions are the flags of tpm status: none of its own.
@@ -25,7 +25,7 @@ func (o *statusOptions) run(ctx context.Context, c *command, args []string) erro
 	if err := c.needDaemon("status"); err != nil {
 		return err
 	}
-	s, err := daemonQuery(c, func(cl *local.Client) (messages.Status, error) { return cl.Status(ctx) })
+	s, err := daemonQuery(c, func(cl *local.Client) (wire.Status, error) { return cl.Status(ctx) })
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"tpm/local"
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // syncOptions are the flags of tpm sync: none of its own.
@@ -24,7 +24,7 @@ func (o *syncOptions) run(ctx context.Context, c *command, args []string) error 
 	if err := c.needDaemon("sync"); err != nil {
 		return err
 	}
-	res, err := daemonQuery(c, func(cl *local.Client) (messages.SyncResult, error) { return cl.Sync(ctx) })
+	res, err := daemonQuery(c, func(cl *local.Client) (wire.SyncResult, error) { return cl.Sync(ctx) })
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"tpm/engine"
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // upgradeOptions are the flags of tpm upgrade.
@@ -27,5 +27,5 @@ func (o *upgradeOptions) run(ctx context.Context, c *command, args []string) err
 	if c.g.offline {
 		return installOffline(ctx, c, o.engine, args, engine.Intent{UpgradeOnly: true, AllowDowngrade: o.allowDowngrade})
 	}
-	return installDaemon(ctx, c, messages.VerbUpgrade, args, messages.Options{AllowDowngrade: o.allowDowngrade})
+	return installDaemon(ctx, c, wire.VerbUpgrade, args, wire.Options{AllowDowngrade: o.allowDowngrade})
 }

@@ -9,7 +9,7 @@ import (
 
 	"tpm/engine"
 	"tpm/local"
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/query"
 )
 
@@ -19,14 +19,14 @@ type verifyOptions struct{}
 func (o *verifyOptions) AddFlags(fs *pflag.FlagSet) {}
 
 func (o *verifyOptions) run(ctx context.Context, c *command, names []string) error {
-	var problems []messages.Problem
+	var problems []wire.Problem
 	var err error
 	if c.g.offline {
-		problems, err = offlineQuery(ctx, c, func(e *engine.Engine, prefix string) ([]messages.Problem, error) {
+		problems, err = offlineQuery(ctx, c, func(e *engine.Engine, prefix string) ([]wire.Problem, error) {
 			return query.Verify(e, prefix, names)
 		})
 	} else {
-		problems, err = daemonQuery(c, func(cl *local.Client) ([]messages.Problem, error) { return cl.Verify(ctx, names) })
+		problems, err = daemonQuery(c, func(cl *local.Client) ([]wire.Problem, error) { return cl.Verify(ctx, names) })
 	}
 	if err != nil {
 		return err

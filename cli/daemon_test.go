@@ -12,20 +12,20 @@ import (
 	"time"
 
 	"tpm/fifo"
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // fakeDaemon answers requests on real FIFOs in a run directory, as tpmd
 // does, with scripted replies per verb; it records the requests.
 type fakeDaemon struct {
 	run     string
-	answers map[string][]*messages.Reply // by verb; the id is filled in
+	answers map[string][]*wire.Reply // by verb; the id is filled in
 
 	mu       sync.Mutex
-	requests []messages.Request
+	requests []wire.Request
 }
 
-func startFakeDaemon(t *testing.T, answers map[string][]*messages.Reply) *fakeDaemon {
+func startFakeDaemon(t *testing.T, answers map[string][]*wire.Reply) *fakeDaemon {
 	t.Helper()
 	d := &fakeDaemon{run: t.TempDir(), answers: answers}
 	spool, err := fifo.MakeSpool(d.run)
@@ -67,13 +67,13 @@ func (d *fakeDaemon) serve(t *testing.T, l *fifo.Listener, spool string) {
 }
 
 func (d *fakeDaemon) answer(t *testing.T, spool, token string) {
-	in, err := fifo.Accept(spool, token, messages.MaxRequest, 5*time.Second)
+	in, err := fifo.Accept(spool, token, wire.MaxRequest, 5*time.Second)
 	if err != nil {
 		t.Errorf("fake daemon: %v", err)
 		return
 	}
 	w := in.Reply
-	var req messages.Request
+	var req wire.Request
 	if err := json.Unmarshal(in.Request, &req); err != nil {
 		t.Errorf("fake daemon: %v", err)
 		return
@@ -84,7 +84,7 @@ func (d *fakeDaemon) answer(t *testing.T, spool, token string) {
 	d.mu.Unlock()
 	replies := d.answers[req.Verb]
 	if replies == nil {
-		replies = []*messages.Reply{messages.Failure("no answer scripted for " + req.Verb)}
+		replies = []*wire.Reply{wire.Failure("no answer scripted for " + req.Verb)}
 	}
 	for _, r := range replies {
 		out := *r
@@ -98,10 +98,10 @@ func (d *fakeDaemon) answer(t *testing.T, spool, token string) {
 }
 
 // got is the requests so far.
-func (d *fakeDaemon) got() []messages.Request {
+func (d *fakeDaemon) got() []wire.Request {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return append([]messages.Request(nil), d.requests...)
+	return append([]wire.Request(nil), d.requests...)
 }
 
 func (d *fakeDaemon) verbs() string {
@@ -113,18 +113,18 @@ func (d *fakeDaemon) verbs() string {
 }
 
 // mustItems is a streamed answer: the items in one part, and the end.
-func mustItems(t *testing.T, items any) []*messages.Reply {
+func mustItems(t *testing.T, items any) []*wire.Reply {
 	t.Helper()
 	b, err := json.Marshal(items)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []*messages.Reply{{Type: messages.ReplyItems, Data: b}, {Type: messages.ReplyResult}}
+	return []*wire.Reply{{Type: wire.ReplyItems, Data: b}, {Type: wire.ReplyResult}}
 }
 
-func mustResult(t *testing.T, data any) *messages.Reply {
+func mustResult(t *testing.T, data any) *wire.Reply {
 	t.Helper()
-	r, err := messages.Result(data)
+	r, err := wire.Result(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,30 +143,30 @@ func runTPM(t *testing.T, args ...string) (code int, stdout, stderr string) {
 
 // installAnswers is what tpmd says to tpm install hello: its plan (one
 // package it needs), then the transaction's stream.
-func installAnswers(t *testing.T) map[string][]*messages.Reply {
-	plan := []messages.PlanItem{
+func installAnswers(t *testing.T) map[string][]*wire.Reply {
+	plan := []wire.PlanItem{
 		{Action: "install", Name: "greet-data", Version: "1.0-1", Size: 2048},
 		{Action: "install", Name: "hello", Version: "2.0-1", Requested: true, Size: 4096},
 	}
-	greet := messages.OpResult{Action: "install", Name: "greet-data", Version: "1.0-1", Warnings: []string{}}
-	hello := messages.OpResult{Action: "install", Name: "hello", Version: "2.0-1", Warnings: []string{"postinstall of hello 2.0-1 failed (exit status 1)"}}
-	return map[string][]*messages.Reply{
-		messages.VerbPlan: {
-			{Type: messages.ReplyPlan, Plan: plan},
-			mustResult(t, messages.PlanResult{Plan: plan}),
+	greet := wire.OpResult{Action: "install", Name: "greet-data", Version: "1.0-1", Warnings: []string{}}
+	hello := wire.OpResult{Action: "install", Name: "hello", Version: "2.0-1", Warnings: []string{"postinstall of hello 2.0-1 failed (exit status 1)"}}
+	return map[string][]*wire.Reply{
+		wire.VerbPlan: {
+			{Type: wire.ReplyPlan, Plan: plan},
+			mustResult(t, wire.PlanResult{Plan: plan}),
 		},
-		messages.VerbInstall: {
-			{Type: messages.ReplyPlan, Plan: plan},
-			{Type: messages.ReplyProgress, Progress: &messages.Progress{Package: "greet-data", Stage: messages.StageDownload, Total: 2048}},
-			{Type: messages.ReplyProgress, Progress: &messages.Progress{Package: "greet-data", Stage: messages.StageVerify, Bytes: 2048, Total: 2048, Peers: 2}},
-			{Type: messages.ReplyProgress, Progress: &messages.Progress{Package: "greet-data", Stage: messages.StageInstall, Bytes: 2048, Total: 2048}},
-			{Type: messages.ReplyDone, Done: &greet},
-			{Type: messages.ReplyOutput, Output: &messages.Output{Package: "hello", Step: "configure", Line: "$ ./configure"}},
-			{Type: messages.ReplyOutput, Output: &messages.Output{Package: "hello", Step: "configure", Line: "checking for cc"}},
-			{Type: messages.ReplyOutput, Output: &messages.Output{Package: "hello", Step: "done", Line: "built hello"}},
-			{Type: messages.ReplyOutput, Output: &messages.Output{Package: "hello", Step: "postinstall", Line: "hi"}},
-			{Type: messages.ReplyDone, Done: &hello},
-			mustResult(t, []messages.OpResult{greet, hello}),
+		wire.VerbInstall: {
+			{Type: wire.ReplyPlan, Plan: plan},
+			{Type: wire.ReplyProgress, Progress: &wire.Progress{Package: "greet-data", Stage: wire.StageDownload, Total: 2048}},
+			{Type: wire.ReplyProgress, Progress: &wire.Progress{Package: "greet-data", Stage: wire.StageVerify, Bytes: 2048, Total: 2048, Peers: 2}},
+			{Type: wire.ReplyProgress, Progress: &wire.Progress{Package: "greet-data", Stage: wire.StageInstall, Bytes: 2048, Total: 2048}},
+			{Type: wire.ReplyDone, Done: &greet},
+			{Type: wire.ReplyOutput, Output: &wire.Output{Package: "hello", Step: "configure", Line: "$ ./configure"}},
+			{Type: wire.ReplyOutput, Output: &wire.Output{Package: "hello", Step: "configure", Line: "checking for cc"}},
+			{Type: wire.ReplyOutput, Output: &wire.Output{Package: "hello", Step: "done", Line: "built hello"}},
+			{Type: wire.ReplyOutput, Output: &wire.Output{Package: "hello", Step: "postinstall", Line: "hi"}},
+			{Type: wire.ReplyDone, Done: &hello},
+			mustResult(t, []wire.OpResult{greet, hello}),
 		},
 	}
 }
@@ -232,13 +232,13 @@ func TestDaemonInstallNotConfirmed(t *testing.T) {
 
 // jsonLines decodes tpm --json output, failing on anything that is not a
 // Reply a line.
-func jsonLines(t *testing.T, out string) []messages.Reply {
+func jsonLines(t *testing.T, out string) []wire.Reply {
 	t.Helper()
-	var rs []messages.Reply
+	var rs []wire.Reply
 	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
 		dec := json.NewDecoder(strings.NewReader(line))
 		dec.DisallowUnknownFields()
-		var r messages.Reply
+		var r wire.Reply
 		if err := dec.Decode(&r); err != nil {
 			t.Fatalf("line %q: %v", line, err)
 		}
@@ -250,7 +250,7 @@ func jsonLines(t *testing.T, out string) []messages.Reply {
 	return rs
 }
 
-func types(rs []messages.Reply) string {
+func types(rs []wire.Reply) string {
 	var ts []string
 	for _, r := range rs {
 		ts = append(ts, r.Type)
@@ -270,15 +270,15 @@ func TestDaemonInstallJSON(t *testing.T) {
 	if got := types(rs); got != "plan progress progress progress done output output output output done result" {
 		t.Fatalf("types: %s\n%s", got, out)
 	}
-	var results []messages.OpResult
+	var results []wire.OpResult
 	if err := json.Unmarshal(rs[len(rs)-1].Data, &results); err != nil || len(results) != 2 {
 		t.Fatalf("result: %s %v", rs[len(rs)-1].Data, err)
 	}
 }
 
 func TestDaemonErrorJSONOnce(t *testing.T) {
-	d := startFakeDaemon(t, map[string][]*messages.Reply{
-		messages.VerbInfo: {messages.Failure("no package named nope in the index (run tpm sync?)")},
+	d := startFakeDaemon(t, map[string][]*wire.Reply{
+		wire.VerbInfo: {wire.Failure("no package named nope in the index (run tpm sync?)")},
 	})
 	code, out, errOut := runTPM(t, "--run-dir", d.run, "--json", "info", "nope")
 	if code != 1 || errOut != "tpm: no package named nope in the index (run tpm sync?)\n" {
@@ -302,16 +302,16 @@ func TestNoDaemonJSON(t *testing.T) {
 
 func TestDaemonQueriesText(t *testing.T) {
 	installed := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	d := startFakeDaemon(t, map[string][]*messages.Reply{
-		messages.VerbList:   mustItems(t, []messages.InstalledPackage{{Name: "hello", Version: "2.0-1", Reason: "explicit"}, {Name: "greet-data", Version: "1.0-1", Reason: "dependency"}}),
-		messages.VerbSearch: {mustResult(t, []messages.SearchResult{{Name: "hello", Version: "2.0-1", Description: "says hello", Installed: "2.0-1"}})},
-		messages.VerbVerify: mustItems(t, []messages.Problem{{Package: "hello", Path: "/usr/bin/hello", Kind: "missing", Detail: "recorded as file"}}),
-		messages.VerbSync:   {mustResult(t, messages.SyncResult{Generation: 3, Changed: true})},
-		messages.VerbInfo: {mustResult(t, messages.PackageInfo{Name: "hello", Version: "2.0-1", Dependencies: []string{"libgreet >= 1.0"},
-			Installed: &messages.Installed{Version: "2.0-1", Reason: "explicit", InstalledAt: installed}})},
-		messages.VerbRemove: {
-			{Type: messages.ReplyDone, Done: &messages.OpResult{Action: "remove", Name: "hello", Version: "2.0-1"}},
-			mustResult(t, []messages.OpResult{{Action: "remove", Name: "hello", Version: "2.0-1"}, {Action: "remove", Name: "greet-data", Version: "1.0-1"}}),
+	d := startFakeDaemon(t, map[string][]*wire.Reply{
+		wire.VerbList:   mustItems(t, []wire.InstalledPackage{{Name: "hello", Version: "2.0-1", Reason: "explicit"}, {Name: "greet-data", Version: "1.0-1", Reason: "dependency"}}),
+		wire.VerbSearch: {mustResult(t, []wire.SearchResult{{Name: "hello", Version: "2.0-1", Description: "says hello", Installed: "2.0-1"}})},
+		wire.VerbVerify: mustItems(t, []wire.Problem{{Package: "hello", Path: "/usr/bin/hello", Kind: "missing", Detail: "recorded as file"}}),
+		wire.VerbSync:   {mustResult(t, wire.SyncResult{Generation: 3, Changed: true})},
+		wire.VerbInfo: {mustResult(t, wire.PackageInfo{Name: "hello", Version: "2.0-1", Dependencies: []string{"libgreet >= 1.0"},
+			Installed: &wire.Installed{Version: "2.0-1", Reason: "explicit", InstalledAt: installed}})},
+		wire.VerbRemove: {
+			{Type: wire.ReplyDone, Done: &wire.OpResult{Action: "remove", Name: "hello", Version: "2.0-1"}},
+			mustResult(t, []wire.OpResult{{Action: "remove", Name: "hello", Version: "2.0-1"}, {Action: "remove", Name: "greet-data", Version: "1.0-1"}}),
 		},
 	})
 	for _, tc := range []struct {
@@ -336,13 +336,13 @@ func TestDaemonQueriesText(t *testing.T) {
 		t.Errorf("info:\n%s", out)
 	}
 	reqs := d.got()
-	if cascade := reqs[len(reqs)-2]; cascade.Verb != messages.VerbRemove || !cascade.Options.Cascade {
+	if cascade := reqs[len(reqs)-2]; cascade.Verb != wire.VerbRemove || !cascade.Options.Cascade {
 		t.Errorf("remove request: %+v", cascade)
 	}
 }
 
 func TestDaemonPrefix(t *testing.T) {
-	d := startFakeDaemon(t, map[string][]*messages.Reply{messages.VerbList: mustItems(t, []messages.InstalledPackage{})})
+	d := startFakeDaemon(t, map[string][]*wire.Reply{wire.VerbList: mustItems(t, []wire.InstalledPackage{})})
 	dir := t.TempDir()
 	if code, _, errOut := runTPM(t, "--run-dir", d.run, "--prefix", dir+"/./x/..", "list"); code != 0 {
 		t.Fatal(errOut)

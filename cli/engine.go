@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"tpm/engine"
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/query"
 	"tpm/store"
 	"tpm/tarball"
@@ -84,7 +84,7 @@ func (c *command) openEngine(ctx context.Context, o engineOptions) (*engine.Engi
 	}
 	if rec != nil {
 		r := query.Recovered(rec)
-		c.view.reply(&messages.Reply{Type: messages.ReplyRecovered, Recovered: &r})
+		c.view.reply(&wire.Reply{Type: wire.ReplyRecovered, Recovered: &r})
 	}
 	return e, nil
 }
@@ -94,11 +94,11 @@ func (c *command) openEngine(ctx context.Context, o engineOptions) (*engine.Engi
 func (c *command) hooks() engine.Hooks {
 	return engine.Hooks{
 		Output: func(pkg, step, line string) {
-			c.view.reply(&messages.Reply{Type: messages.ReplyOutput, Output: &messages.Output{Package: pkg, Step: step, Line: line}})
+			c.view.reply(&wire.Reply{Type: wire.ReplyOutput, Output: &wire.Output{Package: pkg, Step: step, Line: line}})
 		},
 		Applied: func(r engine.OpResult) {
 			done := query.OpResult(r)
-			c.view.reply(&messages.Reply{Type: messages.ReplyDone, Done: &done})
+			c.view.reply(&wire.Reply{Type: wire.ReplyDone, Done: &done})
 		},
 	}
 }

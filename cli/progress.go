@@ -7,7 +7,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // progressView shows progress replies: bars per package and for the whole
@@ -42,20 +42,20 @@ func (v *progressView) writer() io.Writer {
 	return v.w
 }
 
-func (v *progressView) progress(p *messages.Progress) {
+func (v *progressView) progress(p *wire.Progress) {
 	if v.bars == nil {
 		if v.stage[p.Package] != p.Stage {
 			v.stage[p.Package] = p.Stage
 			switch p.Stage {
-			case messages.StageDownload:
+			case wire.StageDownload:
 				fmt.Fprintf(v.w, "downloading %s (%s)\n", p.Package, humanBytes(p.Total))
-			case messages.StageVerify:
+			case wire.StageVerify:
 				if p.Peers > 0 {
 					fmt.Fprintf(v.w, "downloaded %s from %d peer(s)\n", p.Package, p.Peers)
 				} else {
 					fmt.Fprintf(v.w, "downloaded %s\n", p.Package)
 				}
-			case messages.StageInstall:
+			case wire.StageInstall:
 				fmt.Fprintf(v.w, "installing %s\n", p.Package)
 			}
 		}
@@ -75,7 +75,7 @@ func (v *progressView) progress(p *messages.Progress) {
 	}
 	bar.SetTotal(p.Total, false)
 	bar.SetCurrent(p.Bytes)
-	if p.Stage == messages.StageDone || p.Stage == messages.StageInstall {
+	if p.Stage == wire.StageDone || p.Stage == wire.StageInstall {
 		bar.SetTotal(p.Total, true)
 	}
 	v.done[p.Package], v.total[p.Package] = p.Bytes, p.Total

@@ -8,11 +8,11 @@ import (
 	"sync"
 	"text/tabwriter"
 
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // view is where a verb's output goes, whichever mode did the work. With
-// --json every reply is one JSON line (messages.Reply without its id): the
+// --json every reply is one JSON line (wire.Reply without its id): the
 // daemon's replies as they come, and the same replies made from the
 // offline engine's hooks. Otherwise the replies are rendered as text, the
 // same way for both modes.
@@ -51,24 +51,24 @@ func (v *view) stopBars() {
 }
 
 // reply shows one reply of a stream (not the final one).
-func (v *view) reply(r *messages.Reply) error {
+func (v *view) reply(r *wire.Reply) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.json {
 		return v.emit(r)
 	}
 	switch {
-	case r.Type == messages.ReplyLog:
+	case r.Type == wire.ReplyLog:
 		v.println(r.Text)
-	case r.Type == messages.ReplyProgress && r.Progress != nil:
+	case r.Type == wire.ReplyProgress && r.Progress != nil:
 		v.progress.progress(r.Progress)
-	case r.Type == messages.ReplyOutput && r.Output != nil:
+	case r.Type == wire.ReplyOutput && r.Output != nil:
 		v.output(r.Output)
-	case r.Type == messages.ReplySkipped && r.Skipped != nil:
+	case r.Type == wire.ReplySkipped && r.Skipped != nil:
 		v.println(fmt.Sprintf("%s %s is %s; skipping", r.Skipped.Name, r.Skipped.Version, r.Skipped.Why))
-	case r.Type == messages.ReplyDone && r.Done != nil:
+	case r.Type == wire.ReplyDone && r.Done != nil:
 		v.done(r.Done)
-	case r.Type == messages.ReplyRecovered && r.Recovered != nil:
+	case r.Type == wire.ReplyRecovered && r.Recovered != nil:
 		rec := r.Recovered
 		fmt.Fprintf(v.stderr, "tpm: recovered an interrupted transaction in %s: finished [%s], undid [%s]\n",
 			rec.Prefix, strings.Join(rec.Completed, " "), strings.Join(rec.RolledBack, " "))
@@ -87,7 +87,7 @@ func (v *view) result(data any, text func(w io.Writer) error) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.json {
-		r, err := messages.Result(data)
+		r, err := wire.Result(data)
 		if err != nil {
 			return err
 		}
@@ -101,9 +101,9 @@ func (v *view) result(data any, text func(w io.Writer) error) error {
 
 // opResults ends an install, upgrade or remove: each package was shown as
 // its done reply came; any the stream did not announce are shown now.
-func (v *view) opResults(results []messages.OpResult) error {
+func (v *view) opResults(results []wire.OpResult) error {
 	if results == nil {
-		results = []messages.OpResult{}
+		results = []wire.OpResult{}
 	}
 	return v.result(results, func(io.Writer) error {
 		for i := range results {
@@ -123,10 +123,10 @@ func (v *view) failure(msg string) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.emit(messages.Failure(msg))
+	v.emit(wire.Failure(msg))
 }
 
-func (v *view) emit(r *messages.Reply) error {
+func (v *view) emit(r *wire.Reply) error {
 	out := *r
 	out.ID = ""
 	b, err := json.Marshal(&out)
@@ -142,16 +142,16 @@ func (v *view) println(line string) {
 	fmt.Fprintln(v.progress.writer(), line)
 }
 
-func (v *view) done(r *messages.OpResult) {
+func (v *view) done(r *wire.OpResult) {
 	v.shown[doneKey(r)] = true
-	item := messages.PlanItem{Action: r.Action, Name: r.Name, Version: r.Version, OldVersion: r.OldVersion}
+	item := wire.PlanItem{Action: r.Action, Name: r.Name, Version: r.Version, OldVersion: r.OldVersion}
 	v.println(pastTense(describeItem(item)))
 	for _, w := range r.Warnings {
 		fmt.Fprintf(v.stderr, "tpm: warning: %s (the package is in place)\n", w)
 	}
 }
 
-func doneKey(r *messages.OpResult) string { return r.Action + " " + r.Name + " " + r.Version }
+func doneKey(r *wire.OpResult) string { return r.Action + " " + r.Name + " " + r.Version }
 
 // isBuildStep says whether a source build reports its output under step;
 // any other step is a package script's.
@@ -166,7 +166,7 @@ func isBuildStep(step string) bool {
 // output shows a line a script or a source build printed. Builds are
 // terse unless --verbose: one line when a build enters a step, and the
 // build's last word.
-func (v *view) output(o *messages.Output) {
+func (v *view) output(o *wire.Output) {
 	full := o.Package + ": " + o.Step + ": " + o.Line
 	switch {
 	case !isBuildStep(o.Step) || v.verbose:
@@ -180,7 +180,7 @@ func (v *view) output(o *messages.Output) {
 }
 
 // describeItem says what a plan item does: "upgrade hello 1.0 -> 2.0".
-func describeItem(it messages.PlanItem) string {
+func describeItem(it wire.PlanItem) string {
 	if it.OldVersion != "" && it.OldVersion != it.Version {
 		return fmt.Sprintf("%s %s %s -> %s", it.Action, it.Name, it.OldVersion, it.Version)
 	}

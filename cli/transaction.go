@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"tpm/engine"
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/query"
 )
 
@@ -13,7 +13,7 @@ import (
 
 // daemonTransaction runs an install, upgrade or remove request through
 // tpmd, showing its stream as it comes (bars while it runs on a terminal).
-func (c *command) daemonTransaction(run func(each func(*messages.Reply) error) ([]messages.OpResult, error)) error {
+func (c *command) daemonTransaction(run func(each func(*wire.Reply) error) ([]wire.OpResult, error)) error {
 	c.view.startBars()
 	results, err := run(c.view.reply)
 	c.view.stopBars()
@@ -26,12 +26,12 @@ func (c *command) daemonTransaction(run func(each func(*messages.Reply) error) (
 // applyOffline shows an engine plan, asks when it does more than was
 // asked for, and applies it, reporting as tpmd's stream does: the plan,
 // script and build output, each package done, and the result.
-func (c *command) applyOffline(ctx context.Context, e *engine.Engine, plan *engine.Plan) error {
+func (c *command) applyOffline(ctx context.Context, e *engine.Engine, plan *engine.Changeset) error {
 	if len(plan.Ops) == 0 {
 		return c.view.opResults(nil)
 	}
 	items := query.PlanItems(plan)
-	if err := c.view.reply(&messages.Reply{Type: messages.ReplyPlan, Plan: items}); err != nil {
+	if err := c.view.reply(&wire.Reply{Type: wire.ReplyPlan, Plan: items}); err != nil {
 		return err
 	}
 	extra := false
@@ -53,7 +53,7 @@ func (c *command) applyOffline(ctx context.Context, e *engine.Engine, plan *engi
 	if err != nil {
 		return err
 	}
-	results := make([]messages.OpResult, 0, len(applied))
+	results := make([]wire.OpResult, 0, len(applied))
 	for _, r := range applied {
 		results = append(results, query.OpResult(r))
 	}

@@ -74,14 +74,14 @@ type OpResult struct {
 	Warnings   []string // a post-script that failed: the package is in place
 }
 
-// Apply carries out a plan: journal, stage every file beside its target (a
+// Apply carries out a changeset: journal, stage every file beside its target (a
 // new folder whole, under a temporary name beside it), one sync, then
 // package by package pre-script, journal, rename into place, remove what
 // the old version had, sync, commit the receipt, post-script. A
 // failing pre-script or an error stops the transaction there: the packages
 // already committed stay, the rest are undone, and the returned results say
 // which is which. h receives the transaction's output as it goes.
-func (e *Engine) Apply(ctx context.Context, p *Plan, h Hooks) ([]OpResult, error) {
+func (e *Engine) Apply(ctx context.Context, p *Changeset, h Hooks) ([]OpResult, error) {
 	if len(p.Ops) == 0 {
 		return nil, nil
 	}
@@ -201,7 +201,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, h Hooks) ([]OpResult, error
 		h.Applied(res)
 	}
 	e.opts.Step("clear journal")
-	if err := e.db.Update(func(tx *store.Tx) error { return tx.ClearJournal() }); err != nil {
+	if err := e.db.Update(func(tx *store.StateTx) error { return tx.ClearJournal() }); err != nil {
 		return done, err
 	}
 	if err := e.db.Backup(); err != nil && len(done) > 0 {
@@ -227,7 +227,7 @@ func (e *Engine) scriptsOf(prefix string, op *Op) map[string][]byte {
 		return op.pkg.Info
 	}
 	var info map[string][]byte
-	e.db.View(func(tx *store.Tx) error {
+	e.db.View(func(tx *store.StateTx) error {
 		info = tx.Info(prefix, op.Name)
 		return nil
 	})
@@ -244,7 +244,7 @@ func (e *Engine) receiptOf(prefix string, op *Op) *store.Receipt {
 	}
 }
 
-// writeJournal records the whole journal: the plan, with every temporary
+// writeJournal records the whole journal: the changeset, with every temporary
 // name and receipt, and the ops' states.
 func (e *Engine) writeJournal(j *journal) error {
 	raw, err := json.Marshal(j)
@@ -255,7 +255,7 @@ func (e *Engine) writeJournal(j *journal) error {
 	if err != nil {
 		return err
 	}
-	return e.db.Update(func(tx *store.Tx) error {
+	return e.db.Update(func(tx *store.StateTx) error {
 		if err := tx.SetJournal(raw); err != nil {
 			return err
 		}
@@ -264,13 +264,13 @@ func (e *Engine) writeJournal(j *journal) error {
 }
 
 // writeStates records only the ops' states, with also in the same bbolt
-// transaction: a state change costs a few bytes, not the whole plan again.
-func (e *Engine) writeStates(j *journal, also func(*store.Tx) error) error {
+// transaction: a state change costs a few bytes, not the whole changeset again.
+func (e *Engine) writeStates(j *journal, also func(*store.StateTx) error) error {
 	states, err := json.Marshal(j.states())
 	if err != nil {
 		return err
 	}
-	return e.db.Update(func(tx *store.Tx) error {
+	return e.db.Update(func(tx *store.StateTx) error {
 		if also != nil {
 			if err := also(tx); err != nil {
 				return err
@@ -294,7 +294,7 @@ func (e *Engine) abort(t *tree, j *journal, from int, cause error) error {
 	for i := from; i < len(j.Ops); i++ {
 		e.rollback(t, j.Prefix, &j.Ops[i])
 	}
-	if err := e.db.Update(func(tx *store.Tx) error { return tx.ClearJournal() }); err != nil {
+	if err := e.db.Update(func(tx *store.StateTx) error { return tx.ClearJournal() }); err != nil {
 		return fmt.Errorf("%w (and clearing the journal failed: %v)", cause, err)
 	}
 	return cause
@@ -352,7 +352,7 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 			return err
 		}
 		if op.pkg.Listed {
-			// The plan was made from the listing; below, every entry must be
+			// The changeset was made from the listing; below, every entry must be
 			// one it planned, and all of them must come.
 			r.IgnoreListing()
 		}
@@ -373,7 +373,7 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 		if err := pool.err(); err != nil {
 			return err
 		}
-		// Entry by entry, in order, what the plan read (from the listing
+		// Entry by entry, in order, what the changeset read (from the listing
 		// or the whole archive): nothing else is written, nothing is left out.
 		i, ok := index[en.Path]
 		if !ok || seen >= len(op.pkg.Entries) || op.pkg.Entries[seen].Path != en.Path || !sameEntry(op.pkg.Entries[seen], en) {
@@ -486,7 +486,7 @@ func (e *Engine) place(t *tree, prefix string, jo *journalOp) error {
 // an unowned file in it stays for that file.
 func (e *Engine) removeOwned(t *tree, prefix, name, rel string) error {
 	var keep bool
-	e.db.View(func(tx *store.Tx) error {
+	e.db.View(func(tx *store.StateTx) error {
 		if owner := tx.FileOwner(prefix, rel); owner != "" && owner != name {
 			keep = true
 		}
@@ -511,7 +511,7 @@ func (e *Engine) commit(t *tree, j *journal, i int) error {
 	jo := &j.Ops[i]
 	jo.State = stateCommitted
 	e.opts.Step("commit " + jo.Name)
-	return e.writeStates(j, func(tx *store.Tx) error {
+	return e.writeStates(j, func(tx *store.StateTx) error {
 		if jo.Receipt == nil {
 			return tx.DeleteReceipt(j.Prefix, jo.Name)
 		}
@@ -530,7 +530,7 @@ func (e *Engine) rollback(t *tree, prefix string, jo *journalOp) {
 	dirs := append([]string(nil), jo.NewDirs...)
 	for _, d := range deepestFirst(dirs) {
 		var owned bool
-		e.db.View(func(tx *store.Tx) error {
+		e.db.View(func(tx *store.StateTx) error {
 			owned = len(tx.DirOwners(prefix, d)) > 0
 			return nil
 		})

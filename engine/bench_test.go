@@ -27,11 +27,11 @@ func BenchmarkInstallSmallFiles(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		plan, _, err := e.PlanInstall(ctx, InstallRequest{Prefix: filepath.Join(dir, "root"), Archives: []Archive{{Path: archive}}})
+		changeset, _, err := e.PrepareInstall(ctx, InstallRequest{Prefix: filepath.Join(dir, "root"), Archives: []Archive{{Path: archive}}})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := e.Apply(ctx, plan, Hooks{}); err != nil {
+		if _, err := e.Apply(ctx, changeset, Hooks{}); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

@@ -52,18 +52,18 @@ func crashChild() int {
 		return 2
 	}
 	prefix := os.Getenv("CRASH_PREFIX")
-	var plan *Plan
+	var changeset *Changeset
 	if names := os.Getenv("CRASH_REMOVE"); names != "" {
-		plan, err = e.PlanRemove(ctx, prefix, strings.Fields(names), true)
+		changeset, err = e.PrepareRemove(ctx, prefix, strings.Fields(names), true)
 	} else {
 		req := InstallRequest{Prefix: prefix}
 		for _, a := range strings.Fields(os.Getenv("CRASH_ARCHIVES")) {
 			req.Archives = append(req.Archives, Archive{Path: a})
 		}
-		plan, _, err = e.PlanInstall(ctx, req)
+		changeset, _, err = e.PrepareInstall(ctx, req)
 	}
 	if err == nil {
-		_, err = e.Apply(ctx, plan, Hooks{})
+		_, err = e.Apply(ctx, changeset, Hooks{})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -196,7 +196,7 @@ func checkConsistent(t *testing.T, state, prefix string) map[string]string {
 	}
 	owned := map[string]bool{".": true}
 	versions := map[string]string{}
-	e.DB().View(func(tx *store.Tx) error {
+	e.State().View(func(tx *store.StateTx) error {
 		if tx.Journal() != nil {
 			t.Error("journal left after recovery")
 		}

@@ -72,7 +72,7 @@ func (h Hooks) withDefaults() Hooks {
 // Engine runs transactions against one state database. It is not safe for
 // concurrent use: one transaction at a time, as the database allows anyway.
 type Engine struct {
-	db   *store.DB
+	db   *store.State
 	opts Options
 }
 
@@ -103,7 +103,7 @@ func Open(ctx context.Context, opts Options) (*Engine, *Recovery, error) {
 	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("state directory: %w", err)
 	}
-	db, err := store.OpenInstalled(filepath.Join(opts.StateDir, DatabaseFile))
+	db, err := store.OpenState(filepath.Join(opts.StateDir, DatabaseFile))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -119,8 +119,8 @@ func Open(ctx context.Context, opts Options) (*Engine, *Recovery, error) {
 // Close releases the database.
 func (e *Engine) Close() error { return e.db.Close() }
 
-// DB gives read access to the receipts for queries.
-func (e *Engine) DB() *store.DB { return e.db }
+// State gives read access to the receipts for queries.
+func (e *Engine) State() *store.State { return e.db }
 
 // CleanPrefix turns a user's --prefix into the absolute, clean form receipts
 // are keyed by.

@@ -41,7 +41,7 @@ func FuzzInstall(f *testing.F) {
 	f.Add(seed(&tar.Header{Name: "data/a", Typeflag: tar.TypeReg, Mode: 0o644, Size: 2},
 		&tar.Header{Name: "data/b", Typeflag: tar.TypeLink, Linkname: "data/a"},
 		&tar.Header{Name: "data/d/", Typeflag: tar.TypeDir, Mode: 0o700}))
-	// With a listing ahead of the data (the plan reads only that), true and not.
+	// With a listing ahead of the data (the changeset reads only that), true and not.
 	listing := func(text string) *tar.Header {
 		return &tar.Header{Name: "info/files", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(text)), PAXRecords: map[string]string{"comment": text}}
 	}
@@ -70,10 +70,10 @@ func FuzzInstall(f *testing.F) {
 		e, _, err := Open(ctx, Options{StateDir: filepath.Join(dir, "state"), BuildRoot: filepath.Join(dir, "build")})
 		must(t, err)
 		defer e.Close()
-		plan, _, err := e.PlanInstall(ctx, InstallRequest{Prefix: prefix, Archives: []Archive{{Path: archive}}})
+		changeset, _, err := e.PrepareInstall(ctx, InstallRequest{Prefix: prefix, Archives: []Archive{{Path: archive}}})
 		if err == nil {
-			if _, err := e.Apply(ctx, plan, Hooks{}); err != nil {
-				// Only a listing that lies about the data may pass the plan
+			if _, err := e.Apply(ctx, changeset, Hooks{}); err != nil {
+				// Only a listing that lies about the data may pass the changeset
 				// and fail here, and then nothing may be left.
 				var rule *tarball.RuleError
 				if !errors.As(err, &rule) {
@@ -91,7 +91,7 @@ func FuzzInstall(f *testing.F) {
 			if err != nil || len(problems) > 0 {
 				t.Fatalf("verify after install: %v %v", problems, err)
 			}
-			rm, err := e.PlanRemove(ctx, prefix, []string{plan.Ops[0].Name}, false)
+			rm, err := e.PrepareRemove(ctx, prefix, []string{changeset.Ops[0].Name}, false)
 			must(t, err)
 			_, err = e.Apply(ctx, rm, Hooks{})
 			must(t, err)

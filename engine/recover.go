@@ -36,7 +36,7 @@ func (e *Engine) recover(ctx context.Context) (*Recovery, error) {
 		}
 	}
 	var raw, rawStates []byte
-	e.db.View(func(tx *store.Tx) error {
+	e.db.View(func(tx *store.StateTx) error {
 		raw, rawStates = tx.Journal(), tx.JournalStates()
 		return nil
 	})
@@ -57,7 +57,7 @@ func (e *Engine) recover(ctx context.Context) (*Recovery, error) {
 	rec := &Recovery{ID: j.ID, Prefix: j.Prefix}
 	if _, err := os.Lstat(j.Prefix); err != nil {
 		// Nothing of the transaction can be on a disk that is not there.
-		return rec, e.db.Update(func(tx *store.Tx) error { return tx.ClearJournal() })
+		return rec, e.db.Update(func(tx *store.StateTx) error { return tx.ClearJournal() })
 	}
 	t, err := openTree(j.Prefix)
 	if err != nil {
@@ -92,7 +92,7 @@ func (e *Engine) recover(ctx context.Context) (*Recovery, error) {
 		}
 	}
 	e.opts.Step("clear journal")
-	if err := e.db.Update(func(tx *store.Tx) error { return tx.ClearJournal() }); err != nil {
+	if err := e.db.Update(func(tx *store.StateTx) error { return tx.ClearJournal() }); err != nil {
 		return nil, fmt.Errorf("recover: %w", err)
 	}
 	return rec, ctx.Err()

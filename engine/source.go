@@ -19,7 +19,7 @@ import (
 // symlink farm in the link directory), checks all of it for conflicts like
 // a binary package's files, and stages the links. Renaming the built bucket
 // into place waits, like every other file, for the op's turn to be placed.
-func (e *Engine) stageSource(ctx context.Context, h Hooks, t *tree, p *Plan, i int, j *journal, strip bool) error {
+func (e *Engine) stageSource(ctx context.Context, h Hooks, t *tree, p *Changeset, i int, j *journal, strip bool) error {
 	op := p.Ops[i]
 	for _, d := range op.newDirs {
 		e.opts.Step("mkdir " + d)
@@ -64,7 +64,7 @@ func (e *Engine) stageSource(ctx context.Context, h Hooks, t *tree, p *Plan, i i
 	disk := newDiskView(p.Prefix)
 	defer disk.close()
 	var conflicts []Conflict
-	err = e.db.View(func(tx *store.Tx) error {
+	err = e.db.View(func(tx *store.StateTx) error {
 		found, err := p.checkOp(tx, disk, i, op, claims)
 		conflicts = append(found, claims.conflicts...)
 		return err

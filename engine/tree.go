@@ -174,7 +174,7 @@ func (t *tree) move(from, to string) error {
 }
 
 // placeTree renames a directory staged whole under a temporary name onto
-// its target. The target did not exist when the plan was checked; if it
+// its target. The target did not exist when the changeset was checked; if it
 // does now (a pre-script made it), the staged tree is merged into it entry
 // by entry, files replacing files as they would one by one. Done once
 // already (recovery passes here again), it is done.

@@ -18,7 +18,7 @@ import (
 )
 
 // applySteps installs archives into prefix and returns the steps taken and
-// Apply's error (a failing plan fails the test).
+// Apply's error (a failing changeset fails the test).
 func applySteps(t *testing.T, state, prefix string, archives ...string) ([]string, error) {
 	t.Helper()
 	var steps []string
@@ -32,11 +32,11 @@ func applySteps(t *testing.T, state, prefix string, archives ...string) ([]strin
 	for _, a := range archives {
 		req.Archives = append(req.Archives, Archive{Path: a})
 	}
-	plan, _, err := e.PlanInstall(ctx, req)
+	changeset, _, err := e.PrepareInstall(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.Apply(ctx, plan, Hooks{})
+	_, err = e.Apply(ctx, changeset, Hooks{})
 	return steps, err
 }
 
@@ -121,7 +121,7 @@ func TestPreScriptMakesTheNewFolder(t *testing.T) {
 	}
 }
 
-// The attack: between the plan and the placing, the new folder becomes a
+// The attack: between the changeset and the placing, the new folder becomes a
 // symlink out of the prefix. Nothing is written through it.
 func TestSymlinkInPlaceOfTheNewFolder(t *testing.T) {
 	pkgs := t.TempDir()
@@ -141,7 +141,7 @@ func TestSymlinkInPlaceOfTheNewFolder(t *testing.T) {
 	}
 }
 
-// A package whose info/files lies about its data: the plan believes the
+// A package whose info/files lies about its data: the changeset believes the
 // listing, staging finds the lie, and nothing is left behind. The second
 // case repeats a directory (which tar allows) in place of a listed file: as
 // many entries as listed, but not the ones listed.

@@ -34,7 +34,7 @@ func (e *Engine) Verify(prefix string, names []string) ([]Problem, error) {
 		return nil, err
 	}
 	var receipts []*store.Receipt
-	err = e.db.View(func(tx *store.Tx) error {
+	err = e.db.View(func(tx *store.StateTx) error {
 		if len(names) == 0 {
 			receipts, err = tx.Receipts(prefix)
 			return err
@@ -145,7 +145,7 @@ func (e *Engine) Owners(prefix, abs string) ([]*store.Receipt, error) {
 	}
 	rel = filepath.ToSlash(rel)
 	var out []*store.Receipt
-	err = e.db.View(func(tx *store.Tx) error {
+	err = e.db.View(func(tx *store.StateTx) error {
 		owners := tx.DirOwners(prefix, rel)
 		if o := tx.FileOwner(prefix, rel); o != "" {
 			owners = []string{o}

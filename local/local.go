@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"tpm/fifo"
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // Client talks to the tpmd client daemon whose FIFOs are in RunDir. The zero
@@ -31,7 +31,7 @@ type Client struct {
 	MaxReply int
 	// Silence is how long a call waits for the next line of its answer
 	// (0: DefaultSilence). The daemon says it is alive every
-	// messages.AliveEvery while it works, so only a stuck daemon is silent.
+	// wire.AliveEvery while it works, so only a stuck daemon is silent.
 	Silence time.Duration
 }
 
@@ -77,9 +77,9 @@ func (e *userError) Unwrap() error { return e.cause }
 // the call waiting. V is filled in when zero, Prefix is c.Prefix when
 // empty. An error reply becomes a *DaemonError; an error from each stops
 // the call.
-func (c *Client) Call(ctx context.Context, req messages.Request, each func(*messages.Reply) error) (*messages.Reply, error) {
+func (c *Client) Call(ctx context.Context, req wire.Request, each func(*wire.Reply) error) (*wire.Reply, error) {
 	if req.V == 0 {
-		req.V = messages.ProtocolVersion
+		req.V = wire.ProtocolVersion
 	}
 	if req.Prefix == "" {
 		req.Prefix = c.Prefix
@@ -88,8 +88,8 @@ func (c *Client) Call(ctx context.Context, req messages.Request, each func(*mess
 	if err != nil {
 		return nil, fmt.Errorf("encode the %s request: %w", req.Verb, err)
 	}
-	if len(body) > messages.MaxRequest {
-		return nil, fmt.Errorf("the %s request is longer than tpmd takes (%d bytes): name fewer packages at once", req.Verb, messages.MaxRequest)
+	if len(body) > wire.MaxRequest {
+		return nil, fmt.Errorf("the %s request is longer than tpmd takes (%d bytes): name fewer packages at once", req.Verb, wire.MaxRequest)
 	}
 	out, err := c.send(ctx, req.Verb, body)
 	if err != nil {
@@ -126,13 +126,13 @@ func (c *Client) Call(ctx context.Context, req messages.Request, each func(*mess
 			return nil, fmt.Errorf("waiting for tpmd's answer to %s: %w", req.Verb, err)
 		}
 		heard = time.Now()
-		var r messages.Reply
+		var r wire.Reply
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return nil, &userError{fmt.Sprintf("tpmd sent a line that is not a reply (%v); are tpm and tpmd from the same release?", err), err}
 		}
 		switch {
-		case r.ID != out.Token(), r.Type == messages.ReplyAlive:
-		case r.Type == messages.ReplyError:
+		case r.ID != out.Token(), r.Type == wire.ReplyAlive:
+		case r.Type == wire.ReplyError:
 			msg := r.Error
 			if msg == "" {
 				msg = "tpmd refused the " + req.Verb + " request without saying why; see its log"
@@ -151,7 +151,7 @@ func (c *Client) Call(ctx context.Context, req messages.Request, each func(*mess
 // send leaves the request in the daemon's spool and announces it on the
 // FIFO its verb belongs on, saying in one line what to do when that fails.
 func (c *Client) send(ctx context.Context, verb string, body []byte) (*fifo.Outgoing, error) {
-	admin := messages.IsAdmin(verb)
+	admin := wire.IsAdmin(verb)
 	path := fifo.Path(c.RunDir, admin)
 	notRunning := func(err error) error {
 		return &userError{fmt.Sprintf("tpmd is not running (nothing reads %s): start it (systemctl start tpmd, or tpmd client --server URL --trusted-key FILE), or use tpm --offline", path), err}
@@ -208,7 +208,7 @@ func adminGroup(admin bool, path string) int {
 }
 
 // decode reads a result's data as the verb's type.
-func decode[T any](verb string, r *messages.Reply) (T, error) {
+func decode[T any](verb string, r *wire.Reply) (T, error) {
 	var out T
 	if len(r.Data) == 0 {
 		return out, nil
@@ -220,7 +220,7 @@ func decode[T any](verb string, r *messages.Reply) (T, error) {
 }
 
 // query runs a request without a stream and decodes its result.
-func query[T any](ctx context.Context, c *Client, req messages.Request) (T, error) {
+func query[T any](ctx context.Context, c *Client, req wire.Request) (T, error) {
 	r, err := c.Call(ctx, req, nil)
 	if err != nil {
 		var zero T
@@ -231,10 +231,10 @@ func query[T any](ctx context.Context, c *Client, req messages.Request) (T, erro
 
 // stream runs a request whose result comes in "items" parts, in order,
 // and gathers them.
-func stream[T any](ctx context.Context, c *Client, req messages.Request) ([]T, error) {
+func stream[T any](ctx context.Context, c *Client, req wire.Request) ([]T, error) {
 	out := []T{}
-	_, err := c.Call(ctx, req, func(r *messages.Reply) error {
-		if r.Type != messages.ReplyItems {
+	_, err := c.Call(ctx, req, func(r *wire.Reply) error {
+		if r.Type != wire.ReplyItems {
 			return nil
 		}
 		part, err := decode[[]T](req.Verb, r)
@@ -248,74 +248,74 @@ func stream[T any](ctx context.Context, c *Client, req messages.Request) ([]T, e
 }
 
 // Status describes the daemon: index, seeding, peers, traffic.
-func (c *Client) Status(ctx context.Context) (messages.Status, error) {
-	return query[messages.Status](ctx, c, messages.Request{Verb: messages.VerbStatus})
+func (c *Client) Status(ctx context.Context) (wire.Status, error) {
+	return query[wire.Status](ctx, c, wire.Request{Verb: wire.VerbStatus})
 }
 
 // Search finds the index's packages whose name or description has word.
-func (c *Client) Search(ctx context.Context, word string) ([]messages.SearchResult, error) {
-	return query[[]messages.SearchResult](ctx, c, messages.Request{Verb: messages.VerbSearch, Args: []string{word}})
+func (c *Client) Search(ctx context.Context, word string) ([]wire.SearchResult, error) {
+	return query[[]wire.SearchResult](ctx, c, wire.Request{Verb: wire.VerbSearch, Args: []string{word}})
 }
 
 // Info describes the newest version of a package of the index.
-func (c *Client) Info(ctx context.Context, name string) (messages.PackageInfo, error) {
-	return query[messages.PackageInfo](ctx, c, messages.Request{Verb: messages.VerbInfo, Args: []string{name}})
+func (c *Client) Info(ctx context.Context, name string) (wire.PackageInfo, error) {
+	return query[wire.PackageInfo](ctx, c, wire.Request{Verb: wire.VerbInfo, Args: []string{name}})
 }
 
 // List is every installed package.
-func (c *Client) List(ctx context.Context) ([]messages.InstalledPackage, error) {
-	return stream[messages.InstalledPackage](ctx, c, messages.Request{Verb: messages.VerbList})
+func (c *Client) List(ctx context.Context) ([]wire.InstalledPackage, error) {
+	return stream[wire.InstalledPackage](ctx, c, wire.Request{Verb: wire.VerbList})
 }
 
 // Files lists what the named installed packages own.
-func (c *Client) Files(ctx context.Context, names []string) ([]messages.PackageFile, error) {
-	return stream[messages.PackageFile](ctx, c, messages.Request{Verb: messages.VerbFiles, Args: names})
+func (c *Client) Files(ctx context.Context, names []string) ([]wire.PackageFile, error) {
+	return stream[wire.PackageFile](ctx, c, wire.Request{Verb: wire.VerbFiles, Args: names})
 }
 
 // Owns says which packages own the absolute paths.
-func (c *Client) Owns(ctx context.Context, paths []string) ([]messages.Owner, error) {
-	return query[[]messages.Owner](ctx, c, messages.Request{Verb: messages.VerbOwns, Args: paths})
+func (c *Client) Owns(ctx context.Context, paths []string) ([]wire.Owner, error) {
+	return query[[]wire.Owner](ctx, c, wire.Request{Verb: wire.VerbOwns, Args: paths})
 }
 
 // Verify compares the disk with the receipts of names (all when none).
-func (c *Client) Verify(ctx context.Context, names []string) ([]messages.Problem, error) {
-	return stream[messages.Problem](ctx, c, messages.Request{Verb: messages.VerbVerify, Args: names})
+func (c *Client) Verify(ctx context.Context, names []string) ([]wire.Problem, error) {
+	return stream[wire.Problem](ctx, c, wire.Request{Verb: wire.VerbVerify, Args: names})
 }
 
 // Plan says what an install (or with opts.Upgrade, an upgrade) of args
 // would do, without doing it.
-func (c *Client) Plan(ctx context.Context, args []string, opts messages.Options) (messages.PlanResult, error) {
-	return query[messages.PlanResult](ctx, c, messages.Request{Verb: messages.VerbPlan, Args: args, Options: opts})
+func (c *Client) Plan(ctx context.Context, args []string, opts wire.Options) (wire.PlanResult, error) {
+	return query[wire.PlanResult](ctx, c, wire.Request{Verb: wire.VerbPlan, Args: args, Options: opts})
 }
 
 // Install installs packages with what they need; expect (when not nil)
 // pins it to the plan the user confirmed. each gets the stream (plan,
 // progress, output, skipped, done, log); the result is every package done.
-func (c *Client) Install(ctx context.Context, names []string, opts messages.Options, expect map[string]string, each func(*messages.Reply) error) ([]messages.OpResult, error) {
-	return c.transaction(ctx, messages.Request{Verb: messages.VerbInstall, Args: names, Options: opts, Expect: expect}, each)
+func (c *Client) Install(ctx context.Context, names []string, opts wire.Options, expect map[string]string, each func(*wire.Reply) error) ([]wire.OpResult, error) {
+	return c.transaction(ctx, wire.Request{Verb: wire.VerbInstall, Args: names, Options: opts, Expect: expect}, each)
 }
 
 // Upgrade upgrades the named packages (all installed ones when none is
 // named), as Install does.
-func (c *Client) Upgrade(ctx context.Context, names []string, opts messages.Options, expect map[string]string, each func(*messages.Reply) error) ([]messages.OpResult, error) {
-	return c.transaction(ctx, messages.Request{Verb: messages.VerbUpgrade, Args: names, Options: opts, Expect: expect}, each)
+func (c *Client) Upgrade(ctx context.Context, names []string, opts wire.Options, expect map[string]string, each func(*wire.Reply) error) ([]wire.OpResult, error) {
+	return c.transaction(ctx, wire.Request{Verb: wire.VerbUpgrade, Args: names, Options: opts, Expect: expect}, each)
 }
 
 // Remove removes installed packages (with opts.Cascade, what needs them
 // too), streaming to each as Install does.
-func (c *Client) Remove(ctx context.Context, names []string, opts messages.Options, each func(*messages.Reply) error) ([]messages.OpResult, error) {
-	return c.transaction(ctx, messages.Request{Verb: messages.VerbRemove, Args: names, Options: opts}, each)
+func (c *Client) Remove(ctx context.Context, names []string, opts wire.Options, each func(*wire.Reply) error) ([]wire.OpResult, error) {
+	return c.transaction(ctx, wire.Request{Verb: wire.VerbRemove, Args: names, Options: opts}, each)
 }
 
-func (c *Client) transaction(ctx context.Context, req messages.Request, each func(*messages.Reply) error) ([]messages.OpResult, error) {
+func (c *Client) transaction(ctx context.Context, req wire.Request, each func(*wire.Reply) error) ([]wire.OpResult, error) {
 	r, err := c.Call(ctx, req, each)
 	if err != nil {
 		return nil, err
 	}
-	return decode[[]messages.OpResult](req.Verb, r)
+	return decode[[]wire.OpResult](req.Verb, r)
 }
 
 // Sync makes the daemon fetch the repository's index now.
-func (c *Client) Sync(ctx context.Context) (messages.SyncResult, error) {
-	return query[messages.SyncResult](ctx, c, messages.Request{Verb: messages.VerbSync})
+func (c *Client) Sync(ctx context.Context) (wire.SyncResult, error) {
+	return query[wire.SyncResult](ctx, c, wire.Request{Verb: wire.VerbSync})
 }

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"tpm/fifo"
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // The daemon's side here is the real fifo package (Listen, Accept), as
@@ -44,7 +44,7 @@ func listen(t *testing.T, run string, admin bool) *daemonFIFO {
 }
 
 // accept reads one request from l and opens its reply FIFO.
-func accept(l *daemonFIFO) (*messages.Request, *fifo.ReplyWriter, error) {
+func accept(l *daemonFIFO) (*wire.Request, *fifo.ReplyWriter, error) {
 	var tokens []string
 	for len(tokens) == 0 {
 		var err error
@@ -52,11 +52,11 @@ func accept(l *daemonFIFO) (*messages.Request, *fifo.ReplyWriter, error) {
 			return nil, nil, err
 		}
 	}
-	in, err := fifo.Accept(l.spool, tokens[0], messages.MaxRequest, 5*time.Second)
+	in, err := fifo.Accept(l.spool, tokens[0], wire.MaxRequest, 5*time.Second)
 	if err != nil {
 		return nil, nil, err
 	}
-	var req messages.Request
+	var req wire.Request
 	if err := json.Unmarshal(in.Request, &req); err != nil {
 		return nil, nil, err
 	}
@@ -66,9 +66,9 @@ func accept(l *daemonFIFO) (*messages.Request, *fifo.ReplyWriter, error) {
 
 // daemon answers one request on l with what answer writes, in a goroutine;
 // the returned channel gives the request once it is answered.
-func daemon(t *testing.T, l *daemonFIFO, answer func(req *messages.Request, w *fifo.ReplyWriter) error) <-chan *messages.Request {
+func daemon(t *testing.T, l *daemonFIFO, answer func(req *wire.Request, w *fifo.ReplyWriter) error) <-chan *wire.Request {
 	t.Helper()
-	got := make(chan *messages.Request, 1)
+	got := make(chan *wire.Request, 1)
 	go func() {
 		defer close(got)
 		req, w, err := accept(l)
@@ -85,7 +85,7 @@ func daemon(t *testing.T, l *daemonFIFO, answer func(req *messages.Request, w *f
 	return got
 }
 
-func send(w *fifo.ReplyWriter, replies ...*messages.Reply) error {
+func send(w *fifo.ReplyWriter, replies ...*wire.Reply) error {
 	for _, r := range replies {
 		b, err := json.Marshal(r)
 		if err != nil {
@@ -98,9 +98,9 @@ func send(w *fifo.ReplyWriter, replies ...*messages.Reply) error {
 	return nil
 }
 
-func result(t *testing.T, id string, data any) *messages.Reply {
+func result(t *testing.T, id string, data any) *wire.Reply {
 	t.Helper()
-	r, err := messages.Result(data)
+	r, err := wire.Result(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,18 +172,18 @@ func TestSkipsOtherIDsAndStreams(t *testing.T) {
 	c := newClient(t)
 	c.Prefix = "/opt/p"
 	l := listen(t, c.RunDir, false)
-	got := daemon(t, l, func(req *messages.Request, w *fifo.ReplyWriter) error {
+	got := daemon(t, l, func(req *wire.Request, w *fifo.ReplyWriter) error {
 		// Nobody but the daemon may write our FIFO, but a line for another
 		// request must still not end (or feed) our call.
 		return send(w,
-			&messages.Reply{ID: "someone-else", Type: messages.ReplyLog, Text: "not yours"},
-			&messages.Reply{ID: req.ID, Type: messages.ReplyLog, Text: "yours"},
-			result(t, "someone-else", []messages.InstalledPackage{{Name: "theirs"}}),
-			&messages.Reply{ID: "someone-else", Type: messages.ReplyError, Error: "not yours either"},
-			result(t, req.ID, []messages.InstalledPackage{{Name: "ours", Version: "1.0"}}))
+			&wire.Reply{ID: "someone-else", Type: wire.ReplyLog, Text: "not yours"},
+			&wire.Reply{ID: req.ID, Type: wire.ReplyLog, Text: "yours"},
+			result(t, "someone-else", []wire.InstalledPackage{{Name: "theirs"}}),
+			&wire.Reply{ID: "someone-else", Type: wire.ReplyError, Error: "not yours either"},
+			result(t, req.ID, []wire.InstalledPackage{{Name: "ours", Version: "1.0"}}))
 	})
 	var logs []string
-	final, err := c.Call(ctx, messages.Request{Verb: messages.VerbList}, func(r *messages.Reply) error {
+	final, err := c.Call(ctx, wire.Request{Verb: wire.VerbList}, func(r *wire.Reply) error {
 		logs = append(logs, r.Text)
 		return nil
 	})
@@ -193,12 +193,12 @@ func TestSkipsOtherIDsAndStreams(t *testing.T) {
 	if len(logs) != 1 || logs[0] != "yours" {
 		t.Fatalf("stream: %q", logs)
 	}
-	var list []messages.InstalledPackage
+	var list []wire.InstalledPackage
 	if err := json.Unmarshal(final.Data, &list); err != nil || len(list) != 1 || list[0].Name != "ours" {
 		t.Fatalf("result: %s %v", final.Data, err)
 	}
 	req := <-got
-	if req.V != messages.ProtocolVersion || req.Prefix != "/opt/p" || req.UID != os.Getuid() {
+	if req.V != wire.ProtocolVersion || req.Prefix != "/opt/p" || req.UID != os.Getuid() {
 		t.Fatalf("request: %+v", req)
 	}
 }
@@ -208,10 +208,10 @@ func TestFillsOnlyZeroFields(t *testing.T) {
 	c := newClient(t)
 	c.Prefix = "/client/default"
 	l := listen(t, c.RunDir, false)
-	got := daemon(t, l, func(req *messages.Request, w *fifo.ReplyWriter) error {
-		return send(w, result(t, req.ID, messages.Status{PID: 7}))
+	got := daemon(t, l, func(req *wire.Request, w *fifo.ReplyWriter) error {
+		return send(w, result(t, req.ID, wire.Status{PID: 7}))
 	})
-	final, err := c.Call(ctx, messages.Request{V: 99, Verb: messages.VerbStatus, Prefix: "/own"}, nil)
+	final, err := c.Call(ctx, wire.Request{V: 99, Verb: wire.VerbStatus, Prefix: "/own"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,14 +228,14 @@ func TestErrorReplyIsDaemonError(t *testing.T) {
 	ctx := testContext(t)
 	c := newClient(t)
 	l := listen(t, c.RunDir, false)
-	daemon(t, l, func(req *messages.Request, w *fifo.ReplyWriter) error {
-		e := messages.Failure("no package named nope in the index (run tpm sync?)")
+	daemon(t, l, func(req *wire.Request, w *fifo.ReplyWriter) error {
+		e := wire.Failure("no package named nope in the index (run tpm sync?)")
 		e.ID = req.ID
 		return send(w, e)
 	})
 	_, err := c.Info(ctx, "nope")
 	var de *DaemonError
-	if !errors.As(err, &de) || de.Verb != messages.VerbInfo || err.Error() != "no package named nope in the index (run tpm sync?)" {
+	if !errors.As(err, &de) || de.Verb != wire.VerbInfo || err.Error() != "no package named nope in the index (run tpm sync?)" {
 		t.Fatalf("got %T %v", err, err)
 	}
 }
@@ -275,7 +275,7 @@ func TestBadReplyLines(t *testing.T) {
 			c := newClient(t)
 			c.MaxReply = 100
 			l := listen(t, c.RunDir, false)
-			daemon(t, l, func(req *messages.Request, w *fifo.ReplyWriter) error {
+			daemon(t, l, func(req *wire.Request, w *fifo.ReplyWriter) error {
 				return w.WriteLine([]byte(tc.line))
 			})
 			_, err := c.Status(ctx)
@@ -325,17 +325,17 @@ func TestInstallStreamsToAdmin(t *testing.T) {
 	c := newClient(t)
 	listen(t, c.RunDir, false) // the liveness check looks at query.fifo
 	admin := listen(t, c.RunDir, true)
-	done := messages.OpResult{Action: "install", Name: "hello", Version: "2.0-1", Warnings: []string{}}
-	got := daemon(t, admin, func(req *messages.Request, w *fifo.ReplyWriter) error {
+	done := wire.OpResult{Action: "install", Name: "hello", Version: "2.0-1", Warnings: []string{}}
+	got := daemon(t, admin, func(req *wire.Request, w *fifo.ReplyWriter) error {
 		return send(w,
-			&messages.Reply{ID: req.ID, Type: messages.ReplyPlan, Plan: []messages.PlanItem{{Action: "install", Name: "hello", Version: "2.0-1", Requested: true}}},
-			&messages.Reply{ID: req.ID, Type: messages.ReplyProgress, Progress: &messages.Progress{Package: "hello", Stage: messages.StageDownload, Total: 10}},
-			&messages.Reply{ID: req.ID, Type: messages.ReplyOutput, Output: &messages.Output{Package: "hello", Step: "postinstall", Line: "hi"}},
-			&messages.Reply{ID: req.ID, Type: messages.ReplyDone, Done: &done},
-			result(t, req.ID, []messages.OpResult{done}))
+			&wire.Reply{ID: req.ID, Type: wire.ReplyPlan, Plan: []wire.PlanItem{{Action: "install", Name: "hello", Version: "2.0-1", Requested: true}}},
+			&wire.Reply{ID: req.ID, Type: wire.ReplyProgress, Progress: &wire.Progress{Package: "hello", Stage: wire.StageDownload, Total: 10}},
+			&wire.Reply{ID: req.ID, Type: wire.ReplyOutput, Output: &wire.Output{Package: "hello", Step: "postinstall", Line: "hi"}},
+			&wire.Reply{ID: req.ID, Type: wire.ReplyDone, Done: &done},
+			result(t, req.ID, []wire.OpResult{done}))
 	})
 	var types []string
-	results, err := c.Install(ctx, []string{"hello"}, messages.Options{Reinstall: true}, map[string]string{"hello": "2.0-1"}, func(r *messages.Reply) error {
+	results, err := c.Install(ctx, []string{"hello"}, wire.Options{Reinstall: true}, map[string]string{"hello": "2.0-1"}, func(r *wire.Reply) error {
 		types = append(types, r.Type)
 		return nil
 	})
@@ -349,7 +349,7 @@ func TestInstallStreamsToAdmin(t *testing.T) {
 		t.Fatalf("results: %+v", results)
 	}
 	req := <-got
-	if req.Verb != messages.VerbInstall || !req.Options.Reinstall || req.Expect["hello"] != "2.0-1" {
+	if req.Verb != wire.VerbInstall || !req.Options.Reinstall || req.Expect["hello"] != "2.0-1" {
 		t.Fatalf("request: %+v", req)
 	}
 }
@@ -359,11 +359,11 @@ func TestEachErrorStopsTheCall(t *testing.T) {
 	c := newClient(t)
 	listen(t, c.RunDir, false)
 	admin := listen(t, c.RunDir, true)
-	daemon(t, admin, func(req *messages.Request, w *fifo.ReplyWriter) error {
-		return send(w, &messages.Reply{ID: req.ID, Type: messages.ReplyLog, Text: "waiting for another transaction to finish"})
+	daemon(t, admin, func(req *wire.Request, w *fifo.ReplyWriter) error {
+		return send(w, &wire.Reply{ID: req.ID, Type: wire.ReplyLog, Text: "waiting for another transaction to finish"})
 	})
 	stop := errors.New("not confirmed")
-	_, err := c.Remove(ctx, []string{"x"}, messages.Options{Cascade: true}, func(*messages.Reply) error { return stop })
+	_, err := c.Remove(ctx, []string{"x"}, wire.Options{Cascade: true}, func(*wire.Reply) error { return stop })
 	if !errors.Is(err, stop) {
 		t.Fatalf("got %v", err)
 	}
@@ -373,7 +373,7 @@ func TestResultOfAnotherShape(t *testing.T) {
 	ctx := testContext(t)
 	c := newClient(t)
 	l := listen(t, c.RunDir, false)
-	daemon(t, l, func(req *messages.Request, w *fifo.ReplyWriter) error {
+	daemon(t, l, func(req *wire.Request, w *fifo.ReplyWriter) error {
 		return send(w, result(t, req.ID, "not a list"))
 	})
 	_, err := c.Search(ctx, "hel")
@@ -403,7 +403,7 @@ func TestCancelWhileWaiting(t *testing.T) {
 
 func TestRequestTooLong(t *testing.T) {
 	c := newClient(t)
-	names := []string{strings.Repeat("n", messages.MaxRequest)}
+	names := []string{strings.Repeat("n", wire.MaxRequest)}
 	_, err := c.Files(testContext(t), names)
 	if err == nil || !strings.Contains(err.Error(), "name fewer packages at once") {
 		t.Fatalf("got %v", err)
@@ -419,7 +419,7 @@ func TestSilentDaemon(t *testing.T) {
 	c := newClient(t)
 	c.Silence = 300 * time.Millisecond
 	l := listen(t, c.RunDir, false)
-	daemon(t, l, func(req *messages.Request, w *fifo.ReplyWriter) error { return nil })
+	daemon(t, l, func(req *wire.Request, w *fifo.ReplyWriter) error { return nil })
 	_, err := c.Status(testContext(t))
 	if !errors.Is(err, ErrSilent) || err.Error() != "tpmd did not answer within 300ms: is it stuck? see its log" {
 		t.Fatalf("got %v", err)
@@ -432,16 +432,16 @@ func TestAliveKeepsTheCall(t *testing.T) {
 	c := newClient(t)
 	c.Silence = 400 * time.Millisecond
 	l := listen(t, c.RunDir, false)
-	daemon(t, l, func(req *messages.Request, w *fifo.ReplyWriter) error {
+	daemon(t, l, func(req *wire.Request, w *fifo.ReplyWriter) error {
 		for range 8 { // 800 ms in all: twice Silence
 			time.Sleep(100 * time.Millisecond)
-			if err := send(w, &messages.Reply{ID: req.ID, Type: messages.ReplyAlive}); err != nil {
+			if err := send(w, &wire.Reply{ID: req.ID, Type: wire.ReplyAlive}); err != nil {
 				return err
 			}
 		}
-		return send(w, &messages.Reply{ID: req.ID, Type: messages.ReplyItems, Data: json.RawMessage(`[{"name":"a"},{"name":"b"}]`)},
-			&messages.Reply{ID: req.ID, Type: messages.ReplyItems, Data: json.RawMessage(`[{"name":"c"}]`)},
-			&messages.Reply{ID: req.ID, Type: messages.ReplyResult})
+		return send(w, &wire.Reply{ID: req.ID, Type: wire.ReplyItems, Data: json.RawMessage(`[{"name":"a"},{"name":"b"}]`)},
+			&wire.Reply{ID: req.ID, Type: wire.ReplyItems, Data: json.RawMessage(`[{"name":"c"}]`)},
+			&wire.Reply{ID: req.ID, Type: wire.ReplyResult})
 	})
 	list, err := c.List(testContext(t))
 	if err != nil {

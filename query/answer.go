@@ -7,12 +7,12 @@ import (
 
 	"tpm/engine"
 	"tpm/index"
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // Prefix is the prefix a request names, or def when it names none, in the
 // clean absolute form receipts are keyed by.
-func Prefix(req *messages.Request, def string) (string, error) {
+func Prefix(req *wire.Request, def string) (string, error) {
 	p := req.Prefix
 	if p == "" {
 		p = def
@@ -26,9 +26,9 @@ func Prefix(req *messages.Request, def string) (string, error) {
 // Answer answers one read-only request of the daemon (search, info, list,
 // files, owns, verify, plan) about prefix, with the result data the wire
 // protocol gives that verb.
-func Answer(e *engine.Engine, idx *index.Snapshot, req *messages.Request, prefix string) (any, error) {
+func Answer(e *engine.Engine, idx *index.Snapshot, req *wire.Request, prefix string) (any, error) {
 	switch req.Verb {
-	case messages.VerbSearch:
+	case wire.VerbSearch:
 		if len(req.Args) > 1 {
 			return nil, errors.New("search takes one word: tpm search WORD")
 		}
@@ -41,7 +41,7 @@ func Answer(e *engine.Engine, idx *index.Snapshot, req *messages.Request, prefix
 			word = req.Args[0]
 		}
 		return Search(idx, installed, word), nil
-	case messages.VerbInfo:
+	case wire.VerbInfo:
 		if len(req.Args) != 1 {
 			return nil, errors.New("info takes one package name: tpm info NAME")
 		}
@@ -50,15 +50,15 @@ func Answer(e *engine.Engine, idx *index.Snapshot, req *messages.Request, prefix
 			return nil, err
 		}
 		return Info(idx, installed, req.Args[0])
-	case messages.VerbList:
+	case wire.VerbList:
 		return List(e, prefix)
-	case messages.VerbFiles:
+	case wire.VerbFiles:
 		return Files(e, prefix, req.Args)
-	case messages.VerbOwns:
+	case wire.VerbOwns:
 		return Owns(e, prefix, req.Args)
-	case messages.VerbVerify:
+	case wire.VerbVerify:
 		return Verify(e, prefix, req.Args)
-	case messages.VerbPlan:
+	case wire.VerbPlan:
 		installed, err := Receipts(e, prefix)
 		if err != nil {
 			return nil, err
@@ -67,7 +67,7 @@ func Answer(e *engine.Engine, idx *index.Snapshot, req *messages.Request, prefix
 		if err != nil {
 			return nil, err
 		}
-		return &messages.PlanResult{Plan: p.Items()}, nil
+		return &wire.PlanResult{Plan: p.Items()}, nil
 	}
 	return nil, fmt.Errorf("%q is not a query", req.Verb)
 }

@@ -9,7 +9,7 @@ import (
 	"tpm/engine"
 	"tpm/index"
 	"tpm/manifest"
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/resolve"
 	"tpm/store"
 )
@@ -34,10 +34,10 @@ type Planned struct {
 }
 
 // Items is the plan as the wire protocol shows it.
-func (p *InstallPlan) Items() []messages.PlanItem {
-	out := []messages.PlanItem{}
+func (p *InstallPlan) Items() []wire.PlanItem {
+	out := []wire.PlanItem{}
 	for _, x := range p.Packages {
-		out = append(out, messages.PlanItem{Action: string(x.Action), Name: x.Entry.Name, Version: x.Entry.Version,
+		out = append(out, wire.PlanItem{Action: string(x.Action), Name: x.Entry.Name, Version: x.Entry.Version,
 			OldVersion: x.Old, Requested: x.Requested, Size: x.Entry.Size})
 	}
 	return out
@@ -61,7 +61,7 @@ func (x Planned) Intent() engine.Intent {
 // PlanInstall resolves an install (or, with upgrade, an upgrade: of the
 // named packages, or of every installed one when none is named) against the
 // index and the receipts of the prefix.
-func PlanInstall(idx *index.Snapshot, installed map[string]*store.Receipt, args []string, upgrade bool, opts messages.Options) (*InstallPlan, error) {
+func PlanInstall(idx *index.Snapshot, installed map[string]*store.Receipt, args []string, upgrade bool, opts wire.Options) (*InstallPlan, error) {
 	if idx.Expired(time.Now()) {
 		return nil, idx.ExpiredError()
 	}

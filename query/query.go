@@ -15,7 +15,7 @@ import (
 
 	"tpm/engine"
 	"tpm/index"
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/store"
 )
 
@@ -23,7 +23,7 @@ import (
 // file lists.
 func Receipts(e *engine.Engine, prefix string) (map[string]*store.Receipt, error) {
 	out := make(map[string]*store.Receipt)
-	err := e.DB().View(func(tx *store.Tx) error {
+	err := e.State().View(func(tx *store.StateTx) error {
 		rs, err := tx.ReceiptHeads(prefix)
 		for _, r := range rs {
 			out[r.Name] = r
@@ -41,8 +41,8 @@ func NoPackage(name string) error {
 // Search finds the packages whose name or description contains word
 // (case-insensitive; "" finds every package), newest version of each, by
 // name, marked with the version installed.
-func Search(idx *index.Snapshot, installed map[string]*store.Receipt, word string) []messages.SearchResult {
-	out := []messages.SearchResult{}
+func Search(idx *index.Snapshot, installed map[string]*store.Receipt, word string) []wire.SearchResult {
+	out := []wire.SearchResult{}
 	seen := map[string]bool{}
 	for _, e := range idx.Entries { // by name, newest first
 		if seen[e.Name] {
@@ -50,7 +50,7 @@ func Search(idx *index.Snapshot, installed map[string]*store.Receipt, word strin
 		}
 		seen[e.Name] = true
 		if e.Manifest.Matches(word) {
-			it := messages.SearchResult{Name: e.Name, Version: e.Version, Description: e.Description}
+			it := wire.SearchResult{Name: e.Name, Version: e.Version, Description: e.Description}
 			if r := installed[e.Name]; r != nil {
 				it.Installed = r.Version
 			}
@@ -61,19 +61,19 @@ func Search(idx *index.Snapshot, installed map[string]*store.Receipt, word strin
 }
 
 // Info describes the newest version of name in the index.
-func Info(idx *index.Snapshot, installed map[string]*store.Receipt, name string) (*messages.PackageInfo, error) {
+func Info(idx *index.Snapshot, installed map[string]*store.Receipt, name string) (*wire.PackageInfo, error) {
 	e := idx.Best(name)
 	if e == nil {
 		return nil, NoPackage(name)
 	}
-	d := &messages.PackageInfo{Name: e.Name, Version: e.Version, Architecture: e.Architecture, Type: e.Type,
+	d := &wire.PackageInfo{Name: e.Name, Version: e.Version, Architecture: e.Architecture, Type: e.Type,
 		Maintainer: e.Maintainer, Description: e.Description, Dependencies: []string{},
 		File: e.File, Size: e.Size, SHA256: e.SHA256, InfoHash: e.InfoHash}
 	for _, dep := range e.Dependencies {
 		d.Dependencies = append(d.Dependencies, dep.String())
 	}
 	if r := installed[e.Name]; r != nil {
-		d.Installed = &messages.Installed{Version: r.Version, Reason: string(r.Reason), InstalledAt: r.InstalledAt}
+		d.Installed = &wire.Installed{Version: r.Version, Reason: string(r.Reason), InstalledAt: r.InstalledAt}
 	}
 	return d, nil
 }
@@ -85,15 +85,15 @@ func Info(idx *index.Snapshot, installed map[string]*store.Receipt, name string)
 const Chunk = 256
 
 // List is every package installed in prefix, by name.
-func List(e *engine.Engine, prefix string) ([]messages.InstalledPackage, error) {
-	return gather(func(each func([]messages.InstalledPackage) error) error { return ListEach(e, prefix, each) })
+func List(e *engine.Engine, prefix string) ([]wire.InstalledPackage, error) {
+	return gather(func(each func([]wire.InstalledPackage) error) error { return ListEach(e, prefix, each) })
 }
 
 // ListEach passes what List returns to each, in parts of at most Chunk.
 // Only the receipts' heads are read.
-func ListEach(e *engine.Engine, prefix string, each func([]messages.InstalledPackage) error) error {
+func ListEach(e *engine.Engine, prefix string, each func([]wire.InstalledPackage) error) error {
 	var heads []*store.Receipt
-	err := e.DB().View(func(tx *store.Tx) error {
+	err := e.State().View(func(tx *store.StateTx) error {
 		var err error
 		heads, err = tx.ReceiptHeads(prefix)
 		return err
@@ -101,9 +101,9 @@ func ListEach(e *engine.Engine, prefix string, each func([]messages.InstalledPac
 	if err != nil {
 		return err
 	}
-	part := make([]messages.InstalledPackage, 0, min(len(heads), Chunk))
+	part := make([]wire.InstalledPackage, 0, min(len(heads), Chunk))
 	for _, r := range heads { // by name: the database's key order
-		part = append(part, messages.InstalledPackage{Name: r.Name, Version: r.Version, Architecture: r.Architecture,
+		part = append(part, wire.InstalledPackage{Name: r.Name, Version: r.Version, Architecture: r.Architecture,
 			Reason: string(r.Reason), InstalledAt: r.InstalledAt, Prefix: prefix})
 		if len(part) == Chunk {
 			if err := each(part); err != nil {
@@ -116,20 +116,20 @@ func ListEach(e *engine.Engine, prefix string, each func([]messages.InstalledPac
 }
 
 // Files lists what the named packages own in prefix, in receipt order.
-func Files(e *engine.Engine, prefix string, names []string) ([]messages.PackageFile, error) {
-	return gather(func(each func([]messages.PackageFile) error) error { return FilesEach(e, prefix, names, each) })
+func Files(e *engine.Engine, prefix string, names []string) ([]wire.PackageFile, error) {
+	return gather(func(each func([]wire.PackageFile) error) error { return FilesEach(e, prefix, names, each) })
 }
 
 // FilesEach passes what Files returns to each, in parts of at most Chunk,
 // reading one package's receipt at a time.
-func FilesEach(e *engine.Engine, prefix string, names []string, each func([]messages.PackageFile) error) error {
+func FilesEach(e *engine.Engine, prefix string, names []string, each func([]wire.PackageFile) error) error {
 	if len(names) == 0 {
 		return errors.New("files takes package names (tpm files NAME...)")
 	}
-	part := make([]messages.PackageFile, 0, Chunk)
+	part := make([]wire.PackageFile, 0, Chunk)
 	for _, n := range names {
 		var r *store.Receipt
-		err := e.DB().View(func(tx *store.Tx) error {
+		err := e.State().View(func(tx *store.StateTx) error {
 			var err error
 			r, err = tx.Receipt(prefix, n)
 			return err
@@ -141,7 +141,7 @@ func FilesEach(e *engine.Engine, prefix string, names []string, each func([]mess
 			return fmt.Errorf("%s is not installed in %s", n, prefix)
 		}
 		for _, f := range r.Files {
-			part = append(part, messages.PackageFile{Package: n, Path: filepath.Join(prefix, filepath.FromSlash(f.Path)),
+			part = append(part, wire.PackageFile{Package: n, Path: filepath.Join(prefix, filepath.FromSlash(f.Path)),
 				Type: string(f.Type), Mode: fmt.Sprintf("%#o", uint32(f.Mode.Perm())), SHA256: f.SHA256, Link: f.Link})
 			if len(part) == Chunk {
 				if err := each(part); err != nil {
@@ -169,11 +169,11 @@ func gather[T any](run func(each func([]T) error) error) ([]T, error) {
 
 // Owns says which package owns each absolute path (every owner of a shared
 // directory).
-func Owns(e *engine.Engine, prefix string, paths []string) ([]messages.Owner, error) {
+func Owns(e *engine.Engine, prefix string, paths []string) ([]wire.Owner, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("owns takes absolute paths (tpm owns PATH...)")
 	}
-	out := []messages.Owner{}
+	out := []wire.Owner{}
 	for _, p := range paths {
 		if !filepath.IsAbs(p) {
 			return nil, fmt.Errorf("%s is not an absolute path", p)
@@ -183,7 +183,7 @@ func Owns(e *engine.Engine, prefix string, paths []string) ([]messages.Owner, er
 			return nil, err
 		}
 		for _, r := range receipts {
-			out = append(out, messages.Owner{Path: filepath.Clean(p), Name: r.Name, Version: r.Version})
+			out = append(out, wire.Owner{Path: filepath.Clean(p), Name: r.Name, Version: r.Version})
 		}
 	}
 	return out, nil
@@ -191,15 +191,15 @@ func Owns(e *engine.Engine, prefix string, paths []string) ([]messages.Owner, er
 
 // Verify compares the disk with the receipts of names (every package of
 // prefix when none is named).
-func Verify(e *engine.Engine, prefix string, names []string) ([]messages.Problem, error) {
-	return gather(func(each func([]messages.Problem) error) error { return VerifyEach(e, prefix, names, each) })
+func Verify(e *engine.Engine, prefix string, names []string) ([]wire.Problem, error) {
+	return gather(func(each func([]wire.Problem) error) error { return VerifyEach(e, prefix, names, each) })
 }
 
 // VerifyEach passes what Verify finds to each, one package at a time.
-func VerifyEach(e *engine.Engine, prefix string, names []string, each func([]messages.Problem) error) error {
+func VerifyEach(e *engine.Engine, prefix string, names []string, each func([]wire.Problem) error) error {
 	if len(names) == 0 {
 		var heads []*store.Receipt
-		err := e.DB().View(func(tx *store.Tx) error {
+		err := e.State().View(func(tx *store.StateTx) error {
 			var err error
 			heads, err = tx.ReceiptHeads(prefix)
 			return err
@@ -211,14 +211,14 @@ func VerifyEach(e *engine.Engine, prefix string, names []string, each func([]mes
 			names = append(names, h.Name)
 		}
 	}
-	var part []messages.Problem
+	var part []wire.Problem
 	for _, n := range names {
 		problems, err := e.Verify(prefix, []string{n})
 		if err != nil {
 			return err
 		}
 		for _, p := range problems {
-			part = append(part, messages.Problem{Package: p.Package, Path: p.Path, Kind: p.Kind, Detail: p.Detail})
+			part = append(part, wire.Problem{Package: p.Package, Path: p.Path, Kind: p.Kind, Detail: p.Detail})
 		}
 		if len(part) >= Chunk {
 			if err := each(part); err != nil {

@@ -11,7 +11,7 @@ import (
 
 	"tpm/engine"
 	"tpm/index/indextest"
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/repo/repotest"
 	"tpm/store"
 )
@@ -53,7 +53,7 @@ func (h *host) install(t *testing.T, name, version string) {
 	if entry == nil {
 		t.Fatalf("%s %s is not in the index", name, version)
 	}
-	p, _, err := h.engine.PlanInstall(context.Background(), engine.InstallRequest{Prefix: h.prefix,
+	p, _, err := h.engine.PrepareInstall(context.Background(), engine.InstallRequest{Prefix: h.prefix,
 		Archives: []engine.Archive{{Path: filepath.Join(h.repo.Dir, entry.File), Reason: store.Explicit}}})
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +187,7 @@ func TestVerifyReportsAChangedFile(t *testing.T) {
 	}
 }
 
-func planOf(t *testing.T, h *host, args []string, upgrade bool, opts messages.Options) []string {
+func planOf(t *testing.T, h *host, args []string, upgrade bool, opts wire.Options) []string {
 	t.Helper()
 	p, err := PlanInstall(h.repo.Snapshot, h.installed(t), args, upgrade, opts)
 	if err != nil {
@@ -206,14 +206,14 @@ func TestPlanInstall(t *testing.T) {
 		name    string
 		args    []string
 		upgrade bool
-		opts    messages.Options
+		opts    wire.Options
 		want    string
 	}{
-		{"installed dependency kept", []string{"a"}, false, messages.Options{}, "install a 1.0"},
-		{"upgrade of everything", nil, true, messages.Options{}, "upgrade b 2.0"},
-		{"upgrade of one", []string{"b"}, true, messages.Options{}, "upgrade b 2.0"},
-		{"reinstall", []string{"b=1.0"}, false, messages.Options{Reinstall: true}, "reinstall b 1.0"},
-		{"already installed", []string{"b"}, false, messages.Options{}, ""},
+		{"installed dependency kept", []string{"a"}, false, wire.Options{}, "install a 1.0"},
+		{"upgrade of everything", nil, true, wire.Options{}, "upgrade b 2.0"},
+		{"upgrade of one", []string{"b"}, true, wire.Options{}, "upgrade b 2.0"},
+		{"reinstall", []string{"b=1.0"}, false, wire.Options{Reinstall: true}, "reinstall b 1.0"},
+		{"already installed", []string{"b"}, false, wire.Options{}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -224,10 +224,10 @@ func TestPlanInstall(t *testing.T) {
 	}
 
 	h.install(t, "b", "2.0")
-	if got := planOf(t, h, []string{"b=1.0"}, false, messages.Options{AllowDowngrade: true}); strings.Join(got, "|") != "downgrade b 1.0" {
+	if got := planOf(t, h, []string{"b=1.0"}, false, wire.Options{AllowDowngrade: true}); strings.Join(got, "|") != "downgrade b 1.0" {
 		t.Fatalf("downgrade plan = %q", got)
 	}
-	if _, err := PlanInstall(h.repo.Snapshot, h.installed(t), []string{"b=1.0"}, false, messages.Options{}); err == nil {
+	if _, err := PlanInstall(h.repo.Snapshot, h.installed(t), []string{"b=1.0"}, false, wire.Options{}); err == nil {
 		t.Fatal("a downgrade without --allow-downgrade was planned")
 	}
 }
@@ -240,7 +240,7 @@ func TestPlanInstallOrdersByDependencies(t *testing.T) {
 		repotest.Package{Name: "y", Version: "1", PayloadBytes: 64, Seed: 2},
 		repotest.Package{Name: "z", Version: "1", PayloadBytes: 64, Seed: 3},
 	)
-	p, err := PlanInstall(r.Snapshot, nil, []string{"x", "z"}, false, messages.Options{})
+	p, err := PlanInstall(r.Snapshot, nil, []string{"x", "z"}, false, wire.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestPlanInstallRefusals(t *testing.T) {
 		{[]string{"b>=9"}, false, ""},
 		{[]string{"b=="}, false, ""},
 	} {
-		_, err := PlanInstall(h.repo.Snapshot, h.installed(t), c.args, c.upgrade, messages.Options{})
+		_, err := PlanInstall(h.repo.Snapshot, h.installed(t), c.args, c.upgrade, wire.Options{})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("plan %q (upgrade %v): %v, want an error containing %q", c.args, c.upgrade, err, c.want)
 		}
@@ -293,27 +293,27 @@ func TestCheckExpect(t *testing.T) {
 
 func TestAnswerChecksArguments(t *testing.T) {
 	h := newHost(t)
-	for _, req := range []messages.Request{
-		{Verb: messages.VerbSearch, Args: []string{"a", "b"}},
-		{Verb: messages.VerbInfo},
-		{Verb: messages.VerbInfo, Args: []string{"a", "b"}},
-		{Verb: messages.VerbInstall, Args: []string{"a"}},
+	for _, req := range []wire.Request{
+		{Verb: wire.VerbSearch, Args: []string{"a", "b"}},
+		{Verb: wire.VerbInfo},
+		{Verb: wire.VerbInfo, Args: []string{"a", "b"}},
+		{Verb: wire.VerbInstall, Args: []string{"a"}},
 	} {
 		if _, err := Answer(h.engine, h.repo.Snapshot, &req, h.prefix); err == nil {
 			t.Errorf("%s %q was answered", req.Verb, req.Args)
 		}
 	}
-	res, err := Answer(h.engine, h.repo.Snapshot, &messages.Request{Verb: messages.VerbPlan, Args: []string{"a"}}, h.prefix)
+	res, err := Answer(h.engine, h.repo.Snapshot, &wire.Request{Verb: wire.VerbPlan, Args: []string{"a"}}, h.prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := res.(*messages.PlanResult).Plan; len(p) != 1 || p[0].Name != "a" {
+	if p := res.(*wire.PlanResult).Plan; len(p) != 1 || p[0].Name != "a" {
 		t.Fatalf("plan a = %+v", p)
 	}
-	if _, err := Prefix(&messages.Request{Prefix: "relative/dir"}, "/"); err == nil {
+	if _, err := Prefix(&wire.Request{Prefix: "relative/dir"}, "/"); err == nil {
 		t.Fatal("a relative prefix was accepted")
 	}
-	if p, err := Prefix(&messages.Request{}, h.prefix+"/"); err != nil || p != h.prefix {
+	if p, err := Prefix(&wire.Request{}, h.prefix+"/"); err != nil || p != h.prefix {
 		t.Fatalf("default prefix = %q, %v", p, err)
 	}
 }

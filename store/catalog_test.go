@@ -188,7 +188,7 @@ func TestCatalogSnapshotOpensReadOnly(t *testing.T) {
 
 	// Something that is not a catalog is refused.
 	other := filepath.Join(dir, "other.db")
-	db, err := OpenInstalled(other)
+	db, err := OpenState(other)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,12 +12,12 @@ import (
 // fullDB makes a state database of a few hundred KB with n receipts.
 func fullDB(t *testing.T, path string, n int) {
 	t.Helper()
-	db, err := OpenInstalled(path)
+	db, err := OpenState(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	err = db.Update(func(tx *Tx) error {
+	err = db.Update(func(tx *StateTx) error {
 		for i := range n {
 			var files []FileRecord
 			for j := range 50 {
@@ -65,7 +65,7 @@ func TestDamagedDatabaseIsRefused(t *testing.T) {
 			if err := os.WriteFile(path, c.data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			db, err := OpenInstalled(path)
+			db, err := OpenState(path)
 			if err == nil {
 				db.Close()
 				t.Fatal("opened")
@@ -84,12 +84,12 @@ func TestDamagedDatabaseIsRefused(t *testing.T) {
 	if err := os.WriteFile(path, bak, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	db, err := OpenInstalled(path)
+	db, err := OpenState(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	db.View(func(tx *Tx) error {
+	db.View(func(tx *StateTx) error {
 		if rs, err := tx.ReceiptHeads("/p"); err != nil || len(rs) != 100 {
 			t.Errorf("restored: %d receipts, %v", len(rs), err)
 		}

@@ -115,7 +115,7 @@ func (c CacheRecords) All() ([]*CacheRecord, error) {
 }
 
 // AllReceipts returns the receipts of every prefix.
-func (t *Tx) AllReceipts() ([]*Receipt, error) {
+func (t *StateTx) AllReceipts() ([]*Receipt, error) {
 	var out []*Receipt
 	err := t.tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
 		var r Receipt

@@ -74,15 +74,15 @@ type Receipt struct {
 	Files []FileRecord `json:"files"`
 }
 
-// DB is the installed-state database.
-type DB struct {
+// State is the installed-state database.
+type State struct {
 	bolt *bolt.DB
 }
 
-// OpenInstalled opens (creating if needed) the state database at path. bbolt
+// OpenState opens (creating if needed) the state database at path. bbolt
 // takes an exclusive flock, so a second process gets ErrLocked at once
 // instead of waiting forever.
-func OpenInstalled(path string) (*DB, error) {
+func OpenState(path string) (*State, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("open state database: %w", err)
 	}
@@ -111,11 +111,11 @@ func OpenInstalled(path string) (*DB, error) {
 		b.Close()
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
-	return &DB{bolt: b}, nil
+	return &State{bolt: b}, nil
 }
 
 // Close releases the database and its lock.
-func (db *DB) Close() error { return db.bolt.Close() }
+func (db *State) Close() error { return db.bolt.Close() }
 
 // BackupSuffix names the copy Backup keeps beside the database.
 const BackupSuffix = ".bak"
@@ -123,7 +123,7 @@ const BackupSuffix = ".bak"
 // Backup writes a consistent copy of the database beside it (path +
 // BackupSuffix), replacing the last one only once the new one is on disk,
 // as dpkg keeps status-old: a damaged database can be restored from it.
-func (db *DB) Backup() error {
+func (db *State) Backup() error {
 	path := db.bolt.Path() + BackupSuffix
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -151,20 +151,20 @@ func (db *DB) Backup() error {
 }
 
 // Path is the database file.
-func (db *DB) Path() string { return db.bolt.Path() }
+func (db *State) Path() string { return db.bolt.Path() }
 
 // View runs fn in a read-only transaction.
-func (db *DB) View(fn func(*Tx) error) error {
-	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+func (db *State) View(fn func(*StateTx) error) error {
+	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&StateTx{tx}) })
 }
 
 // Update runs fn in one read-write transaction: all of it commits or none.
-func (db *DB) Update(fn func(*Tx) error) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+func (db *State) Update(fn func(*StateTx) error) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error { return fn(&StateTx{tx}) })
 }
 
-// Tx is a transaction over the installed-state database.
-type Tx struct {
+// StateTx is a transaction over the installed-state database.
+type StateTx struct {
 	tx *bolt.Tx
 }
 
@@ -180,7 +180,7 @@ func key(parts ...string) []byte {
 }
 
 // Receipt returns the receipt of name in prefix, or nil if it is not installed.
-func (t *Tx) Receipt(prefix, name string) (*Receipt, error) {
+func (t *StateTx) Receipt(prefix, name string) (*Receipt, error) {
 	raw := t.tx.Bucket(bucketPackages).Get(key(prefix, name))
 	if raw == nil {
 		return nil, nil
@@ -193,7 +193,7 @@ func (t *Tx) Receipt(prefix, name string) (*Receipt, error) {
 }
 
 // Receipts returns every receipt of prefix, by name.
-func (t *Tx) Receipts(prefix string) ([]*Receipt, error) {
+func (t *StateTx) Receipts(prefix string) ([]*Receipt, error) {
 	var out []*Receipt
 	start := key(prefix, "")
 	c := t.tx.Bucket(bucketPackages).Cursor()
@@ -208,7 +208,7 @@ func (t *Tx) Receipts(prefix string) ([]*Receipt, error) {
 }
 
 // CountReceipts is how many packages prefix has, counted by key alone.
-func (t *Tx) CountReceipts(prefix string) int {
+func (t *StateTx) CountReceipts(prefix string) int {
 	n := 0
 	start := key(prefix, "")
 	c := t.tx.Bucket(bucketPackages).Cursor()
@@ -221,7 +221,7 @@ func (t *Tx) CountReceipts(prefix string) int {
 // ReceiptHeads returns every receipt of prefix, by name, without its file
 // list. A package may own 500,000 paths, and most questions need only
 // names, versions and dependencies, so the list is not even scanned.
-func (t *Tx) ReceiptHeads(prefix string) ([]*Receipt, error) {
+func (t *StateTx) ReceiptHeads(prefix string) ([]*Receipt, error) {
 	var out []*Receipt
 	start := key(prefix, "")
 	c := t.tx.Bucket(bucketPackages).Cursor()
@@ -270,14 +270,14 @@ func receiptHead(v []byte) (*Receipt, error) {
 }
 
 // FileOwner returns the package that owns the non-directory path, or "".
-func (t *Tx) FileOwner(prefix, path string) string {
+func (t *StateTx) FileOwner(prefix, path string) string {
 	return string(t.tx.Bucket(bucketFiles).Get(key(prefix, path)))
 }
 
 // OwnsUnder says whether any package lists a file or a directory inside the
 // directory dir ("." for the prefix itself). A plan asks it once per new
 // directory instead of asking FileOwner and DirOwners of every path in it.
-func (t *Tx) OwnsUnder(prefix, dir string) bool {
+func (t *StateTx) OwnsUnder(prefix, dir string) bool {
 	start := key(prefix, dir+"/")
 	if dir == "." {
 		start = key(prefix, "")
@@ -291,7 +291,7 @@ func (t *Tx) OwnsUnder(prefix, dir string) bool {
 }
 
 // DirOwners returns the packages that list the directory path, by name.
-func (t *Tx) DirOwners(prefix, path string) []string {
+func (t *StateTx) DirOwners(prefix, path string) []string {
 	var owners []string
 	start := key(prefix, path, "")
 	c := t.tx.Bucket(bucketDirs).Cursor()
@@ -302,7 +302,7 @@ func (t *Tx) DirOwners(prefix, path string) []string {
 }
 
 // Info returns the stored info/ files of an installed package.
-func (t *Tx) Info(prefix, name string) map[string][]byte {
+func (t *StateTx) Info(prefix, name string) map[string][]byte {
 	out := make(map[string][]byte)
 	start := key(prefix, name, "")
 	c := t.tx.Bucket(bucketInfo).Cursor()
@@ -314,7 +314,7 @@ func (t *Tx) Info(prefix, name string) map[string][]byte {
 
 // PutReceipt records r and its info/ files, replacing any earlier receipt of
 // the same package together with the ownership that receipt claimed.
-func (t *Tx) PutReceipt(r *Receipt, info map[string][]byte) error {
+func (t *StateTx) PutReceipt(r *Receipt, info map[string][]byte) error {
 	if err := t.DeleteReceipt(r.Prefix, r.Name); err != nil {
 		return err
 	}
@@ -352,7 +352,7 @@ func (t *Tx) PutReceipt(r *Receipt, info map[string][]byte) error {
 // DeleteReceipt forgets an installed package: its receipt, the ownership it
 // claimed and its info/ copy. Ownership that another package has since taken
 // over is left alone.
-func (t *Tx) DeleteReceipt(prefix, name string) error {
+func (t *StateTx) DeleteReceipt(prefix, name string) error {
 	old, err := t.Receipt(prefix, name)
 	if err != nil || old == nil {
 		return err
@@ -377,29 +377,29 @@ func (t *Tx) DeleteReceipt(prefix, name string) error {
 }
 
 // Journal returns the recorded transaction in flight, or nil.
-func (t *Tx) Journal() []byte {
+func (t *StateTx) Journal() []byte {
 	return bytes.Clone(t.tx.Bucket(bucketMeta).Get(keyJournal))
 }
 
 // SetJournal records the transaction in flight.
-func (t *Tx) SetJournal(b []byte) error {
+func (t *StateTx) SetJournal(b []byte) error {
 	return t.tx.Bucket(bucketMeta).Put(keyJournal, b)
 }
 
 // JournalStates returns the small, often rewritten part of the journal:
 // how far each step of the transaction got.
-func (t *Tx) JournalStates() []byte {
+func (t *StateTx) JournalStates() []byte {
 	return bytes.Clone(t.tx.Bucket(bucketMeta).Get(keyStates))
 }
 
 // SetJournalStates records how far the transaction in flight got, without
 // rewriting its (possibly large) plan.
-func (t *Tx) SetJournalStates(b []byte) error {
+func (t *StateTx) SetJournalStates(b []byte) error {
 	return t.tx.Bucket(bucketMeta).Put(keyStates, b)
 }
 
 // ClearJournal marks that no transaction is in flight.
-func (t *Tx) ClearJournal() error {
+func (t *StateTx) ClearJournal() error {
 	if err := t.tx.Bucket(bucketMeta).Delete(keyStates); err != nil {
 		return err
 	}

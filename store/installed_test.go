@@ -15,18 +15,18 @@ func receipt(name string, files ...FileRecord) *Receipt {
 
 func TestReceiptsOwnersAndJournal(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tpm.db")
-	db, err := OpenInstalled(path)
+	db, err := OpenState(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := OpenInstalled(path); !errors.Is(err, ErrLocked) {
+	if _, err := OpenState(path); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second open: %v, want ErrLocked", err)
 	}
 
 	a := receipt("a", FileRecord{Path: "usr", Type: Dir}, FileRecord{Path: "usr/bin/x", Type: File})
 	b := receipt("b", FileRecord{Path: "usr", Type: Dir}, FileRecord{Path: "usr/bin/y", Type: Symlink, Link: "x"})
-	err = db.Update(func(tx *Tx) error {
+	err = db.Update(func(tx *StateTx) error {
 		if err := tx.PutReceipt(a, map[string][]byte{"postinstall": []byte("#!/bin/sh")}); err != nil {
 			return err
 		}
@@ -38,7 +38,7 @@ func TestReceiptsOwnersAndJournal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.View(func(tx *Tx) error {
+	db.View(func(tx *StateTx) error {
 		if got := tx.FileOwner("/p", "usr/bin/x"); got != "a" {
 			t.Errorf("owner of x = %q", got)
 		}
@@ -69,7 +69,7 @@ func TestReceiptsOwnersAndJournal(t *testing.T) {
 
 	// b takes x over; dropping a must not take b's ownership with it.
 	b.Files = append(b.Files, FileRecord{Path: "usr/bin/x", Type: File})
-	err = db.Update(func(tx *Tx) error {
+	err = db.Update(func(tx *StateTx) error {
 		if err := tx.PutReceipt(b, nil); err != nil {
 			return err
 		}
@@ -81,7 +81,7 @@ func TestReceiptsOwnersAndJournal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.View(func(tx *Tx) error {
+	db.View(func(tx *StateTx) error {
 		if got := tx.FileOwner("/p", "usr/bin/x"); got != "b" {
 			t.Errorf("owner of x after move = %q", got)
 		}
@@ -100,18 +100,18 @@ func TestReceiptsOwnersAndJournal(t *testing.T) {
 }
 
 func TestOwnsUnder(t *testing.T) {
-	db, err := OpenInstalled(filepath.Join(t.TempDir(), "tpm.db"))
+	db, err := OpenState(filepath.Join(t.TempDir(), "tpm.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	err = db.Update(func(tx *Tx) error {
+	err = db.Update(func(tx *StateTx) error {
 		return tx.PutReceipt(receipt("a", FileRecord{Path: "usr", Type: Dir}, FileRecord{Path: "usr/share/a", Type: Dir}, FileRecord{Path: "usr/bin/x", Type: File}), nil)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.View(func(tx *Tx) error {
+	db.View(func(tx *StateTx) error {
 		for dir, want := range map[string]bool{".": true, "usr": true, "usr/bin": true, "usr/share": true, "usr/share/a": false, "usr/bi": false, "opt": false, "us": false} {
 			if got := tx.OwnsUnder("/p", dir); got != want {
 				t.Errorf("OwnsUnder(%q) = %v, want %v", dir, got, want)

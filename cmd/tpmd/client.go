@@ -21,7 +21,7 @@ import (
 	"tpm/signing"
 )
 
-const clientUsage = `usage: tpmd client [flags]
+const hostUsage = `usage: tpmd client [flags]
 
 Keeps this host's copy of the repository's signed index, answers the tpm
 CLI on the FIFOs in --run-dir, downloads packages from the swarm (the
@@ -37,7 +37,7 @@ Signals: SIGTERM and SIGINT stop within 5 seconds, downloads included.
 Flags:
 `
 
-type clientOptions struct {
+type hostOptions struct {
 	config        string
 	servers       []string
 	trustedKey    string
@@ -65,7 +65,7 @@ type clientOptions struct {
 	linger time.Duration
 }
 
-func clientFlags(o *clientOptions) *pflag.FlagSet {
+func hostFlags(o *hostOptions) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("tpmd client", pflag.ContinueOnError)
 	fs.StringVar(&o.config, "config", "", "read flags from `FILE` (name = value lines)")
 	fs.StringArrayVar(&o.servers, "server", nil, "a repository server's `URL` (tpmd server's or tpmd mirror's --public-url); repeatable: the index comes from whichever has the newest, packages from all; at least one")
@@ -92,10 +92,10 @@ func clientFlags(o *clientOptions) *pflag.FlagSet {
 	return fs
 }
 
-func client(args []string) int {
-	var o clientOptions
-	fs := clientFlags(&o)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, clientUsage); fs.PrintDefaults() }
+func host(args []string) int {
+	var o hostOptions
+	fs := hostFlags(&o)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, hostUsage); fs.PrintDefaults() }
 	if code, ok := service.ParseFlags(fs, "tpmd client", args, &o.config); !ok {
 		return code
 	}
@@ -127,14 +127,14 @@ func client(args []string) int {
 	if log == nil {
 		return code
 	}
-	if err := runClient(o, log); err != nil {
+	if err := runHost(o, log); err != nil {
 		fmt.Fprintf(os.Stderr, "tpmd client: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func runClient(o clientOptions, log *slog.Logger) error {
+func runHost(o hostOptions, log *slog.Logger) error {
 	key, err := signing.LoadPublicKey(o.trustedKey)
 	if err != nil {
 		return fmt.Errorf("%w (--trusted-key: the repository's repo.pub)", err)

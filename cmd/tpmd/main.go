@@ -75,7 +75,7 @@ func run(args []string) int {
 	case "server":
 		return server(args[1:])
 	case "client":
-		return client(args[1:])
+		return host(args[1:])
 	case "mirror":
 		return mirror(args[1:])
 	}

@@ -6,4 +6,4 @@ import "github.com/spf13/pflag"
 
 // addTestFlags adds nothing: the test-only flags exist in test builds only
 // (testhooks.go).
-func addTestFlags(*pflag.FlagSet, *clientOptions) {}
+func addTestFlags(*pflag.FlagSet, *hostOptions) {}

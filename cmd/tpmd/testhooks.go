@@ -17,7 +17,7 @@ import (
 // power cut would, to show that the next start recovers; and --test-linger,
 // to show that an answered request frees its slot while its actor lingers.
 // The released tpmd has neither flag.
-func addTestFlags(fs *pflag.FlagSet, o *clientOptions) {
+func addTestFlags(fs *pflag.FlagSet, o *hostOptions) {
 	fs.Func("test-kill-at-step", "testing only: SIGKILL ourselves before the engine step starting with `TEXT`", func(text string) error {
 		o.step = func(desc string) {
 			if strings.HasPrefix(desc, text) {

@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"tpm/local"
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/repo/repotest"
 	"tpm/signing"
 	"tpm/tarball"
@@ -92,7 +92,7 @@ func main() {
 		"--prefix", prefix, "--torrent-listen", "127.0.0.1:0", "--log-level", "warn")
 	defer stop(cl)
 	for {
-		var st messages.Status
+		var st wire.Status
 		if call(run, "status", nil, nil, &st) == nil && st.IndexPackages >= 3+*seedN+min(*many, 1) {
 			break
 		}
@@ -122,7 +122,7 @@ func main() {
 		tpmT = append(tpmT, time.Since(t0))
 		check(call(run, "remove", []string{"greet-data"}, nil, nil))
 	}
-	var info messages.PackageInfo
+	var info wire.PackageInfo
 	check(call(run, "info", []string{"greet-data"}, nil, &info))
 	file = info.File
 	for i := range *installs {
@@ -173,7 +173,7 @@ func main() {
 	}
 	fmt.Printf("| install of %d packages of %d bytes (4 requests of 250) | %s | | |\n", *seedN, *seedSize, time.Since(t0).Round(time.Millisecond))
 	for {
-		var st messages.Status
+		var st wire.Status
 		check(call(run, "status", nil, nil, &st))
 		if st.Seeding >= *seedN {
 			break
@@ -200,8 +200,8 @@ func main() {
 
 // call sends one request as tpm does (local.Client) and decodes the
 // result into data.
-func call(run, verb string, args []string, mod func(*messages.Request), data any) error {
-	req := messages.Request{Verb: verb, Args: args}
+func call(run, verb string, args []string, mod func(*wire.Request), data any) error {
+	req := wire.Request{Verb: verb, Args: args}
 	if mod != nil {
 		mod(&req)
 	}

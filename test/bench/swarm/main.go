@@ -45,7 +45,7 @@ import (
 	"syscall"
 	"time"
 
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/repo/repotest"
 	"tpm/signing"
 )
@@ -572,20 +572,20 @@ func healthz(ctx context.Context, h host, url, name string) (string, error) {
 	return "", fmt.Errorf("%s/healthz says no %s=: %q", url, name, out)
 }
 
-func status(ctx context.Context, bin, runDir string) (messages.Status, error) {
-	var st messages.Status
+func status(ctx context.Context, bin, runDir string) (wire.Status, error) {
+	var st wire.Status
 	out, err := exec.CommandContext(ctx, bin+"/tpm", "--run-dir", runDir, "--json", "status").CombinedOutput()
 	if err != nil {
 		return st, fmt.Errorf("tpm status: %v: %s", err, out)
 	}
-	// --json prints reply lines (messages.Reply); status's only one is its
+	// --json prints reply lines (wire.Reply); status's only one is its
 	// result, with the Status as data.
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	var reply messages.Reply
+	var reply wire.Reply
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &reply); err != nil {
 		return st, fmt.Errorf("tpm status: %w", err)
 	}
-	if reply.Type != messages.ReplyResult {
+	if reply.Type != wire.ReplyResult {
 		return st, fmt.Errorf("tpm status: a %s reply, not the result: %s", reply.Type, lines[len(lines)-1])
 	}
 	if err := json.Unmarshal(reply.Data, &st); err != nil {

@@ -1,4 +1,4 @@
-package client
+package host
 
 // Faults from the network between a host and its repository.
 
@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // freezer stands between a host and its repository. Until freeze, it
@@ -95,7 +95,7 @@ func TestFrozenIndexExpires(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		final, _ := call(t, h.run, "sync", nil, nil)
-		if final.Type == messages.ReplyError {
+		if final.Type == wire.ReplyError {
 			if !strings.Contains(final.Error, "expired") || strings.Contains(final.Error, "\n") {
 				t.Fatalf("sync of a frozen index: %q", final.Error)
 			}
@@ -118,7 +118,7 @@ func TestFrozenIndexExpires(t *testing.T) {
 	verifyClean(t, h.run)
 
 	fz.thaw()
-	var sr messages.SyncResult
+	var sr wire.SyncResult
 	ok(t, h.run, "sync", nil, nil, &sr)
 	if !sr.Changed {
 		t.Fatalf("sync after the thaw: %+v", sr)
@@ -184,7 +184,7 @@ func TestCorruptRepositoryCopyWithAGoodPeer(t *testing.T) {
 	d := startClient(t, b, srv.url, r.pubPath, "--torrent-listen", "127.0.0.3:0")
 	waitIndex(t, b.run, 2)
 	final, _ := call(t, b.run, "install", []string{"big"}, nil)
-	if final.Type != messages.ReplyResult {
+	if final.Type != wire.ReplyResult {
 		t.Fatalf("install with a corrupt repository and a good peer: %s\n%s", final.Error, d.Logs)
 	}
 	verifyClean(t, b.run)

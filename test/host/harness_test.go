@@ -1,7 +1,7 @@
 // Package client runs the real tpmd server and tpmd client binaries on
 // loopback, in temporary directories with a temporary prefix, and speaks the
 // FIFO wire protocol to the client through package local, as tpm does.
-package client
+package host
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 
 	"tpm/fifo"
 	"tpm/local"
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/signing"
 	"tpm/tarball"
 	"tpm/test/testenv"
@@ -166,7 +166,7 @@ func startClient(t *testing.T, h *host, serverURL, pubPath string, extra ...stri
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		// A killed daemon leaves its FIFOs: wait for an answer.
-		if final, _, err := callErr(context.Background(), h.run, "status", nil, nil, 2*time.Second); err == nil && final.Type == messages.ReplyResult {
+		if final, _, err := callErr(context.Background(), h.run, "status", nil, nil, 2*time.Second); err == nil && final.Type == wire.ReplyResult {
 			return d
 		}
 		if done, err := d.Exited(); done {
@@ -180,7 +180,7 @@ func startClient(t *testing.T, h *host, serverURL, pubPath string, extra ...stri
 }
 
 // call sends one request and reads replies until the final one.
-func call(t *testing.T, run, verb string, args []string, mod func(*messages.Request)) (final messages.Reply, stream []messages.Reply) {
+func call(t *testing.T, run, verb string, args []string, mod func(*wire.Request)) (final wire.Reply, stream []wire.Reply) {
 	t.Helper()
 	final, stream, err := callErr(context.Background(), run, verb, args, mod, 60*time.Second)
 	if err != nil {
@@ -192,22 +192,22 @@ func call(t *testing.T, run, verb string, args []string, mod func(*messages.Requ
 // callErr is tpm's request loop (local.Client.Call) with the error reply
 // handed back as the final reply, so tests can look at it like any other;
 // err is for everything else (no daemon, the daemon gone, ctx).
-func callErr(ctx context.Context, run, verb string, args []string, mod func(*messages.Request), timeout time.Duration) (final messages.Reply, stream []messages.Reply, err error) {
-	req := messages.Request{Verb: verb, Args: args}
+func callErr(ctx context.Context, run, verb string, args []string, mod func(*wire.Request), timeout time.Duration) (final wire.Reply, stream []wire.Reply, err error) {
+	req := wire.Request{Verb: verb, Args: args}
 	if mod != nil {
 		mod(&req)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cl := &local.Client{RunDir: run}
-	r, err := cl.Call(ctx, req, func(r *messages.Reply) error {
+	r, err := cl.Call(ctx, req, func(r *wire.Reply) error {
 		stream = append(stream, *r)
 		return nil
 	})
 	var de *local.DaemonError
 	switch {
 	case errors.As(err, &de):
-		return *messages.Failure(de.Message), stream, nil
+		return *wire.Failure(de.Message), stream, nil
 	case err != nil:
 		return final, stream, fmt.Errorf("%w (after %d lines)", err, len(stream))
 	}
@@ -216,16 +216,16 @@ func callErr(ctx context.Context, run, verb string, args []string, mod func(*mes
 
 // ok calls and decodes a result, failing on an error reply. A result that
 // comes in parts (list, files, verify) is decoded whole.
-func ok(t *testing.T, run, verb string, args []string, mod func(*messages.Request), data any) []messages.Reply {
+func ok(t *testing.T, run, verb string, args []string, mod func(*wire.Request), data any) []wire.Reply {
 	t.Helper()
 	final, stream := call(t, run, verb, args, mod)
-	if final.Type != messages.ReplyResult {
+	if final.Type != wire.ReplyResult {
 		t.Fatalf("%s %v: %s: %s", verb, args, final.Type, final.Error)
 	}
 	raw := []byte(final.Data)
 	var items []json.RawMessage
 	for _, r := range stream {
-		if r.Type == messages.ReplyItems {
+		if r.Type == wire.ReplyItems {
 			var part []json.RawMessage
 			if err := json.Unmarshal(r.Data, &part); err != nil {
 				t.Fatalf("%s part %s: %v", verb, r.Data, err)
@@ -264,24 +264,24 @@ func rawRequest(t *testing.T, run string, admin bool, body []byte) string {
 }
 
 // fails calls and returns the error line, failing on success.
-func fails(t *testing.T, run, verb string, args []string, mod func(*messages.Request)) string {
+func fails(t *testing.T, run, verb string, args []string, mod func(*wire.Request)) string {
 	t.Helper()
 	final, _ := call(t, run, verb, args, mod)
-	if final.Type != messages.ReplyError {
+	if final.Type != wire.ReplyError {
 		t.Fatalf("%s %v succeeded: %s", verb, args, final.Data)
 	}
 	return final.Error
 }
 
-func getStatus(t *testing.T, run string) messages.Status {
+func getStatus(t *testing.T, run string) wire.Status {
 	t.Helper()
-	var s messages.Status
+	var s wire.Status
 	ok(t, run, "status", nil, nil, &s)
 	return s
 }
 
 // waitIndex waits until the daemon has an index with n packages.
-func waitIndex(t *testing.T, run string, n int) messages.Status {
+func waitIndex(t *testing.T, run string, n int) wire.Status {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -296,13 +296,13 @@ func waitIndex(t *testing.T, run string, n int) messages.Status {
 	}
 }
 
-type result = messages.OpResult
+type result = wire.OpResult
 
-func list(t *testing.T, run string) map[string]messages.InstalledPackage {
+func list(t *testing.T, run string) map[string]wire.InstalledPackage {
 	t.Helper()
-	var items []messages.InstalledPackage
+	var items []wire.InstalledPackage
 	ok(t, run, "list", nil, nil, &items)
-	out := map[string]messages.InstalledPackage{}
+	out := map[string]wire.InstalledPackage{}
 	for _, it := range items {
 		out[it.Name] = it
 	}
@@ -311,7 +311,7 @@ func list(t *testing.T, run string) map[string]messages.InstalledPackage {
 
 func verifyClean(t *testing.T, run string) {
 	t.Helper()
-	var problems []messages.Problem
+	var problems []wire.Problem
 	ok(t, run, "verify", nil, nil, &problems)
 	if len(problems) > 0 {
 		t.Fatalf("verify: %+v", problems)

@@ -1,4 +1,4 @@
-package client
+package host
 
 import (
 	"net/http"

@@ -1,4 +1,4 @@
-package client
+package host
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"tpm/messages"
+	"tpm/messages/wire"
 	"tpm/repo/repotest"
 )
 
@@ -182,7 +182,7 @@ func TestTamperedIndexRefused(t *testing.T) {
 	ok(t, h.run, "info", []string{"hello"}, nil, nil)
 
 	px.tamperIndex.Store(false)
-	var sr messages.SyncResult
+	var sr wire.SyncResult
 	ok(t, h.run, "sync", nil, nil, &sr)
 	if sr.Generation != 2 { // changed, unless the syncer's retry got there first
 		t.Fatalf("sync after the damage stopped: %+v", sr)
@@ -241,7 +241,7 @@ func slowDownload(t *testing.T) (*repository, *proxy, *host, *daemon) {
 func TestSIGTERMMidDownload(t *testing.T) {
 	r, px, h, d := slowDownload(t)
 	type out struct {
-		final messages.Reply
+		final wire.Reply
 		err   error
 	}
 	res := make(chan out, 1)
@@ -260,7 +260,7 @@ func TestSIGTERMMidDownload(t *testing.T) {
 		t.Fatalf("stop took %v", dt)
 	}
 	o := <-res
-	if o.err == nil && o.final.Type != messages.ReplyError {
+	if o.err == nil && o.final.Type != wire.ReplyError {
 		t.Fatalf("install during stop: %+v", o.final)
 	}
 	t.Logf("the CLI got: %v %s", o.err, o.final.Error)

@@ -1,4 +1,4 @@
-package client
+package host
 
 // Requests through the FIFOs themselves: garbage on both, a second daemon
 // on the same run directory, a daemon killed mid-transaction, two requests
@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"tpm/fifo"
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 func TestGarbageIntoBothFIFOs(t *testing.T) {
@@ -45,7 +45,7 @@ func TestGarbageIntoBothFIFOs(t *testing.T) {
 			{`{"v":99,"verb":"status"}`, "different releases"},
 			{`{"v":3,"verb":"status","reply":"/etc/passwd"}`, "unknown field"},
 			{`{"v":3,"verb":"status"} {}`, "data after the JSON object"},
-			{strings.Repeat(" ", messages.MaxRequest+1), "longer than"},
+			{strings.Repeat(" ", wire.MaxRequest+1), "longer than"},
 		} {
 			if got := rawRequest(t, h.run, admin, []byte(c.body)); !strings.Contains(got, c.want) || !strings.Contains(got, `"type":"error"`) {
 				t.Fatalf("%.40q on admin=%v: %s", c.body, admin, got)
@@ -61,7 +61,7 @@ func TestGarbageIntoBothFIFOs(t *testing.T) {
 	if s := getStatus(t, h.run); s.PID != d.Cmd.Process.Pid {
 		t.Fatalf("status: %+v", s)
 	}
-	var sr messages.SyncResult
+	var sr wire.SyncResult
 	ok(t, h.run, "sync", nil, nil, &sr)
 	if done, _ := d.Exited(); done {
 		t.Fatal("daemon exited")
@@ -147,7 +147,7 @@ func TestTwoRequestsAtOnce(t *testing.T) {
 			switch {
 			case err != nil:
 				errs[i] = err.Error()
-			case final.Type != messages.ReplyResult:
+			case final.Type != wire.ReplyResult:
 				errs[i] = final.Error
 			}
 		}()
@@ -191,14 +191,14 @@ func TestUpgradeAndPlanErrors(t *testing.T) {
 	r.addPackage(t, `{"Name":"tool","Version":"2.0","Architecture":"any","Type":"Binary"}`, map[string]string{"data/usr/share/tool/v": "2"})
 	srv.Cmd.Process.Signal(sighup)
 	waitFor(t, "tool 2.0 in the index", func() bool {
-		var sr messages.SyncResult
+		var sr wire.SyncResult
 		ok(t, h.run, "sync", nil, nil, &sr)
-		var info messages.PackageInfo
+		var info wire.PackageInfo
 		ok(t, h.run, "info", []string{"tool"}, nil, &info)
 		return info.Version == "2.0"
 	})
-	var plan messages.PlanResult
-	ok(t, h.run, "plan", nil, func(r *messages.Request) { r.Options = messages.Options{Upgrade: true} }, &plan)
+	var plan wire.PlanResult
+	ok(t, h.run, "plan", nil, func(r *wire.Request) { r.Options = wire.Options{Upgrade: true} }, &plan)
 	if len(plan.Plan) != 1 || plan.Plan[0].Action != "upgrade" || plan.Plan[0].OldVersion != "1.0" {
 		t.Fatalf("upgrade plan: %+v", plan)
 	}
@@ -220,7 +220,7 @@ func TestUpgradeAndPlanErrors(t *testing.T) {
 	waitFor(t, "clash in the index", func() bool {
 		ok(t, h.run, "sync", nil, nil, nil)
 		final, _ := call(t, h.run, "info", []string{"clash"}, nil)
-		return final.Type == messages.ReplyResult
+		return final.Type == wire.ReplyResult
 	})
 	if e := fails(t, h.run, "install", []string{"clash"}, nil); !strings.Contains(e, "usr/share/tool/v") {
 		t.Fatalf("conflict: %q", e)
@@ -243,7 +243,7 @@ func TestQuestionsInARowAreAnswered(t *testing.T) {
 	waitIndex(t, h.run, 3)
 	for i := range 40 {
 		final, _, err := callErr(context.Background(), h.run, "info", []string{"hello"}, nil, 30*time.Second)
-		if err != nil || final.Type != messages.ReplyResult {
+		if err != nil || final.Type != wire.ReplyResult {
 			t.Fatalf("question %d: %v %s", i+1, err, final.Error)
 		}
 	}

@@ -1,4 +1,8 @@
-package messages
+// Package wire is the versioned protocol between tpm and tpmd client:
+// requests, the replies that answer them, and the data of each verb's
+// result. It is plain JSON-encoded data and imports nothing of the project,
+// so a CLI of another release decodes it, and any package may speak it.
+package wire
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package client
+package host
 
 import (
 	"os"
@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 func TestInstallWithDependencies(t *testing.T) {
@@ -17,12 +17,12 @@ func TestInstallWithDependencies(t *testing.T) {
 	d := startClient(t, h, srv.url, r.pubPath)
 	waitIndex(t, h.run, 3)
 
-	var found []messages.SearchResult
+	var found []wire.SearchResult
 	ok(t, h.run, "search", []string{"greet"}, nil, &found) // names and descriptions
 	if len(found) != 3 || found[0].Name != "greet-data" || found[1].Name != "hello" || found[2].Installed != "" {
 		t.Fatalf("search greet: %+v", found)
 	}
-	var info messages.PackageInfo
+	var info wire.PackageInfo
 	ok(t, h.run, "info", []string{"hello"}, nil, &info)
 	if info.Version != "2.0-1" || info.Installed != nil || len(info.Dependencies) != 1 {
 		t.Fatalf("info hello: %+v", info)
@@ -31,9 +31,9 @@ func TestInstallWithDependencies(t *testing.T) {
 		t.Fatalf("info nope: %q", e)
 	}
 
-	var plan messages.PlanResult
+	var plan wire.PlanResult
 	stream := ok(t, h.run, "plan", []string{"hello"}, nil, &plan)
-	if len(stream) != 1 || stream[0].Type != messages.ReplyPlan || len(plan.Plan) != 3 {
+	if len(stream) != 1 || stream[0].Type != wire.ReplyPlan || len(plan.Plan) != 3 {
 		t.Fatalf("plan: %v %v", stream, plan)
 	}
 	if p := plan.Plan; p[0].Name != "greet-data" || p[1].Name != "libgreet" || p[2].Name != "hello" || !p[2].Requested || p[0].Requested {
@@ -45,23 +45,23 @@ func TestInstallWithDependencies(t *testing.T) {
 	}
 
 	// A plan that no longer matches is refused.
-	if e := fails(t, h.run, "install", []string{"hello"}, func(r *messages.Request) {
+	if e := fails(t, h.run, "install", []string{"hello"}, func(r *wire.Request) {
 		r.Expect = map[string]string{"hello": "1.0"}
 	}); !strings.Contains(e, "the index changed since the plan was shown") {
 		t.Fatalf("stale expect: %q", e)
 	}
 
 	var results []result
-	stream = ok(t, h.run, "install", []string{"hello"}, func(r *messages.Request) { r.Expect = expect }, &results)
+	stream = ok(t, h.run, "install", []string{"hello"}, func(r *wire.Request) { r.Expect = expect }, &results)
 	if len(results) != 3 || results[2].Name != "hello" || results[2].Action != "install" {
 		t.Fatalf("install results: %+v", results)
 	}
 	var sawDone, sawOutput bool
 	for _, s := range stream {
-		if s.Type == messages.ReplyProgress && s.Progress.Stage == messages.StageDone && s.Progress.Package == "hello" {
+		if s.Type == wire.ReplyProgress && s.Progress.Stage == wire.StageDone && s.Progress.Package == "hello" {
 			sawDone = true
 		}
-		if s.Type == messages.ReplyOutput && s.Output.Package == "hello" && s.Output.Step == "postinstall" {
+		if s.Type == wire.ReplyOutput && s.Output.Package == "hello" && s.Output.Step == "postinstall" {
 			sawOutput = true
 		}
 	}
@@ -78,7 +78,7 @@ func TestInstallWithDependencies(t *testing.T) {
 	if l["hello"].Reason != "explicit" || l["libgreet"].Reason != "dependency" || l["greet-data"].Reason != "dependency" || l["hello"].Prefix != h.prefix {
 		t.Fatalf("list: %+v", l)
 	}
-	var files []messages.PackageFile
+	var files []wire.PackageFile
 	ok(t, h.run, "files", []string{"hello"}, nil, &files)
 	hello := filepath.Join(h.prefix, "usr/bin/hello")
 	foundFile := false
@@ -88,7 +88,7 @@ func TestInstallWithDependencies(t *testing.T) {
 	if !foundFile {
 		t.Fatalf("files hello: %+v", files)
 	}
-	var owners []messages.Owner
+	var owners []wire.Owner
 	ok(t, h.run, "owns", []string{hello}, nil, &owners)
 	if len(owners) != 1 || owners[0].Name != "hello" {
 		t.Fatalf("owns: %+v", owners)
@@ -97,7 +97,7 @@ func TestInstallWithDependencies(t *testing.T) {
 		t.Fatalf("owns unowned: %q", e)
 	}
 	verifyClean(t, h.run)
-	info = messages.PackageInfo{}
+	info = wire.PackageInfo{}
 	ok(t, h.run, "info", []string{"hello"}, nil, &info)
 	if info.Installed == nil || info.Installed.Version != "2.0-1" {
 		t.Fatalf("info after install: %+v", info)
@@ -115,7 +115,7 @@ func TestInstallWithDependencies(t *testing.T) {
 	if e := fails(t, h.run, "remove", []string{"greet-data"}, nil); !strings.Contains(e, "--cascade") || !strings.Contains(e, "libgreet") {
 		t.Fatalf("remove without cascade: %q", e)
 	}
-	ok(t, h.run, "remove", []string{"greet-data"}, func(r *messages.Request) { r.Options = messages.Options{Cascade: true} }, &results)
+	ok(t, h.run, "remove", []string{"greet-data"}, func(r *wire.Request) { r.Options = wire.Options{Cascade: true} }, &results)
 	if len(results) != 3 {
 		t.Fatalf("cascade: %+v", results)
 	}

@@ -63,14 +63,14 @@ type Op struct {
 	remove  []string // paths to delete once the new files are in place
 }
 
-// Plan is a checked transaction, ready to show to the user and to apply.
-type Plan struct {
+// Changeset is a checked transaction, ready to show to the user and to apply.
+type Changeset struct {
 	Prefix string
 	Ops    []*Op // in the order they run: dependencies first
 	id     string
 }
 
-// keepStream is the largest decompressed archive a plan keeps in memory so
+// keepStream is the largest decompressed archive a changeset keeps in memory so
 // that staging does not decompress it a second time.
 const keepStream = 64 << 20
 
@@ -92,17 +92,17 @@ type Skipped struct {
 	Name, Version, Why string
 }
 
-// PlanInstall reads and checks every archive, the dependencies and the file
+// PrepareInstall reads and checks every archive, the dependencies and the file
 // conflicts, and writes nothing.
-func (e *Engine) PlanInstall(ctx context.Context, req InstallRequest) (*Plan, []Skipped, error) {
+func (e *Engine) PrepareInstall(ctx context.Context, req InstallRequest) (*Changeset, []Skipped, error) {
 	prefix, err := CleanPrefix(req.Prefix)
 	if err != nil {
 		return nil, nil, err
 	}
-	plan := &Plan{Prefix: prefix, id: newID()}
+	changeset := &Changeset{Prefix: prefix, id: newID()}
 	var skipped []Skipped
 	var installed []*store.Receipt
-	err = e.db.View(func(tx *store.Tx) error {
+	err = e.db.View(func(tx *store.StateTx) error {
 		installed, err = tx.Receipts(prefix)
 		if err != nil {
 			return err
@@ -112,7 +112,7 @@ func (e *Engine) PlanInstall(ctx context.Context, req InstallRequest) (*Plan, []
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			op, skip, err := e.planArchive(a, byName, req)
+			op, skip, err := e.prepareArchive(a, byName, req)
 			if err != nil {
 				return err
 			}
@@ -120,20 +120,20 @@ func (e *Engine) PlanInstall(ctx context.Context, req InstallRequest) (*Plan, []
 				skipped = append(skipped, *skip)
 				continue
 			}
-			plan.Ops = append(plan.Ops, op)
+			changeset.Ops = append(changeset.Ops, op)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := plan.order(installed, nil); err != nil {
+	if err := changeset.order(installed, nil); err != nil {
 		return nil, nil, err
 	}
-	if err := e.checkFiles(plan); err != nil {
+	if err := e.checkFiles(changeset); err != nil {
 		return nil, nil, err
 	}
-	return plan, skipped, nil
+	return changeset, skipped, nil
 }
 
 func receiptsByName(rs []*store.Receipt) map[string]*store.Receipt {
@@ -144,7 +144,7 @@ func receiptsByName(rs []*store.Receipt) map[string]*store.Receipt {
 	return m
 }
 
-func (e *Engine) planArchive(a Archive, installed map[string]*store.Receipt, req InstallRequest) (*Op, *Skipped, error) {
+func (e *Engine) prepareArchive(a Archive, installed map[string]*store.Receipt, req InstallRequest) (*Op, *Skipped, error) {
 	// Opening a FIFO or a device would block or read forever.
 	if info, err := os.Stat(a.Path); err != nil {
 		var pe *fs.PathError
@@ -194,7 +194,7 @@ func (e *Engine) planArchive(a Archive, installed map[string]*store.Receipt, req
 	return op, nil, nil
 }
 
-// readArchive reads what a plan needs of an archive: its head only when it
+// readArchive reads what a changeset needs of an archive: its head only when it
 // lists its files ahead of its data (staging then decompresses it once, as
 // it writes), else all of it, keeping the decompressed stream when small.
 func (e *Engine) readArchive(name string) (*tarball.Package, []byte, error) {
@@ -265,7 +265,7 @@ func recordOf(en tarball.Entry) store.FileRecord {
 
 // order checks dependencies against what the prefix will hold and puts the
 // ops in the order they must run.
-func (p *Plan) order(installed []*store.Receipt, removing []string) error {
+func (p *Changeset) order(installed []*store.Receipt, removing []string) error {
 	change := resolve.Change{Remove: removing}
 	for _, r := range installed {
 		change.Installed = append(change.Installed, &r.Manifest)
@@ -338,7 +338,7 @@ func (e *ConflictError) Error() string {
 // would pass through a symlink on disk, and works out which directories
 // staging creates, which temporary names it uses and which old files go.
 // Source packages are checked again once built, when their files are known.
-func (e *Engine) checkFiles(p *Plan) error {
+func (e *Engine) checkFiles(p *Changeset) error {
 	if err := typeChanges(p); err != nil {
 		return err
 	}
@@ -347,7 +347,7 @@ func (e *Engine) checkFiles(p *Plan) error {
 	conflicts = append(conflicts, claims.conflicts...)
 	disk := newDiskView(p.Prefix)
 	defer disk.close()
-	err := e.db.View(func(tx *store.Tx) error {
+	err := e.db.View(func(tx *store.StateTx) error {
 		for oi, op := range p.Ops {
 			if op.Action == Remove {
 				continue
@@ -375,7 +375,7 @@ func (e *Engine) checkFiles(p *Plan) error {
 	return nil
 }
 
-// claims is what the new packages of a plan take, for moves between
+// claims is what the new packages of a changeset take, for moves between
 // packages in one go and for conflicts among them.
 type claims struct {
 	files     map[string]string // path → package, for everything but directories
@@ -384,7 +384,7 @@ type claims struct {
 	conflicts []Conflict
 }
 
-func (p *Plan) claims() claims {
+func (p *Changeset) claims() claims {
 	c := claims{files: make(map[string]string), dirs: make(map[string]bool), leaving: make(map[string]bool)}
 	for _, op := range p.Ops {
 		if op.old != nil || op.Action == Remove {
@@ -409,7 +409,7 @@ func (p *Plan) claims() claims {
 
 // checkOp checks one op's records (see checkFiles) and sets its temporary
 // names and the directories staging must create.
-func (p *Plan) checkOp(tx *store.Tx, disk *diskView, oi int, op *Op, c claims) ([]Conflict, error) {
+func (p *Changeset) checkOp(tx *store.StateTx, disk *diskView, oi int, op *Op, c claims) ([]Conflict, error) {
 	var conflicts []Conflict
 	op.temps = make(map[int]string, len(op.records))
 	op.newDirs = nil
@@ -475,10 +475,10 @@ func (p *Plan) checkOp(tx *store.Tx, disk *diskView, oi int, op *Op, c claims) (
 
 // chooseTrees picks the new directories that can be staged whole under a
 // temporary name and renamed into place once: those that do not exist yet
-// and that no other package of the plan puts anything into, taken at the
+// and that no other package of the changeset puts anything into, taken at the
 // highest such level. A package of thousands of files in a new folder then
 // costs one rename instead of one per file, and the folder appears complete.
-func (p *Plan) chooseTrees() {
+func (p *Changeset) chooseTrees() {
 	const shared = -1
 	claim := make(map[string]int) // directory → the one op with anything in it, or shared
 	for oi, op := range p.Ops {
@@ -569,7 +569,7 @@ func tempName(rel, id string, oi, i int) string {
 	return name
 }
 
-func ownsDir(tx *store.Tx, prefix, rel, name string) bool {
+func ownsDir(tx *store.StateTx, prefix, rel, name string) bool {
 	for _, o := range tx.DirOwners(prefix, rel) {
 		if o == name {
 			return true
@@ -582,7 +582,7 @@ func ownsDir(tx *store.Tx, prefix, rel, name string) bool {
 // from a directory into something else or back: the old directory's contents
 // would have to go before the new file could be staged, which breaks the
 // promise that a failing pre-script leaves everything as it was.
-func typeChanges(p *Plan) error {
+func typeChanges(p *Changeset) error {
 	for _, op := range p.Ops {
 		if op.old == nil || op.Action == Remove {
 			continue
@@ -606,8 +606,8 @@ func typeChanges(p *Plan) error {
 	return nil
 }
 
-// stillHas says whether owner, after this plan, still has path.
-func stillHas(p *Plan, owner, rel string) bool {
+// stillHas says whether owner, after this changeset, still has path.
+func stillHas(p *Changeset, owner, rel string) bool {
 	for _, op := range p.Ops {
 		if op.Name != owner || op.Action == Remove {
 			continue
@@ -654,15 +654,15 @@ func deepestFirst(dirs []string) []string {
 	return dirs
 }
 
-// PlanRemove checks that names are installed and that nothing else needs
+// PrepareRemove checks that names are installed and that nothing else needs
 // them; with cascade, the packages that need them are removed too.
-func (e *Engine) PlanRemove(ctx context.Context, prefix string, names []string, cascade bool) (*Plan, error) {
+func (e *Engine) PrepareRemove(ctx context.Context, prefix string, names []string, cascade bool) (*Changeset, error) {
 	prefix, err := CleanPrefix(prefix)
 	if err != nil {
 		return nil, err
 	}
-	plan := &Plan{Prefix: prefix, id: newID()}
-	err = e.db.View(func(tx *store.Tx) error {
+	changeset := &Changeset{Prefix: prefix, id: newID()}
+	err = e.db.View(func(tx *store.StateTx) error {
 		installed, err := tx.Receipts(prefix)
 		if err != nil {
 			return err
@@ -713,14 +713,14 @@ func (e *Engine) PlanRemove(ctx context.Context, prefix string, names []string, 
 				op.Requested = op.Requested || want == r.Name
 			}
 			op.remove = dropped(r, nil, nil, nil)
-			plan.Ops = append(plan.Ops, op)
+			changeset.Ops = append(changeset.Ops, op)
 		}
 		return ctx.Err()
 	})
 	if err != nil {
 		return nil, err
 	}
-	return plan, nil
+	return changeset, nil
 }
 
 func newID() string {

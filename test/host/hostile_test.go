@@ -1,4 +1,4 @@
-package client
+package host
 
 // A hostile local user against the real daemon: each attack runs this test
 // binary again as an unprivileged uid (attacker, below), while root's
@@ -24,7 +24,7 @@ import (
 
 	"tpm/fifo"
 	"tpm/local"
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 const (
@@ -211,7 +211,7 @@ func TestHeldLocksBlockNobody(t *testing.T) {
 		t.Fatalf("locks: %q %v", line, err)
 	}
 	x.rootAnswers(t)
-	var sr messages.SyncResult
+	var sr wire.SyncResult
 	ok(t, x.h.run, "sync", nil, nil, &sr)
 }
 
@@ -340,7 +340,7 @@ func attacker(name string) error {
 			return err
 		}
 		defer out.Close()
-		body, _ := json.Marshal(messages.Request{V: messages.ProtocolVersion, Verb: arg})
+		body, _ := json.Marshal(wire.Request{V: wire.ProtocolVersion, Verb: arg})
 		if err := out.Send(ctx, fifo.Path(run, true), body, -1); err != nil {
 			fmt.Println(err)
 			return nil
@@ -367,7 +367,7 @@ func writeFIFO(path string, b []byte) error {
 // without reading, then says how many were refused as busy; otherwise
 // nobody reads them at all.
 func flood(ctx context.Context, spool, queryFIFO string, n int, held bool) error {
-	body, _ := json.Marshal(messages.Request{V: messages.ProtocolVersion, Verb: messages.VerbFiles, Args: []string{"big"}})
+	body, _ := json.Marshal(wire.Request{V: wire.ProtocolVersion, Verb: wire.VerbFiles, Args: []string{"big"}})
 	var tokens []string
 	var replies []*os.File
 	for range n {
@@ -430,7 +430,7 @@ func flood(ctx context.Context, spool, queryFIFO string, n int, held bool) error
 // to it, and a hard link when the kernel allows one; then one whose
 // directory others may open.
 func deputy(ctx context.Context, spool, queryFIFO string, victims []string) error {
-	body, _ := json.Marshal(messages.Request{V: messages.ProtocolVersion, Verb: messages.VerbStatus})
+	body, _ := json.Marshal(wire.Request{V: wire.ProtocolVersion, Verb: wire.VerbStatus})
 	var tokens []string
 	mk := func(reply func(path string) error, dirMode os.FileMode) error {
 		token := fmt.Sprintf("tpm-%032x", time.Now().UnixNano()+int64(len(tokens)))

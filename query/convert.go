@@ -2,34 +2,34 @@ package query
 
 import (
 	"tpm/engine"
-	"tpm/messages"
+	"tpm/messages/wire"
 )
 
 // The engine's results in the wire protocol's form, for the daemon's
 // replies and tpm --offline's output alike.
 
 // OpResult is what one applied op reports.
-func OpResult(r engine.OpResult) messages.OpResult {
+func OpResult(r engine.OpResult) wire.OpResult {
 	w := r.Warnings
 	if w == nil {
 		w = []string{}
 	}
-	return messages.OpResult{Action: string(r.Action), Name: r.Name, Version: r.Version, OldVersion: r.OldVersion, Warnings: w}
+	return wire.OpResult{Action: string(r.Action), Name: r.Name, Version: r.Version, OldVersion: r.OldVersion, Warnings: w}
 }
 
 // PlanItems is an engine plan (a removal, or an install of local files) as
 // the wire protocol shows it.
-func PlanItems(p *engine.Plan) []messages.PlanItem {
-	out := []messages.PlanItem{}
+func PlanItems(p *engine.Changeset) []wire.PlanItem {
+	out := []wire.PlanItem{}
 	for _, op := range p.Ops {
-		out = append(out, messages.PlanItem{Action: string(op.Action), Name: op.Name, Version: op.Version,
+		out = append(out, wire.PlanItem{Action: string(op.Action), Name: op.Name, Version: op.Version,
 			OldVersion: op.OldVersion, Requested: op.Requested})
 	}
 	return out
 }
 
 // PlanVersions is name → version of every op of an engine plan.
-func PlanVersions(p *engine.Plan) map[string]string {
+func PlanVersions(p *engine.Changeset) map[string]string {
 	out := make(map[string]string, len(p.Ops))
 	for _, op := range p.Ops {
 		out[op.Name] = op.Version
@@ -38,18 +38,18 @@ func PlanVersions(p *engine.Plan) map[string]string {
 }
 
 // Skipped is a package an engine plan left out.
-func Skipped(s engine.Skipped) messages.Skipped {
-	return messages.Skipped{Name: s.Name, Version: s.Version, Why: s.Why}
+func Skipped(s engine.Skipped) wire.Skipped {
+	return wire.Skipped{Name: s.Name, Version: s.Version, Why: s.Why}
 }
 
 // Recovered is what recovery at open did.
-func Recovered(r *engine.Recovery) messages.Recovered {
+func Recovered(r *engine.Recovery) wire.Recovered {
 	nonNil := func(s []string) []string {
 		if s == nil {
 			return []string{}
 		}
 		return s
 	}
-	return messages.Recovered{Transaction: r.ID, Prefix: r.Prefix, Completed: nonNil(r.Completed),
+	return wire.Recovered{Transaction: r.ID, Prefix: r.Prefix, Completed: nonNil(r.Completed),
 		RolledBack: nonNil(r.RolledBack), ScriptsNotRun: nonNil(r.ScriptsNotRun)}
 }
