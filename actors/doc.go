@@ -10,6 +10,8 @@
 // between actors are plain values (messages/). Slow work runs on a
 // goroutine that reports back with a message of a type private to the
 // actor, stamped with the instance's token where a restarted actor must
-// tell its predecessor's results from its own. The domain packages do the
-// work: actors decide when, in what order, and who is told.
+// tell its predecessor's results from its own; what goes from one actor to
+// another is declared in package messages (test/archtest checks it). The
+// domain packages do the work (transaction, cache, query, engine, repo,
+// swarm, ...): actors decide when, in what order, and who is told.
 package actors

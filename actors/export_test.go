@@ -1,6 +1,9 @@
 package actors
 
 import (
+	"slices"
+	"sync"
+
 	"github.com/asynkron/protoactor-go/actor"
 )
 
@@ -44,4 +47,36 @@ func (cfg HostConfig) withCrashes() HostConfig {
 // InjectCrash makes a component fail.
 func (h *Host) InjectCrash(component string) {
 	h.run.system.Root.Send(h.run.child(component), &crash{})
+}
+
+// starts counts the starts each component has handled, by name: a restart
+// is one more, so a test can wait for it instead of sleeping.
+type starts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func newStarts() *starts { return &starts{n: map[string]int{}} }
+
+func (s *starts) middleware(next actor.ReceiverFunc) actor.ReceiverFunc {
+	return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+		next(c, env)
+		if _, ok := env.Message.(*actor.Started); ok {
+			s.mu.Lock()
+			s.n[lastPart(c.Self().Id)]++
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *starts) count(component string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n[component]
+}
+
+// withStarts has s count the starts of the host's components.
+func (cfg HostConfig) withStarts(s *starts) HostConfig {
+	cfg.middleware = append(slices.Clone(cfg.middleware), s.middleware)
+	return cfg
 }

@@ -46,9 +46,9 @@ func (p *probe) Receive(ctx actor.Context) {
 		return
 	case *actor.Stopping, *actor.Stopped, *actor.Restarting, *actor.Terminated:
 		return
-	case *part: // as a request's actor takes a part of a long result
-		ctx.Respond(&partWritten{})
-		p.got <- ctx.Message().(*part).reply
+	case *messages.Part: // as a request's actor takes a part of a long result
+		ctx.Respond(&messages.PartWritten{})
+		p.got <- ctx.Message().(*messages.Part).Reply
 		return
 	}
 	if p.answer != nil {

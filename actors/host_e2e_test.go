@@ -30,6 +30,7 @@ func startPair(t testing.TB) (*testHost, string) {
 type testHost struct {
 	*Host
 	cacheDir, buildRoot string
+	starts              *starts
 }
 
 // startPairWith is startPair with more packages, which addPackages writes
@@ -66,10 +67,10 @@ func startPairWith(t testing.TB, addPackages func(dir string)) (*testHost, strin
 		}
 	}
 	run := t.TempDir()
-	th := &testHost{cacheDir: t.TempDir(), buildRoot: buildRoot(t)}
+	th := &testHost{cacheDir: t.TempDir(), buildRoot: buildRoot(t), starts: newStarts()}
 	c, err := StartHost(HostConfig{Servers: []string{"http://" + srv.HTTPAddr()}, TrustedKey: pub, StateDir: t.TempDir(),
 		CacheDir: th.cacheDir, RunDir: run, AdminGID: -1, Prefix: t.TempDir(), TorrentAddr: "127.0.0.1:0", Logger: log,
-		BuildRoot: th.buildRoot}.withCrashes())
+		BuildRoot: th.buildRoot}.withCrashes().withStarts(th.starts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,15 +167,34 @@ func TestClientInstallerCrashReported(t *testing.T) {
 
 func TestClientGatewayAndSyncerRestart(t *testing.T) {
 	c, run := startPair(t)
-	c.InjectCrash(Gateway)
-	c.InjectCrash(Syncer)
-	time.Sleep(100 * time.Millisecond)
+	c.crashAndAwaitRestart(t, Gateway, Syncer)
 	if r := final(t, request(t, run, "sync")); r.Type != wire.ReplyResult {
 		t.Fatalf("sync after restarts: %+v", r)
 	}
 	r := final(t, request(t, run, "info", "small"))
 	if r.Type != wire.ReplyResult || !strings.Contains(string(r.Data), `"name":"small"`) {
 		t.Fatalf("info after restarts: %+v", r)
+	}
+}
+
+// crashAndAwaitRestart makes each component fail and waits until its
+// supervisor has started it again (its Started handled: the gateway's
+// FIFOs open again, the syncer takes syncs).
+func (th *testHost) crashAndAwaitRestart(t testing.TB, components ...string) {
+	t.Helper()
+	before := map[string]int{}
+	for _, c := range components {
+		before[c] = th.starts.count(c)
+		th.InjectCrash(c)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, c := range components {
+		for th.starts.count(c) <= before[c] {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s was not restarted after its crash", c)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }
 

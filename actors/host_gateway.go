@@ -80,17 +80,12 @@ func (a *gatewayActor) Receive(ctx actor.Context) {
 	case *arrivals:
 		a.arrived(ctx, msg)
 		ctx.Respond(&taken{})
-	case *requestAnswered: // its final reply is written; it lingers a little
-		a.release(msg.id)
+	case *messages.RequestAnswered: // its final reply is written; it lingers a little
+		a.release(msg.ID)
 	case *actor.Terminated: // a request's actor finished
 		a.release(msg.Who.Id)
 	}
 }
-
-// requestAnswered tells the gateway that a request's final reply is
-// written: its slot is free at once, so a client asking one question after
-// another is never refused for the actors that linger after answering.
-type requestAnswered struct{ id string }
 
 // release frees the slot of the request whose actor is id, once.
 func (a *gatewayActor) release(id string) {
@@ -309,14 +304,6 @@ type (
 	aliveTick struct{}
 )
 
-// part is one part of a long result, sent by a goroutine that waits for
-// partWritten before it reads the next: a CLI that reads slowly slows its
-// own request only, and nothing piles up in a mailbox.
-type (
-	part        struct{ reply *wire.Reply }
-	partWritten struct{ gone bool }
-)
-
 func (a *requestActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
@@ -324,9 +311,9 @@ func (a *requestActor) Receive(ctx actor.Context) {
 		a.stopAlive = scheduler.NewTimerScheduler(ctx.ActorSystem().Root).SendRepeatedly(a.aliveEvery, a.aliveEvery, ctx.Self(), &aliveTick{})
 	case *wire.Reply:
 		a.send(ctx, msg)
-	case *part:
-		a.send(ctx, msg.reply)
-		ctx.Respond(&partWritten{gone: a.finished})
+	case *messages.Part:
+		a.send(ctx, msg.Reply)
+		ctx.Respond(&messages.PartWritten{Gone: a.finished})
 	case *aliveTick:
 		if !a.finished && time.Since(a.lastWrite) >= a.aliveEvery {
 			a.send(ctx, &wire.Reply{Type: wire.ReplyAlive})
@@ -358,7 +345,7 @@ func (a *requestActor) send(ctx actor.Context, r *wire.Reply) {
 	if r.Final() {
 		a.finished = true
 		a.stopAlive()
-		ctx.Send(ctx.Parent(), &requestAnswered{id: ctx.Self().Id})
+		ctx.Send(ctx.Parent(), &messages.RequestAnswered{ID: ctx.Self().Id})
 		scheduler.NewTimerScheduler(ctx.ActorSystem().Root).SendOnce(a.linger, ctx.Self(), &stopNow{})
 	}
 }
@@ -383,11 +370,11 @@ var errGone = errors.New("the CLI went away")
 // sendPart sends one part of a long result to a request's actor and waits
 // until it is written.
 func sendPart(root *actor.RootContext, to *actor.PID, r *wire.Reply) error {
-	res, err := root.RequestFuture(to, &part{reply: r}, replyTimeout+time.Second).Result()
+	res, err := root.RequestFuture(to, &messages.Part{Reply: r}, replyTimeout+time.Second).Result()
 	if err != nil {
 		return fmt.Errorf("%w: %w", errGone, err)
 	}
-	if w, ok := res.(*partWritten); !ok || w.gone {
+	if w, ok := res.(*messages.PartWritten); !ok || w.Gone {
 		return errGone
 	}
 	return nil

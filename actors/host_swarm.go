@@ -68,6 +68,7 @@ type downloadEnded struct {
 
 // seeded is what a batch of seeding changes did.
 type seeded struct {
+	token          uint64 // of the instance that started it
 	reset          bool
 	added, removed int
 	err            error
@@ -81,11 +82,7 @@ func (a *swarmActor) Receive(ctx actor.Context) {
 		ctx.Request(ctx.Parent(), &messages.NeedAddr{})
 		a.stopTick = scheduler.NewTimerScheduler(ctx.ActorSystem().Root).SendRepeatedly(metricsEvery, metricsEvery, ctx.Self(), &metricsTick{})
 	case *metricsTick:
-		if a.peer != nil {
-			s := a.peer.Stats()
-			a.cfg.Metrics.Traffic(s.BytesUp, s.BytesDown)
-			a.cfg.Metrics.Seeding(s.Complete)
-		}
+		a.tellMetrics()
 	case *messages.Addr:
 		a.open(ctx, msg.Addr)
 	case *messages.IndexReady:
@@ -119,22 +116,44 @@ func (a *swarmActor) Receive(ctx actor.Context) {
 		// An earlier instance's download is answered too: its requester waits.
 		ctx.Send(msg.requester, &messages.DownloadDone{Txn: msg.key.txn, File: msg.key.file, Path: msg.path, Err: msg.err})
 	case *seeded:
-		a.seeding = false
-		if msg.err != nil {
-			a.env.log.Warn("seeding the cache", "err", msg.err)
-		}
-		if msg.reset {
-			a.env.log.Info("seeding", "packages", msg.added, "removed_from_cache", msg.removed)
-		}
-		a.nextSeeds(ctx)
+		a.seedsDone(ctx, msg)
 	case *messages.SwarmStatusRequest:
-		st := messages.SwarmStatus{}
-		if a.peer != nil {
-			s := a.peer.Stats()
-			st = messages.SwarmStatus{Port: a.peer.Port(), Seeding: s.Complete, Peers: s.Peers, BytesUp: s.BytesUp, BytesDown: s.BytesDown}
-		}
-		ctx.Respond(&st)
+		ctx.Respond(a.status())
 	}
+}
+
+// tellMetrics tells the host's metrics what the torrent client counts.
+func (a *swarmActor) tellMetrics() {
+	if a.peer != nil {
+		s := a.peer.Stats()
+		a.cfg.Metrics.Traffic(s.BytesUp, s.BytesDown)
+		a.cfg.Metrics.Seeding(s.Complete)
+	}
+}
+
+func (a *swarmActor) status() *messages.SwarmStatus {
+	if a.peer == nil {
+		return &messages.SwarmStatus{}
+	}
+	s := a.peer.Stats()
+	return &messages.SwarmStatus{Port: a.peer.Port(), Seeding: s.Complete, Peers: s.Peers, BytesUp: s.BytesUp, BytesDown: s.BytesDown}
+}
+
+// seedsDone takes the end of a batch and starts the next one.
+func (a *swarmActor) seedsDone(ctx actor.Context, msg *seeded) {
+	if msg.token != a.life.token {
+		// A predecessor's batch, on a client closed since: this instance
+		// runs its own, one at a time.
+		return
+	}
+	a.seeding = false
+	if msg.err != nil {
+		a.env.log.Warn("seeding the cache", "err", msg.err)
+	}
+	if msg.reset {
+		a.env.log.Info("seeding", "packages", msg.added, "removed_from_cache", msg.removed)
+	}
+	a.nextSeeds(ctx)
 }
 
 func (a *swarmActor) open(ctx actor.Context, addr string) {
@@ -230,7 +249,7 @@ func (a *swarmActor) nextSeeds(ctx actor.Context) {
 	batch := a.seedQueue[0]
 	a.seedQueue = a.seedQueue[1:]
 	a.seeding = true
-	peer, self, root := a.peer, ctx.Self(), ctx.ActorSystem().Root
+	peer, token, self, root := a.peer, a.life.token, ctx.Self(), ctx.ActorSystem().Root
 	add, remove := make([]swarm.Spec, len(batch.Add)), make([]swarm.Spec, len(batch.Remove))
 	for i, f := range batch.Add {
 		add[i] = a.spec(f)
@@ -251,6 +270,6 @@ func (a *swarmActor) nextSeeds(ctx actor.Context) {
 				log.Warn("dropping from the cache", "file", s.File, "err", err)
 			}
 		}
-		root.Send(self, &seeded{reset: batch.Reset, added: len(add) - len(errs), removed: len(remove), err: errors.Join(errs...)})
+		root.Send(self, &seeded{token: token, reset: batch.Reset, added: len(add) - len(errs), removed: len(remove), err: errors.Join(errs...)})
 	})
 }

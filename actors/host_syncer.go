@@ -189,7 +189,7 @@ func (a *syncerActor) fetched(ctx actor.Context, msg *fetched) {
 	a.setReady(ctx)
 	if msg.err != nil {
 		for _, r := range a.waiting {
-			ctx.Send(r, wire.Failure(oneLine(msg.err.Error())))
+			ctx.Send(r, wire.Failure(wire.OneLine(msg.err.Error())))
 		}
 	}
 	a.waiting = nil

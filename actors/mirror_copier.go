@@ -83,34 +83,11 @@ func (a *copierActor) Receive(ctx actor.Context) {
 	case *messages.Addr:
 		a.open(ctx, msg.Addr)
 	case *actor.Stopping, *actor.Restarting:
-		for _, c := range a.stop {
-			c()
-		}
-		a.life.end()
-		if a.peer != nil {
-			ctx.Send(ctx.Parent(), &seederUp{})
-			if err := a.peer.Close(); err != nil {
-				a.env.log.Warn("closing the torrent client", "err", err)
-			}
-			a.peer = nil
-		}
+		a.close(ctx)
 	case *messages.RestartFailed:
 		restartFailed(Copier, msg)
 	case *copierLoaded:
-		if msg.token != a.life.token {
-			return // a predecessor's: this instance loads its own
-		}
-		a.idx = index.Empty()
-		if msg.err != nil {
-			a.env.log.Warn("ignoring the kept index; fetching a new one", "err", msg.err)
-		} else {
-			a.idx = msg.idx
-		}
-		if a.idx.Generation > 0 {
-			a.resume(ctx)
-		}
-		a.stop = append(a.stop, a.sched.SendRepeatedly(a.cfg.SyncInterval, a.cfg.SyncInterval, ctx.Self(), &copierTick{}))
-		a.fetch(ctx)
+		a.loaded(ctx, msg)
 	case *messages.Rescan:
 		// A published file changed (or SIGHUP): every file is checked
 		// again after the fetch.
@@ -119,27 +96,7 @@ func (a *copierActor) Receive(ctx actor.Context) {
 	case *copierTick:
 		a.fetch(ctx)
 	case *copierFetched:
-		if msg.token != a.life.token {
-			return
-		}
-		a.fetching = false
-		if msg.err != nil {
-			a.env.log.Warn("index fetch failed", "err", msg.err)
-			// The kept copy is still checked, upstreams or not.
-			if a.published == nil && a.idx.Generation > 0 {
-				a.copy(ctx)
-			}
-		} else {
-			a.idx = msg.idx
-			if msg.changed || a.published == nil || a.recopy {
-				a.recopy = false
-				a.copy(ctx)
-			}
-		}
-		if a.again {
-			a.again = false
-			a.fetch(ctx)
-		}
+		a.fetchEnded(ctx, msg)
 	case *resumed:
 		// The first copy checks every file again; until it is done, hosts
 		// get what they check anyway.
@@ -148,22 +105,84 @@ func (a *copierActor) Receive(ctx actor.Context) {
 			ctx.Send(ctx.Parent(), &messages.GenerationReady{Generation: msg.gen})
 		}
 	case *copied:
-		if msg.token != a.life.token {
-			return
-		}
-		a.copying = false
-		if msg.err != nil {
-			a.env.log.Warn("copy incomplete; trying again at the next fetch", "err", msg.err)
-			a.recopy = true // even if the index stays the same
-		} else {
-			a.env.log.Info("mirrored", "generation", msg.gen.Number, "packages", len(msg.gen.Packages), "took", msg.took.Round(time.Millisecond))
-			a.prune(msg.copy)
-			ctx.Send(ctx.Parent(), &messages.GenerationReady{Generation: msg.gen})
-		}
-		if a.pending {
-			a.pending = false
+		a.copyEnded(ctx, msg)
+	case *messages.SeederFiguresRequest:
+		answerFigures(ctx, a.env, a.peer != nil, a.peer)
+	}
+}
+
+// close stops the timers and the goroutines, and closes the torrent
+// client, which the tracker then no longer names.
+func (a *copierActor) close(ctx actor.Context) {
+	for _, c := range a.stop {
+		c()
+	}
+	a.life.end()
+	if a.peer != nil {
+		closeSeeding(ctx, a.env, a.peer)
+		a.peer = nil
+	}
+}
+
+// loaded starts the copier proper once the kept index is read: the kept
+// copy published again, the timer, the first fetch.
+func (a *copierActor) loaded(ctx actor.Context, msg *copierLoaded) {
+	if msg.token != a.life.token {
+		return // a predecessor's: this instance loads its own
+	}
+	a.idx = index.Empty()
+	if msg.err != nil {
+		a.env.log.Warn("ignoring the kept index; fetching a new one", "err", msg.err)
+	} else {
+		a.idx = msg.idx
+	}
+	if a.idx.Generation > 0 {
+		a.resume(ctx)
+	}
+	a.stop = append(a.stop, a.sched.SendRepeatedly(a.cfg.SyncInterval, a.cfg.SyncInterval, ctx.Self(), &copierTick{}))
+	a.fetch(ctx)
+}
+
+func (a *copierActor) fetchEnded(ctx actor.Context, msg *copierFetched) {
+	if msg.token != a.life.token {
+		return
+	}
+	a.fetching = false
+	if msg.err != nil {
+		a.env.log.Warn("index fetch failed", "err", msg.err)
+		// The kept copy is still checked, upstreams or not.
+		if a.published == nil && a.idx.Generation > 0 {
 			a.copy(ctx)
 		}
+	} else {
+		a.idx = msg.idx
+		if msg.changed || a.published == nil || a.recopy {
+			a.recopy = false
+			a.copy(ctx)
+		}
+	}
+	if a.again {
+		a.again = false
+		a.fetch(ctx)
+	}
+}
+
+func (a *copierActor) copyEnded(ctx actor.Context, msg *copied) {
+	if msg.token != a.life.token {
+		return
+	}
+	a.copying = false
+	if msg.err != nil {
+		a.env.log.Warn("copy incomplete; trying again at the next fetch", "err", msg.err)
+		a.recopy = true // even if the index stays the same
+	} else {
+		a.env.log.Info("mirrored", "generation", msg.gen.Number, "packages", len(msg.gen.Packages), "took", msg.took.Round(time.Millisecond))
+		a.prune(msg.copy)
+		ctx.Send(ctx.Parent(), &messages.GenerationReady{Generation: msg.gen})
+	}
+	if a.pending {
+		a.pending = false
+		a.copy(ctx)
 	}
 }
 
@@ -180,7 +199,7 @@ func (a *copierActor) open(ctx actor.Context, addr string) {
 	ctx.Send(ctx.Parent(), &messages.Ready{Component: Copier, Addr: withPort(addr, peer.Port())})
 	// The mirror's tracker names its own peer, a seed of whatever it
 	// publishes.
-	ctx.Send(ctx.Parent(), &seederUp{port: peer.Port(), stats: peer})
+	ctx.Send(ctx.Parent(), &messages.SeederUp{Port: peer.Port(), Figures: ctx.Self()})
 	keeper, token, self, root := a.keeper, a.life.token, ctx.Self(), ctx.ActorSystem().Root
 	a.env.bg.Go(func() {
 		idx, err := keeper.Load()
@@ -217,14 +236,9 @@ func (a *copierActor) copy(ctx actor.Context) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	a.env.bg.Go(func() {
 		start := time.Now()
-		c, err := mirror.Open(cfg.StateDir, cfg.TrustedKey)
-		var g *generation.Generation
-		if err == nil {
-			err = mirror.Fetch(life, peer, c.Specs(cfg.Upstreams), mirrorParallel)
-		}
-		if err == nil {
-			g, err = c.Generation(cfg.PackageDir, cfg.PublicURL, cfg.Upstreams)
-		}
+		c, g, err := keptCopy(cfg, func(c *mirror.Copy) error {
+			return mirror.Fetch(life, peer, c.Specs(cfg.Upstreams), mirrorParallel)
+		})
 		root.Send(self, &copied{token: token, copy: c, gen: g, err: err, took: time.Since(start)})
 	})
 }
@@ -236,13 +250,25 @@ func (a *copierActor) resume(ctx actor.Context) {
 	cfg, token := a.cfg, a.life.token
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	a.env.bg.Go(func() {
-		c, err := mirror.Open(cfg.StateDir, cfg.TrustedKey)
-		var g *generation.Generation
-		if err == nil {
-			g, err = c.Generation(cfg.PackageDir, cfg.PublicURL, cfg.Upstreams)
-		}
+		_, g, err := keptCopy(cfg, nil)
 		root.Send(self, &resumed{token: token, gen: g, err: err})
 	})
+}
+
+// keptCopy opens the copy the state directory keeps and, once fill (when
+// set) brought its files in, makes its generation.
+func keptCopy(cfg MirrorConfig, fill func(*mirror.Copy) error) (*mirror.Copy, *generation.Generation, error) {
+	c, err := mirror.Open(cfg.StateDir, cfg.TrustedKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	if fill != nil {
+		if err := fill(c); err != nil {
+			return c, nil, err
+		}
+	}
+	g, err := c.Generation(cfg.PackageDir, cfg.PublicURL, cfg.Upstreams)
+	return c, g, err
 }
 
 // prune deletes, on a goroutine, the packages that neither the copy just

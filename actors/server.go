@@ -76,13 +76,7 @@ const (
 // served, the tracker's peers) are domain objects made here and handed to
 // the actors, which drive them; the listeners and the torrent client
 // belong to the actors and are reopened when one restarts.
-type Server struct {
-	run       *running
-	catalog   *store.Catalog
-	listings  *store.Listings
-	publisher *publish.Publisher
-	closeOnce sync.Once // the catalog, the listings and the package directory
-}
+type Server struct{ *publishing }
 
 // StartServer opens the catalog, starts the actors, and returns once the
 // HTTP and BitTorrent listeners are bound (or with the error that stopped
@@ -93,72 +87,51 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		cfg.ScanInterval = 12 * time.Hour
 	}
 	cfg.ScanInterval = min(cfg.ScanInterval, repo.RescanEvery(cfg.IndexValidFor))
-	e := newEnv(cfg.Logger)
-	e.middleware = cfg.middleware
 	cat, err := store.OpenCatalog(filepath.Join(cfg.StateDir, "catalog.db"))
 	if err != nil {
 		return nil, err
 	}
-	run := newRunning(e)
 	listings, err := store.OpenListings(filepath.Join(cfg.StateDir, "listings.db"))
 	if err != nil {
 		cat.Close()
 		return nil, err
 	}
-	s := &Server{run: run, catalog: cat, listings: listings}
 	scanner := repo.NewScanner(cat, repo.Options{Dir: cfg.PackageDir, PublicURL: cfg.PublicURL, Signer: cfg.Signer, Check: cfg.Check,
 		ValidFor: cfg.IndexValidFor, Listings: listings, Trackers: cfg.trackers(), WebSeeds: cfg.WebSeeds})
 	var keyID, publicKey string
 	if k, ok := cfg.Signer.(*signing.Key); ok {
 		keyID, publicKey = k.PublicKey().ID(), k.PublicKey().String()
 	}
-	// The figures read the publisher when scraped, which is after it exists.
-	var pub *publish.Publisher
-	m := metrics.NewServer(func() metrics.ServerFigures { return pub.Figures() })
-	s.publisher, err = publish.New(publish.Config{
-		Dir:       cfg.PackageDir,
-		NoTracker: cfg.NoTracker,
-		// From an HTTP request's goroutine: the supervisor listens on the
-		// event stream for it.
-		OnStale:   func(file string) { run.system.EventStream.Publish(&messages.Rescan{Reason: "changed file " + file}) },
-		PeersFile: filepath.Join(cfg.StateDir, "tracker-peers.json"),
-		Logger:    e.log,
-		Metrics:   m.Handler(),
-		OnRequest: m.Request,
-		PublicURL: cfg.PublicURL,
-		KeyID:     keyID,
-		PublicKey: publicKey,
-		Listing:   listings.Get,
+	p, err := startPublishing(publishingConfig{
+		name: "server", seeder: Seeder, log: cfg.Logger, middleware: cfg.middleware, stateDir: cfg.StateDir,
+		httpAddr: cfg.HTTPAddr, torrentAddr: cfg.TorrentAddr, maxRestarts: cfg.MaxRestarts, restartWindow: cfg.RestartWindow,
+		publish: publish.Config{Dir: cfg.PackageDir, NoTracker: cfg.NoTracker, PublicURL: cfg.PublicURL,
+			KeyID: keyID, PublicKey: publicKey, Listing: listings.Get},
+		components: func(e *env, m *metrics.Server) []component {
+			return cfg.components(e, m, scanner)
+		},
+		closeRest: func() error { return errors.Join(cat.Close(), listings.Close()) },
 	})
-	pub = s.publisher
 	if err != nil {
-		cat.Close()
-		listings.Close()
 		return nil, err
 	}
-	components := []component{
-		{name: Publisher, make: func(map[string]*actor.PID) actor.Actor {
-			return &publisherActor{env: e, publisher: s.publisher}
-		}},
-		{name: Seeder, make: func(map[string]*actor.PID) actor.Actor {
+	return &Server{p}, nil
+}
+
+// components are the server's components after the publisher: the seeder
+// (unless it would run neither a seed nor a DHT node) and the scanner.
+func (cfg ServerConfig) components(e *env, m *metrics.Server, scanner *repo.Scanner) []component {
+	var list []component
+	if !cfg.NoSeed || cfg.DHT != nil {
+		list = append(list, component{name: Seeder, make: func(map[string]*actor.PID) actor.Actor {
 			return &seederActor{env: e, packageDir: cfg.PackageDir, stateDir: cfg.StateDir, trackers: cfg.Announce,
 				dht: cfg.DHT, dhtOnly: cfg.NoSeed}
-		}},
-		// The scanner last: its first generation should find the others up.
-		{name: Scanner, make: func(map[string]*actor.PID) actor.Actor {
-			return &scannerActor{env: e, scanner: scanner, interval: cfg.ScanInterval, verifyEvery: cfg.VerifyInterval, metrics: m}
-		}},
+		}})
 	}
-	if cfg.NoSeed && cfg.DHT == nil {
-		components = append(components[:1], components[2:]...)
-	}
-	t := newTree(e, treeConfig{name: "server", components: components, maxRestarts: cfg.MaxRestarts, restartWindow: cfg.RestartWindow,
-		addrs: map[string]string{Publisher: cfg.HTTPAddr, Seeder: cfg.TorrentAddr}})
-	if err := run.start("server", t.strategy(), func() actor.Actor { return &serverSupervisor{tree: t} }, 30*time.Second); err != nil {
-		s.closeAll()
-		return nil, err
-	}
-	return s, nil
+	// The scanner last: its first generation should find the others up.
+	return append(list, component{name: Scanner, make: func(map[string]*actor.PID) actor.Actor {
+		return &scannerActor{env: e, scanner: scanner, interval: cfg.ScanInterval, verifyEvery: cfg.VerifyInterval, metrics: m}
+	}})
 }
 
 // trackers is every torrent's announce list: the built-in tracker unless it
@@ -176,36 +149,114 @@ func (cfg ServerConfig) trackers() []string {
 	return list
 }
 
-// HTTPAddr is the address the publisher listens on.
-func (s *Server) HTTPAddr() string { return s.run.addrs[Publisher] }
-
-// TorrentAddr is the address the seeder listens on ("" without one).
-func (s *Server) TorrentAddr() string { return s.run.addrs[Seeder] }
-
-// Current is the generation being published, or nil before the first scan.
-func (s *Server) Current() *generation.Generation { return s.publisher.Current() }
-
 // Rescan asks for a scan now (SIGHUP does this).
-func (s *Server) Rescan(reason string) {
-	s.run.system.Root.Send(s.run.root, &messages.Rescan{Reason: reason})
+func (s *Server) Rescan(reason string) { s.rescan(reason) }
+
+// publishing is what a server and a mirror share: a tree under the
+// server's supervisor whose publisher serves a publish.Publisher made
+// here, and what the role opened for it, closed once the tree stopped.
+type publishing struct {
+	run       *running
+	publisher *publish.Publisher
+	seeder    string       // the component that listens on the torrent address
+	closeRest func() error // what the role opened besides the publisher; may be nil
+	closeOnce sync.Once
+}
+
+// publishingConfig is what startPublishing needs of a role.
+type publishingConfig struct {
+	name                  string // the tree's root actor: "server", "mirror"
+	seeder                string // Seeder or Copier: the component on torrentAddr
+	httpAddr, torrentAddr string
+	stateDir              string // where the tracker's peers are kept
+	log                   *slog.Logger
+	middleware            []actor.ReceiverMiddleware
+	maxRestarts           int
+	restartWindow         time.Duration
+	closeRest             func() error // as in publishing
+	// publish is the publisher's configuration but for what ties it to the
+	// tree, which startPublishing sets: OnStale, PeersFile, Logger, Metrics,
+	// OnRequest.
+	publish publish.Config
+	// components makes the components after the publisher, once the
+	// daemon's env and metrics exist.
+	components func(e *env, m *metrics.Server) []component
+}
+
+// startPublishing makes the publisher and starts the tree, the publisher
+// first; it returns once every component is up. On failure it closes what
+// the role opened.
+func startPublishing(cfg publishingConfig) (*publishing, error) {
+	e := newEnv(cfg.log)
+	e.middleware = cfg.middleware
+	run := newRunning(e)
+	// The figures read the publisher when scraped, which is after it exists.
+	var pub *publish.Publisher
+	m := metrics.NewServer(func() metrics.ServerFigures { return pub.Figures() })
+	pc := cfg.publish
+	// A changed file is found on an HTTP request's goroutine: the
+	// supervisor listens on the event stream for it and has the scanner
+	// or the copier look again.
+	pc.OnStale = func(file string) { run.system.EventStream.Publish(&messages.Rescan{Reason: "changed file " + file}) }
+	pc.PeersFile = filepath.Join(cfg.stateDir, "tracker-peers.json")
+	pc.Logger, pc.Metrics, pc.OnRequest = e.log, m.Handler(), m.Request
+	pub, err := publish.New(pc)
+	if err != nil {
+		if cfg.closeRest != nil {
+			cfg.closeRest()
+		}
+		return nil, err
+	}
+	p := &publishing{run: run, publisher: pub, seeder: cfg.seeder, closeRest: cfg.closeRest}
+	components := append([]component{{name: Publisher, make: func(map[string]*actor.PID) actor.Actor {
+		return &publisherActor{env: e, publisher: pub}
+	}}}, cfg.components(e, m)...)
+	t := newTree(e, treeConfig{name: cfg.name, components: components, maxRestarts: cfg.maxRestarts, restartWindow: cfg.restartWindow,
+		addrs: map[string]string{Publisher: cfg.httpAddr, cfg.seeder: cfg.torrentAddr}})
+	if err := run.start(cfg.name, t.strategy(), func() actor.Actor { return &serverSupervisor{tree: t} }, 30*time.Second); err != nil {
+		p.closeAll()
+		return nil, err
+	}
+	return p, nil
+}
+
+// HTTPAddr is the address the publisher listens on.
+func (p *publishing) HTTPAddr() string { return p.run.addrs[Publisher] }
+
+// TorrentAddr is the address the torrent client listens on ("" without
+// one).
+func (p *publishing) TorrentAddr() string { return p.run.addrs[p.seeder] }
+
+// Current is the generation being published, or nil before the first one
+// (the first scan, or the mirror's first complete copy).
+func (p *publishing) Current() *generation.Generation { return p.publisher.Current() }
+
+// rescan asks the scanner for a scan, or the copier for a fetch, now.
+func (p *publishing) rescan(reason string) {
+	p.run.system.Root.Send(p.run.root, &messages.Rescan{Reason: reason})
 }
 
 // Failed delivers the error of a component that its supervisor gave up on.
-// The server is then incomplete and should be stopped (and restarted by
+// The daemon is then incomplete and should be stopped (and restarted by
 // the service manager).
-func (s *Server) Failed() <-chan error { return s.run.failed }
+func (p *publishing) Failed() <-chan error { return p.run.failed }
 
 // Stop stops the actors (the publisher stops accepting and drains its
 // connections, the torrent client closes), waits for background work until
-// ctx ends, and closes the catalog. A second Stop returns the first one's
-// result.
-func (s *Server) Stop(ctx context.Context) error {
-	return errors.Join(s.run.stop(ctx), s.closeAll())
+// ctx ends, and closes the publisher and what the role opened (the
+// server's catalog). A second Stop returns the first one's result.
+func (p *publishing) Stop(ctx context.Context) error {
+	return errors.Join(p.run.stop(ctx), p.closeAll())
 }
 
-func (s *Server) closeAll() error {
+func (p *publishing) closeAll() error {
 	var err error
-	s.closeOnce.Do(func() { err = errors.Join(s.publisher.Close(), s.catalog.Close(), s.listings.Close()) })
+	p.closeOnce.Do(func() {
+		err = p.publisher.Close()
+		if p.closeRest != nil {
+			err = errors.Join(err, p.closeRest())
+		}
+	})
 	return err
 }
 
@@ -217,14 +268,8 @@ func (s *Server) closeAll() error {
 type serverSupervisor struct {
 	tree
 	last       *generation.Generation
-	seeder     seederUp // the running seeder, for a restarted publisher
+	seeder     messages.SeederUp // the running seeder, for a restarted publisher
 	staleFiles *eventstream.Subscription
-}
-
-// seederUp tells the publisher the seeder's port and figures (zero: none).
-type seederUp struct {
-	port  int
-	stats publish.SeederStats
 }
 
 func (a *serverSupervisor) Receive(ctx actor.Context) {
@@ -262,7 +307,7 @@ func (a *serverSupervisor) Receive(ctx actor.Context) {
 			up := a.seeder // a copy: the message must not share the supervisor's state
 			ctx.Send(ctx.Sender(), &up)
 		}
-	case *seederUp:
+	case *messages.SeederUp:
 		a.seeder = *msg
 		ctx.Send(a.pids[Publisher], msg)
 	case *messages.Rescan: // to the server's scanner, or the mirror's copier

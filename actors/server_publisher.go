@@ -68,10 +68,46 @@ func (a *publisherActor) Receive(ctx actor.Context) {
 		if a.publisher.Swap(msg.Generation) {
 			a.env.log.Info("published", "generation", msg.Generation.Number, "packages", len(msg.Generation.Packages))
 		}
-	case *seederUp:
-		a.publisher.SetSeeder(msg.port, msg.stats)
+	case *messages.SeederUp:
+		if msg.Port > 0 && msg.Figures != nil {
+			a.publisher.SetSeeder(msg.Port, askedFigures{root: ctx.ActorSystem().Root, owner: msg.Figures})
+		} else {
+			a.publisher.SetSeeder(0, nil)
+		}
 	}
 }
+
+// askedFigures are the seeding torrent client's figures as the publisher's
+// HTTP goroutines read them (/healthz, the metrics): asked of the actor
+// that owns the client at each read, so a read counts every byte sent
+// until then, while the client itself never leaves its actor. It holds a
+// PID and the actor system's root context, both safe to use from any
+// goroutine.
+type askedFigures struct {
+	root  *actor.RootContext
+	owner *actor.PID
+}
+
+// figuresWait bounds a read: the owner answers at once, unless a sync
+// holds the seeder's torrents; then the figures read as zero.
+const figuresWait = 10 * time.Second
+
+func (f askedFigures) ask() messages.SeederFigures {
+	res, err := f.root.RequestFuture(f.owner, &messages.SeederFiguresRequest{}, figuresWait).Result()
+	if fig, ok := res.(*messages.SeederFigures); ok && err == nil {
+		return *fig
+	}
+	return messages.SeederFigures{}
+}
+
+func (f askedFigures) Seeding() (loaded, complete int) {
+	fig := f.ask()
+	return fig.Loaded, fig.Complete
+}
+
+func (f askedFigures) Uploaded() int64 { return f.ask().Uploaded }
+
+func (f askedFigures) Refused() int64 { return f.ask().Refused }
 
 func (a *publisherActor) listen(ctx actor.Context, addr string) {
 	srv, err := publish.Listen(addr, a.publisher, a.env.quiet)

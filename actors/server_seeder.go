@@ -2,12 +2,14 @@ package actors
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"tpm/generation"
 	"tpm/messages"
+	"tpm/publish"
 	"tpm/swarm"
 )
 
@@ -32,6 +34,7 @@ type seederActor struct {
 
 // seedSynced is what a sync's goroutine reports.
 type seedSynced struct {
+	token    uint64 // of the instance that started it
 	number   uint64
 	stats    swarm.SyncStats
 	err      error
@@ -59,17 +62,26 @@ func (a *seederActor) Receive(ctx actor.Context) {
 		}
 		a.sync(ctx, msg.Generation)
 	case *seedSynced:
-		a.syncing = false
-		if msg.err != nil {
-			a.env.log.Error("seeder sync incomplete", "generation", msg.number, "err", msg.err)
-		} else {
-			a.env.log.Info("seeding", "generation", msg.number, "added", msg.stats.Added, "dropped", msg.stats.Dropped,
-				"kept", msg.stats.Kept, "took", msg.duration.Round(time.Millisecond))
-		}
-		if g := a.pending; g != nil {
-			a.pending = nil
-			a.sync(ctx, g)
-		}
+		a.synced(ctx, msg)
+	case *messages.SeederFiguresRequest:
+		answerFigures(ctx, a.env, a.seeder != nil, a.seeder)
+	}
+}
+
+func (a *seederActor) synced(ctx actor.Context, msg *seedSynced) {
+	if msg.token != a.life.token {
+		return // a predecessor's sync, of a client closed since
+	}
+	a.syncing = false
+	if msg.err != nil {
+		a.env.log.Error("seeder sync incomplete", "generation", msg.number, "err", msg.err)
+	} else {
+		a.env.log.Info("seeding", "generation", msg.number, "added", msg.stats.Added, "dropped", msg.stats.Dropped,
+			"kept", msg.stats.Kept, "took", msg.duration.Round(time.Millisecond))
+	}
+	if g := a.pending; g != nil {
+		a.pending = nil
+		a.sync(ctx, g)
 	}
 }
 
@@ -91,7 +103,7 @@ func (a *seederActor) open(ctx actor.Context, addr string) {
 	if a.dhtOnly {
 		return // nothing to seed: the tracker must not name it
 	}
-	ctx.Send(ctx.Parent(), &seederUp{port: seeder.Port(), stats: seeder})
+	ctx.Send(ctx.Parent(), &messages.SeederUp{Port: seeder.Port(), Figures: ctx.Self()})
 	ctx.Request(ctx.Parent(), &messages.NeedGeneration{})
 }
 
@@ -101,11 +113,11 @@ func (a *seederActor) sync(ctx actor.Context, g *generation.Generation) {
 	for i, p := range g.Packages {
 		items[i] = swarm.Item{InfoHash: p.InfoHash, InfoBytes: p.InfoBytes}
 	}
-	syncCtx, self, root, seeder := a.life.ctx, ctx.Self(), ctx.ActorSystem().Root, a.seeder
+	syncCtx, token, self, root, seeder := a.life.ctx, a.life.token, ctx.Self(), ctx.ActorSystem().Root, a.seeder
 	a.env.bg.Go(func() {
 		start := time.Now()
 		st, err := seeder.Sync(syncCtx, items)
-		root.Send(self, &seedSynced{number: g.Number, stats: st, err: err, duration: time.Since(start)})
+		root.Send(self, &seedSynced{token: token, number: g.Number, stats: st, err: err, duration: time.Since(start)})
 	})
 }
 
@@ -114,10 +126,36 @@ func (a *seederActor) sync(ctx actor.Context, g *generation.Generation) {
 func (a *seederActor) close(ctx actor.Context) {
 	a.life.end()
 	if a.seeder != nil {
-		ctx.Send(ctx.Parent(), &seederUp{})
-		if err := a.seeder.Close(); err != nil {
-			a.env.log.Warn("closing the torrent client", "err", err)
-		}
+		closeSeeding(ctx, a.env, a.seeder)
 		a.seeder = nil
+	}
+}
+
+// answerFigures answers a SeederFiguresRequest with the figures of the
+// asking actor's own torrent client (zero when none is open), read on a
+// goroutine: the seeder's count waits for a running sync to let go of its
+// torrents, which must not hold up the actor. The client stays the
+// actor's: only the figures, plain numbers, leave it.
+func answerFigures(ctx actor.Context, e *env, open bool, client publish.SeederStats) {
+	asker, root := ctx.Sender(), ctx.ActorSystem().Root
+	switch {
+	case asker == nil:
+		return
+	case !open:
+		ctx.Respond(&messages.SeederFigures{})
+		return
+	}
+	e.bg.Go(func() {
+		loaded, complete := client.Seeding()
+		root.Send(asker, &messages.SeederFigures{Loaded: loaded, Complete: complete, Uploaded: client.Uploaded(), Refused: client.Refused()})
+	})
+}
+
+// closeSeeding closes the torrent client that seeds what is published,
+// and tells the publisher (through the supervisor) that none runs.
+func closeSeeding(ctx actor.Context, e *env, client io.Closer) {
+	ctx.Send(ctx.Parent(), &messages.SeederUp{})
+	if err := client.Close(); err != nil {
+		e.log.Warn("closing the torrent client", "err", err)
 	}
 }

@@ -204,6 +204,33 @@ func TestPublisherAndSeederRestart(t *testing.T) {
 	}
 }
 
+// /healthz says what the seeder seeds, asked of the seeder's actor, and
+// says it again once a restarted seeder is up.
+func TestHealthzAsksTheSeeder(t *testing.T) {
+	ts := startTestServer(t, ServerConfig{ScanInterval: time.Hour})
+	ts.waitHealth(t, "seeding=2/2 ")
+	ts.InjectCrash(Seeder)
+	ts.waitLog(t, "component failed")
+	ts.waitHealth(t, "seeding=2/2 ")
+}
+
+func (ts *testServer) waitHealth(t *testing.T, want string) {
+	t.Helper()
+	var body []byte
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get(ts.url + "/healthz")
+		if err != nil {
+			continue
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), want) {
+			return
+		}
+	}
+	t.Fatalf("/healthz never said %q: %s", want, body)
+}
+
 // A component that keeps failing is stopped and reported, not restarted
 // forever.
 func TestRepeatedFailureIsReported(t *testing.T) {

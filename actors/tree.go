@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -394,9 +393,4 @@ func splitPort(addr string) (string, int) {
 	}
 	n, _ := strconv.Atoi(port)
 	return host, n
-}
-
-// oneLine keeps an error to the one line a reply carries.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }

@@ -162,3 +162,28 @@ func TestTreeReportsAComponentItGaveUpOn(t *testing.T) {
 		t.Fatalf("%d starts, want the first and 2 restarts", n)
 	}
 }
+
+// A restarted actor keeps its PID, so a predecessor's late goroutine result
+// reaches it: the seeder's sync and the swarm's seeding batch say whose
+// they are, and another instance's leave the one running alone.
+func TestPredecessorResultsIgnored(t *testing.T) {
+	seeder := &seederActor{env: newEnv(nil), life: lifetime{token: 1}, syncing: true}
+	seeder.synced(nil, &seedSynced{token: 2, err: errors.New("the old client closed")})
+	if !seeder.syncing {
+		t.Error("the seeder took a predecessor's sync for its own")
+	}
+	seeder.synced(nil, &seedSynced{token: 1})
+	if seeder.syncing {
+		t.Error("the seeder missed the end of its own sync")
+	}
+
+	sw := &swarmActor{env: newEnv(nil), life: lifetime{token: 1}, seeding: true}
+	sw.seedsDone(nil, &seeded{token: 2, err: errors.New("the old client closed")})
+	if !sw.seeding {
+		t.Error("the swarm took a predecessor's seeding batch for its own")
+	}
+	sw.seedsDone(nil, &seeded{token: 1})
+	if sw.seeding {
+		t.Error("the swarm missed the end of its own seeding batch")
+	}
+}

@@ -21,6 +21,7 @@ import (
 
 	"tpm/engine"
 	"tpm/local"
+	"tpm/messages/wire"
 )
 
 // Env is what the command may touch of its process.
@@ -106,34 +107,9 @@ func Main(ctx context.Context, args []string, env Env) int {
 	if env.Getenv == nil {
 		env.Getenv = os.Getenv
 	}
-	vs := verbs()
-	name, rest := findVerb(args, vs)
-	if name == "help" {
-		// "tpm help VERB" is "tpm VERB --help".
-		name, rest = findVerb(rest, vs)
-		if name == "" {
-			fmt.Fprint(env.Stdout, mainUsage(vs))
-			return 0
-		}
-		rest = append(rest, "--help")
-	}
-	if name == "" {
-		if wantsHelp(args) {
-			fmt.Fprint(env.Stdout, mainUsage(vs))
-			return 0
-		}
-		fmt.Fprintf(env.Stderr, "tpm: no command given; run tpm --help to see them\n")
-		return 2
-	}
-	var v *verb
-	for i := range vs {
-		if vs[i].name == name {
-			v = &vs[i]
-		}
-	}
+	v, rest, code := chooseVerb(args, env)
 	if v == nil {
-		fmt.Fprintf(env.Stderr, "tpm: unknown command %q; run tpm --help to see them\n", name)
-		return 2
+		return code
 	}
 	c := &command{env: env, in: bufio.NewReader(env.Stdin)}
 	opts := v.options()
@@ -160,10 +136,42 @@ func Main(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "tpm %s: %v; run tpm %s --help\n", v.name, err, v.name)
 		return 2
 	}
-	msg := oneLine(err.Error())
+	msg := wire.OneLine(err.Error())
 	c.view.failure(msg)
 	fmt.Fprintf(env.Stderr, "tpm: %s\n", msg)
 	return 1
+}
+
+// chooseVerb finds the verb args name and the arguments left for it. With
+// none (help asked for, or a mistake said on stderr) it returns the exit
+// code instead.
+func chooseVerb(args []string, env Env) (*verb, []string, int) {
+	vs := verbs()
+	name, rest := findVerb(args, vs)
+	if name == "help" {
+		// "tpm help VERB" is "tpm VERB --help".
+		name, rest = findVerb(rest, vs)
+		if name == "" {
+			fmt.Fprint(env.Stdout, mainUsage(vs))
+			return nil, nil, 0
+		}
+		rest = append(rest, "--help")
+	}
+	if name == "" {
+		if wantsHelp(args) {
+			fmt.Fprint(env.Stdout, mainUsage(vs))
+			return nil, nil, 0
+		}
+		fmt.Fprintf(env.Stderr, "tpm: no command given; run tpm --help to see them\n")
+		return nil, nil, 2
+	}
+	for i := range vs {
+		if vs[i].name == name {
+			return &vs[i], rest, 0
+		}
+	}
+	fmt.Fprintf(env.Stderr, "tpm: unknown command %q; run tpm --help to see them\n", name)
+	return nil, nil, 2
 }
 
 // findVerb returns the first argument that is neither a flag nor a flag's
@@ -236,10 +244,6 @@ func capitalize(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }
 
 // prefix is --prefix in the absolute, clean form receipts are keyed by.

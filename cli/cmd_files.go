@@ -7,10 +7,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"tpm/engine"
 	"tpm/local"
 	"tpm/messages/wire"
-	"tpm/query"
 )
 
 // filesOptions are the flags of tpm files: none of its own.
@@ -22,15 +20,7 @@ func (o *filesOptions) run(ctx context.Context, c *command, names []string) erro
 	if len(names) == 0 {
 		return usagef("name at least one installed package")
 	}
-	var rows []wire.PackageFile
-	var err error
-	if c.g.offline {
-		rows, err = offlineQuery(ctx, c, func(e *engine.Engine, prefix string) ([]wire.PackageFile, error) {
-			return query.Files(e, prefix, names)
-		})
-	} else {
-		rows, err = daemonQuery(c, func(cl *local.Client) ([]wire.PackageFile, error) { return cl.Files(ctx, names) })
-	}
+	rows, err := ask(ctx, c, wire.Request{Verb: wire.VerbFiles, Args: names}, func(cl *local.Client) ([]wire.PackageFile, error) { return cl.Files(ctx, names) })
 	if err != nil {
 		return err
 	}

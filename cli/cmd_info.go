@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"tpm/human"
 	"tpm/local"
 	"tpm/messages/wire"
 )
@@ -40,7 +41,7 @@ func (o *infoOptions) run(ctx context.Context, c *command, args []string) error 
 		row("Maintainer", info.Maintainer)
 		row("Description", info.Description)
 		row("Depends on", strings.Join(info.Dependencies, ", "))
-		row("File", fmt.Sprintf("%s (%s)", info.File, humanBytes(info.Size)))
+		row("File", fmt.Sprintf("%s (%s)", info.File, human.Bytes(info.Size)))
 		row("SHA-256", info.SHA256)
 		row("Infohash", info.InfoHash)
 		if in := info.Installed; in != nil {

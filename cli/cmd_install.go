@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"tpm/engine"
+	"tpm/human"
 	"tpm/messages/wire"
 	"tpm/query"
 	"tpm/store"
@@ -76,11 +77,11 @@ func installDaemon(ctx context.Context, c *command, verb string, args []string, 
 			if !it.Requested {
 				note = "(needed)"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", describeItem(it), humanBytes(it.Size), note)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", describeItem(it), human.Bytes(it.Size), note)
 			total += it.Size
 		}
 		tw.Flush()
-		fmt.Fprintf(c.env.Stdout, "  %d package(s), %s to download\n", len(plan.Plan), humanBytes(total))
+		fmt.Fprintf(c.env.Stdout, "  %d package(s), %s to download\n", len(plan.Plan), human.Bytes(total))
 	}
 	if extra {
 		if err := c.proceed(); err != nil {

@@ -7,10 +7,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"tpm/engine"
 	"tpm/local"
 	"tpm/messages/wire"
-	"tpm/query"
 )
 
 // listOptions are the flags of tpm list: none of its own.
@@ -22,15 +20,7 @@ func (o *listOptions) run(ctx context.Context, c *command, args []string) error 
 	if len(args) > 0 {
 		return usagef("list takes no arguments")
 	}
-	var rows []wire.InstalledPackage
-	var err error
-	if c.g.offline {
-		rows, err = offlineQuery(ctx, c, func(e *engine.Engine, prefix string) ([]wire.InstalledPackage, error) {
-			return query.List(e, prefix)
-		})
-	} else {
-		rows, err = daemonQuery(c, func(cl *local.Client) ([]wire.InstalledPackage, error) { return cl.List(ctx) })
-	}
+	rows, err := ask(ctx, c, wire.Request{Verb: wire.VerbList}, func(cl *local.Client) ([]wire.InstalledPackage, error) { return cl.List(ctx) })
 	if err != nil {
 		return err
 	}

@@ -8,10 +8,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"tpm/engine"
 	"tpm/local"
 	"tpm/messages/wire"
-	"tpm/query"
 )
 
 // ownsOptions are the flags of tpm owns: none of its own.
@@ -32,15 +30,7 @@ func (o *ownsOptions) run(ctx context.Context, c *command, paths []string) error
 		}
 		abs = append(abs, a)
 	}
-	var rows []wire.Owner
-	var err error
-	if c.g.offline {
-		rows, err = offlineQuery(ctx, c, func(e *engine.Engine, prefix string) ([]wire.Owner, error) {
-			return query.Owns(e, prefix, abs)
-		})
-	} else {
-		rows, err = daemonQuery(c, func(cl *local.Client) ([]wire.Owner, error) { return cl.Owns(ctx, abs) })
-	}
+	rows, err := ask(ctx, c, wire.Request{Verb: wire.VerbOwns, Args: abs}, func(cl *local.Client) ([]wire.Owner, error) { return cl.Owns(ctx, abs) })
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"tpm/human"
 	"tpm/local"
 	"tpm/messages/wire"
 )
@@ -54,7 +55,7 @@ func (o *statusOptions) run(ctx context.Context, c *command, args []string) erro
 			fmt.Fprintf(tw, "\tvalid until %s\n", s.IndexValidUntil.Format(time.RFC3339))
 		}
 		fmt.Fprintf(tw, "seeding\t%d packages to %d peers\n", s.Seeding, s.Peers)
-		fmt.Fprintf(tw, "traffic\t%s up, %s down\n", humanBytes(s.BytesUp), humanBytes(s.BytesDown))
+		fmt.Fprintf(tw, "traffic\t%s up, %s down\n", human.Bytes(s.BytesUp), human.Bytes(s.BytesDown))
 		if s.Installing != "" {
 			fmt.Fprintf(tw, "installing\t%s\n", s.Installing)
 		}

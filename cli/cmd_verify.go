@@ -7,10 +7,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"tpm/engine"
 	"tpm/local"
 	"tpm/messages/wire"
-	"tpm/query"
 )
 
 // verifyOptions are the flags of tpm verify: none of its own.
@@ -19,15 +17,7 @@ type verifyOptions struct{}
 func (o *verifyOptions) AddFlags(fs *pflag.FlagSet) {}
 
 func (o *verifyOptions) run(ctx context.Context, c *command, names []string) error {
-	var problems []wire.Problem
-	var err error
-	if c.g.offline {
-		problems, err = offlineQuery(ctx, c, func(e *engine.Engine, prefix string) ([]wire.Problem, error) {
-			return query.Verify(e, prefix, names)
-		})
-	} else {
-		problems, err = daemonQuery(c, func(cl *local.Client) ([]wire.Problem, error) { return cl.Verify(ctx, names) })
-	}
+	problems, err := ask(ctx, c, wire.Request{Verb: wire.VerbVerify, Args: names}, func(cl *local.Client) ([]wire.Problem, error) { return cl.Verify(ctx, names) })
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"tpm/engine"
+	"tpm/local"
 	"tpm/messages/wire"
 	"tpm/query"
 	"tpm/store"
@@ -103,18 +104,32 @@ func (c *command) hooks() engine.Hooks {
 	}
 }
 
-// offlineQuery runs a read-only verb on the state database, in the
-// prefix's clean form.
-func offlineQuery[T any](ctx context.Context, c *command, answer func(e *engine.Engine, prefix string) (T, error)) (T, error) {
-	var zero T
+// ask answers a read-only verb whose result is a list: through tpmd, or
+// with --offline through query's one dispatch on the state database, so
+// the verb says the same in both modes.
+func ask[E any](ctx context.Context, c *command, req wire.Request, daemon func(*local.Client) ([]E, error)) ([]E, error) {
+	if !c.g.offline {
+		return daemonQuery(c, daemon)
+	}
 	e, err := c.openEngine(ctx, engineOptions{})
 	if err != nil {
-		return zero, err
+		return nil, err
 	}
 	defer e.Close()
 	prefix, err := c.prefix()
 	if err != nil {
-		return zero, err
+		return nil, err
 	}
-	return answer(e, prefix)
+	out := []E{}
+	data, err := query.Answer(e, nil, &req, prefix, func(part any) error {
+		out = append(out, part.([]E)...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !query.Streamed(req.Verb) {
+		return data.([]E), nil
+	}
+	return out, nil
 }

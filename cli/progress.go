@@ -7,6 +7,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"tpm/human"
 	"tpm/messages/wire"
 )
 
@@ -48,7 +49,7 @@ func (v *progressView) progress(p *wire.Progress) {
 			v.stage[p.Package] = p.Stage
 			switch p.Stage {
 			case wire.StageDownload:
-				fmt.Fprintf(v.w, "downloading %s (%s)\n", p.Package, humanBytes(p.Total))
+				fmt.Fprintf(v.w, "downloading %s (%s)\n", p.Package, human.Bytes(p.Total))
 			case wire.StageVerify:
 				if p.Peers > 0 {
 					fmt.Fprintf(v.w, "downloaded %s from %d peer(s)\n", p.Package, p.Peers)

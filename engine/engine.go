@@ -7,6 +7,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -114,6 +115,26 @@ func Open(ctx context.Context, opts Options) (*Engine, *Recovery, error) {
 		return nil, nil, err
 	}
 	return e, rec, nil
+}
+
+// OpenWhenFree is Open that waits, polling every interval, while another
+// process or engine holds the state database (a predecessor's transaction
+// lets go once its current package is in). waiting is called once, when
+// the first try finds it held. It gives up when ctx ends.
+func OpenWhenFree(ctx context.Context, opts Options, interval time.Duration, waiting func()) (*Engine, *Recovery, error) {
+	for first := true; ; first = false {
+		e, rec, err := Open(ctx, opts)
+		if !errors.Is(err, store.ErrLocked) || ctx.Err() != nil {
+			return e, rec, err
+		}
+		if first && waiting != nil {
+			waiting()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(interval):
+		}
+	}
 }
 
 // Close releases the database.

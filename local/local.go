@@ -78,18 +78,9 @@ func (e *userError) Unwrap() error { return e.cause }
 // empty. An error reply becomes a *DaemonError; an error from each stops
 // the call.
 func (c *Client) Call(ctx context.Context, req wire.Request, each func(*wire.Reply) error) (*wire.Reply, error) {
-	if req.V == 0 {
-		req.V = wire.ProtocolVersion
-	}
-	if req.Prefix == "" {
-		req.Prefix = c.Prefix
-	}
-	body, err := json.Marshal(req)
+	body, err := c.encode(&req)
 	if err != nil {
-		return nil, fmt.Errorf("encode the %s request: %w", req.Verb, err)
-	}
-	if len(body) > wire.MaxRequest {
-		return nil, fmt.Errorf("the %s request is longer than tpmd takes (%d bytes): name fewer packages at once", req.Verb, wire.MaxRequest)
+		return nil, err
 	}
 	out, err := c.send(ctx, req.Verb, body)
 	if err != nil {
@@ -126,26 +117,55 @@ func (c *Client) Call(ctx context.Context, req wire.Request, each func(*wire.Rep
 			return nil, fmt.Errorf("waiting for tpmd's answer to %s: %w", req.Verb, err)
 		}
 		heard = time.Now()
-		var r wire.Reply
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return nil, &userError{fmt.Sprintf("tpmd sent a line that is not a reply (%v); are tpm and tpmd from the same release?", err), err}
-		}
-		switch {
-		case r.ID != out.Token(), r.Type == wire.ReplyAlive:
-		case r.Type == wire.ReplyError:
-			msg := r.Error
-			if msg == "" {
-				msg = "tpmd refused the " + req.Verb + " request without saying why; see its log"
-			}
-			return nil, &DaemonError{Verb: req.Verb, Message: msg}
-		case r.Final():
-			return &r, nil
-		case each != nil:
-			if err := each(&r); err != nil {
-				return nil, err
-			}
+		if final, err := c.take(raw, out.Token(), req.Verb, each); final != nil || err != nil {
+			return final, err
 		}
 	}
+}
+
+// encode fills in what req leaves to the client (the protocol version, the
+// client's prefix) and encodes it, refused when longer than tpmd takes.
+func (c *Client) encode(req *wire.Request) ([]byte, error) {
+	if req.V == 0 {
+		req.V = wire.ProtocolVersion
+	}
+	if req.Prefix == "" {
+		req.Prefix = c.Prefix
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encode the %s request: %w", req.Verb, err)
+	}
+	if len(body) > wire.MaxRequest {
+		return nil, fmt.Errorf("the %s request is longer than tpmd takes (%d bytes): name fewer packages at once", req.Verb, wire.MaxRequest)
+	}
+	return body, nil
+}
+
+// take reads one reply line: the final reply (or the error an error reply
+// or each makes) ends the call; other requests' lines and "alive" are
+// passed over.
+func (c *Client) take(raw []byte, token, verb string, each func(*wire.Reply) error) (*wire.Reply, error) {
+	var r wire.Reply
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, &userError{fmt.Sprintf("tpmd sent a line that is not a reply (%v); are tpm and tpmd from the same release?", err), err}
+	}
+	switch {
+	case r.ID != token, r.Type == wire.ReplyAlive:
+	case r.Type == wire.ReplyError:
+		msg := r.Error
+		if msg == "" {
+			msg = "tpmd refused the " + verb + " request without saying why; see its log"
+		}
+		return nil, &DaemonError{Verb: verb, Message: msg}
+	case r.Final():
+		return &r, nil
+	case each != nil:
+		if err := each(&r); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
 }
 
 // send leaves the request in the daemon's spool and announces it on the

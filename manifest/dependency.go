@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"tpm/human"
 	"tpm/version"
 )
 
@@ -45,7 +46,7 @@ type Constraint struct {
 // spaces around OP are optional), with OP one of = != < <= > >=.
 func ParseConstraint(s string) (Constraint, error) {
 	fail := func(format string, args ...any) (Constraint, error) {
-		return Constraint{}, fmt.Errorf("dependency %s: %s", quote(s), fmt.Sprintf(format, args...))
+		return Constraint{}, fmt.Errorf("dependency %s: %s", human.Quote(s), fmt.Sprintf(format, args...))
 	}
 	if strings.Contains(s, "|") {
 		return fail(`alternatives are written as a JSON array of strings, not with "|"`)
@@ -71,7 +72,7 @@ func ParseConstraint(s string) (Constraint, error) {
 		Version: strings.TrimSpace(s[j:]),
 	}
 	if !c.Op.valid() {
-		return fail("operator %s is not one of %s", quote(string(c.Op)), opList)
+		return fail("operator %s is not one of %s", human.Quote(string(c.Op)), opList)
 	}
 	if err := c.validate(); err != nil {
 		return fail("%v", err)
@@ -86,11 +87,11 @@ func (c Constraint) validate() error {
 		return fmt.Errorf("name %s", err)
 	}
 	if !c.Op.valid() {
-		return fmt.Errorf("operator %s is not one of %s", quote(string(c.Op)), opList)
+		return fmt.Errorf("operator %s is not one of %s", human.Quote(string(c.Op)), opList)
 	}
 	if c.Op == OpAny {
 		if c.Version != "" {
-			return fmt.Errorf("version %s is given without an operator (%s)", quote(c.Version), opList)
+			return fmt.Errorf("version %s is given without an operator (%s)", human.Quote(c.Version), opList)
 		}
 		return nil
 	}

@@ -18,11 +18,11 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
+	"tpm/human"
 	"tpm/version"
 )
 
@@ -105,7 +105,7 @@ func decode(data []byte) (*Manifest, error) {
 			return nil, syntaxError(err)
 		}
 		if seen[key] {
-			return nil, fmt.Errorf("field %s appears more than once", quote(key))
+			return nil, fmt.Errorf("field %s appears more than once", human.Quote(key))
 		}
 		seen[key] = true
 		if err := m.setField(key, raw); err != nil {
@@ -151,10 +151,10 @@ func (m *Manifest) setField(key string, raw json.RawMessage) error {
 	}
 	for _, f := range strings.Split(fieldList, ", ") {
 		if strings.EqualFold(key, f) {
-			return fmt.Errorf("unknown field %s; field names are case-sensitive, did you mean %q?", quote(key), f)
+			return fmt.Errorf("unknown field %s; field names are case-sensitive, did you mean %q?", human.Quote(key), f)
 		}
 	}
-	return fmt.Errorf("unknown field %s; the fields are %s", quote(key), fieldList)
+	return fmt.Errorf("unknown field %s; the fields are %s", human.Quote(key), fieldList)
 }
 
 func stringField(name string, raw json.RawMessage, dst *string) error {
@@ -209,7 +209,7 @@ func (m *Manifest) validate() error {
 	if err := version.Valid(m.Version); err != nil {
 		var se *version.SyntaxError
 		if errors.As(err, &se) {
-			return fmt.Errorf("Version %s: %s", quote(m.Version), se.Reason)
+			return fmt.Errorf("Version %s: %s", human.Quote(m.Version), se.Reason)
 		}
 		return fmt.Errorf("Version: %v", err)
 	}
@@ -218,7 +218,7 @@ func (m *Manifest) validate() error {
 		return fmt.Errorf("Architecture is required; want one of %s", archList)
 	}
 	if !knownArch(m.Architecture) {
-		return fmt.Errorf("Architecture %s is not one of %s", quote(m.Architecture), archList)
+		return fmt.Errorf("Architecture %s is not one of %s", human.Quote(m.Architecture), archList)
 	}
 
 	switch m.Type {
@@ -226,7 +226,7 @@ func (m *Manifest) validate() error {
 	case "":
 		return errors.New("Type is required; want Binary or Source")
 	default:
-		return fmt.Errorf("Type %s is not Binary or Source (the case matters)", quote(m.Type))
+		return fmt.Errorf("Type %s is not Binary or Source (the case matters)", human.Quote(m.Type))
 	}
 
 	if err := checkText("Maintainer", m.Maintainer); err != nil {
@@ -245,10 +245,10 @@ func (m *Manifest) validate() error {
 		}
 		for _, c := range d {
 			if err := c.validate(); err != nil {
-				return fmt.Errorf("Dependencies[%d]: dependency %s: %v", i, quote(c.String()), err)
+				return fmt.Errorf("Dependencies[%d]: dependency %s: %v", i, human.Quote(c.String()), err)
 			}
 			if c.Name == m.Name {
-				return fmt.Errorf("Dependencies[%d]: dependency %s names the package itself", i, quote(c.String()))
+				return fmt.Errorf("Dependencies[%d]: dependency %s names the package itself", i, human.Quote(c.String()))
 			}
 		}
 	}
@@ -262,7 +262,7 @@ func checkName(name string) error {
 		return errors.New("is empty")
 	}
 	if len(name) > MaxNameLen {
-		return fmt.Errorf("%s is %d bytes long; at most %d are allowed", quote(name), len(name), MaxNameLen)
+		return fmt.Errorf("%s is %d bytes long; at most %d are allowed", human.Quote(name), len(name), MaxNameLen)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
@@ -270,10 +270,10 @@ func checkName(name string) error {
 		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
 		case strings.IndexByte("+._-", c) >= 0:
 			if i == 0 {
-				return fmt.Errorf("%s starts with %s; it must start with a-z or 0-9", quote(name), describe(c))
+				return fmt.Errorf("%s starts with %s; it must start with a-z or 0-9", human.Quote(name), human.Byte(c))
 			}
 		default:
-			return fmt.Errorf("%s has %s; allowed are a-z, 0-9 and + . _ -", quote(name), describe(c))
+			return fmt.Errorf("%s has %s; allowed are a-z, 0-9 and + . _ -", human.Quote(name), human.Byte(c))
 		}
 	}
 	return nil
@@ -362,25 +362,6 @@ func Marshal(m *Manifest) ([]byte, error) {
 		return nil, fmt.Errorf("package.json: %w", err)
 	}
 	return buf.Bytes(), nil
-}
-
-// quote quotes s for a one-line error message, shortening it when long, so
-// that hostile input can neither break the line nor flood the log.
-func quote(s string) string {
-	const max = 64
-	if len(s) > max {
-		return strconv.Quote(s[:max]) + "..."
-	}
-	return strconv.Quote(s)
-}
-
-// describe names a byte for an error message; bytes outside printable ASCII
-// are shown by value since they may be a fragment of a UTF-8 sequence.
-func describe(c byte) string {
-	if c >= 0x20 && c < 0x7f {
-		return "character " + strconv.QuoteRune(rune(c))
-	}
-	return fmt.Sprintf("byte 0x%02x", c)
 }
 
 // Matches is tpm search's test: the word, case aside, in the name or the

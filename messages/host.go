@@ -11,6 +11,7 @@ import (
 
 	"tpm/builder"
 	"tpm/index"
+	"tpm/messages/wire"
 )
 
 // IndexReady carries a verified index from the syncer, through the host's
@@ -109,3 +110,18 @@ type BuildResult struct {
 	Result *builder.Result
 	Err    error
 }
+
+// RequestAnswered tells the gateway that a request's final reply is
+// written: its slot is free at once, so a client asking one question after
+// another is never refused for the actors that linger after answering.
+type RequestAnswered struct{ ID string }
+
+// Part is one part of a long result, sent to a request's actor by a
+// goroutine that waits for PartWritten before it reads the next: a CLI
+// that reads slowly slows its own request only, and nothing piles up in a
+// mailbox.
+type Part struct{ Reply *wire.Reply }
+
+// PartWritten answers Part once it is written; Gone says the request's
+// CLI left, so the rest of the result is not wanted.
+type PartWritten struct{ Gone bool }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"embed"
 	"encoding/hex"
-	"fmt"
 	"html/template"
 	"net/http"
 	"net/netip"
@@ -13,6 +12,7 @@ import (
 	"strings"
 
 	"tpm/generation"
+	"tpm/human"
 	"tpm/manifest"
 	"tpm/version"
 )
@@ -29,7 +29,7 @@ var pageFiles embed.FS
 // pages are the parsed templates; parsing the embedded files cannot fail
 // once the tests pass, so a failure is a build mistake.
 func pages() *template.Template {
-	return template.Must(template.New("").Funcs(template.FuncMap{"bytes": humanBytes, "add": func(a, b int) int { return a + b }}).ParseFS(pageFiles, "page/layout.html"))
+	return template.Must(template.New("").Funcs(template.FuncMap{"bytes": human.Bytes, "add": func(a, b int) int { return a + b }}).ParseFS(pageFiles, "page/layout.html"))
 }
 
 // pageData is what every page shows around its content.
@@ -207,16 +207,4 @@ func magnet(pk *generation.Package, publicURL string) template.URL {
 	v.Set("ws", base+"/packages/"+url.PathEscape(pk.File))
 	// Built from escaped parts only: safe as an href.
 	return template.URL("magnet:?xt=urn:btih:" + hex.EncodeToString(pk.InfoHash[:]) + "&" + v.Encode())
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

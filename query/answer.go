@@ -1,9 +1,11 @@
 package query
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	"tpm/engine"
 	"tpm/index"
@@ -23,10 +25,46 @@ func Prefix(req *wire.Request, def string) (string, error) {
 	return engine.CleanPrefix(p)
 }
 
-// Answer answers one read-only request of the daemon (search, info, list,
-// files, owns, verify, plan) about prefix, with the result data the wire
-// protocol gives that verb.
-func Answer(e *engine.Engine, idx *index.Snapshot, req *wire.Request, prefix string) (any, error) {
+// streamedVerbs answer in parts of at most Chunk: their results grow with
+// what is installed.
+var streamedVerbs = []string{wire.VerbList, wire.VerbFiles, wire.VerbVerify}
+
+// Streamed says whether the answer to verb comes in parts.
+func Streamed(verb string) bool { return slices.Contains(streamedVerbs, verb) }
+
+// Answer is the one dispatch of the read-only verbs (search, info, list,
+// files, owns, verify, plan; status is the daemon's own), for the daemon and
+// tpm --offline alike. A streamed verb passes its result to part, in parts
+// of at most Chunk (a []wire.InstalledPackage, []wire.PackageFile or
+// []wire.Problem; at least one, each produced after the one before was
+// taken), and returns no data; the others return their result, a plan as
+// *wire.PlanResult. idx may be nil for the verbs that read only the
+// receipts (list, files, owns, verify).
+func Answer(e *engine.Engine, idx *index.Snapshot, req *wire.Request, prefix string, part func(any) error) (any, error) {
+	switch req.Verb {
+	case wire.VerbList:
+		if len(req.Args) > 0 {
+			return nil, errors.New("list takes no arguments: tpm list")
+		}
+		return nil, listEach(e, prefix, func(p []wire.InstalledPackage) error { return part(p) })
+	case wire.VerbFiles:
+		return nil, filesEach(e, prefix, req.Args, func(p []wire.PackageFile) error { return part(p) })
+	case wire.VerbVerify:
+		return nil, verifyEach(e, prefix, req.Args, func(p []wire.Problem) error { return part(p) })
+	case wire.VerbOwns:
+		return Owns(e, prefix, req.Args)
+	case wire.VerbSearch, wire.VerbInfo, wire.VerbPlan:
+		if idx == nil {
+			return nil, fmt.Errorf("%s needs the repository index, which only tpmd has: run it without --offline", req.Verb)
+		}
+		return answerFromIndex(e, idx, req, prefix)
+	}
+	return nil, fmt.Errorf("%q is not a query", req.Verb)
+}
+
+// answerFromIndex answers the verbs that read the index beside the
+// receipts.
+func answerFromIndex(e *engine.Engine, idx *index.Snapshot, req *wire.Request, prefix string) (any, error) {
 	switch req.Verb {
 	case wire.VerbSearch:
 		if len(req.Args) > 1 {
@@ -50,24 +88,52 @@ func Answer(e *engine.Engine, idx *index.Snapshot, req *wire.Request, prefix str
 			return nil, err
 		}
 		return Info(idx, installed, req.Args[0])
-	case wire.VerbList:
-		return List(e, prefix)
-	case wire.VerbFiles:
-		return Files(e, prefix, req.Args)
-	case wire.VerbOwns:
-		return Owns(e, prefix, req.Args)
-	case wire.VerbVerify:
-		return Verify(e, prefix, req.Args)
-	case wire.VerbPlan:
+	default: // plan
 		installed, err := Receipts(e, prefix)
 		if err != nil {
 			return nil, err
 		}
-		p, err := PlanInstall(idx, installed, req.Args, req.Options.Upgrade, req.Options)
+		p, err := PlanInstall(idx, installed, req.Args, InstallOptions(req))
 		if err != nil {
 			return nil, err
 		}
 		return &wire.PlanResult{Plan: p.Items()}, nil
 	}
-	return nil, fmt.Errorf("%q is not a query", req.Verb)
+}
+
+// Reply answers a query the daemon was sent, as the replies it writes: a
+// streamed verb's parts as items, a plan's items before its result, and
+// the final reply, which is nil when send failed (the CLI left).
+func Reply(e *engine.Engine, idx *index.Snapshot, req *wire.Request, defPrefix string, send func(*wire.Reply) error) *wire.Reply {
+	prefix, err := Prefix(req, defPrefix)
+	if err != nil {
+		return wire.Failure(err.Error())
+	}
+	var gone error
+	data, err := Answer(e, idx, req, prefix, func(part any) error {
+		b, err := json.Marshal(part)
+		if err != nil {
+			return err
+		}
+		gone = send(&wire.Reply{Type: wire.ReplyItems, Data: b})
+		return gone
+	})
+	switch {
+	case gone != nil:
+		return nil
+	case err != nil:
+		return wire.Failure(wire.OneLine(err.Error()))
+	case Streamed(req.Verb):
+		return &wire.Reply{Type: wire.ReplyResult}
+	}
+	if p, ok := data.(*wire.PlanResult); ok {
+		if err := send(&wire.Reply{Type: wire.ReplyPlan, Plan: p.Plan}); err != nil {
+			return nil
+		}
+	}
+	res, err := wire.Result(data)
+	if err != nil {
+		return wire.Failure(err.Error())
+	}
+	return res
 }

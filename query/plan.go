@@ -58,13 +58,50 @@ func (x Planned) Intent() engine.Intent {
 	return engine.Intent{Reinstall: x.Action == engine.Reinstall, AllowDowngrade: x.Action == engine.Downgrade}
 }
 
-// PlanInstall resolves an install (or, with upgrade, an upgrade: of the
-// named packages, or of every installed one when none is named) against the
-// index and the receipts of the prefix.
-func PlanInstall(idx *index.Snapshot, installed map[string]*store.Receipt, args []string, upgrade bool, opts wire.Options) (*InstallPlan, error) {
+// InstallOptions are the options a request's plan is made with: the one
+// place that says whether it upgrades (the upgrade verb, or a plan asked
+// for as one), so an install never becomes an upgrade.
+func InstallOptions(req *wire.Request) wire.Options {
+	opts := req.Options
+	opts.Upgrade = req.Verb == wire.VerbUpgrade || (req.Verb == wire.VerbPlan && opts.Upgrade)
+	return opts
+}
+
+// PlanInstall resolves an install (or, with opts.Upgrade, an upgrade: of
+// the named packages, or of every installed one when none is named) against
+// the index and the receipts of the prefix.
+func PlanInstall(idx *index.Snapshot, installed map[string]*store.Receipt, args []string, opts wire.Options) (*InstallPlan, error) {
 	if idx.Expired(time.Now()) {
 		return nil, idx.ExpiredError()
 	}
+	want, err := wanted(idx, installed, args, opts.Upgrade)
+	if err != nil {
+		return nil, err
+	}
+	var have []*manifest.Manifest
+	for _, r := range installed {
+		have = append(have, &r.Manifest)
+	}
+	if opts.Upgrade {
+		// Upgrades ask for exactly the newest version, so the resolver does
+		// not settle for the installed one.
+		want = upgrades(idx, have, want)
+	}
+	if opts.Reinstall || opts.AllowDowngrade {
+		// The named packages are chosen again from the index even though
+		// an installed version satisfies them.
+		have = without(have, want)
+	}
+	choices, err := resolve.Resolve(idx.Resolver(), have, want)
+	if err != nil {
+		return nil, err
+	}
+	return planFrom(idx, installed, choices, engine.Intent{Reinstall: opts.Reinstall, AllowDowngrade: opts.AllowDowngrade})
+}
+
+// wanted parses the names (and constraints) asked for, each of which the
+// index must have, and for an upgrade the prefix too.
+func wanted(idx *index.Snapshot, installed map[string]*store.Receipt, args []string, upgrade bool) ([]manifest.Constraint, error) {
 	var want []manifest.Constraint
 	for _, a := range args {
 		con, err := manifest.ParseConstraint(a)
@@ -79,49 +116,40 @@ func PlanInstall(idx *index.Snapshot, installed map[string]*store.Receipt, args 
 		}
 		want = append(want, con)
 	}
-	var have []*manifest.Manifest
-	for _, r := range installed {
-		have = append(have, &r.Manifest)
+	return want, nil
+}
+
+// upgrades asks for the newest version of each installed package, or of
+// those named when some are.
+func upgrades(idx *index.Snapshot, have []*manifest.Manifest, named []manifest.Constraint) []manifest.Constraint {
+	ups := resolve.Upgrades(idx.Resolver(), have)
+	if len(named) == 0 {
+		return ups
 	}
-	if upgrade {
-		// Upgrades ask for exactly the newest version, so the resolver does
-		// not settle for the installed one.
-		ups := resolve.Upgrades(idx.Resolver(), have)
-		if len(want) > 0 {
-			named := map[string]bool{}
-			for _, w := range want {
-				named[w.Name] = true
-			}
-			var sel []manifest.Constraint
-			for _, u := range ups {
-				if named[u.Name] {
-					sel = append(sel, u)
-				}
-			}
-			ups = sel
+	var sel []manifest.Constraint
+	for _, u := range ups {
+		if slices.ContainsFunc(named, func(w manifest.Constraint) bool { return w.Name == u.Name }) {
+			sel = append(sel, u)
 		}
-		want = ups
 	}
-	if opts.Reinstall || opts.AllowDowngrade {
-		// The named packages are chosen again from the index even though
-		// an installed version satisfies them.
-		named := map[string]bool{}
-		for _, w := range want {
-			named[w.Name] = true
+	return sel
+}
+
+// without is have less the packages named in want.
+func without(have []*manifest.Manifest, want []manifest.Constraint) []*manifest.Manifest {
+	kept := have[:0:0]
+	for _, m := range have {
+		if !slices.ContainsFunc(want, func(w manifest.Constraint) bool { return w.Name == m.Name }) {
+			kept = append(kept, m)
 		}
-		kept := have[:0:0]
-		for _, m := range have {
-			if !named[m.Name] {
-				kept = append(kept, m)
-			}
-		}
-		have = kept
 	}
-	choices, err := resolve.Resolve(idx.Resolver(), have, want)
-	if err != nil {
-		return nil, err
-	}
-	intent := engine.Intent{Reinstall: opts.Reinstall, AllowDowngrade: opts.AllowDowngrade}
+	return kept
+}
+
+// planFrom turns the resolver's choices into the plan: each with its index
+// entry and action, those that need nothing left out, and the packages of
+// the plan each depends on.
+func planFrom(idx *index.Snapshot, installed map[string]*store.Receipt, choices []resolve.Choice, intent engine.Intent) (*InstallPlan, error) {
 	p := &InstallPlan{}
 	at := make(map[string]int) // the plan's packages so far, by name
 	for _, ch := range choices {

@@ -1,7 +1,8 @@
 // Package query answers the read-only verbs (search, info, list, files,
-// owns, verify) and plans installs and upgrades against the repository
-// index, in the wire protocol's types (messages). The daemon and tpm
-// --offline both answer with it, so a verb says the same in both modes.
+// owns, verify, plan: one dispatch, Answer) and plans installs and upgrades
+// against the repository index, in the wire protocol's types
+// (messages/wire). The daemon and tpm --offline both answer with it, so a
+// verb says the same in both modes.
 //
 // Everything here reads: the receipts through an engine (bbolt readers never
 // wait for the one writer, so queries are answered while a transaction
@@ -31,6 +32,18 @@ func Receipts(e *engine.Engine, prefix string) (map[string]*store.Receipt, error
 		return err
 	})
 	return out, err
+}
+
+// CountInstalled is how many packages prefix has, counted by key alone, so
+// it costs little after every package applied (0 when the database cannot
+// be read: it is a figure, not a decision).
+func CountInstalled(e *engine.Engine, prefix string) int {
+	n := 0
+	e.State().View(func(tx *store.StateTx) error {
+		n = tx.CountReceipts(prefix)
+		return nil
+	})
+	return n
 }
 
 // NoPackage is the error for a name the index does not have.
@@ -84,14 +97,9 @@ func Info(idx *index.Snapshot, installed map[string]*store.Receipt, name string)
 // The last part may be short or empty.
 const Chunk = 256
 
-// List is every package installed in prefix, by name.
-func List(e *engine.Engine, prefix string) ([]wire.InstalledPackage, error) {
-	return gather(func(each func([]wire.InstalledPackage) error) error { return ListEach(e, prefix, each) })
-}
-
-// ListEach passes what List returns to each, in parts of at most Chunk.
-// Only the receipts' heads are read.
-func ListEach(e *engine.Engine, prefix string, each func([]wire.InstalledPackage) error) error {
+// listEach passes every package installed in prefix, by name, to each,
+// in parts of at most Chunk. Only the receipts' heads are read.
+func listEach(e *engine.Engine, prefix string, each func([]wire.InstalledPackage) error) error {
 	var heads []*store.Receipt
 	err := e.State().View(func(tx *store.StateTx) error {
 		var err error
@@ -115,14 +123,10 @@ func ListEach(e *engine.Engine, prefix string, each func([]wire.InstalledPackage
 	return each(part) // the last part, maybe empty: a streamed answer has at least one
 }
 
-// Files lists what the named packages own in prefix, in receipt order.
-func Files(e *engine.Engine, prefix string, names []string) ([]wire.PackageFile, error) {
-	return gather(func(each func([]wire.PackageFile) error) error { return FilesEach(e, prefix, names, each) })
-}
-
-// FilesEach passes what Files returns to each, in parts of at most Chunk,
-// reading one package's receipt at a time.
-func FilesEach(e *engine.Engine, prefix string, names []string, each func([]wire.PackageFile) error) error {
+// filesEach passes what the named packages own in prefix, in receipt
+// order, to each, in parts of at most Chunk, reading one package's receipt
+// at a time.
+func filesEach(e *engine.Engine, prefix string, names []string, each func([]wire.PackageFile) error) error {
 	if len(names) == 0 {
 		return errors.New("files takes package names (tpm files NAME...)")
 	}
@@ -154,19 +158,6 @@ func FilesEach(e *engine.Engine, prefix string, names []string, each func([]wire
 	return each(part) // the last part, maybe empty: a streamed answer has at least one
 }
 
-// gather collects a result passed in parts.
-func gather[T any](run func(each func([]T) error) error) ([]T, error) {
-	out := []T{}
-	err := run(func(part []T) error {
-		out = append(out, part...)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // Owns says which package owns each absolute path (every owner of a shared
 // directory).
 func Owns(e *engine.Engine, prefix string, paths []string) ([]wire.Owner, error) {
@@ -189,14 +180,10 @@ func Owns(e *engine.Engine, prefix string, paths []string) ([]wire.Owner, error)
 	return out, nil
 }
 
-// Verify compares the disk with the receipts of names (every package of
-// prefix when none is named).
-func Verify(e *engine.Engine, prefix string, names []string) ([]wire.Problem, error) {
-	return gather(func(each func([]wire.Problem) error) error { return VerifyEach(e, prefix, names, each) })
-}
-
-// VerifyEach passes what Verify finds to each, one package at a time.
-func VerifyEach(e *engine.Engine, prefix string, names []string, each func([]wire.Problem) error) error {
+// verifyEach compares the disk with the receipts of names (every package
+// of prefix when none is named) and passes what it finds to each, one
+// package at a time.
+func verifyEach(e *engine.Engine, prefix string, names []string, each func([]wire.Problem) error) error {
 	if len(names) == 0 {
 		var heads []*store.Receipt
 		err := e.State().View(func(tx *store.StateTx) error {

@@ -119,19 +119,19 @@ func TestInfo(t *testing.T) {
 
 func TestListFilesOwns(t *testing.T) {
 	h := newHost(t)
-	list, err := List(h.engine, h.prefix)
+	list, err := ask[wire.InstalledPackage](h, wire.VerbList, h.prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(list) != 1 || list[0].Name != "b" || list[0].Version != "1.0" || list[0].Prefix != h.prefix {
 		t.Fatalf("list = %+v", list)
 	}
-	if other, err := List(h.engine, t.TempDir()); err != nil || len(other) != 0 {
+	if other, err := ask[wire.InstalledPackage](h, wire.VerbList, t.TempDir()); err != nil || len(other) != 0 {
 		t.Fatalf("list of another prefix = %+v, %v; want nothing", other, err)
 	}
 
 	payload := filepath.Join(h.prefix, "usr", "share", "b", "payload")
-	files, err := Files(h.engine, h.prefix, []string{"b"})
+	files, err := ask[wire.PackageFile](h, wire.VerbFiles, h.prefix, "b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,10 +147,10 @@ func TestListFilesOwns(t *testing.T) {
 	if !found {
 		t.Fatalf("files b = %+v, want %s among them", files, payload)
 	}
-	if _, err := Files(h.engine, h.prefix, []string{"a"}); err == nil || !strings.Contains(err.Error(), "not installed") {
+	if _, err := ask[wire.PackageFile](h, wire.VerbFiles, h.prefix, "a"); err == nil || !strings.Contains(err.Error(), "not installed") {
 		t.Fatalf("files of a package not installed: %v", err)
 	}
-	if _, err := Files(h.engine, h.prefix, nil); err == nil {
+	if _, err := ask[wire.PackageFile](h, wire.VerbFiles, h.prefix); err == nil {
 		t.Fatal("files with no name was answered")
 	}
 
@@ -169,16 +169,29 @@ func TestListFilesOwns(t *testing.T) {
 	}
 }
 
+// ask answers a streamed verb through Answer, its parts gathered.
+func ask[T any](h *host, verb, prefix string, args ...string) ([]T, error) {
+	out := []T{}
+	_, err := Answer(h.engine, nil, &wire.Request{Verb: verb, Args: args}, prefix, func(part any) error {
+		out = append(out, part.([]T)...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func TestVerifyReportsAChangedFile(t *testing.T) {
 	h := newHost(t)
-	if problems, err := Verify(h.engine, h.prefix, nil); err != nil || len(problems) != 0 {
+	if problems, err := ask[wire.Problem](h, wire.VerbVerify, h.prefix); err != nil || len(problems) != 0 {
 		t.Fatalf("verify after install = %+v, %v; want no problem", problems, err)
 	}
 	payload := filepath.Join(h.prefix, "usr", "share", "b", "payload")
 	if err := os.WriteFile(payload, []byte("changed"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	problems, err := Verify(h.engine, h.prefix, []string{"b"})
+	problems, err := ask[wire.Problem](h, wire.VerbVerify, h.prefix, "b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +202,8 @@ func TestVerifyReportsAChangedFile(t *testing.T) {
 
 func planOf(t *testing.T, h *host, args []string, upgrade bool, opts wire.Options) []string {
 	t.Helper()
-	p, err := PlanInstall(h.repo.Snapshot, h.installed(t), args, upgrade, opts)
+	opts.Upgrade = upgrade
+	p, err := PlanInstall(h.repo.Snapshot, h.installed(t), args, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +241,7 @@ func TestPlanInstall(t *testing.T) {
 	if got := planOf(t, h, []string{"b=1.0"}, false, wire.Options{AllowDowngrade: true}); strings.Join(got, "|") != "downgrade b 1.0" {
 		t.Fatalf("downgrade plan = %q", got)
 	}
-	if _, err := PlanInstall(h.repo.Snapshot, h.installed(t), []string{"b=1.0"}, false, wire.Options{}); err == nil {
+	if _, err := PlanInstall(h.repo.Snapshot, h.installed(t), []string{"b=1.0"}, wire.Options{}); err == nil {
 		t.Fatal("a downgrade without --allow-downgrade was planned")
 	}
 }
@@ -240,7 +254,7 @@ func TestPlanInstallOrdersByDependencies(t *testing.T) {
 		repotest.Package{Name: "y", Version: "1", PayloadBytes: 64, Seed: 2},
 		repotest.Package{Name: "z", Version: "1", PayloadBytes: 64, Seed: 3},
 	)
-	p, err := PlanInstall(r.Snapshot, nil, []string{"x", "z"}, false, wire.Options{})
+	p, err := PlanInstall(r.Snapshot, nil, []string{"x", "z"}, wire.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +283,7 @@ func TestPlanInstallRefusals(t *testing.T) {
 		{[]string{"b>=9"}, false, ""},
 		{[]string{"b=="}, false, ""},
 	} {
-		_, err := PlanInstall(h.repo.Snapshot, h.installed(t), c.args, c.upgrade, wire.Options{})
+		_, err := PlanInstall(h.repo.Snapshot, h.installed(t), c.args, wire.Options{Upgrade: c.upgrade})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("plan %q (upgrade %v): %v, want an error containing %q", c.args, c.upgrade, err, c.want)
 		}
@@ -299,11 +313,11 @@ func TestAnswerChecksArguments(t *testing.T) {
 		{Verb: wire.VerbInfo, Args: []string{"a", "b"}},
 		{Verb: wire.VerbInstall, Args: []string{"a"}},
 	} {
-		if _, err := Answer(h.engine, h.repo.Snapshot, &req, h.prefix); err == nil {
+		if _, err := Answer(h.engine, h.repo.Snapshot, &req, h.prefix, nil); err == nil {
 			t.Errorf("%s %q was answered", req.Verb, req.Args)
 		}
 	}
-	res, err := Answer(h.engine, h.repo.Snapshot, &wire.Request{Verb: wire.VerbPlan, Args: []string{"a"}}, h.prefix)
+	res, err := Answer(h.engine, h.repo.Snapshot, &wire.Request{Verb: wire.VerbPlan, Args: []string{"a"}}, h.prefix, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,5 +329,46 @@ func TestAnswerChecksArguments(t *testing.T) {
 	}
 	if p, err := Prefix(&wire.Request{}, h.prefix+"/"); err != nil || p != h.prefix {
 		t.Fatalf("default prefix = %q, %v", p, err)
+	}
+}
+
+// TestReplyStreamsInParts: the daemon's answer to a streamed verb is its
+// parts as items, then a result without data; a part that cannot be sent
+// (the CLI left) ends the answer with no final reply.
+func TestReplyStreamsInParts(t *testing.T) {
+	h := newHost(t)
+	var got []*wire.Reply
+	send := func(r *wire.Reply) error { got = append(got, r); return nil }
+	final := Reply(h.engine, nil, &wire.Request{Verb: wire.VerbFiles, Args: []string{"b"}}, h.prefix, send)
+	if final == nil || final.Type != wire.ReplyResult || final.Data != nil {
+		t.Fatalf("final reply %+v, want a result without data", final)
+	}
+	if len(got) == 0 || got[0].Type != wire.ReplyItems {
+		t.Fatalf("parts %+v, want items", got)
+	}
+	gone := errors.New("gone")
+	if final := Reply(h.engine, nil, &wire.Request{Verb: wire.VerbList}, h.prefix, func(*wire.Reply) error { return gone }); final != nil {
+		t.Fatalf("the CLI left and the answer went on: %+v", final)
+	}
+	if final := Reply(h.engine, nil, &wire.Request{Verb: wire.VerbInfo, Args: []string{"b"}}, h.prefix, send); final.Type != wire.ReplyError || !strings.Contains(final.Error, "only tpmd has") {
+		t.Fatalf("info without an index: %+v", final)
+	}
+	got = nil
+	final = Reply(h.engine, h.repo.Snapshot, &wire.Request{Verb: wire.VerbPlan, Args: []string{"a"}}, h.prefix, send)
+	if final.Type != wire.ReplyResult || len(got) != 1 || got[0].Type != wire.ReplyPlan {
+		t.Fatalf("plan: final %+v after %+v, want the plan then its result", final, got)
+	}
+}
+
+// TestOnlyTheUpgradeVerbUpgrades: an install request that carries the
+// plan's upgrade option is still an install.
+func TestOnlyTheUpgradeVerbUpgrades(t *testing.T) {
+	for verb, want := range map[string]bool{wire.VerbInstall: false, wire.VerbUpgrade: true, wire.VerbPlan: true} {
+		if got := InstallOptions(&wire.Request{Verb: verb, Options: wire.Options{Upgrade: true}}).Upgrade; got != want {
+			t.Errorf("%s with the upgrade option: upgrade %v, want %v", verb, got, want)
+		}
+	}
+	if InstallOptions(&wire.Request{Verb: wire.VerbUpgrade}).Upgrade != true {
+		t.Error("the upgrade verb without the option does not upgrade")
 	}
 }

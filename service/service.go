@@ -1,6 +1,7 @@
-// Package service holds what both roles of tpmd need to run as a system
-// service: the flags and the config file that supplies them, and the pid file
-// whose lock keeps a second daemon of the same kind away.
+// Package service holds what every role of tpmd needs to run as a system
+// service: the flags and the config file that supplies them, the pid file
+// whose lock keeps a second daemon of the same kind away, and the run
+// itself (signals, the stop within the service manager's patience).
 package service
 
 import (

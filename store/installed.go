@@ -405,3 +405,17 @@ func (t *StateTx) ClearJournal() error {
 	}
 	return t.tx.Bucket(bucketMeta).Delete(keyJournal)
 }
+
+// AllReceipts returns the receipts of every prefix.
+func (t *StateTx) AllReceipts() ([]*Receipt, error) {
+	var out []*Receipt
+	err := t.tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
+		var r Receipt
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("receipt %q: %w", bytes.ReplaceAll(k, []byte{0}, []byte{' '}), err)
+		}
+		out = append(out, &r)
+		return nil
+	})
+	return out, err
+}

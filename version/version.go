@@ -9,8 +9,9 @@ package version
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
+
+	"tpm/human"
 )
 
 // MaxLen is the longest version string Valid accepts, in bytes.
@@ -81,61 +82,68 @@ func rpmvercmp(a, b string) int {
 	// so one-p1 is the length of the separator in front of a segment.
 	one, two, p1, p2 := 0, 0, 0, 0
 	for one < len(a) && two < len(b) {
-		for one < len(a) && !isAlnum(a[one]) {
-			one++
-		}
-		for two < len(b) && !isAlnum(b[two]) {
-			two++
-		}
+		one, two = skipSeparators(a, one), skipSeparators(b, two)
 		if one == len(a) || two == len(b) {
 			break
 		}
 		if sep1, sep2 := one-p1, two-p2; sep1 != sep2 {
 			return sign(sep1 - sep2)
 		}
-
 		// The segment's kind (digits or letters) is taken from a; b's segment
 		// is the run of that same kind, which may be empty.
 		isNum := isDigit(a[one])
-		p1, p2 = one, two
-		if isNum {
-			for p1 < len(a) && isDigit(a[p1]) {
-				p1++
-			}
-			for p2 < len(b) && isDigit(b[p2]) {
-				p2++
-			}
-		} else {
-			for p1 < len(a) && isAlpha(a[p1]) {
-				p1++
-			}
-			for p2 < len(b) && isAlpha(b[p2]) {
-				p2++
-			}
-		}
-		seg1, seg2 := a[one:p1], b[two:p2]
-
-		// b has the other kind of segment here: numbers are newer.
-		if seg2 == "" {
-			if isNum {
-				return 1
-			}
-			return -1
-		}
-		if isNum {
-			seg1 = strings.TrimLeft(seg1, "0")
-			seg2 = strings.TrimLeft(seg2, "0")
-			if len(seg1) != len(seg2) {
-				return sign(len(seg1) - len(seg2))
-			}
-		}
-		if c := strings.Compare(seg1, seg2); c != 0 {
+		p1, p2 = runEnd(a, one, isNum), runEnd(b, two, isNum)
+		if c := compareSegments(a[one:p1], b[two:p2], isNum); c != 0 {
 			return c
 		}
 		one, two = p1, p2
 	}
+	return compareRest(a, b, one, two)
+}
 
-	// All segments matched; only the separators between them may have differed.
+// skipSeparators is the index of the first letter or digit of s from i on.
+func skipSeparators(s string, i int) int {
+	for i < len(s) && !isAlnum(s[i]) {
+		i++
+	}
+	return i
+}
+
+// runEnd is the end of the run of digits (isNum) or letters starting at i.
+func runEnd(s string, i int, isNum bool) int {
+	same := isAlpha
+	if isNum {
+		same = isDigit
+	}
+	for i < len(s) && same(s[i]) {
+		i++
+	}
+	return i
+}
+
+// compareSegments compares a's segment with b's run of the same kind:
+// numbers by value, letters bytewise.
+func compareSegments(seg1, seg2 string, isNum bool) int {
+	// b has the other kind of segment here: numbers are newer.
+	if seg2 == "" {
+		if isNum {
+			return 1
+		}
+		return -1
+	}
+	if isNum {
+		seg1 = strings.TrimLeft(seg1, "0")
+		seg2 = strings.TrimLeft(seg2, "0")
+		if len(seg1) != len(seg2) {
+			return sign(len(seg1) - len(seg2))
+		}
+	}
+	return strings.Compare(seg1, seg2)
+}
+
+// compareRest decides once every segment before one in a and two in b
+// matched; only the separators between them may have differed.
+func compareRest(a, b string, one, two int) int {
 	if one == len(a) && two == len(b) {
 		return 0
 	}
@@ -177,7 +185,7 @@ func Valid(v string) error {
 		}
 		for i := 0; i < len(epoch); i++ {
 			if !isDigit(epoch[i]) {
-				return fail(`epoch before ":" has %s; only digits are allowed`, describe(epoch[i]))
+				return fail(`epoch before ":" has %s; only digits are allowed`, human.Byte(epoch[i]))
 			}
 		}
 		rest = after
@@ -188,11 +196,11 @@ func Valid(v string) error {
 		return fail("version part is empty")
 	}
 	if !isAlnum(ver[0]) {
-		return fail("version part starts with %s; it must start with a letter or digit", describe(ver[0]))
+		return fail("version part starts with %s; it must start with a letter or digit", human.Byte(ver[0]))
 	}
 	for i := 0; i < len(ver); i++ {
 		if c := ver[i]; !isAlnum(c) && !strings.ContainsRune("._+~", rune(c)) {
-			return fail("version part has %s; allowed are letters, digits and . _ + ~", describe(c))
+			return fail("version part has %s; allowed are letters, digits and . _ + ~", human.Byte(c))
 		}
 	}
 	if hasRel {
@@ -201,7 +209,7 @@ func Valid(v string) error {
 		}
 		for i := 0; i < len(rel); i++ {
 			if c := rel[i]; !isAlnum(c) && !strings.ContainsRune("._+", rune(c)) {
-				return fail(`release after "-" has %s; allowed are letters, digits and . _ +`, describe(c))
+				return fail(`release after "-" has %s; allowed are letters, digits and . _ +`, human.Byte(c))
 			}
 		}
 	}
@@ -216,26 +224,7 @@ type SyntaxError struct {
 }
 
 func (e *SyntaxError) Error() string {
-	return "version " + quote(e.Version) + ": " + e.Reason
-}
-
-// quote quotes s for a one-line error message, shortening it when long, so
-// that hostile input can neither break the line nor flood the log.
-func quote(s string) string {
-	const max = 64
-	if len(s) > max {
-		return strconv.Quote(s[:max]) + "..."
-	}
-	return strconv.Quote(s)
-}
-
-// describe names a byte for an error message; bytes outside printable ASCII
-// are shown by value since they may be a fragment of a UTF-8 sequence.
-func describe(c byte) string {
-	if c >= 0x20 && c < 0x7f {
-		return "character " + strconv.QuoteRune(rune(c))
-	}
-	return fmt.Sprintf("byte 0x%02x", c)
+	return "version " + human.Quote(e.Version) + ": " + e.Reason
 }
 
 func sign(n int) int {

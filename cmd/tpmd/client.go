@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -123,15 +121,7 @@ func host(args []string) int {
 			return 2
 		}
 	}
-	log, code := setUp("tpmd client", o.logLevel)
-	if log == nil {
-		return code
-	}
-	if err := runHost(o, log); err != nil {
-		fmt.Fprintf(os.Stderr, "tpmd client: %v\n", err)
-		return 1
-	}
-	return 0
+	return runRole("tpmd client", o.logLevel, func(log *slog.Logger) error { return runHost(o, log) })
 }
 
 func runHost(o hostOptions, log *slog.Logger) error {
@@ -150,25 +140,40 @@ func runHost(o hostOptions, log *slog.Logger) error {
 	if err := os.MkdirAll(o.runDir, 0o755); err != nil {
 		return fmt.Errorf("run directory: %w", err)
 	}
-	release, err := service.LockPidFile(filepath.Join(o.runDir, fifo.PidFile), "tpmd client")
-	if err != nil {
-		return err
-	}
-	defer release()
+	// No OnHUP: the host reloads nothing, and SIGHUP ends it as it always did.
+	return service.Run(log, service.Role{Name: "tpmd client", PidFile: filepath.Join(o.runDir, fifo.PidFile),
+		Start: func() (service.Daemon, func(), error) {
+			h, err := startHost(o, key, gid, log)
+			return h, nil, err
+		}})
+}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-
+// startHost opens the metrics listener and starts the host; the listener
+// closes once the host stopped, or at once when it did not start.
+func startHost(o hostOptions, key signing.PublicKey, gid int, log *slog.Logger) (service.Daemon, error) {
 	m := metrics.NewHost()
+	var ep *metrics.Endpoint
 	if o.metricsListen != "" {
-		ep, err := metrics.Listen(o.metricsListen, m.Handler())
-		if err != nil {
-			return err
+		var err error
+		if ep, err = metrics.Listen(o.metricsListen, m.Handler()); err != nil {
+			return nil, err
 		}
-		defer ep.Close()
 		log.Info("metrics", "addr", ep.Addr())
 	}
-	c, err := actors.StartHost(actors.HostConfig{
+	c, err := actors.StartHost(hostConfig(o, key, gid, m, log))
+	if err != nil {
+		if ep != nil {
+			ep.Close()
+		}
+		return nil, err
+	}
+	log.Info("tpmd client started", "pid", os.Getpid(), "servers", o.servers, "run_dir", o.runDir,
+		"torrent_port", c.TorrentPort())
+	return hostDaemon{Host: c, metrics: ep}, nil
+}
+
+func hostConfig(o hostOptions, key signing.PublicKey, gid int, m *metrics.Host, log *slog.Logger) actors.HostConfig {
+	return actors.HostConfig{
 		Metrics:       m,
 		Servers:       o.servers,
 		TrustedKey:    key,
@@ -189,20 +194,20 @@ func runHost(o hostOptions, log *slog.Logger) error {
 		Logger:        log,
 		Step:          o.step,
 		Linger:        o.linger,
-	})
-	if err != nil {
-		return err
 	}
-	log.Info("tpmd client started", "pid", os.Getpid(), "servers", o.servers, "run_dir", o.runDir,
-		"torrent_port", c.TorrentPort())
+}
 
-	var failure error
-	select {
-	case <-ctx.Done():
-		log.Info("stopping")
-	case failure = <-c.Failed():
-		log.Error("stopping after a component failed", "err", failure)
+// hostDaemon is the host with its metrics listener (nil without
+// --metrics-listen), which serves until the host stopped.
+type hostDaemon struct {
+	*actors.Host
+	metrics *metrics.Endpoint
+}
+
+func (h hostDaemon) Stop(ctx context.Context) error {
+	err := h.Host.Stop(ctx)
+	if h.metrics != nil {
+		h.metrics.Close()
 	}
-	stopWithin(log, c.Stop)
-	return failure
+	return err
 }

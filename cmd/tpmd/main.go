@@ -3,23 +3,20 @@
 // downloads, installs and seeds packages for the tpm CLI; "tpmd mirror"
 // keeps and serves a verified copy of a repository.
 //
-// This file is wiring only: flags and the config file, the pid file, the
-// file-IO choice of the torrent library, signals, and the exit status. The
-// server itself is actors.Server.
+// This file is wiring only: flags and the config file, the file-IO choice
+// of the torrent library, and the exit status; the pid file and the
+// signals are service.Run's. The server itself is actors.Server.
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -56,10 +53,6 @@ Signals: SIGHUP rescans now; SIGTERM and SIGINT stop within 5 seconds.
 
 Flags:
 `
-
-// stopBudget is how long a clean stop may take; upstart and systemd wait
-// longer before they kill.
-const stopBudget = 5 * time.Second
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -165,21 +158,13 @@ func server(args []string) int {
 		fmt.Fprintf(os.Stderr, "tpmd server: --index-valid-for %v is too short: give at least 4s (default 168h)\n", o.validFor)
 		return 2
 	}
-	log, code := setUp("tpmd server", o.logLevel)
-	if log == nil {
-		return code
-	}
-	if !o.tracker && len(o.announce) == 0 && !o.dht.on {
-		log.Warn("--tracker=false without --announce or --dht: hosts find no peers, only the web seeds")
-	}
-	if err := serve(o, check, log); err != nil {
-		fmt.Fprintf(os.Stderr, "tpmd server: %v\n", err)
-		return 1
-	}
-	return 0
+	return runRole("tpmd server", o.logLevel, func(log *slog.Logger) error { return serve(o, check, log) })
 }
 
 func serve(o options, check repo.Check, log *slog.Logger) error {
+	if !o.tracker && len(o.announce) == 0 && !o.dht.on {
+		log.Warn("--tracker=false without --announce or --dht: hosts find no peers, only the web seeds")
+	}
 	if o.publicURL == "" {
 		o.publicURL = defaultPublicURL(o.httpAddr)
 	}
@@ -193,19 +178,20 @@ func serve(o options, check repo.Check, log *slog.Logger) error {
 	if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-	release, err := service.LockPidFile(o.pidFile, "tpmd server")
-	if err != nil {
-		return err
-	}
-	defer release()
+	return service.Run(log, service.Role{Name: "tpmd server", PidFile: o.pidFile, OnHUP: "SIGHUP: rescanning",
+		Start: func() (service.Daemon, func(), error) {
+			srv, err := actors.StartServer(serverConfig(o, check, key, log))
+			if err != nil {
+				return nil, nil, err
+			}
+			log.Info("tpmd server started", "pid", os.Getpid(), "http", srv.HTTPAddr(), "public_url", o.publicURL,
+				"torrent", srv.TorrentAddr(), "packages", o.packages)
+			return srv, func() { srv.Rescan("SIGHUP") }, nil
+		}})
+}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
-	srv, err := actors.StartServer(actors.ServerConfig{
+func serverConfig(o options, check repo.Check, key *signing.Key, log *slog.Logger) actors.ServerConfig {
+	return actors.ServerConfig{
 		PackageDir:     o.packages,
 		StateDir:       o.stateDir,
 		HTTPAddr:       o.httpAddr,
@@ -222,14 +208,7 @@ func serve(o options, check repo.Check, log *slog.Logger) error {
 		Announce:       o.announce,
 		WebSeeds:       webSeeds(o.mirrors),
 		DHT:            o.dht.config(),
-	})
-	if err != nil {
-		return err
 	}
-	log.Info("tpmd server started", "pid", os.Getpid(), "http", srv.HTTPAddr(), "public_url", o.publicURL,
-		"torrent", srv.TorrentAddr(), "packages", o.packages)
-
-	return runUntilStopped(ctx, log, srv, hup, "SIGHUP: rescanning", func() { srv.Rescan("SIGHUP") })
 }
 
 // addFileIOFlag keeps --file-io, which chose anacrolix's file reads
@@ -240,53 +219,21 @@ func addFileIOFlag(fs *pflag.FlagSet) {
 	fs.MarkDeprecated("file-io", "tpmd reads package files with pread whatever it says; remove it")
 }
 
-// setUp checks the flags every role shares and makes the logger; a nil
-// logger means exit with code (the message is written).
-func setUp(role, logLevel string) (*slog.Logger, int) {
+// runRole makes the logger of --log-level, runs the role with it, and
+// turns the outcome into the exit status: 2 for a bad --log-level, 1 for
+// an error (written on stderr, after the role's name).
+func runRole(role, logLevel string, run func(*slog.Logger) error) int {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: --log-level %q is not debug, info, warn or error\n", role, logLevel)
-		return nil, 2
+		return 2
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), 0
-}
-
-// daemon is a running server or mirror.
-type daemon interface {
-	Failed() <-chan error
-	Stop(context.Context) error
-}
-
-// runUntilStopped runs d until SIGTERM or SIGINT (ctx) or a component's failure,
-// calling onHup on each SIGHUP, then stops it; it returns the failure.
-func runUntilStopped(ctx context.Context, log *slog.Logger, d daemon, hup <-chan os.Signal, hupMsg string, onHup func()) error {
-	for {
-		select {
-		case <-hup:
-			log.Info(hupMsg)
-			onHup()
-		case <-ctx.Done():
-			log.Info("stopping")
-			stopWithin(log, d.Stop)
-			return nil
-		case failure := <-d.Failed():
-			log.Error("stopping after a component failed", "err", failure)
-			stopWithin(log, d.Stop)
-			return failure
-		}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := run(log); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", role, err)
+		return 1
 	}
-}
-
-// stopWithin stops the daemon's actors within the stop budget, leaving the
-// process manager half a second.
-func stopWithin(log *slog.Logger, stop func(context.Context) error) {
-	ctx, cancel := context.WithTimeout(context.Background(), stopBudget-500*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	if err := stop(ctx); err != nil {
-		log.Warn("unclean stop", "err", err)
-	}
-	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
+	return 0
 }
 
 // checkURL refuses a URL that is not absolute with one of schemes.

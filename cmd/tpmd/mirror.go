@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -98,15 +95,7 @@ func mirror(args []string) int {
 		fmt.Fprintf(os.Stderr, "tpmd mirror: --sync-interval %v must be positive, like 2m\n", o.syncInterval)
 		return 2
 	}
-	log, code := setUp("tpmd mirror", o.logLevel)
-	if log == nil {
-		return code
-	}
-	if err := runMirror(o, log); err != nil {
-		fmt.Fprintf(os.Stderr, "tpmd mirror: %v\n", err)
-		return 1
-	}
-	return 0
+	return runRole("tpmd mirror", o.logLevel, func(log *slog.Logger) error { return runMirror(o, log) })
 }
 
 func runMirror(o mirrorOptions, log *slog.Logger) error {
@@ -125,36 +114,26 @@ func runMirror(o mirrorOptions, log *slog.Logger) error {
 			return fmt.Errorf("mirror directories: %w", err)
 		}
 	}
-	release, err := service.LockPidFile(o.pidFile, "tpmd mirror")
-	if err != nil {
-		return err
-	}
-	defer release()
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
-	m, err := actors.StartMirror(actors.MirrorConfig{
-		Upstreams:    o.upstreams,
-		TrustedKey:   key,
-		StateDir:     o.stateDir,
-		PackageDir:   o.packages,
-		HTTPAddr:     o.httpAddr,
-		PublicURL:    o.publicURL,
-		TorrentAddr:  o.torrentAddr,
-		SyncInterval: o.syncInterval,
-		NoTracker:    !o.tracker,
-		DHT:          o.dht.config(),
-		Logger:       log,
-	})
-	if err != nil {
-		return err
-	}
-	log.Info("tpmd mirror started", "pid", os.Getpid(), "http", m.HTTPAddr(), "public_url", o.publicURL,
-		"torrent", m.TorrentAddr(), "upstreams", o.upstreams, "packages", o.packages)
-
-	return runUntilStopped(ctx, log, m, hup, "SIGHUP: fetching and checking every file", func() { m.Sync("SIGHUP") })
+	return service.Run(log, service.Role{Name: "tpmd mirror", PidFile: o.pidFile, OnHUP: "SIGHUP: fetching and checking every file",
+		Start: func() (service.Daemon, func(), error) {
+			m, err := actors.StartMirror(actors.MirrorConfig{
+				Upstreams:    o.upstreams,
+				TrustedKey:   key,
+				StateDir:     o.stateDir,
+				PackageDir:   o.packages,
+				HTTPAddr:     o.httpAddr,
+				PublicURL:    o.publicURL,
+				TorrentAddr:  o.torrentAddr,
+				SyncInterval: o.syncInterval,
+				NoTracker:    !o.tracker,
+				DHT:          o.dht.config(),
+				Logger:       log,
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+			log.Info("tpmd mirror started", "pid", os.Getpid(), "http", m.HTTPAddr(), "public_url", o.publicURL,
+				"torrent", m.TorrentAddr(), "upstreams", o.upstreams, "packages", o.packages)
+			return m, func() { m.Sync("SIGHUP") }, nil
+		}})
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -75,7 +76,7 @@ type Request struct {
 
 // Options are the verbs' switches; each verb reads those it has.
 type Options struct {
-	Upgrade        bool `json:"upgrade,omitempty"`         // plan: an upgrade rather than an install
+	Upgrade        bool `json:"upgrade,omitempty"`         // plan: an upgrade rather than an install (set for the upgrade verb too)
 	Reinstall      bool `json:"reinstall,omitempty"`       // install, plan
 	AllowDowngrade bool `json:"allow_downgrade,omitempty"` // install, upgrade, plan
 	Cascade        bool `json:"cascade,omitempty"`         // remove
@@ -153,6 +154,10 @@ func Result(data any) (*Reply, error) {
 
 // Failure makes the final reply of a request that failed.
 func Failure(msg string) *Reply { return &Reply{Type: ReplyError, Error: msg} }
+
+// OneLine folds an error's text into the one line an error reply carries:
+// a wrapped cause may bring newlines (a script's output, a path list).
+func OneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // PlanItem is one package of a plan.
 type PlanItem struct {

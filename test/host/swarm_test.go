@@ -26,6 +26,7 @@ type proxy struct {
 	*httptest.Server
 	tamperIndex, corruptPackages atomic.Bool
 	throttle                     atomic.Int64 // bytes per second for /packages/, 0 = no limit
+	delivered                    atomic.Int64 // bytes of /packages/ read through the proxy
 }
 
 func newProxy(t *testing.T, target string) *proxy {
@@ -71,6 +72,7 @@ func (d *damaging) Read(b []byte) (int, error) {
 		time.Sleep(time.Duration(int64(len(b)) * int64(time.Second) / rate))
 	}
 	n, err := d.ReadCloser.Read(b)
+	d.p.delivered.Add(int64(n))
 	if d.p.corruptPackages.Load() {
 		for i := 0; i < n; i += 97 {
 			b[i] ^= 0x5a
@@ -249,11 +251,14 @@ func TestSIGTERMMidDownload(t *testing.T) {
 		f, _, err := callErr(context.Background(), h.run, "install", []string{"big"}, nil, 60*time.Second)
 		res <- out{f, err}
 	}()
-	waitFor(t, "download under way", func() bool {
-		info, err := os.Stat(filepath.Join(h.cache, "big-1.0-any.tpkg"))
-		return err == nil && info.Size() > 0
-	})
-	time.Sleep(500 * time.Millisecond)
+	// Mid-download: pieces are coming in (128 KiB, half a second of the
+	// throttled web seed), and the install still waits for the rest.
+	waitFor(t, "download under way", func() bool { return px.delivered.Load() >= 128<<10 })
+	select {
+	case o := <-res:
+		t.Fatalf("the install ended before the stop: %v %+v", o.err, o.final)
+	default:
+	}
 	dt, _ := d.Stop(t)
 	t.Logf("stopped %v after SIGTERM", dt)
 	if dt > 5*time.Second {

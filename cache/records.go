@@ -1,24 +1,26 @@
-package store
-
-// This file holds what a host daemon keeps beside the receipts: the record
-// of each package file in its cache (which torrent it is, what the signed
-// index said about it), so that it can seed every installed package after
-// a restart even when the current index no longer lists that version.
-// Records are small JSON files, one per cache file, written before the
-// install that needs them and reconciled with the receipts on start.
+// Package cache keeps what a host daemon holds beside the receipts: the
+// record of each package file in its cache (which torrent it is, what the
+// signed index said about it), so that it can seed every installed package
+// after a restart even when the current index no longer lists that
+// version, and the rules that reconcile those records with the receipts.
+// Records are small JSON files, one per cache file, each written durably
+// before the install that needs it (a crash then leaves a record that the
+// next start reconciles, never a file nobody knows of).
+package cache
 
 import (
-	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"tpm/store"
 )
 
-// CacheRecord describes one .tpkg of the host's cache.
-type CacheRecord struct {
+// Record describes one .tpkg of the host's cache.
+type Record struct {
 	Name      string `json:"name"`
 	Version   string `json:"version"`
 	File      string `json:"file"`
@@ -28,10 +30,10 @@ type CacheRecord struct {
 	InfoBytes []byte `json:"info"`
 }
 
-// CacheRecords is a directory of records.
-type CacheRecords struct{ Dir string }
+// Records is a directory of records.
+type Records struct{ Dir string }
 
-func (c CacheRecords) path(file string) (string, error) {
+func (c Records) path(file string) (string, error) {
 	if file == "" || file != filepath.Base(file) || strings.HasPrefix(file, ".") {
 		return "", fmt.Errorf("cache record: %q is not a plain file name", file)
 	}
@@ -39,7 +41,7 @@ func (c CacheRecords) path(file string) (string, error) {
 }
 
 // Put writes r durably, replacing any record of the same file.
-func (c CacheRecords) Put(r *CacheRecord) error {
+func (c Records) Put(r *Record) error {
 	p, err := c.path(r.File)
 	if err != nil {
 		return err
@@ -73,7 +75,7 @@ func (c CacheRecords) Put(r *CacheRecord) error {
 }
 
 // Delete forgets the record of file.
-func (c CacheRecords) Delete(file string) error {
+func (c Records) Delete(file string) error {
 	p, err := c.path(file)
 	if err != nil {
 		return err
@@ -85,7 +87,7 @@ func (c CacheRecords) Delete(file string) error {
 }
 
 // All reads every record; unreadable ones are skipped and reported.
-func (c CacheRecords) All() ([]*CacheRecord, error) {
+func (c Records) All() ([]*Record, error) {
 	ents, err := os.ReadDir(c.Dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -93,7 +95,7 @@ func (c CacheRecords) All() ([]*CacheRecord, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache records: %w", err)
 	}
-	var out []*CacheRecord
+	var out []*Record
 	var errs []error
 	for _, e := range ents {
 		if !strings.HasSuffix(e.Name(), ".json") || !e.Type().IsRegular() {
@@ -104,7 +106,7 @@ func (c CacheRecords) All() ([]*CacheRecord, error) {
 			errs = append(errs, err)
 			continue
 		}
-		var r CacheRecord
+		var r Record
 		if err := json.Unmarshal(b, &r); err != nil || r.File+".json" != e.Name() {
 			errs = append(errs, fmt.Errorf("cache record %s: unreadable", e.Name()))
 			continue
@@ -114,16 +116,19 @@ func (c CacheRecords) All() ([]*CacheRecord, error) {
 	return out, errors.Join(errs...)
 }
 
-// AllReceipts returns the receipts of every prefix.
-func (t *StateTx) AllReceipts() ([]*Receipt, error) {
-	var out []*Receipt
-	err := t.tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
-		var r Receipt
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("receipt %q: %w", bytes.ReplaceAll(k, []byte{0}, []byte{' '}), err)
-		}
-		out = append(out, &r)
-		return nil
-	})
-	return out, err
+// RecordOf is the record of the cache file of a catalog entry.
+func RecordOf(e *store.CatalogEntry) *Record {
+	return &Record{Name: e.Name, Version: e.Version, File: e.File, SHA256: e.SHA256,
+		Size: e.Size, InfoHash: e.InfoHash, InfoBytes: e.InfoBytes}
+}
+
+// Hash is the record's infohash as bytes.
+func (r *Record) Hash() ([20]byte, error) {
+	var h [20]byte
+	b, err := hex.DecodeString(r.InfoHash)
+	if err != nil || len(b) != len(h) {
+		return h, fmt.Errorf("cache record %s: bad infohash", r.File)
+	}
+	copy(h[:], b)
+	return h, nil
 }

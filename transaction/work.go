@@ -1,0 +1,140 @@
+package transaction
+
+import (
+	"context"
+	"errors"
+
+	"tpm/cache"
+	"tpm/engine"
+	"tpm/index"
+	"tpm/messages/wire"
+	"tpm/query"
+	"tpm/store"
+)
+
+// The work of a transaction, each step run on a goroutine of the actor
+// that drives the state machine, its result handed back to it.
+
+// Plan is an install's or upgrade's plan with what it was made against.
+type Plan struct {
+	Install *query.InstallPlan
+	Reasons map[string]store.Reason // of the packages installed when planned
+	Prefix  string
+}
+
+// PlanInstall plans an install or upgrade against idx, checks it against
+// the plan the user confirmed, and records every file it will download
+// before the download starts: a crash then leaves records that the next
+// start reconciles with the receipts.
+func PlanInstall(eng *engine.Engine, idx *index.Snapshot, recs cache.Records, req *wire.Request, defPrefix string) (*Plan, error) {
+	prefix, err := query.Prefix(req, defPrefix)
+	if err != nil {
+		return nil, err
+	}
+	installed, err := query.Receipts(eng, prefix)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{Prefix: prefix, Reasons: make(map[string]store.Reason, len(installed))}
+	for n, r := range installed {
+		p.Reasons[n] = r.Reason
+	}
+	if p.Install, err = query.PlanInstall(idx, installed, req.Args, query.InstallOptions(req)); err != nil {
+		return nil, err
+	}
+	if err := query.CheckExpect(req.Expect, p.Install.Versions()); err != nil {
+		return nil, err
+	}
+	for _, x := range p.Install.Packages {
+		if err := recs.Put(cache.RecordOf(x.Entry)); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// PlanRemove prepares a removal and checks it against the plan the user
+// confirmed.
+func PlanRemove(ctx context.Context, eng *engine.Engine, req *wire.Request, defPrefix string) (*engine.Changeset, string, error) {
+	prefix, err := query.Prefix(req, defPrefix)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(req.Args) == 0 {
+		return nil, "", errors.New("remove takes package names (tpm remove NAME...)")
+	}
+	cs, err := eng.PrepareRemove(ctx, prefix, req.Args, req.Options.Cascade)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := query.CheckExpect(req.Expect, query.PlanVersions(cs)); err != nil {
+		return nil, "", err
+	}
+	return cs, prefix, nil
+}
+
+// Outcome is what applying one batch or removal did: the engine's ops and
+// the packages it skipped, and the cache files no longer needed (the old
+// versions an upgrade replaced, the versions a removal took away).
+type Outcome struct {
+	Ops      []engine.OpResult
+	Skipped  []engine.Skipped
+	Released []*cache.Record
+	Err      error
+	// RecoverErr is why recovering after Err failed: the next start
+	// recovers again.
+	RecoverErr error
+}
+
+// Install applies one batch in one engine transaction. It is never
+// cancelled once started (a package is never left half-installed); a
+// failed one is recovered at once.
+func Install(eng *engine.Engine, recs cache.Records, b Batch, h engine.Hooks) Outcome {
+	var out Outcome
+	cs, skipped, err := eng.PrepareInstall(context.Background(), b.Request)
+	out.Skipped = skipped
+	if err == nil {
+		out.Ops, err = eng.Apply(context.Background(), cs, h)
+	}
+	if out.Err = err; err != nil {
+		out.RecoverErr = recoverAfter(eng)
+		return out
+	}
+	for _, e := range b.Entries {
+		if old := b.Old[e.Name]; old != "" {
+			out.Released = append(out.Released, cache.Release(eng.State(), recs, e.Name, old)...)
+		}
+	}
+	return out
+}
+
+// Remove applies a removal's changeset, as Install does a batch.
+func Remove(eng *engine.Engine, recs cache.Records, cs *engine.Changeset, h engine.Hooks) Outcome {
+	var out Outcome
+	if out.Ops, out.Err = eng.Apply(context.Background(), cs, h); out.Err != nil {
+		out.RecoverErr = recoverAfter(eng)
+		return out
+	}
+	for _, r := range out.Ops {
+		out.Released = append(out.Released, cache.Release(eng.State(), recs, r.Name, r.Version)...)
+	}
+	return out
+}
+
+// recoverAfter finishes or undoes what a failed engine transaction left, so
+// the next one starts clean.
+func recoverAfter(eng *engine.Engine) error {
+	_, err := eng.Recover(context.Background())
+	return err
+}
+
+// Abandon forgets what a failed or cancelled transaction recorded and
+// downloaded but did not install (a version some prefix has stays), and
+// returns the cache files to stop seeding and delete.
+func Abandon(eng *engine.Engine, recs cache.Records, plan *query.InstallPlan) []*cache.Record {
+	var drop []*cache.Record
+	for _, x := range plan.Packages {
+		drop = append(drop, cache.Release(eng.State(), recs, x.Entry.Name, x.Entry.Version)...)
+	}
+	return drop
+}
