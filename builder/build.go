@@ -143,15 +143,7 @@ func Build(ctx context.Context, spec Spec, log LogFunc) (*Result, error) {
 	if err := spec.check(); err != nil {
 		return nil, err
 	}
-	if spec.BuildRoot == "" {
-		spec.BuildRoot = DefaultBuildRoot
-	}
-	if spec.Timeout <= 0 {
-		spec.Timeout = DefaultTimeout
-	}
-	if spec.Limits == (tarball.Limits{}) {
-		spec.Limits = tarball.DefaultLimits()
-	}
+	spec.setDefaults()
 	ctx, cancel := context.WithTimeoutCause(ctx, spec.Timeout, errTimeout)
 	defer cancel()
 
@@ -167,50 +159,62 @@ func Build(ctx context.Context, spec Spec, log LogFunc) (*Result, error) {
 			f.Close()
 		}()
 	}
-	fail := func(step string, err error) (*Result, error) {
-		return nil, &BuildError{Name: spec.Name, Step: step, Err: err, Tail: out.tailLines(), LogFile: spec.LogFile}
-	}
-
 	if err := makeDestDir(spec.DestDir); err != nil {
 		return nil, fmt.Errorf("build %s: %w", spec.Name, err)
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			if err := removeAll(spec.DestDir); err != nil {
-				out.emit("cleanup", "removing "+spec.DestDir+": "+err.Error())
-			}
+			out.removeDir(spec.DestDir)
 		}
 	}()
 	buildDir, err := makeBuildDir(spec.BuildRoot, spec.Name)
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", spec.Name, err)
 	}
-	defer func() {
-		if err := removeAll(buildDir); err != nil {
-			out.emit("cleanup", "removing "+buildDir+": "+err.Error())
-		}
-	}()
+	defer out.removeDir(buildDir)
+	files, err := buildIn(ctx, spec, out, buildDir)
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	d := time.Since(start)
+	bucket := BucketPath(spec.Prefix, spec.Name)
+	out.emit("done", fmt.Sprintf("built %s in %s: %d entries in %s", spec.Name, d.Round(time.Millisecond), len(files), bucket))
+	return &Result{Bucket: filepath.Join(spec.DestDir, bucket), Files: files, LogFile: spec.LogFile, Tail: out.tailLines(), Duration: d}, nil
+}
+
+func (s *Spec) setDefaults() {
+	if s.BuildRoot == "" {
+		s.BuildRoot = DefaultBuildRoot
+	}
+	if s.Timeout <= 0 {
+		s.Timeout = DefaultTimeout
+	}
+	if s.Limits == (tarball.Limits{}) {
+		s.Limits = tarball.DefaultLimits()
+	}
+}
+
+// removeDir removes a directory of the build, and says so in the log when
+// it cannot.
+func (o *output) removeDir(dir string) {
+	if err := removeAll(dir); err != nil {
+		o.emit("cleanup", "removing "+dir+": "+err.Error())
+	}
+}
+
+// buildIn unpacks the source into buildDir and runs configure, make and
+// make install there; it returns what make install put in the bucket.
+func buildIn(ctx context.Context, spec Spec, out *output, buildDir string) ([]File, error) {
 	src := filepath.Join(buildDir, "src")
 	tmp := filepath.Join(buildDir, "tmp")
 	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return fail(StepUnpack, err)
+		return nil, failed(spec, out, StepUnpack, err)
 	}
-
-	out.step = StepUnpack
-	out.emit(StepUnpack, "$ unpack "+spec.Archive+" into "+src)
-	m, err := unpack(ctx, spec.Archive, spec.Limits, src)
-	if err == nil {
-		err = spec.checkManifest(m)
+	if err := unpackSource(ctx, spec, out, src); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, stepError(ctx, spec, out, StepUnpack, err)
-		}
-		out.emit(StepUnpack, err.Error())
-		return fail(StepUnpack, err)
-	}
-
 	bucket := BucketPath(spec.Prefix, spec.Name)
 	env := []string{"PATH=" + defaultPath(), "HOME=" + buildDir, "TMPDIR=" + tmp, "LANG=C"}
 	env = append(env, spec.Env...)
@@ -228,17 +232,37 @@ func Build(ctx context.Context, spec Spec, log LogFunc) (*Result, error) {
 			return nil, stepError(ctx, spec, out, s.name, err)
 		}
 	}
-
-	staged := filepath.Join(spec.DestDir, bucket)
 	files, err := collect(spec.DestDir, bucket)
 	if err != nil {
 		out.emit(StepInstall, err.Error())
-		return fail(StepInstall, err)
+		return nil, failed(spec, out, StepInstall, err)
 	}
-	ok = true
-	d := time.Since(start)
-	out.emit("done", fmt.Sprintf("built %s in %s: %d entries in %s", spec.Name, d.Round(time.Millisecond), len(files), bucket))
-	return &Result{Bucket: staged, Files: files, LogFile: spec.LogFile, Tail: out.tailLines(), Duration: d}, nil
+	return files, nil
+}
+
+// unpackSource unpacks the archive into src, and checks that it holds the
+// Source package spec names.
+func unpackSource(ctx context.Context, spec Spec, out *output, src string) error {
+	out.step = StepUnpack
+	out.emit(StepUnpack, "$ unpack "+spec.Archive+" into "+src)
+	m, err := unpack(ctx, spec.Archive, spec.Limits, src)
+	if err == nil {
+		err = spec.checkManifest(m)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return stepError(ctx, spec, out, StepUnpack, err)
+		}
+		out.emit(StepUnpack, err.Error())
+		return failed(spec, out, StepUnpack, err)
+	}
+	return nil
+}
+
+// failed is the BuildError of a step that failed on the builder's side,
+// not in a command it ran.
+func failed(spec Spec, out *output, step string, err error) error {
+	return &BuildError{Name: spec.Name, Step: step, Err: err, Tail: out.tailLines(), LogFile: spec.LogFile}
 }
 
 // stepError explains a failed step: its exit status, or the timeout or

@@ -34,7 +34,38 @@ func collect(destDir, bucket string) ([]File, error) {
 	if err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("make install put nothing in %s (is DESTDIR honoured?)", bucket)
 	}
-	err = filepath.WalkDir(destDir, func(p string, d fs.DirEntry, err error) error {
+	if err := checkOnlyBucket(destDir, rel, bucket); err != nil {
+		return nil, err
+	}
+	var files []File
+	err = filepath.WalkDir(staged, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == staged {
+			return nil
+		}
+		r, err := filepath.Rel(staged, p)
+		if err != nil {
+			return err
+		}
+		f, err := fileOf(p, filepath.ToSlash(r), d, bucket)
+		if err != nil {
+			return err
+		}
+		files = append(files, f)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return files, nil
+}
+
+// checkOnlyBucket refuses what make install wrote into destDir outside the
+// bucket, rel inside destDir.
+func checkOnlyBucket(destDir, rel, bucket string) error {
+	return filepath.WalkDir(destDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -50,51 +81,33 @@ func collect(destDir, bucket string) ([]File, error) {
 		}
 		return fmt.Errorf("make install wrote /%s, outside the bucket %s", r, bucket)
 	})
-	if err != nil {
-		return nil, err
-	}
+}
 
-	var files []File
-	err = filepath.WalkDir(staged, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p == staged {
-			return nil
-		}
-		r, err := filepath.Rel(staged, p)
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		f := File{Path: filepath.ToSlash(r), Mode: info.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)}
-		switch mode := info.Mode(); {
-		case mode.IsDir():
-			f.Type = tarball.TypeDir
-		case mode.IsRegular():
-			f.Type = tarball.TypeFile
-			f.Size = info.Size()
-			if f.SHA256, err = hashFile(p); err != nil {
-				return err
-			}
-		case mode&fs.ModeSymlink != 0:
-			f.Type = tarball.TypeSymlink
-			if f.Link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("make install made %s/%s, a %v; only directories, files and symlinks can be installed", bucket, f.Path, mode.Type())
-		}
-		files = append(files, f)
-		return nil
-	})
+// fileOf describes the entry p of the bucket, rel inside it.
+func fileOf(p, rel string, d fs.DirEntry, bucket string) (File, error) {
+	info, err := d.Info()
 	if err != nil {
-		return nil, err
+		return File{}, err
 	}
-	return files, nil
+	f := File{Path: rel, Mode: info.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)}
+	switch mode := info.Mode(); {
+	case mode.IsDir():
+		f.Type = tarball.TypeDir
+	case mode.IsRegular():
+		f.Type = tarball.TypeFile
+		f.Size = info.Size()
+		if f.SHA256, err = hashFile(p); err != nil {
+			return File{}, err
+		}
+	case mode&fs.ModeSymlink != 0:
+		f.Type = tarball.TypeSymlink
+		if f.Link, err = os.Readlink(p); err != nil {
+			return File{}, err
+		}
+	default:
+		return File{}, fmt.Errorf("make install made %s/%s, a %v; only directories, files and symlinks can be installed", bucket, f.Path, mode.Type())
+	}
+	return f, nil
 }
 
 func hashFile(name string) (string, error) {

@@ -44,25 +44,46 @@ func unpack(ctx context.Context, archive string, limits tarball.Limits, dir stri
 	}
 	defer root.Close()
 
+	dirs, links, err := placeAll(ctx, tr, root)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLinks(links); err != nil {
+		return nil, err
+	}
+	if err := setDirModes(root, dirs); err != nil {
+		return nil, err
+	}
+	m, err := manifest.Parse(tr.Info()["package.json"])
+	if err != nil {
+		return nil, fmt.Errorf("info/package.json: %w", err)
+	}
+	return m, nil
+}
+
+// placeAll writes every entry of tr into root. It returns the directories,
+// whose modes and mtimes wait for their contents, and the symlinks, by
+// path, for checkLinks.
+func placeAll(ctx context.Context, tr *tarball.Reader, root *os.Root) ([]tarball.Entry, map[string]string, error) {
 	var dirs []tarball.Entry
 	links := make(map[string]string)
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		entry, content, err := tr.Next()
 		if err == io.EOF {
-			break
+			return dirs, links, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := place(root, entry, content); err != nil {
 			var rule *tarball.RuleError
 			if errors.As(err, &rule) {
-				return nil, err
+				return nil, nil, err
 			}
-			return nil, fmt.Errorf("data/%s: %w", entry.Path, err)
+			return nil, nil, fmt.Errorf("data/%s: %w", entry.Path, err)
 		}
 		switch entry.Type {
 		case tarball.TypeDir:
@@ -71,25 +92,22 @@ func unpack(ctx context.Context, archive string, limits tarball.Limits, dir stri
 			links[entry.Path] = entry.Link
 		}
 	}
-	if err := checkLinks(links); err != nil {
-		return nil, err
-	}
-	// Directories last and deepest first: writing their contents changed
-	// their mtimes, and a read-only one would have stopped the writing.
+}
+
+// setDirModes gives the directories their modes and mtimes, last and
+// deepest first: writing their contents changed their mtimes, and a
+// read-only one would have stopped the writing.
+func setDirModes(root *os.Root, dirs []tarball.Entry) error {
 	for _, d := range slices.Backward(dirs) {
 		// Owner rwx stays, so that the tree can always be removed.
 		if err := root.Chmod(d.Path, d.Mode.Perm()|0o700); err != nil {
-			return nil, fmt.Errorf("data/%s: %w", d.Path, err)
+			return fmt.Errorf("data/%s: %w", d.Path, err)
 		}
 		if err := root.Chtimes(d.Path, d.ModTime, d.ModTime); err != nil {
-			return nil, fmt.Errorf("data/%s: %w", d.Path, err)
+			return fmt.Errorf("data/%s: %w", d.Path, err)
 		}
 	}
-	m, err := manifest.Parse(tr.Info()["package.json"])
-	if err != nil {
-		return nil, fmt.Errorf("info/package.json: %w", err)
-	}
-	return m, nil
+	return nil
 }
 
 // place writes one entry. Parents the archive does not list are made 0755

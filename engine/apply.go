@@ -95,6 +95,45 @@ func (e *Engine) Apply(ctx context.Context, p *Changeset, h Hooks) ([]OpResult, 
 	}
 	defer t.close()
 
+	a := &applier{e: e, ctx: ctx, h: h, t: t, p: p, j: e.journalOf(p)}
+	e.opts.Step("journal " + p.id)
+	if err := e.writeJournal(a.j); err != nil {
+		return nil, err
+	}
+	if err := a.stageAll(); err != nil {
+		return nil, e.abort(t, a.j, 0, err)
+	}
+	var done []OpResult
+	for i := range p.Ops {
+		res, err := a.applyOp(i)
+		if err != nil {
+			return done, err
+		}
+		done = append(done, res)
+		h.Applied(res)
+	}
+	return done, e.closeJournal(done)
+}
+
+// applier is the state of one Apply, from staging to the last op.
+type applier struct {
+	e   *Engine
+	ctx context.Context
+	h   Hooks
+	t   *tree
+	p   *Changeset
+	j   *journal
+	// The receipts (with the hashes staging computed) go into the journal
+	// with the first op that starts placing: until then a crash undoes the
+	// transaction from what the first journal names, so a separate write
+	// of them now would only cost a commit.
+	journaled bool
+}
+
+// journalOf is the journal of a changeset before anything is staged: every
+// temporary name staging will use, so that recovery can undo any of it.
+// It names each source package's build directory.
+func (e *Engine) journalOf(p *Changeset) *journal {
 	j := &journal{ID: p.id, Prefix: p.Prefix}
 	for _, op := range p.Ops {
 		jo := journalOp{Name: op.Name, Action: op.Action, State: statePlanned, NewDirs: op.newDirs, Remove: op.remove}
@@ -116,11 +155,13 @@ func (e *Engine) Apply(ctx context.Context, p *Changeset, h Hooks) ([]OpResult, 
 		}
 		j.Ops = append(j.Ops, jo)
 	}
-	e.opts.Step("journal " + p.id)
-	if err := e.writeJournal(j); err != nil {
-		return nil, err
-	}
+	return j
+}
 
+// stageAll stages the files of every op that installs one, then syncs them
+// all at once. An error leaves the transaction to abort.
+func (a *applier) stageAll() error {
+	e, p := a.e, a.p
 	strip := !(e.opts.Root && p.Prefix == "/")
 	for i, op := range p.Ops {
 		if op.Action == Remove {
@@ -128,88 +169,97 @@ func (e *Engine) Apply(ctx context.Context, p *Changeset, h Hooks) ([]OpResult, 
 		}
 		var err error
 		if op.bucket != "" {
-			err = e.stageSource(ctx, h, t, p, i, j, strip)
+			err = e.stageSource(a.ctx, a.h, a.t, p, i, a.j, strip)
 		} else {
-			err = e.stage(ctx, t, op, strip)
+			err = e.stage(a.ctx, a.t, op, strip)
 		}
 		if err != nil {
 			var conflict *ConflictError
 			if !errors.As(err, &conflict) {
 				err = fmt.Errorf("%s %s: %w", op.Action, op.Name, err)
 			}
-			return nil, e.abort(t, j, 0, err)
+			return err
 		}
-		j.Ops[i].Receipt = e.receiptOf(p.Prefix, op)
-		j.Ops[i].Info = op.pkg.Info
+		a.j.Ops[i].Receipt = e.receiptOf(p.Prefix, op)
+		a.j.Ops[i].Info = op.pkg.Info
 	}
 	e.opts.Step("sync staged files")
-	if err := t.sync(); err != nil {
-		return nil, e.abort(t, j, 0, err)
-	}
-	// The receipts (with the hashes staging computed) go into the journal
-	// with the first op that starts placing: until then a crash undoes the
-	// transaction from what the first journal names, so a separate write
-	// of them now would only cost a commit.
-	journaled := false
+	return a.t.sync()
+}
 
-	var done []OpResult
-	for i, op := range p.Ops {
-		if err := ctx.Err(); err != nil {
-			return done, e.abort(t, j, i, err)
-		}
-		res := OpResult{Action: op.Action, Name: op.Name, Version: op.Version, OldVersion: op.OldVersion}
-		info := e.scriptsOf(p.Prefix, op)
-		if op.bucket != "" || (op.old != nil && op.old.Type == manifest.TypeSource && op.Action == Remove) {
-			info = nil // source packages run no scripts
-		}
-		pre, post := scriptNames(op.Action)
-		e.opts.Step(pre + " " + op.Name)
-		if err := e.runScript(ctx, h, p.Prefix, op, pre, info[pre]); err != nil {
-			return done, e.abort(t, j, i, err)
-		}
-		j.Ops[i].State = statePlacing
-		e.opts.Step("journal placing " + op.Name)
-		write := e.writeJournal
-		if journaled {
-			write = func(j *journal) error { return e.writeStates(j, nil) }
-		}
-		if err := write(j); err != nil {
-			return done, e.abort(t, j, i, err)
-		}
-		journaled = true
-		if err := e.place(t, j.Prefix, &j.Ops[i]); err != nil {
-			// Half-placed: only recovery's roll forward can finish it.
-			return done, fmt.Errorf("%s %s: %w (run any tpm command to finish it)", op.Action, op.Name, err)
-		}
-		if err := e.commit(t, j, i); err != nil {
-			return done, fmt.Errorf("%s %s: %w (run any tpm command to finish it)", op.Action, op.Name, err)
-		}
-		e.cleanup(t, &j.Ops[i])
-		e.opts.Step(post + " " + op.Name)
-		if err := e.runScript(ctx, h, p.Prefix, op, post, info[post]); err != nil {
-			res.Warnings = append(res.Warnings, err.Error())
-		}
-		if info[post] != nil {
-			// Only so that recovery can tell whether the post-script ran.
-			j.Ops[i].State = stateDone
-			e.opts.Step("journal done " + op.Name)
-			if err := e.writeStates(j, nil); err != nil {
-				return done, err
-			}
-		}
-		done = append(done, res)
-		h.Applied(res)
+// applyOp runs op i's pre-script, places and commits it, and runs its
+// post-script. Until it places files, an error undoes op i and the ops
+// after it; the error it returns is the transaction's.
+func (a *applier) applyOp(i int) (OpResult, error) {
+	e, op, j := a.e, a.p.Ops[i], a.j
+	if err := a.ctx.Err(); err != nil {
+		return OpResult{}, e.abort(a.t, j, i, err)
 	}
+	res := OpResult{Action: op.Action, Name: op.Name, Version: op.Version, OldVersion: op.OldVersion}
+	info := e.scriptsOf(a.p.Prefix, op)
+	if op.bucket != "" || (op.old != nil && op.old.Type == manifest.TypeSource && op.Action == Remove) {
+		info = nil // source packages run no scripts
+	}
+	pre, post := scriptNames(op.Action)
+	e.opts.Step(pre + " " + op.Name)
+	if err := e.runScript(a.ctx, a.h, a.p.Prefix, op, pre, info[pre]); err != nil {
+		return res, e.abort(a.t, j, i, err)
+	}
+	if err := a.journalPlacing(i); err != nil {
+		return res, e.abort(a.t, j, i, err)
+	}
+	if err := e.place(a.t, j.Prefix, &j.Ops[i]); err != nil {
+		// Half-placed: only recovery's roll forward can finish it.
+		return res, fmt.Errorf("%s %s: %w (run any tpm command to finish it)", op.Action, op.Name, err)
+	}
+	if err := e.commit(a.t, j, i); err != nil {
+		return res, fmt.Errorf("%s %s: %w (run any tpm command to finish it)", op.Action, op.Name, err)
+	}
+	e.cleanup(a.t, &j.Ops[i])
+	e.opts.Step(post + " " + op.Name)
+	if err := e.runScript(a.ctx, a.h, a.p.Prefix, op, post, info[post]); err != nil {
+		res.Warnings = append(res.Warnings, err.Error())
+	}
+	if info[post] != nil {
+		// Only so that recovery can tell whether the post-script ran.
+		j.Ops[i].State = stateDone
+		e.opts.Step("journal done " + op.Name)
+		if err := e.writeStates(j, nil); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// journalPlacing records that op i starts placing files: from here on,
+// recovery finishes it rather than undoing it.
+func (a *applier) journalPlacing(i int) error {
+	a.j.Ops[i].State = statePlacing
+	a.e.opts.Step("journal placing " + a.p.Ops[i].Name)
+	write := a.e.writeJournal
+	if a.journaled {
+		write = func(j *journal) error { return a.e.writeStates(j, nil) }
+	}
+	if err := write(a.j); err != nil {
+		return err
+	}
+	a.journaled = true
+	return nil
+}
+
+// closeJournal clears the journal of a transaction that went through, and
+// backs the state database up.
+func (e *Engine) closeJournal(done []OpResult) error {
 	e.opts.Step("clear journal")
 	if err := e.db.Update(func(tx *store.StateTx) error { return tx.ClearJournal() }); err != nil {
-		return done, err
+		return err
 	}
 	if err := e.db.Backup(); err != nil && len(done) > 0 {
 		// The transaction is in; only the copy to restore from is old.
 		last := &done[len(done)-1]
 		last.Warnings = append(last.Warnings, err.Error())
 	}
-	return done, nil
+	return nil
 }
 
 func scriptNames(a Action) (string, string) {
@@ -304,19 +354,90 @@ func (e *Engine) abort(t *tree, j *journal, from int, cause error) error {
 // and creates the directories it needs. The archive is read again through
 // the same checks as when it was planned, and must list the same entries.
 func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
-	index := make(map[string]int, len(op.entries))
+	// Not a field of the stager: the pool it holds goes to the heap, and
+	// the index would go with it.
+	index := make(map[string]int, len(op.entries)) // entry path → its index in op.entries
 	for i, en := range op.entries {
 		index[en.Path] = i
 	}
+	s := stager{e: e, t: t, op: op, strip: strip}
+	modes, err := s.makeDirs()
+	if err != nil {
+		return err
+	}
+	if op.tarStream != nil {
+		return s.stageFrom(ctx, tarball.NewTarReader(bytes.NewReader(op.tarStream), e.opts.Limits), index, modes)
+	}
+	f, err := os.Open(op.Archive)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := tarball.NewReader(bufio.NewReaderSize(f, 1<<20), e.opts.Limits)
+	if err != nil {
+		return err
+	}
+	if op.pkg.Listed {
+		// The changeset was made from the listing; below, every entry must be
+		// one it planned, and all of them must come.
+		r.IgnoreListing()
+	}
+	return s.stageFrom(ctx, r, index, modes)
+}
+
+// stageFrom stages the entries r reads, then the hard links, and gives the
+// directories made their modes.
+func (s *stager) stageFrom(ctx context.Context, r *tarball.Reader, index map[string]int, modes []dirMode) error {
+	s.pool = newStagePool(ctx, s.t, stageWorkers())
+	defer s.pool.stop()
+	s.buf = make([]byte, 256<<10)
+	if err := s.stageEntries(r, index); err != nil {
+		return err
+	}
+	if err := s.pool.wait(); err != nil {
+		return err
+	}
+	if err := s.linkHardlinks(index); err != nil {
+		return err
+	}
+	if err := s.checkAllCame(); err != nil {
+		return err
+	}
+	for _, d := range modes {
+		if err := s.t.chmodDir(d.at, d.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stager is the state of one stage: where each entry goes, and how far the
+// archive got.
+type stager struct {
+	e         *Engine
+	t         *tree
+	op        *Op
+	strip     bool
+	pool      *stagePool
+	buf       []byte // for the large files streamed here
+	hardlinks []int  // entries staged last, once every file they may repeat is
+	seen      int    // archive entries matched so far
+}
+
+// dirMode is the mode a staged directory gets once its files are in.
+type dirMode struct {
+	at   string
+	mode fs.FileMode
+}
+
+// makeDirs creates the op's new directories, private at first: they get
+// their modes once their files are in, so a read-only one is still written
+// into.
+func (s *stager) makeDirs() ([]dirMode, error) {
+	op := s.op
 	isNew := make(map[string]bool, len(op.newDirs))
 	for _, d := range op.newDirs {
 		isNew[d] = true
-	}
-	// Directories are made private first and given their modes once their
-	// files are in, so a read-only one is still written into.
-	type dirMode struct {
-		at   string
-		mode fs.FileMode
 	}
 	var modes []dirMode
 	for i, en := range op.entries {
@@ -330,108 +451,109 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 		if !inTree {
 			at = en.Path
 		}
-		e.opts.Step("mkdir " + en.Path)
-		mode := keepMode(en.Mode, strip)
-		if err := t.mkdir(at, 0o700); err != nil {
-			return err
+		s.e.opts.Step("mkdir " + en.Path)
+		mode := keepMode(en.Mode, s.strip)
+		if err := s.t.mkdir(at, 0o700); err != nil {
+			return nil, err
 		}
 		modes = append(modes, dirMode{at, mode})
 		op.records[i].Mode = mode | fs.ModeDir
 	}
+	return modes, nil
+}
 
-	var r *tarball.Reader
-	if op.tarStream != nil {
-		r = tarball.NewTarReader(bytes.NewReader(op.tarStream), e.opts.Limits)
-	} else {
-		f, err := os.Open(op.Archive)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if r, err = tarball.NewReader(bufio.NewReaderSize(f, 1<<20), e.opts.Limits); err != nil {
-			return err
-		}
-		if op.pkg.Listed {
-			// The changeset was made from the listing; below, every entry must be
-			// one it planned, and all of them must come.
-			r.IgnoreListing()
-		}
-	}
-	pool := newStagePool(ctx, t, stageWorkers())
-	defer pool.stop()
-	var hardlinks []int
-	buf := make([]byte, 256<<10)
-	seen := 0
+// stageEntries stages the archive's entries as they come, small files on
+// the pool's workers, hard links left for later.
+func (s *stager) stageEntries(r *tarball.Reader, index map[string]int) error {
 	for {
 		en, content, err := r.Next()
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if err := pool.err(); err != nil {
+		if err := s.pool.err(); err != nil {
 			return err
 		}
-		// Entry by entry, in order, what the changeset read (from the listing
-		// or the whole archive): nothing else is written, nothing is left out.
-		i, ok := index[en.Path]
-		if !ok || seen >= len(op.pkg.Entries) || op.pkg.Entries[seen].Path != en.Path || !sameEntry(op.pkg.Entries[seen], en) {
-			if op.pkg.Listed {
-				return fmt.Errorf("refusing %s: %w", filepath.Base(op.Archive), &tarball.RuleError{Entry: "data/" + en.Path, Rule: fmt.Sprintf("is not what info/files lists as entry %d", seen+1)})
-			}
-			return fmt.Errorf("%s changed since it was checked (entry data/%s)", op.Archive, en.Path)
+		i, err := s.match(en, index)
+		if err != nil {
+			return err
 		}
-		seen++
-		if en.Type == tarball.TypeDir {
-			continue
+		if err := s.stageEntry(i, en, content); err != nil {
+			return err
 		}
-		if en.Type == tarball.TypeHardlink {
-			hardlinks = append(hardlinks, i) // once every file it may repeat is written
-			continue
-		}
-		e.opts.Step("stage " + en.Path)
-		job := stageJob{temp: op.temps[i], entry: en, mode: keepMode(en.Mode, strip), rec: &op.records[i]}
-		if en.Type == tarball.TypeFile && en.Size > stageInline {
-			// Large files stream from the archive here, while the workers
-			// go on with the small ones.
-			if err := job.run(t, content, buf); err != nil {
-				return err
-			}
-			continue
-		}
-		if en.Type == tarball.TypeFile {
-			job.data = pool.alloc(en.Size)
-			if _, err := io.ReadFull(content, job.data); err != nil {
-				return fmt.Errorf("read data/%s: %w", en.Path, err)
-			}
-		}
-		pool.submit(job)
 	}
-	if err := pool.wait(); err != nil {
-		return err
+}
+
+// match returns the index of the op's entry that en is. Entry by entry, in
+// order, what the changeset read (from the listing or the whole archive):
+// nothing else is written, nothing is left out.
+func (s *stager) match(en tarball.Entry, index map[string]int) (int, error) {
+	op := s.op
+	i, ok := index[en.Path]
+	if !ok || s.seen >= len(op.pkg.Entries) || op.pkg.Entries[s.seen].Path != en.Path || !sameEntry(op.pkg.Entries[s.seen], en) {
+		if op.pkg.Listed {
+			return 0, fmt.Errorf("refusing %s: %w", filepath.Base(op.Archive), &tarball.RuleError{Entry: "data/" + en.Path, Rule: fmt.Sprintf("is not what info/files lists as entry %d", s.seen+1)})
+		}
+		return 0, fmt.Errorf("%s changed since it was checked (entry data/%s)", op.Archive, en.Path)
 	}
-	for _, i := range hardlinks {
+	s.seen++
+	return i, nil
+}
+
+// stageEntry stages entry i, which is en.
+func (s *stager) stageEntry(i int, en tarball.Entry, content io.Reader) error {
+	switch en.Type {
+	case tarball.TypeDir:
+		return nil
+	case tarball.TypeHardlink:
+		s.hardlinks = append(s.hardlinks, i) // once every file it may repeat is written
+		return nil
+	}
+	s.e.opts.Step("stage " + en.Path)
+	job := stageJob{temp: s.op.temps[i], entry: en, mode: keepMode(en.Mode, s.strip), rec: &s.op.records[i]}
+	if en.Type == tarball.TypeFile && en.Size > stageInline {
+		// Large files stream from the archive here, while the workers
+		// go on with the small ones.
+		return job.run(s.t, content, s.buf)
+	}
+	if en.Type == tarball.TypeFile {
+		job.data = s.pool.alloc(en.Size)
+		if _, err := io.ReadFull(content, job.data); err != nil {
+			return fmt.Errorf("read data/%s: %w", en.Path, err)
+		}
+	}
+	s.pool.submit(job)
+	return nil
+}
+
+// linkHardlinks stages the hard links, each to the staged file it repeats.
+func (s *stager) linkHardlinks(index map[string]int) error {
+	op := s.op
+	for _, i := range s.hardlinks {
 		en := op.entries[i]
 		target := index[en.Link]
-		e.opts.Step("stage " + en.Path)
-		if err := t.link(op.temps[target], op.temps[i]); err != nil {
+		s.e.opts.Step("stage " + en.Path)
+		if err := s.t.link(op.temps[target], op.temps[i]); err != nil {
 			return fmt.Errorf("link %s: %w", en.Path, err)
 		}
 		src := op.records[target]
 		rec := &op.records[i]
 		rec.Type, rec.SHA256, rec.Mode, rec.Size = store.File, src.SHA256, src.Mode, src.Size
 	}
-	if seen != len(op.pkg.Entries) {
+	return nil
+}
+
+// checkAllCame refuses an archive that ended before every entry the
+// changeset read.
+func (s *stager) checkAllCame() error {
+	op := s.op
+	if s.seen != len(op.pkg.Entries) {
 		if op.pkg.Listed {
-			return fmt.Errorf("refusing %s: %w", filepath.Base(op.Archive), &tarball.RuleError{Entry: "info/files", Rule: fmt.Sprintf("lists %d entries but data/ has %d", len(op.pkg.Entries), seen)})
+			return fmt.Errorf("refusing %s: %w", filepath.Base(op.Archive), &tarball.RuleError{Entry: "info/files", Rule: fmt.Sprintf("lists %d entries but data/ has %d", len(op.pkg.Entries), s.seen)})
 		}
 		return fmt.Errorf("%s changed since it was checked", op.Archive)
-	}
-	for _, d := range modes {
-		if err := t.chmodDir(d.at, d.mode); err != nil {
-			return err
-		}
 	}
 	return nil
 }

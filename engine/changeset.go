@@ -413,15 +413,7 @@ func (p *Changeset) checkOp(tx *store.StateTx, disk *diskView, oi int, op *Op, c
 	var conflicts []Conflict
 	op.temps = make(map[int]string, len(op.records))
 	op.newDirs = nil
-	owned := make(map[string]bool)
-	ownedUnder := func(dir string) bool {
-		o, ok := owned[dir]
-		if !ok {
-			o = tx.OwnsUnder(p.Prefix, dir)
-			owned[dir] = o
-		}
-		return o
-	}
+	k := opCheck{p: p, tx: tx, op: op, c: c, owned: make(map[string]bool)}
 	for i, rec := range op.records {
 		if op.movedIn(rec.Path) {
 			continue // arrives with its bucket, in one rename
@@ -436,14 +428,8 @@ func (p *Changeset) checkOp(tx *store.StateTx, disk *diskView, oi int, op *Op, c
 		}
 		exists := err == nil
 		if rec.Type == store.Dir {
-			if other := c.files[rec.Path]; other != "" {
-				conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: other, Detail: "is a directory in " + op.Name + " but a file in " + other + " in this transaction"})
-			} else if owner := tx.FileOwner(p.Prefix, rec.Path); owner != "" {
-				conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: owner, Detail: "is a directory in " + op.Name + " but a file of " + owner})
-			} else if exists && !info.IsDir() {
-				conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Detail: "is a directory in " + op.Name + " but a " + kindOf(info) + " on disk"})
-			} else if exists && rec.Path == op.bucket && !ownsDir(tx, p.Prefix, rec.Path, op.Name) {
-				conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Detail: "is the build bucket of " + op.Name + " but already exists and is not its own"})
+			if cf, ok := k.dirConflict(rec.Path, abs, info, exists); ok {
+				conflicts = append(conflicts, cf)
 			} else if !exists && rec.Path != op.bucket {
 				op.newDirs = append(op.newDirs, rec.Path)
 			}
@@ -453,24 +439,73 @@ func (p *Changeset) checkOp(tx *store.StateTx, disk *diskView, oi int, op *Op, c
 		if c.dirs[rec.Path] {
 			continue // a directory of another package here: reported from its side
 		}
-		if !exists && !ownedUnder(path.Dir(rec.Path)) {
+		if !exists && !k.ownedUnder(path.Dir(rec.Path)) {
 			continue // a new name in a folder no package has anything in
 		}
-		owner := tx.FileOwner(p.Prefix, rec.Path)
-		switch {
-		case owner == op.Name:
-			// The package replaces its own file.
-		case owner != "" && !(c.leaving[owner] && c.files[rec.Path] == op.Name && !stillHas(p, owner, rec.Path)):
-			conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: owner})
-		case owner != "":
-			// Moves from a package that drops or leaves it in this transaction.
-		case len(tx.DirOwners(p.Prefix, rec.Path)) > 0:
-			conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name, Owner: tx.DirOwners(p.Prefix, rec.Path)[0], Detail: "is a file in " + op.Name + " but a directory of " + strings.Join(tx.DirOwners(p.Prefix, rec.Path), ", ")})
-		case exists:
-			conflicts = append(conflicts, Conflict{Path: abs, Package: op.Name})
+		if cf, ok := k.fileConflict(rec.Path, abs, exists); ok {
+			conflicts = append(conflicts, cf)
 		}
 	}
 	return conflicts, nil
+}
+
+// opCheck is what checkOp checks one op's records against.
+type opCheck struct {
+	p     *Changeset
+	tx    *store.StateTx
+	op    *Op
+	c     claims
+	owned map[string]bool // directory → whether a package has anything under it
+}
+
+// ownedUnder says whether a package has anything under dir, asking the
+// state database once a directory.
+func (k *opCheck) ownedUnder(dir string) bool {
+	o, ok := k.owned[dir]
+	if !ok {
+		o = k.tx.OwnsUnder(k.p.Prefix, dir)
+		k.owned[dir] = o
+	}
+	return o
+}
+
+// dirConflict is the conflict, if any, of the op's directory rel (abs on
+// disk, as info says when it exists).
+func (k *opCheck) dirConflict(rel, abs string, info fs.FileInfo, exists bool) (Conflict, bool) {
+	p, tx, op := k.p, k.tx, k.op
+	if other := k.c.files[rel]; other != "" {
+		return Conflict{Path: abs, Package: op.Name, Owner: other, Detail: "is a directory in " + op.Name + " but a file in " + other + " in this transaction"}, true
+	}
+	if owner := tx.FileOwner(p.Prefix, rel); owner != "" {
+		return Conflict{Path: abs, Package: op.Name, Owner: owner, Detail: "is a directory in " + op.Name + " but a file of " + owner}, true
+	}
+	switch {
+	case exists && !info.IsDir():
+		return Conflict{Path: abs, Package: op.Name, Detail: "is a directory in " + op.Name + " but a " + kindOf(info) + " on disk"}, true
+	case exists && rel == op.bucket && !ownsDir(tx, p.Prefix, rel, op.Name):
+		return Conflict{Path: abs, Package: op.Name, Detail: "is the build bucket of " + op.Name + " but already exists and is not its own"}, true
+	}
+	return Conflict{}, false
+}
+
+// fileConflict is the conflict, if any, of the op's file rel (abs on
+// disk) with its owner, a directory of a package, or an unowned file.
+func (k *opCheck) fileConflict(rel, abs string, exists bool) (Conflict, bool) {
+	p, tx, op, c := k.p, k.tx, k.op, k.c
+	owner := tx.FileOwner(p.Prefix, rel)
+	switch {
+	case owner == op.Name:
+		// The package replaces its own file.
+	case owner != "" && !(c.leaving[owner] && c.files[rel] == op.Name && !stillHas(p, owner, rel)):
+		return Conflict{Path: abs, Package: op.Name, Owner: owner}, true
+	case owner != "":
+		// Moves from a package that drops or leaves it in this transaction.
+	case len(tx.DirOwners(p.Prefix, rel)) > 0:
+		return Conflict{Path: abs, Package: op.Name, Owner: tx.DirOwners(p.Prefix, rel)[0], Detail: "is a file in " + op.Name + " but a directory of " + strings.Join(tx.DirOwners(p.Prefix, rel), ", ")}, true
+	case exists:
+		return Conflict{Path: abs, Package: op.Name}, true
+	}
+	return Conflict{}, false
 }
 
 // chooseTrees picks the new directories that can be staged whole under a
@@ -479,37 +514,7 @@ func (p *Changeset) checkOp(tx *store.StateTx, disk *diskView, oi int, op *Op, c
 // highest such level. A package of thousands of files in a new folder then
 // costs one rename instead of one per file, and the folder appears complete.
 func (p *Changeset) chooseTrees() {
-	const shared = -1
-	claim := make(map[string]int) // directory → the one op with anything in it, or shared
-	for oi, op := range p.Ops {
-		if op.Action == Remove {
-			continue
-		}
-		for _, rec := range op.records {
-			for d := rec.Path; d != "."; d = path.Dir(d) {
-				if c, ok := claim[d]; !ok {
-					claim[d] = oi
-				} else if c != oi {
-					claim[d] = shared
-				}
-			}
-		}
-	}
-	tops := make(map[string]int) // tree top → its op
-	for oi, op := range p.Ops {
-		if op.Action == Remove || op.bucket != "" {
-			continue
-		}
-		own := make(map[string]bool, len(op.newDirs)) // new, and nobody else's
-		for _, d := range op.newDirs {
-			own[d] = claim[d] == oi
-		}
-		for _, d := range op.newDirs {
-			if own[d] && !own[path.Dir(d)] {
-				tops[d] = oi
-			}
-		}
-	}
+	tops := p.treeTops(p.dirClaims())
 	if len(tops) == 0 {
 		return
 	}
@@ -524,30 +529,82 @@ func (p *Changeset) chooseTrees() {
 			continue
 		}
 		sort.Strings(mine)
-		treeOf := make(map[string]string, len(mine)) // top → its temporary name
-		for k, d := range mine {
-			temp := path.Join(path.Dir(d), fmt.Sprintf(".tpm-%s-%d-t%d", p.id, oi, k))
-			treeOf[d] = temp
-			op.trees = append(op.trees, rename{Temp: temp, Target: d})
+		op.stageInTrees(p.id, oi, mine)
+	}
+}
+
+// sharedDir is a directory that more than one op puts something into.
+const sharedDir = -1
+
+// dirClaims maps every directory of the new packages to the one op with
+// anything in it, or to sharedDir.
+func (p *Changeset) dirClaims() map[string]int {
+	claim := make(map[string]int)
+	for oi, op := range p.Ops {
+		if op.Action == Remove {
+			continue
 		}
-		op.inTree = make(map[int]bool)
-		for i, rec := range op.records {
+		for _, rec := range op.records {
 			for d := rec.Path; d != "."; d = path.Dir(d) {
-				if temp, ok := treeOf[d]; ok {
-					op.temps[i] = temp + strings.TrimPrefix(rec.Path, d)
-					op.inTree[i] = true
-					break
+				if c, ok := claim[d]; !ok {
+					claim[d] = oi
+				} else if c != oi {
+					claim[d] = sharedDir
 				}
 			}
 		}
-		var inPlace []string
+	}
+	return claim
+}
+
+// treeTops maps the top of every tree to its op: the highest of an op's
+// new directories that are nobody else's.
+func (p *Changeset) treeTops(claim map[string]int) map[string]int {
+	tops := make(map[string]int)
+	for oi, op := range p.Ops {
+		if op.Action == Remove || op.bucket != "" {
+			continue
+		}
+		own := make(map[string]bool, len(op.newDirs)) // new, and nobody else's
 		for _, d := range op.newDirs {
-			if !op.inTreePath(d) {
-				inPlace = append(inPlace, d)
+			own[d] = claim[d] == oi
+		}
+		for _, d := range op.newDirs {
+			if own[d] && !own[path.Dir(d)] {
+				tops[d] = oi
 			}
 		}
-		op.newDirs = inPlace
 	}
+	return tops
+}
+
+// stageInTrees gives op oi its trees, the sorted tops: each a temporary
+// name, under which its records are staged; the directories in them are no
+// longer made in place.
+func (op *Op) stageInTrees(id string, oi int, tops []string) {
+	treeOf := make(map[string]string, len(tops)) // top → its temporary name
+	for k, d := range tops {
+		temp := path.Join(path.Dir(d), fmt.Sprintf(".tpm-%s-%d-t%d", id, oi, k))
+		treeOf[d] = temp
+		op.trees = append(op.trees, rename{Temp: temp, Target: d})
+	}
+	op.inTree = make(map[int]bool)
+	for i, rec := range op.records {
+		for d := rec.Path; d != "."; d = path.Dir(d) {
+			if temp, ok := treeOf[d]; ok {
+				op.temps[i] = temp + strings.TrimPrefix(rec.Path, d)
+				op.inTree[i] = true
+				break
+			}
+		}
+	}
+	var inPlace []string
+	for _, d := range op.newDirs {
+		if !op.inTreePath(d) {
+			inPlace = append(inPlace, d)
+		}
+	}
+	op.newDirs = inPlace
 }
 
 // inTreePath says whether rel is staged inside one of the op's trees.
@@ -668,59 +725,83 @@ func (e *Engine) PrepareRemove(ctx context.Context, prefix string, names []strin
 			return err
 		}
 		byName := receiptsByName(installed)
-		var manifests []*manifest.Manifest
-		for _, r := range installed {
-			manifests = append(manifests, &r.Manifest)
-		}
-		removing := make(map[string]bool)
-		var order []string
+		rm := removal{removing: make(map[string]bool)}
 		for _, n := range names {
 			if byName[n] == nil {
 				return fmt.Errorf("%s is not installed in %s", n, prefix)
 			}
-			if !removing[n] {
-				removing[n] = true
-				order = append(order, n)
-			}
+			rm.add(n)
 		}
-		for {
-			broken := resolve.Dependents(manifests, order)
-			if len(broken) == 0 {
-				break
-			}
-			if !cascade {
-				var who []string
-				for _, m := range broken {
-					who = append(who, m.String())
-				}
-				return fmt.Errorf("cannot remove %s: needed by %s (remove those too, or use --cascade)", strings.Join(order, ", "), strings.Join(who, ", "))
-			}
-			for _, m := range broken {
-				if !removing[m.Name] {
-					removing[m.Name] = true
-					order = append(order, m.Name)
-				}
-			}
+		if err := rm.addDependents(installed, cascade); err != nil {
+			return err
 		}
-		var set []*manifest.Manifest
-		for _, n := range order {
-			set = append(set, &byName[n].Manifest)
-		}
-		for _, m := range resolve.DependentsFirst(set) {
-			r := byName[m.Name]
-			op := &Op{Action: Remove, Name: r.Name, Version: r.Version, OldVersion: r.Version, Reason: r.Reason, old: r}
-			for _, want := range names {
-				op.Requested = op.Requested || want == r.Name
-			}
-			op.remove = dropped(r, nil, nil, nil)
-			changeset.Ops = append(changeset.Ops, op)
-		}
+		changeset.Ops = removeOps(rm.order, names, byName)
 		return ctx.Err()
 	})
 	if err != nil {
 		return nil, err
 	}
 	return changeset, nil
+}
+
+// removal is the packages that a PrepareRemove takes away, in the order
+// they were named or found.
+type removal struct {
+	removing map[string]bool
+	order    []string
+}
+
+func (rm *removal) add(name string) {
+	if !rm.removing[name] {
+		rm.removing[name] = true
+		rm.order = append(rm.order, name)
+	}
+}
+
+// addDependents adds, with cascade, every installed package that needs one
+// that goes, until none is left; without cascade such a package refuses
+// the removal.
+func (rm *removal) addDependents(installed []*store.Receipt, cascade bool) error {
+	var manifests []*manifest.Manifest
+	for _, r := range installed {
+		manifests = append(manifests, &r.Manifest)
+	}
+	for {
+		broken := resolve.Dependents(manifests, rm.order)
+		if len(broken) == 0 {
+			return nil
+		}
+		if !cascade {
+			var who []string
+			for _, m := range broken {
+				who = append(who, m.String())
+			}
+			return fmt.Errorf("cannot remove %s: needed by %s (remove those too, or use --cascade)", strings.Join(rm.order, ", "), strings.Join(who, ", "))
+		}
+		for _, m := range broken {
+			rm.add(m.Name)
+		}
+	}
+}
+
+// removeOps makes the ops that remove the packages named in order,
+// dependents first; those in names were requested.
+func removeOps(order, names []string, byName map[string]*store.Receipt) []*Op {
+	var set []*manifest.Manifest
+	for _, n := range order {
+		set = append(set, &byName[n].Manifest)
+	}
+	var ops []*Op
+	for _, m := range resolve.DependentsFirst(set) {
+		r := byName[m.Name]
+		op := &Op{Action: Remove, Name: r.Name, Version: r.Version, OldVersion: r.Version, Reason: r.Reason, old: r}
+		for _, want := range names {
+			op.Requested = op.Requested || want == r.Name
+		}
+		op.remove = dropped(r, nil, nil, nil)
+		ops = append(ops, op)
+	}
+	return ops
 }
 
 func newID() string {

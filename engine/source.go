@@ -21,24 +21,10 @@ import (
 // into place waits, like every other file, for the op's turn to be placed.
 func (e *Engine) stageSource(ctx context.Context, h Hooks, t *tree, p *Changeset, i int, j *journal, strip bool) error {
 	op := p.Ops[i]
-	for _, d := range op.newDirs {
-		e.opts.Step("mkdir " + d)
-		if err := t.mkdir(d, 0o755); err != nil {
-			return err
-		}
+	if err := e.mkdirs(t, op.newDirs); err != nil {
+		return err
 	}
-	e.opts.Step("build " + op.Name)
-	res, err := h.Build(ctx, builder.Spec{
-		Archive:   op.Archive,
-		Limits:    e.opts.Limits,
-		BuildRoot: e.opts.BuildRoot,
-		Prefix:    p.Prefix,
-		Name:      op.Name,
-		DestDir:   join(p.Prefix, op.buildDir),
-		Timeout:   e.opts.BuildTimeout,
-		Env:       []string{fmt.Sprintf("MAKEFLAGS=-j%d", runtime.NumCPU())},
-		LogFile:   filepath.Join(e.opts.StateDir, "build-logs", op.Name+"-"+op.Version+".log"),
-	}, func(step, line string) { h.Output(op.Name, step, line) })
+	res, err := e.buildSource(ctx, h, p.Prefix, op)
 	if err != nil {
 		return err
 	}
@@ -48,23 +34,81 @@ func (e *Engine) stageSource(ctx context.Context, h Hooks, t *tree, p *Changeset
 	}
 	built = filepath.ToSlash(built)
 	if strip {
-		// As for binary packages: no setuid or setgid unless root installs into /.
-		for _, f := range res.Files {
-			if f.Type == tarball.TypeFile && f.Mode&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
-				if err := t.root.Chmod(path.Join(built, f.Path), keepMode(f.Mode, true)); err != nil {
-					return err
-				}
-			}
+		if err := stripSetIDs(t, built, res.Files); err != nil {
+			return err
 		}
 	}
 	op.entries, op.records = e.sourceRecords(p.Prefix, op, res, strip)
+	if err := e.recheckSource(p, i, op); err != nil {
+		return err
+	}
+	journalBuilt(t, &j.Ops[i], op, built)
+	e.opts.Step("journal built " + op.Name)
+	if err := e.writeJournal(j); err != nil {
+		return err
+	}
+	if err := e.mkdirs(t, op.newDirs); err != nil {
+		return err
+	}
+	for k, rec := range op.records {
+		if temp, ok := op.temps[k]; ok {
+			e.opts.Step("stage " + rec.Path)
+			if err := t.symlink(rec.Link, temp); err != nil {
+				return fmt.Errorf("symlink %s: %w", rec.Path, err)
+			}
+		}
+	}
+	return nil
+}
 
-	// Check again, now that the files are known.
+// mkdirs makes the op's new directories in place.
+func (e *Engine) mkdirs(t *tree, dirs []string) error {
+	for _, d := range dirs {
+		e.opts.Step("mkdir " + d)
+		if err := t.mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// buildSource builds op's source package into its DESTDIR, op.buildDir.
+func (e *Engine) buildSource(ctx context.Context, h Hooks, prefix string, op *Op) (*builder.Result, error) {
+	e.opts.Step("build " + op.Name)
+	return h.Build(ctx, builder.Spec{
+		Archive:   op.Archive,
+		Limits:    e.opts.Limits,
+		BuildRoot: e.opts.BuildRoot,
+		Prefix:    prefix,
+		Name:      op.Name,
+		DestDir:   join(prefix, op.buildDir),
+		Timeout:   e.opts.BuildTimeout,
+		Env:       []string{fmt.Sprintf("MAKEFLAGS=-j%d", runtime.NumCPU())},
+		LogFile:   filepath.Join(e.opts.StateDir, "build-logs", op.Name+"-"+op.Version+".log"),
+	}, func(step, line string) { h.Output(op.Name, step, line) })
+}
+
+// stripSetIDs takes the setuid and setgid bits off the files of the built
+// bucket: as for binary packages, they stay only when root installs into /.
+func stripSetIDs(t *tree, built string, files []builder.File) error {
+	for _, f := range files {
+		if f.Type == tarball.TypeFile && f.Mode&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+			if err := t.root.Chmod(path.Join(built, f.Path), keepMode(f.Mode, true)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// recheckSource checks op i again, now that the files of the source
+// package it builds are known, and works out what of the old version goes.
+func (e *Engine) recheckSource(p *Changeset, i int, op *Op) error {
 	claims := p.claims()
 	disk := newDiskView(p.Prefix)
 	defer disk.close()
 	var conflicts []Conflict
-	err = e.db.View(func(tx *store.StateTx) error {
+	err := e.db.View(func(tx *store.StateTx) error {
 		found, err := p.checkOp(tx, disk, i, op, claims)
 		conflicts = append(found, claims.conflicts...)
 		return err
@@ -78,8 +122,13 @@ func (e *Engine) stageSource(ctx context.Context, h Hooks, t *tree, p *Changeset
 	if op.old != nil {
 		op.remove = dropped(op.old, op.records, claims.files, claims.dirs)
 	}
+	return nil
+}
 
-	jo := &j.Ops[i]
+// journalBuilt sets what the journal says of a built source package: the
+// old bucket moved aside, the built one moved in, and the links of its
+// farm staged one by one.
+func journalBuilt(t *tree, jo *journalOp, op *Op, built string) {
 	jo.NewDirs = append(jo.NewDirs, op.newDirs...)
 	jo.Remove, jo.Temps, jo.Moves = op.remove, nil, nil
 	if t.exists(op.bucket) {
@@ -93,25 +142,6 @@ func (e *Engine) stageSource(ctx context.Context, h Hooks, t *tree, p *Changeset
 			jo.Temps = append(jo.Temps, rename{Temp: temp, Target: op.records[k].Path})
 		}
 	}
-	e.opts.Step("journal built " + op.Name)
-	if err := e.writeJournal(j); err != nil {
-		return err
-	}
-	for _, d := range op.newDirs {
-		e.opts.Step("mkdir " + d)
-		if err := t.mkdir(d, 0o755); err != nil {
-			return err
-		}
-	}
-	for k, rec := range op.records {
-		if temp, ok := op.temps[k]; ok {
-			e.opts.Step("stage " + rec.Path)
-			if err := t.symlink(rec.Link, temp); err != nil {
-				return fmt.Errorf("symlink %s: %w", rec.Path, err)
-			}
-		}
-	}
-	return nil
 }
 
 // sourceRecords lists what a built source package installs, relative to

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -350,64 +351,27 @@ func (p *Publisher) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 		b, _ := bencode.Marshal(failureResponse{reason})
 		w.Write(b)
 	}
-	q := r.URL.Query()
-	var ih, id [20]byte
-	if v := q.Get("info_hash"); len(v) == len(ih) {
-		copy(ih[:], v)
-	} else {
-		fail("info_hash must be 20 bytes")
-		return
-	}
-	if v := q.Get("peer_id"); len(v) == len(id) {
-		copy(id[:], v)
-	} else {
-		fail("peer_id must be 20 bytes")
-		return
-	}
-	port, err := strconv.ParseUint(q.Get("port"), 10, 16)
-	if err != nil || port == 0 {
-		fail("port must be 1 to 65535")
-		return
-	}
-	left, err := strconv.ParseInt(q.Get("left"), 10, 64)
+	req, err := parseAnnounce(r.URL.Query())
 	if err != nil {
-		left = -1 // unknown: counted as a leecher
-	}
-	event := q.Get("event")
-	switch event {
-	case "", "started", "completed", "stopped", "paused":
-	default:
-		fail("unknown event")
+		fail(err.Error())
 		return
-	}
-	numWant := defaultNumWant
-	if v, err := strconv.Atoi(q.Get("numwant")); err == nil && v >= 0 {
-		numWant = min(v, maxNumWant)
 	}
 	g := p.gen.Load()
-	if g == nil || g.ByInfoHash(ih) == nil {
+	if g == nil || g.ByInfoHash(req.ih) == nil {
 		fail("unknown torrent: this tracker serves only the repository's packages")
 		return
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
+	self, ok := clientAddr(r, req.port)
+	if !ok {
 		fail("cannot tell your address")
 		return
 	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		fail("cannot tell your address")
-		return
-	}
-	// The client's address is the connection's, never the "ip" parameter,
-	// so nobody can point a swarm at a third party.
-	self := netip.AddrPortFrom(ip.Unmap().WithZone(""), uint16(port))
-	p.peers.Announce(ih, id, self, event, left)
-	peers, seeders, leechers := p.peers.Peers(ih, self, numWant)
-	if sp := p.seederPeer(r); sp.IsValid() && numWant > 0 && sp != self {
+	p.peers.Announce(req.ih, req.id, self, req.event, req.left)
+	peers, seeders, leechers := p.peers.Peers(req.ih, self, req.numWant)
+	if sp := p.seederPeer(r); sp.IsValid() && req.numWant > 0 && sp != self {
 		peers = append([]netip.AddrPort{sp}, peers...)
-		if len(peers) > numWant {
-			peers = peers[:numWant]
+		if len(peers) > req.numWant {
+			peers = peers[:req.numWant]
 		}
 		seeders++
 	}
@@ -416,25 +380,92 @@ func (p *Publisher) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 		MinInterval: int(p.cfg.AnnounceInterval / time.Second / 2),
 		Complete:    seeders,
 		Incomplete:  leechers,
-		Peers:       []byte{},
 	}
-	for _, a := range peers {
-		if a.Addr().Is4() {
-			ip4 := a.Addr().As4()
-			resp.Peers = append(resp.Peers, ip4[:]...)
-			resp.Peers = append(resp.Peers, byte(a.Port()>>8), byte(a.Port()))
-		} else {
-			ip6 := a.Addr().As16()
-			resp.Peers6 = append(resp.Peers6, ip6[:]...)
-			resp.Peers6 = append(resp.Peers6, byte(a.Port()>>8), byte(a.Port()))
-		}
-	}
+	resp.Peers, resp.Peers6 = packPeers(peers)
 	b, err := bencode.Marshal(resp)
 	if err != nil {
 		fail("internal error")
 		return
 	}
 	w.Write(b)
+}
+
+// announceRequest is what an announce asks.
+type announceRequest struct {
+	ih, id  [20]byte
+	port    uint16
+	left    int64 // -1 when unknown
+	event   string
+	numWant int
+}
+
+// parseAnnounce reads the query of an announce; an error is the reason to
+// give the client.
+func parseAnnounce(q url.Values) (announceRequest, error) {
+	var req announceRequest
+	if v := q.Get("info_hash"); len(v) == len(req.ih) {
+		copy(req.ih[:], v)
+	} else {
+		return req, errors.New("info_hash must be 20 bytes")
+	}
+	if v := q.Get("peer_id"); len(v) == len(req.id) {
+		copy(req.id[:], v)
+	} else {
+		return req, errors.New("peer_id must be 20 bytes")
+	}
+	port, err := strconv.ParseUint(q.Get("port"), 10, 16)
+	if err != nil || port == 0 {
+		return req, errors.New("port must be 1 to 65535")
+	}
+	req.port = uint16(port)
+	req.left, err = strconv.ParseInt(q.Get("left"), 10, 64)
+	if err != nil {
+		req.left = -1 // unknown: counted as a leecher
+	}
+	req.event = q.Get("event")
+	switch req.event {
+	case "", "started", "completed", "stopped", "paused":
+	default:
+		return req, errors.New("unknown event")
+	}
+	req.numWant = defaultNumWant
+	if v, err := strconv.Atoi(q.Get("numwant")); err == nil && v >= 0 {
+		req.numWant = min(v, maxNumWant)
+	}
+	return req, nil
+}
+
+// clientAddr is where the client r announced from, at its port. It is the
+// connection's, never the "ip" parameter, so nobody can point a swarm at a
+// third party.
+func clientAddr(r *http.Request, port uint16) (netip.AddrPort, bool) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ip.Unmap().WithZone(""), port), true
+}
+
+// packPeers packs peers as BEP 23 (IPv4) and BEP 7 (IPv6) compact
+// lists; v4 is never nil, so the answer always has its "peers".
+func packPeers(peers []netip.AddrPort) (v4, v6 []byte) {
+	v4 = []byte{}
+	for _, a := range peers {
+		if a.Addr().Is4() {
+			ip4 := a.Addr().As4()
+			v4 = append(v4, ip4[:]...)
+			v4 = append(v4, byte(a.Port()>>8), byte(a.Port()))
+		} else {
+			ip6 := a.Addr().As16()
+			v6 = append(v6, ip6[:]...)
+			v6 = append(v6, byte(a.Port()>>8), byte(a.Port()))
+		}
+	}
+	return v4, v6
 }
 
 // seederPeer is the server's own seeder as the client r can reach it: the

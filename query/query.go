@@ -23,15 +23,24 @@ import (
 // Receipts returns the receipts of prefix by package name, without their
 // file lists.
 func Receipts(e *engine.Engine, prefix string) (map[string]*store.Receipt, error) {
-	out := make(map[string]*store.Receipt)
+	heads, err := receiptHeads(e, prefix)
+	out := make(map[string]*store.Receipt, len(heads))
+	for _, r := range heads {
+		out[r.Name] = r
+	}
+	return out, err
+}
+
+// receiptHeads are the receipts of prefix by name, without their file
+// lists.
+func receiptHeads(e *engine.Engine, prefix string) ([]*store.Receipt, error) {
+	var heads []*store.Receipt
 	err := e.State().View(func(tx *store.StateTx) error {
-		rs, err := tx.ReceiptHeads(prefix)
-		for _, r := range rs {
-			out[r.Name] = r
-		}
+		var err error
+		heads, err = tx.ReceiptHeads(prefix)
 		return err
 	})
-	return out, err
+	return heads, err
 }
 
 // CountInstalled is how many packages prefix has, counted by key alone, so
@@ -100,12 +109,7 @@ const Chunk = 256
 // listEach passes every package installed in prefix, by name, to each,
 // in parts of at most Chunk. Only the receipts' heads are read.
 func listEach(e *engine.Engine, prefix string, each func([]wire.InstalledPackage) error) error {
-	var heads []*store.Receipt
-	err := e.State().View(func(tx *store.StateTx) error {
-		var err error
-		heads, err = tx.ReceiptHeads(prefix)
-		return err
-	})
+	heads, err := receiptHeads(e, prefix)
 	if err != nil {
 		return err
 	}
@@ -185,12 +189,7 @@ func Owns(e *engine.Engine, prefix string, paths []string) ([]wire.Owner, error)
 // package at a time.
 func verifyEach(e *engine.Engine, prefix string, names []string, each func([]wire.Problem) error) error {
 	if len(names) == 0 {
-		var heads []*store.Receipt
-		err := e.State().View(func(tx *store.StateTx) error {
-			var err error
-			heads, err = tx.ReceiptHeads(prefix)
-			return err
-		})
+		heads, err := receiptHeads(e, prefix)
 		if err != nil {
 			return err
 		}

@@ -199,58 +199,99 @@ func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	start := time.Now()
-	var stats ScanStats
 
 	files, err := s.list()
 	if err != nil {
-		return nil, stats, err
+		return nil, ScanStats{}, err
 	}
-	var entries map[string]*store.CatalogEntry
-	var rejections map[string]*store.Rejection
-	var gen uint64
-	var updated time.Time // of generation gen
-	var trackers []string
-	err = s.cat.View(func(tx *store.CatalogTx) error {
-		es, err := tx.Entries()
-		if err != nil {
-			return err
-		}
-		rs, err := tx.Rejections()
-		if err != nil {
-			return err
-		}
-		entries = make(map[string]*store.CatalogEntry, len(es))
-		for _, e := range es {
-			entries[e.File] = e
-		}
-		rejections = make(map[string]*store.Rejection, len(rs))
-		for _, r := range rs {
-			rejections[r.File] = r
-		}
-		gen, updated, trackers = tx.Generation(), tx.Updated(), tx.Trackers()
-		return nil
-	})
+	sp := &scanPass{files: files}
+	if err := s.cat.View(sp.readCatalog); err != nil {
+		return nil, sp.stats, fmt.Errorf("scan: read catalog: %w", err)
+	}
+	outcomes, err := s.readChanged(ctx, sp, verify)
 	if err != nil {
-		return nil, stats, fmt.Errorf("scan: read catalog: %w", err)
+		return nil, sp.stats, err
 	}
+	ch := sp.changes(outcomes)
+	changed := ch.any() || sp.trackers == nil || !slices.Equal(sp.trackers, s.opts.Trackers)
+	now := s.opts.Now()
+	// An index that has lived a quarter of its validity is signed again as
+	// a new generation: clients refuse an expired one.
+	stale := now.Sub(sp.updated) >= s.opts.ValidFor/4
+	if !changed && !stale && s.last != nil && s.last.Number == sp.gen {
+		sp.stats.Duration = time.Since(start)
+		sp.stats.Published = len(s.last.Packages)
+		return s.last, sp.stats, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, sp.stats, err
+	}
+	if changed || stale || sp.gen == 0 {
+		if err := s.commit(ch, sp.gen+1, now); err != nil {
+			return nil, sp.stats, fmt.Errorf("scan: update catalog: %w", err)
+		}
+	}
+	g, err := s.renew(ch.listings)
+	if err != nil {
+		return nil, sp.stats, err
+	}
+	sp.stats.NewGeneration = true
+	sp.stats.Published = len(g.Packages)
+	sp.stats.Duration = time.Since(start)
+	return g, sp.stats, nil
+}
 
-	// Sort the directory into what the catalog already knows and what must
-	// be read.
-	var toRead []string
-	var outcomes []outcome
-	rechecked := map[string]bool{} // published, unchanged by their stat, read again
-	for name, st := range files {
-		if e := entries[name]; e != nil && st.matchesEntry(e) {
+// scanPass is one scan's view of the directory and of the catalog, and
+// what it counted.
+type scanPass struct {
+	files      map[string]fileStat
+	entries    map[string]*store.CatalogEntry
+	rejections map[string]*store.Rejection
+	gen        uint64
+	updated    time.Time // of generation gen
+	trackers   []string
+	stats      ScanStats
+}
+
+// readCatalog takes the catalog's entries, rejections and generation.
+func (sp *scanPass) readCatalog(tx *store.CatalogTx) error {
+	es, err := tx.Entries()
+	if err != nil {
+		return err
+	}
+	rs, err := tx.Rejections()
+	if err != nil {
+		return err
+	}
+	sp.entries = make(map[string]*store.CatalogEntry, len(es))
+	for _, e := range es {
+		sp.entries[e.File] = e
+	}
+	sp.rejections = make(map[string]*store.Rejection, len(rs))
+	for _, r := range rs {
+		sp.rejections[r.File] = r
+	}
+	sp.gen, sp.updated, sp.trackers = tx.Generation(), tx.Updated(), tx.Trackers()
+	return nil
+}
+
+// sortFiles sorts the directory into what the catalog already knows and
+// what must be read. With verify, the published files that did not change
+// by their stat are read again too (rechecked).
+func (sp *scanPass) sortFiles(verify bool) (toRead []string, outcomes []outcome, rechecked map[string]bool) {
+	rechecked = map[string]bool{}
+	for name, st := range sp.files {
+		if e := sp.entries[name]; e != nil && st.matchesEntry(e) {
 			if verify {
 				rechecked[name] = true
 				toRead = append(toRead, name)
 				continue
 			}
-			stats.Unchanged++
+			sp.stats.Unchanged++
 			continue
 		}
-		if r := rejections[name]; r != nil && st.matchesRejection(r) {
-			stats.Unchanged++
+		if r := sp.rejections[name]; r != nil && st.matchesRejection(r) {
+			sp.stats.Unchanged++
 			continue
 		}
 		if !st.regular {
@@ -260,136 +301,154 @@ func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation
 		toRead = append(toRead, name)
 	}
 	sort.Strings(toRead)
-	read, err := s.readAll(ctx, toRead, files)
+	return toRead, outcomes, rechecked
+}
+
+// readChanged reads the files new or changed since the catalog recorded
+// them (with verify, the published ones too) and returns the outcomes,
+// with those of the files refused unread.
+func (s *Scanner) readChanged(ctx context.Context, sp *scanPass, verify bool) ([]outcome, error) {
+	toRead, outcomes, rechecked := sp.sortFiles(verify)
+	read, err := s.readAll(ctx, toRead, sp.files)
 	if err != nil {
-		return nil, stats, err
+		return nil, err
 	}
 	for _, o := range read {
-		if !rechecked[o.file] {
-			outcomes = append(outcomes, o)
-			continue
+		keep := true
+		if rechecked[o.file] {
+			o, keep = sp.recheck(o)
 		}
-		old := entries[o.file]
-		switch {
-		case o.entry != nil && o.entry.SHA256 == old.SHA256:
-			stats.Unchanged++
-			stats.BytesRead += o.read
-		case o.skip != nil:
-			outcomes = append(outcomes, o)
-		default:
-			sum := "unreadable"
-			if o.entry != nil {
-				sum = o.entry.SHA256
-			}
-			st := files[o.file]
-			o.entry, o.reject = nil, rejection(o.file, st, fmt.Sprintf("its bytes changed on disk while its size and times did not (bit rot, a bad disk or tampering): sha256 %s, published as %s; restore the file from a good copy", sum, old.SHA256))
+		if keep {
 			outcomes = append(outcomes, o)
 		}
 	}
+	return outcomes, nil
+}
 
-	// Work out the changes; nothing is written unless something changed.
-	var puts []*store.CatalogEntry
-	listings := map[string][]string{} // by sha256, of the entries put
-	var rejects []*store.Rejection
-	var deletes, unrejects []string
+// recheck judges a published file that a verify read again. It returns
+// the outcome to record, a rejection when the bytes no longer match the
+// entry, or false when there is nothing to record.
+func (sp *scanPass) recheck(o outcome) (outcome, bool) {
+	old := sp.entries[o.file]
+	switch {
+	case o.entry != nil && o.entry.SHA256 == old.SHA256:
+		sp.stats.Unchanged++
+		sp.stats.BytesRead += o.read
+		return o, false
+	case o.skip != nil:
+		return o, true
+	}
+	sum := "unreadable"
+	if o.entry != nil {
+		sum = o.entry.SHA256
+	}
+	st := sp.files[o.file]
+	o.entry, o.reject = nil, rejection(o.file, st, fmt.Sprintf("its bytes changed on disk while its size and times did not (bit rot, a bad disk or tampering): sha256 %s, published as %s; restore the file from a good copy", sum, old.SHA256))
+	return o, true
+}
+
+// catalogChanges is what a scan writes to the catalog.
+type catalogChanges struct {
+	puts               []*store.CatalogEntry
+	listings           map[string][]string // by sha256, of the entries put
+	rejects            []*store.Rejection
+	deletes, unrejects []string
+}
+
+func (ch *catalogChanges) any() bool {
+	return len(ch.puts)+len(ch.rejects)+len(ch.deletes)+len(ch.unrejects) > 0
+}
+
+// changes works out what the outcomes and the files gone change in the
+// catalog, and counts them.
+func (sp *scanPass) changes(outcomes []outcome) *catalogChanges {
+	ch := &catalogChanges{listings: map[string][]string{}}
 	for _, o := range outcomes {
-		stats.BytesRead += o.read
+		sp.stats.BytesRead += o.read
 		switch {
 		case o.entry != nil:
-			if entries[o.file] != nil {
-				stats.Changed++
+			if sp.entries[o.file] != nil {
+				sp.stats.Changed++
 			} else {
-				stats.Added++
+				sp.stats.Added++
 			}
-			puts = append(puts, o.entry)
+			ch.puts = append(ch.puts, o.entry)
 			if o.listing != nil {
-				listings[o.entry.SHA256] = o.listing
+				ch.listings[o.entry.SHA256] = o.listing
 			}
 		case o.reject != nil:
-			if old := rejections[o.file]; old == nil || old.Reason != o.reject.Reason {
-				stats.Rejected++
-				stats.Rejections = append(stats.Rejections, generation.Rejected{File: o.file, Reason: o.reject.Reason})
+			if old := sp.rejections[o.file]; old == nil || old.Reason != o.reject.Reason {
+				sp.stats.Rejected++
+				sp.stats.Rejections = append(sp.stats.Rejections, generation.Rejected{File: o.file, Reason: o.reject.Reason})
 			}
-			rejects = append(rejects, o.reject)
+			ch.rejects = append(ch.rejects, o.reject)
 		default: // changed while being read: unpublish until it settles
-			stats.Skipped++
-			if entries[o.file] != nil {
-				deletes = append(deletes, o.file)
+			sp.stats.Skipped++
+			if sp.entries[o.file] != nil {
+				ch.deletes = append(ch.deletes, o.file)
 			}
 		}
 	}
-	for name := range entries {
-		if _, ok := files[name]; !ok {
-			stats.Removed++
-			deletes = append(deletes, name)
+	for name := range sp.entries {
+		if _, ok := sp.files[name]; !ok {
+			sp.stats.Removed++
+			ch.deletes = append(ch.deletes, name)
 		}
 	}
-	for name := range rejections {
-		if _, ok := files[name]; !ok {
-			unrejects = append(unrejects, name)
+	for name := range sp.rejections {
+		if _, ok := sp.files[name]; !ok {
+			ch.unrejects = append(ch.unrejects, name)
 		}
 	}
-	changed := len(puts)+len(rejects)+len(deletes)+len(unrejects) > 0 || trackers == nil || !slices.Equal(trackers, s.opts.Trackers)
-	now := s.opts.Now()
-	// An index that has lived a quarter of its validity is signed again as
-	// a new generation: clients refuse an expired one.
-	stale := now.Sub(updated) >= s.opts.ValidFor/4
-	if !changed && !stale && s.last != nil && s.last.Number == gen {
-		stats.Duration = time.Since(start)
-		stats.Published = len(s.last.Packages)
-		return s.last, stats, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, stats, err
-	}
+	return ch
+}
 
-	if changed || stale || gen == 0 {
-		gen++
-		err = s.cat.Update(func(tx *store.CatalogTx) error {
-			for _, e := range puts {
-				if err := tx.PutEntry(e); err != nil {
-					return err
-				}
-			}
-			for _, r := range rejects {
-				if err := tx.PutRejection(r); err != nil {
-					return err
-				}
-			}
-			for _, name := range deletes {
-				if err := tx.DeleteEntry(name); err != nil {
-					return err
-				}
-			}
-			for _, name := range unrejects {
-				if err := tx.DeleteRejection(name); err != nil {
-					return err
-				}
-			}
-			if err := tx.SetValidUntil(now.Add(s.opts.ValidFor)); err != nil {
+// commit writes the changes to the catalog as generation gen, valid from
+// now.
+func (s *Scanner) commit(ch *catalogChanges, gen uint64, now time.Time) error {
+	return s.cat.Update(func(tx *store.CatalogTx) error {
+		for _, e := range ch.puts {
+			if err := tx.PutEntry(e); err != nil {
 				return err
 			}
-			if err := tx.SetTrackers(s.opts.Trackers); err != nil {
-				return err
-			}
-			return tx.SetGeneration(gen, now)
-		})
-		if err != nil {
-			return nil, stats, fmt.Errorf("scan: update catalog: %w", err)
 		}
-	}
+		for _, r := range ch.rejects {
+			if err := tx.PutRejection(r); err != nil {
+				return err
+			}
+		}
+		for _, name := range ch.deletes {
+			if err := tx.DeleteEntry(name); err != nil {
+				return err
+			}
+		}
+		for _, name := range ch.unrejects {
+			if err := tx.DeleteRejection(name); err != nil {
+				return err
+			}
+		}
+		if err := tx.SetValidUntil(now.Add(s.opts.ValidFor)); err != nil {
+			return err
+		}
+		if err := tx.SetTrackers(s.opts.Trackers); err != nil {
+			return err
+		}
+		return tx.SetGeneration(gen, now)
+	})
+}
+
+// renew makes the generation the catalog now holds the last one, and keeps
+// the listings of the packages read.
+func (s *Scanner) renew(listings map[string][]string) (*generation.Generation, error) {
 	g, err := s.generation()
 	if err != nil {
-		return nil, stats, err
+		return nil, err
 	}
 	if err := s.keepListings(g, listings); err != nil {
-		return nil, stats, err
+		return nil, err
 	}
 	s.last = g
-	stats.NewGeneration = true
-	stats.Published = len(g.Packages)
-	stats.Duration = time.Since(start)
-	return g, stats, nil
+	return g, nil
 }
 
 // keepListings records the listings of the packages read by this scan and
@@ -548,76 +607,13 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return
 func (s *Scanner) hashAndCheck(ctx context.Context, r io.Reader, h *swarm.Hasher) (*manifest.Manifest, []string, int64, error) {
 	chunks := make(chan []byte, 4)
 	cr := &chanReader{chunks: chunks}
-	type verdict struct {
-		m     *manifest.Manifest
-		paths []string // what the archive installs, when read whole
-		err   error
-	}
 	done := make(chan verdict, 1)
 	go func() {
-		var v verdict
-		if s.opts.Check == CheckManifest {
-			v.m, v.err = tarball.ReadManifest(cr)
-		} else {
-			var pkg *tarball.Package
-			pkg, v.err = tarball.Inspect(cr, s.opts.Limits)
-			if pkg != nil {
-				v.m = pkg.Manifest
-				for _, e := range pkg.Entries {
-					if e.Type != tarball.TypeDir {
-						v.paths = append(v.paths, e.Path)
-					}
-				}
-			}
-		}
+		v := s.validate(cr)
 		cr.stop()
 		done <- v
 	}()
-
-	var n int64
-	var rerr error
-	validating, stopEarly := true, false
-	for !stopEarly {
-		if err := ctx.Err(); err != nil {
-			rerr = &readError{err}
-			break
-		}
-		bp := chunkPool.Get().(*[]byte)
-		k, err := io.ReadFull(r, *bp)
-		if k > 0 {
-			n += int64(k)
-			if _, herr := h.Write((*bp)[:k]); herr != nil {
-				rerr = &readError{herr}
-				chunkPool.Put(bp)
-				break
-			}
-			if validating {
-				select {
-				case chunks <- (*bp)[:k]:
-				case v := <-done:
-					// The validator finished early: ReadManifest stops
-					// after package.json, and a rejection needs no hashes.
-					validating = false
-					done <- v
-					chunkPool.Put(bp)
-					if v.err != nil {
-						stopEarly = true
-					}
-				}
-			} else {
-				chunkPool.Put(bp)
-			}
-		} else {
-			chunkPool.Put(bp)
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			break
-		}
-		if err != nil {
-			rerr = &readError{err}
-			break
-		}
-	}
+	n, rerr := readChunks(ctx, r, h, chunks, done)
 	close(chunks)
 	v := <-done
 	if rerr != nil {
@@ -627,6 +623,86 @@ func (s *Scanner) hashAndCheck(ctx context.Context, r io.Reader, h *swarm.Hasher
 		return nil, nil, n, v.err
 	}
 	return v.m, v.paths, n, nil
+}
+
+// verdict is what the validator made of a file.
+type verdict struct {
+	m     *manifest.Manifest
+	paths []string // what the archive installs, when read whole
+	err   error
+}
+
+// validate checks the archive as far as Options.Check says.
+func (s *Scanner) validate(cr *chanReader) verdict {
+	var v verdict
+	if s.opts.Check == CheckManifest {
+		v.m, v.err = tarball.ReadManifest(cr)
+		return v
+	}
+	var pkg *tarball.Package
+	pkg, v.err = tarball.Inspect(cr, s.opts.Limits)
+	if pkg != nil {
+		v.m = pkg.Manifest
+		for _, e := range pkg.Entries {
+			if e.Type != tarball.TypeDir {
+				v.paths = append(v.paths, e.Path)
+			}
+		}
+	}
+	return v
+}
+
+// readChunks reads r chunk by chunk to its end, hashing each chunk and
+// handing it to the validator while the validator reads. It stops early
+// when the validator refuses the file, which needs no hashes. It returns
+// the bytes read and a *readError for I/O.
+func readChunks(ctx context.Context, r io.Reader, h *swarm.Hasher, chunks chan<- []byte, done chan verdict) (int64, error) {
+	var n int64
+	validating := true
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, &readError{err}
+		}
+		bp := chunkPool.Get().(*[]byte)
+		k, err := io.ReadFull(r, *bp)
+		if k > 0 {
+			n += int64(k)
+			if _, herr := h.Write((*bp)[:k]); herr != nil {
+				chunkPool.Put(bp)
+				return n, &readError{herr}
+			}
+		}
+		refused := false
+		if k > 0 && validating {
+			validating, refused = handOff(bp, k, chunks, done)
+		} else {
+			chunkPool.Put(bp)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, &readError{err}
+		}
+		if refused {
+			return n, nil
+		}
+	}
+}
+
+// handOff gives the validator the first k bytes of *bp. It reports whether
+// the validator is still reading, and whether it refused the file.
+func handOff(bp *[]byte, k int, chunks chan<- []byte, done chan verdict) (validating, refused bool) {
+	select {
+	case chunks <- (*bp)[:k]:
+		return true, false
+	case v := <-done:
+		// The validator finished early: ReadManifest stops after
+		// package.json, and a rejection needs no hashes.
+		done <- v
+		chunkPool.Put(bp)
+		return false, v.err != nil
+	}
 }
 
 // chanReader reads the chunks hashAndCheck sends, as one stream.

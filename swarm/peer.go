@@ -359,7 +359,43 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 	if err != nil {
 		return "", err
 	}
-	wasComplete := t.Complete().Bool()
+	d := download{c: c, ctx: ctx, s: s, t: t, path: path, wasComplete: t.Complete().Bool(), trackerSeeds: -1}
+	d.webSeedWaiting = !d.wasComplete && len(s.WebSeeds) > 0 && !c.cfg.NoWebSeeds
+	t.DownloadAll()
+	seeders := make(chan int, 1)
+	if !d.wasComplete {
+		go func() { seeders <- c.announce(ctx, t, s, s.Size-t.BytesCompleted()) }()
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	d.startClocks(time.Now())
+	for done := false; !done; {
+		select {
+		case <-t.Complete().On():
+			done = true
+		case <-ctx.Done():
+			return d.fail(fmt.Errorf("download of %s: %w", s.File, ctx.Err()))
+		case <-c.client.Closed():
+			return "", fmt.Errorf("download of %s: the torrent client stopped", s.File)
+		case n := <-seeders:
+			d.trackerAnswered(n)
+		case now := <-tick.C:
+			if err := d.tick(now, progress); err != nil {
+				return d.fail(err)
+			}
+		}
+	}
+	return d.finish(progress)
+}
+
+// download is the state of one Download, from tick to tick.
+type download struct {
+	c           *Peer
+	ctx         context.Context
+	s           Spec
+	t           *torrent.Torrent
+	path        string
+	wasComplete bool
 	// The web seed is the fallback, not a source beside the peers: added at
 	// once it fetches the whole file over HTTP on every host (anacrolix asks
 	// web seeds for 64 MiB slices, and then has peers serve pieces from the
@@ -367,151 +403,193 @@ func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (s
 	// uplink carries the set once per host. It joins when the tracker knows
 	// no seed, or when the peers bring nothing for cfg.WebSeedStall (and
 	// QuietPeers more if the tracker counted a seed) with no seed connected.
-	webSeedWaiting := !wasComplete && len(s.WebSeeds) > 0 && !c.cfg.NoWebSeeds
-	trackerSeeds := -1 // the first announce's count of seeds
-	addWebSeeds := func(why string) {
-		if webSeedWaiting {
-			webSeedWaiting = false
-			c.log.Debug("web seed added", "file", s.File, "why", why)
-			t.AddWebSeeds(s.WebSeeds)
+	webSeedWaiting bool
+	trackerSeeds   int // the first announce's count of seeds, -1 until it answers
+
+	rate                  float64
+	lastBytes, lastRead   int64
+	lastProgress          time.Time // the last tick that found more bytes
+	lastTick              time.Time
+	lastAnnounce          time.Time
+	lastArrival, lastKick time.Time // for QuietPeers
+	lastRoom              time.Time // when a stall last raised the connections
+	conns                 int
+}
+
+// startClocks starts the measures of progress and of stalls at now.
+func (d *download) startClocks(now time.Time) {
+	d.lastBytes, d.lastProgress, d.lastTick = -1, now, now
+	d.lastAnnounce = now
+	d.lastRead, d.lastArrival, d.lastKick = 0, now, now
+	d.lastRoom, d.conns = now, d.c.cfg.ConnsPerTorrent
+}
+
+func (d *download) addWebSeeds(why string) {
+	if d.webSeedWaiting {
+		d.webSeedWaiting = false
+		d.c.log.Debug("web seed added", "file", d.s.File, "why", why)
+		d.t.AddWebSeeds(d.s.WebSeeds)
+	}
+}
+
+// trackerAnswered takes the first announce's count of seeds, n.
+func (d *download) trackerAnswered(n int) {
+	d.trackerSeeds = n
+	// No tracker answered: with the DHT, peers may still come from it, and
+	// the web seed waits for WebSeedStall like behind peers that bring
+	// nothing.
+	if n == 0 || (n < 0 && d.c.dht == nil) {
+		d.addWebSeeds("the tracker knows no seed")
+	}
+}
+
+// fail ends the download with err, deleting what arrived unless the file
+// was complete before.
+func (d *download) fail(err error) (string, error) {
+	if !d.wasComplete {
+		d.discard()
+	}
+	return "", err
+}
+
+// discard drops the torrent and deletes its file.
+func (d *download) discard() {
+	d.t.Drop()
+	d.c.awaitDropped(d.s.InfoHash)
+	os.Remove(d.path)
+	d.c.completion.forget(d.s.InfoHash)
+}
+
+// tick looks at the download's progress and does what a stall calls for.
+// It returns the error that ends the download.
+func (d *download) tick(now time.Time, progress func(Progress)) error {
+	st := d.t.Stats()
+	have := d.t.BytesCompleted()
+	d.measure(now, have)
+	d.makeRoom(now, have)
+	d.webSeedIfStalled(now)
+	progress(Progress{Bytes: have, Total: d.s.Size, Rate: d.rate, Peers: st.ActivePeers})
+	if err := d.checkCorrupt(now, st.PiecesDirtiedBad.Int64(), have); err != nil {
+		return err
+	}
+	d.reannounceIfAlone(now, st.ActivePeers, have)
+	d.closeQuietPeers(now, st.ActivePeers, st.BytesReadData.Int64(), have)
+	if now.Sub(d.lastProgress) > d.c.cfg.StallTimeout {
+		return fmt.Errorf("download of %s made no progress for %v (no peers or web seed reachable?)", d.s.File, d.c.cfg.StallTimeout)
+	}
+	return nil
+}
+
+// measure updates the rate and the time of the last progress.
+func (d *download) measure(now time.Time, have int64) {
+	if dt := now.Sub(d.lastTick).Seconds(); dt > 0 && d.lastBytes >= 0 {
+		// A short moving average, so the rate shown does not jump.
+		d.rate = 0.7*d.rate + 0.3*float64(have-d.lastBytes)/dt
+	}
+	if have != d.lastBytes {
+		d.lastProgress = now
+	}
+	d.lastBytes, d.lastTick = have, now
+}
+
+// makeRoom lets a stalled download with no seed connected make one more
+// connection, every WebSeedStall, up to stalledConnsPerTorrent (the cap
+// evicts the least recently helpful connection, and the repository's
+// seeder, refusing what other hosts have, is often that; the pieces left
+// may be on hosts it is not connected to), and asks the trackers again.
+// Opening up to anacrolix's 50 at once cost the CPU saved: under load, 3 s
+// stalls are common.
+func (d *download) makeRoom(now time.Time, have int64) {
+	stall := d.c.cfg.WebSeedStall
+	if now.Sub(d.lastProgress) > stall && now.Sub(d.lastRoom) > stall && d.conns < stalledConnsPerTorrent && !seedConnected(d.t) {
+		d.lastRoom = now
+		d.conns++
+		d.t.SetMaxEstablishedConns(d.conns)
+		go d.c.announce(d.ctx, d.t, d.s, d.s.Size-have)
+	}
+}
+
+// webSeedIfStalled adds the web seed to a download that peers leave
+// without progress. Not while a seed is connected: the repository's seeder
+// refuses pieces that other hosts have (origin.go), and a host waiting for
+// those is no reason to fetch the file over HTTP. And when the tracker
+// counted a seed, only after the quiet connections were made again
+// (QuietPeers): under load the first messages of the seeder can take
+// seconds (bench-swarm, 16 hosts: every host added the web seed 3 s into a
+// download, with the seeder connected and silent), and the web seed goes
+// through the same uplink. test/bench/swarmsim: with the web seed joining
+// on every 3 s stall, 10,000 hosts never finish.
+func (d *download) webSeedIfStalled(now time.Time) {
+	stall := d.c.cfg.WebSeedStall
+	if d.trackerSeeds > 0 {
+		stall += d.c.cfg.QuietPeers
+	}
+	if d.webSeedWaiting && now.Sub(d.lastProgress) > stall && !seedConnected(d.t) {
+		d.addWebSeeds("no progress from peers")
+	}
+}
+
+// checkCorrupt refuses a download that had a piece fail its hash check,
+// and nothing good since: the only source sends bad bytes (a corrupt file
+// on the web seed; anacrolix then drops that source). The SHA-1 of each
+// piece comes from the signed index, so none of it was kept.
+func (d *download) checkCorrupt(now time.Time, bad, have int64) error {
+	if bad > 0 && have < d.s.Size && now.Sub(d.lastProgress) > corruptWait {
+		return fmt.Errorf("%s: %w (%d pieces failed their hash check and no good source is left; the repository's copy may be corrupt)", d.s.File, ErrCorrupt, bad)
+	}
+	return nil
+}
+
+// reannounceIfAlone asks the trackers again for a download with no peer
+// and no progress (anacrolix's own announces ask for no peers, see
+// NewPeer), so a peer that failed to connect is tried again and one that
+// appeared since is found.
+func (d *download) reannounceIfAlone(now time.Time, peers int, have int64) {
+	if peers == 0 && now.Sub(d.lastProgress) > reannounce && now.Sub(d.lastAnnounce) > reannounce {
+		d.lastAnnounce = now
+		go d.c.announce(d.ctx, d.t, d.s, d.s.Size-have)
+		d.c.dht.announce(d.ctx, d.t)
+	}
+}
+
+// closeQuietPeers closes the connections when they bring nothing, not a
+// byte, for QuietPeers, and asks the trackers again, so fresh ones are
+// made: seen under load, a peer that has the piece and a connection that
+// stays up, and no data on it for good. Bytes, not pieces, count: a large
+// piece from a slow peer is progress.
+func (d *download) closeQuietPeers(now time.Time, peers int, read, have int64) {
+	if read != d.lastRead {
+		d.lastRead, d.lastArrival = read, now
+	}
+	if quiet := d.c.cfg.QuietPeers; peers > 0 && now.Sub(d.lastArrival) > quiet && now.Sub(d.lastKick) > quiet {
+		d.lastKick = now
+		d.c.log.Debug("closing quiet peer connections", "file", d.s.File, "peers", peers)
+		for _, pc := range d.t.PeerConns() {
+			pc.Close()
 		}
+		go d.c.announce(d.ctx, d.t, d.s, d.s.Size-have)
 	}
-	t.DownloadAll()
-	seeders := make(chan int, 1)
-	if !wasComplete {
-		go func() { seeders <- c.announce(ctx, t, s, s.Size-t.BytesCompleted()) }()
-	}
-	fail := func(err error) (string, error) {
-		if !wasComplete {
-			t.Drop()
-			c.awaitDropped(s.InfoHash)
-			os.Remove(path)
-			c.completion.forget(s.InfoHash)
-		}
-		return "", err
-	}
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	lastBytes, lastProgress, lastTick := int64(-1), time.Now(), time.Now()
-	lastAnnounce := time.Now()
-	lastRead, lastArrival, lastKick := int64(0), time.Now(), time.Now()
-	lastRoom, conns := time.Now(), c.cfg.ConnsPerTorrent
-	var rate float64
-	for done := false; !done; {
-		select {
-		case <-t.Complete().On():
-			done = true
-		case <-ctx.Done():
-			return fail(fmt.Errorf("download of %s: %w", s.File, ctx.Err()))
-		case <-c.client.Closed():
-			return "", fmt.Errorf("download of %s: the torrent client stopped", s.File)
-		case n := <-seeders:
-			trackerSeeds = n
-			// No tracker answered: with the DHT, peers may still come
-			// from it, and the web seed waits for WebSeedStall like
-			// behind peers that bring nothing.
-			if n == 0 || (n < 0 && c.dht == nil) {
-				addWebSeeds("the tracker knows no seed")
-			}
-		case now := <-tick.C:
-			st := t.Stats()
-			have := t.BytesCompleted()
-			if dt := now.Sub(lastTick).Seconds(); dt > 0 && lastBytes >= 0 {
-				// A short moving average, so the rate shown does not jump.
-				rate = 0.7*rate + 0.3*float64(have-lastBytes)/dt
-			}
-			if have != lastBytes {
-				lastProgress = now
-			}
-			lastBytes, lastTick = have, now
-			// Not while a seed is connected: the repository's seeder
-			// refuses pieces that other hosts have (origin.go), and a host
-			// waiting for those is no reason to fetch the file over HTTP.
-			// And when the tracker counted a seed, only after the quiet
-			// connections were made again (QuietPeers): under load the
-			// first messages of the seeder can take seconds (bench-swarm,
-			// 16 hosts: every host added the web seed 3 s into a download,
-			// with the seeder connected and silent), and the web seed goes
-			// through the same uplink. test/bench/swarmsim: with the web
-			// seed joining on every 3 s stall, 10,000 hosts never finish.
-			stall := c.cfg.WebSeedStall
-			if trackerSeeds > 0 {
-				stall += c.cfg.QuietPeers
-			}
-			// A stalled download with no seed connected makes room for
-			// one more connection, every WebSeedStall, up to
-			// stalledConnsPerTorrent (the cap evicts the least recently
-			// helpful connection, and the repository's seeder, refusing
-			// what other hosts have, is often that; the pieces left may
-			// be on hosts it is not connected to), and asks the trackers
-			// again. Opening up to anacrolix's 50 at once cost the CPU
-			// saved: under load, 3 s stalls are common.
-			if now.Sub(lastProgress) > c.cfg.WebSeedStall && now.Sub(lastRoom) > c.cfg.WebSeedStall && conns < stalledConnsPerTorrent && !seedConnected(t) {
-				lastRoom = now
-				conns++
-				t.SetMaxEstablishedConns(conns)
-				go c.announce(ctx, t, s, s.Size-have)
-			}
-			if webSeedWaiting && now.Sub(lastProgress) > stall && !seedConnected(t) {
-				addWebSeeds("no progress from peers")
-			}
-			progress(Progress{Bytes: have, Total: s.Size, Rate: rate, Peers: st.ActivePeers})
-			// A piece that failed its hash check, and nothing good since:
-			// the only source sends bad bytes (a corrupt file on the web
-			// seed; anacrolix then drops that source). The SHA-1 of each
-			// piece comes from the signed index, so none of it was kept.
-			if bad := st.PiecesDirtiedBad.Int64(); bad > 0 && have < s.Size && now.Sub(lastProgress) > corruptWait {
-				return fail(fmt.Errorf("%s: %w (%d pieces failed their hash check and no good source is left; the repository's copy may be corrupt)", s.File, ErrCorrupt, bad))
-			}
-			// A download with no peer and no progress asks the trackers
-			// again (anacrolix's own announces ask for no peers, see
-			// NewPeer), so a peer that failed to connect is tried again
-			// and one that appeared since is found.
-			if st.ActivePeers == 0 && now.Sub(lastProgress) > reannounce && now.Sub(lastAnnounce) > reannounce {
-				lastAnnounce = now
-				go c.announce(ctx, t, s, s.Size-have)
-				c.dht.announce(ctx, t)
-			}
-			// Connections that bring nothing, not a byte, for QuietPeers:
-			// seen under load, a peer that has the piece and a connection
-			// that stays up, and no data on it for good. They are closed and
-			// the trackers asked again, so fresh ones are made. Bytes, not
-			// pieces, count: a large piece from a slow peer is progress.
-			if read := st.BytesReadData.Int64(); read != lastRead {
-				lastRead, lastArrival = read, now
-			}
-			if quiet := c.cfg.QuietPeers; st.ActivePeers > 0 && now.Sub(lastArrival) > quiet && now.Sub(lastKick) > quiet {
-				lastKick = now
-				c.log.Debug("closing quiet peer connections", "file", s.File, "peers", st.ActivePeers)
-				for _, pc := range t.PeerConns() {
-					pc.Close()
-				}
-				go c.announce(ctx, t, s, s.Size-have)
-			}
-			if now.Sub(lastProgress) > c.cfg.StallTimeout {
-				return fail(fmt.Errorf("download of %s made no progress for %v (no peers or web seed reachable?)", s.File, c.cfg.StallTimeout))
-			}
-		}
-	}
-	progress(Progress{Bytes: s.Size, Total: s.Size, Rate: rate, Peers: t.Stats().ActivePeers})
-	if err := checkSHA256(path, s.SHA256); err != nil {
+}
+
+// finish checks the whole file against the index, records it whole and
+// tells the trackers that this host seeds it.
+func (d *download) finish(progress func(Progress)) (string, error) {
+	progress(Progress{Bytes: d.s.Size, Total: d.s.Size, Rate: d.rate, Peers: d.t.Stats().ActivePeers})
+	if err := checkSHA256(d.path, d.s.SHA256); err != nil {
 		// Drop it whatever wasComplete says: it is not what the index signs.
-		t.Drop()
-		c.awaitDropped(s.InfoHash)
-		os.Remove(path)
-		c.completion.forget(s.InfoHash)
+		d.discard()
 		return "", err
 	}
-	if err := c.completion.markWhole(s.InfoHash); err != nil {
-		return "", fmt.Errorf("download of %s: %w", s.File, err)
+	if err := d.c.completion.markWhole(d.s.InfoHash); err != nil {
+		return "", fmt.Errorf("download of %s: %w", d.s.File, err)
 	}
-	if !wasComplete {
+	if !d.wasComplete {
 		// Tell the trackers at once that this host now seeds: anacrolix's
 		// next announce is an interval away, and until then the tracker
 		// counts a leecher (and a restarted tracker saves no seeder).
-		go c.announce(context.WithoutCancel(ctx), t, s, 0)
+		go d.c.announce(context.WithoutCancel(d.ctx), d.t, d.s, 0)
 	}
-	return path, nil
+	return d.path, nil
 }
 
 // seedConnected says whether a seed of t is connected: the repository's

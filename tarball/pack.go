@@ -48,93 +48,120 @@ func packDir(dir string, w io.Writer, opts PackOptions) (*manifest.Manifest, err
 	if err != nil {
 		return nil, err
 	}
-	tw := tar.NewWriter(gz)
-	limits := opts.Limits
-	if limits == (Limits{}) {
-		limits = DefaultLimits()
-	}
-	entries, size := 0, int64(0)
-	count := func(info fs.FileInfo) error {
-		// As the reader counts: every entry, and the tar stream's bytes
-		// (a 512-byte header, the content in 512-byte blocks).
-		entries++
-		if info.Mode().IsRegular() {
-			size += 512 + (info.Size()+511)/512*512
-		} else {
-			size += 512
-		}
-		switch {
-		case entries > limits.MaxEntries:
-			return fmt.Errorf("more than %d entries: tpm refuses to install such a package; split it", limits.MaxEntries)
-		case size > limits.MaxBytes:
-			return fmt.Errorf("more than %d bytes unpacked: tpm refuses to install such a package; split it", limits.MaxBytes)
-		}
-		return nil
+	pk := &packer{dir: dir, opts: opts, scripts: scripts, tw: tar.NewWriter(gz), limits: opts.Limits, listing: []string{listingHeader}}
+	if pk.limits == (Limits{}) {
+		pk.limits = DefaultLimits()
 	}
 	// data/ is walked first, for the listing that goes into info/ ahead of it.
-	var data []packItem
-	listing := []string{listingHeader}
-	err = walkSorted(dir, "data", scripts, func(rel, full string, info fs.FileInfo) error {
-		if err := count(info); err != nil {
-			return err
-		}
-		hdr, err := headerOf(rel, full, info, opts)
-		if err != nil {
-			return err
-		}
-		data = append(data, packItem{hdr, full})
-		if rel != "data" {
-			line, err := listingLine(hdr)
-			if err != nil {
-				return err
-			}
-			listing = append(listing, line)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := pk.walkData(); err != nil {
 		return nil, err
 	}
-	err = walkSorted(dir, "info", scripts, func(rel, full string, info fs.FileInfo) error {
-		if err := count(info); err != nil {
-			return err
-		}
-		hdr, err := headerOf(rel, full, info, opts)
-		if err != nil {
-			return err
-		}
-		return writeEntry(tw, hdr, full)
-	})
-	if err != nil {
+	if err := pk.writeInfo(); err != nil {
 		return nil, err
 	}
-	raw := []byte(strings.Join(listing, "\n") + "\n")
-	if int64(len(raw)) <= maxListingSize(limits) {
-		// Without it (a listing too large for any reader) the package still
-		// installs, through a full read before the plan.
-		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: "info/" + listingName, Mode: 0o644, Size: int64(len(raw)), Uname: "root", Gname: "root", ModTime: listingTime(data)}
-		if err := count(fileSize(len(raw))); err != nil {
-			return nil, err
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(raw); err != nil {
+	if err := pk.writeListing(); err != nil {
+		return nil, err
+	}
+	for _, it := range pk.data {
+		if err := writeEntry(pk.tw, it.hdr, it.full); err != nil {
 			return nil, err
 		}
 	}
-	for _, it := range data {
-		if err := writeEntry(tw, it.hdr, it.full); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
+	if err := pk.tw.Close(); err != nil {
 		return nil, err
 	}
 	if err := gz.Close(); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// packer is the state of one packDir: the archive being written and what
+// it holds so far.
+type packer struct {
+	dir     string
+	opts    PackOptions
+	scripts map[string]bool // the scripts of info/
+	tw      *tar.Writer
+	limits  Limits
+	entries int   // as the reader counts them
+	size    int64 // the tar stream's bytes
+	data    []packItem
+	listing []string // the lines of info/files
+}
+
+// count counts an entry as the reader counts: every entry, and the tar
+// stream's bytes (a 512-byte header, the content in 512-byte blocks). It
+// refuses a package that the reader would refuse.
+func (pk *packer) count(info fs.FileInfo) error {
+	pk.entries++
+	if info.Mode().IsRegular() {
+		pk.size += 512 + (info.Size()+511)/512*512
+	} else {
+		pk.size += 512
+	}
+	switch {
+	case pk.entries > pk.limits.MaxEntries:
+		return fmt.Errorf("more than %d entries: tpm refuses to install such a package; split it", pk.limits.MaxEntries)
+	case pk.size > pk.limits.MaxBytes:
+		return fmt.Errorf("more than %d bytes unpacked: tpm refuses to install such a package; split it", pk.limits.MaxBytes)
+	}
+	return nil
+}
+
+// walkData takes the headers of data/ and the listing's lines.
+func (pk *packer) walkData() error {
+	return walkSorted(pk.dir, "data", pk.scripts, func(rel, full string, info fs.FileInfo) error {
+		if err := pk.count(info); err != nil {
+			return err
+		}
+		hdr, err := headerOf(rel, full, info, pk.opts)
+		if err != nil {
+			return err
+		}
+		pk.data = append(pk.data, packItem{hdr, full})
+		if rel != "data" {
+			line, err := listingLine(hdr)
+			if err != nil {
+				return err
+			}
+			pk.listing = append(pk.listing, line)
+		}
+		return nil
+	})
+}
+
+// writeInfo writes info/: package.json and the scripts.
+func (pk *packer) writeInfo() error {
+	return walkSorted(pk.dir, "info", pk.scripts, func(rel, full string, info fs.FileInfo) error {
+		if err := pk.count(info); err != nil {
+			return err
+		}
+		hdr, err := headerOf(rel, full, info, pk.opts)
+		if err != nil {
+			return err
+		}
+		return writeEntry(pk.tw, hdr, full)
+	})
+}
+
+// writeListing writes info/files, unless it is too large for any reader:
+// without it the package still installs, through a full read before the
+// plan.
+func (pk *packer) writeListing() error {
+	raw := []byte(strings.Join(pk.listing, "\n") + "\n")
+	if int64(len(raw)) > maxListingSize(pk.limits) {
+		return nil
+	}
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: "info/" + listingName, Mode: 0o644, Size: int64(len(raw)), Uname: "root", Gname: "root", ModTime: listingTime(pk.data)}
+	if err := pk.count(fileSize(len(raw))); err != nil {
+		return err
+	}
+	if err := pk.tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	_, err := pk.tw.Write(raw)
+	return err
 }
 
 // checkPackDir refuses a folder tpm could not install, before anything is

@@ -237,20 +237,10 @@ func (r *Reader) Next() (Entry, io.Reader, error) {
 // check applies every per-entry rule. It returns isData=false for the
 // top-level folders and for info/ files, which it reads into r.info.
 func (r *Reader) check(hdr *tar.Header) (Entry, bool, error) {
+	if err := r.checkSize(hdr); err != nil {
+		return Entry{}, false, err
+	}
 	name := hdr.Name
-	for k := range hdr.PAXRecords {
-		// archive/tar expands sparse holes itself: a few bytes of input
-		// could become any amount of output.
-		if strings.HasPrefix(k, "GNU.sparse.") {
-			return Entry{}, false, refuse(hdr.Name, "sparse files are not supported")
-		}
-	}
-	if hdr.Size > 0 {
-		r.content += hdr.Size
-		if r.content > r.limits.MaxBytes {
-			return Entry{}, false, refuse(hdr.Name, "files add up to more than %d bytes (the limit)", r.limits.MaxBytes)
-		}
-	}
 	if hdr.Typeflag == tar.TypeDir {
 		name = strings.TrimSuffix(name, "/")
 	}
@@ -273,16 +263,55 @@ func (r *Reader) check(hdr *tar.Header) (Entry, bool, error) {
 		return Entry{}, false, r.readInfo(hdr, rest)
 	}
 
-	entry := Entry{Path: rest, Mode: fs.FileMode(hdr.Mode & 0o777), ModTime: hdr.ModTime}
-	if hdr.Mode&0o4000 != 0 {
-		entry.Mode |= fs.ModeSetuid
+	entry := Entry{Path: rest, Mode: entryMode(hdr.Mode), ModTime: hdr.ModTime}
+	if err := r.setType(hdr, &entry); err != nil {
+		return Entry{}, false, err
 	}
-	if hdr.Mode&0o2000 != 0 {
-		entry.Mode |= fs.ModeSetgid
+	if err := r.checkPlace(hdr.Name, rest, entry.Type); err != nil {
+		return Entry{}, false, err
 	}
-	if hdr.Mode&0o1000 != 0 {
-		entry.Mode |= fs.ModeSticky
+	r.seen[rest] = entry.Type
+	return entry, true, nil
+}
+
+// checkSize refuses sparse files, and files that add up to more than the
+// stream may hold.
+func (r *Reader) checkSize(hdr *tar.Header) error {
+	for k := range hdr.PAXRecords {
+		// archive/tar expands sparse holes itself: a few bytes of input
+		// could become any amount of output.
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return refuse(hdr.Name, "sparse files are not supported")
+		}
 	}
+	if hdr.Size > 0 {
+		r.content += hdr.Size
+		if r.content > r.limits.MaxBytes {
+			return refuse(hdr.Name, "files add up to more than %d bytes (the limit)", r.limits.MaxBytes)
+		}
+	}
+	return nil
+}
+
+// entryMode is the permission bits of a tar mode, with setuid, setgid and
+// sticky.
+func entryMode(mode int64) fs.FileMode {
+	m := fs.FileMode(mode & 0o777)
+	if mode&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if mode&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if mode&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+// setType sets the entry's type from the header, and its size or link
+// target, refusing the types a package may not hold.
+func (r *Reader) setType(hdr *tar.Header, entry *Entry) error {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		entry.Type = TypeDir
@@ -291,47 +320,57 @@ func (r *Reader) check(hdr *tar.Header) (Entry, bool, error) {
 		entry.Size = hdr.Size
 	case tar.TypeSymlink:
 		entry.Type = TypeSymlink
-		if hdr.Linkname == "" {
-			return Entry{}, false, refuse(hdr.Name, "symlink has an empty target")
-		}
-		if len(hdr.Linkname) > PathMax {
-			return Entry{}, false, refuse(hdr.Name, "link target is longer than PATH_MAX (%d bytes)", PathMax)
-		}
-		if strings.IndexByte(hdr.Linkname, 0) >= 0 {
-			return Entry{}, false, refuse(hdr.Name, "link target contains a NUL byte")
+		if err := checkSymlinkTarget(hdr); err != nil {
+			return err
 		}
 		entry.Link = hdr.Linkname
 	case tar.TypeLink:
 		entry.Type = TypeHardlink
 		target, err := r.hardlinkTarget(hdr)
 		if err != nil {
-			return Entry{}, false, err
+			return err
 		}
 		entry.Link = target
 	case tar.TypeChar, tar.TypeBlock:
-		return Entry{}, false, refuse(hdr.Name, "device nodes are not allowed")
+		return refuse(hdr.Name, "device nodes are not allowed")
 	case tar.TypeFifo:
-		return Entry{}, false, refuse(hdr.Name, "FIFOs are not allowed")
+		return refuse(hdr.Name, "FIFOs are not allowed")
 	default:
-		return Entry{}, false, refuse(hdr.Name, "entry type %q is not supported (only directories, regular files, symlinks and hard links)", string(hdr.Typeflag))
+		return refuse(hdr.Name, "entry type %q is not supported (only directories, regular files, symlinks and hard links)", string(hdr.Typeflag))
 	}
+	return nil
+}
 
+func checkSymlinkTarget(hdr *tar.Header) error {
+	switch {
+	case hdr.Linkname == "":
+		return refuse(hdr.Name, "symlink has an empty target")
+	case len(hdr.Linkname) > PathMax:
+		return refuse(hdr.Name, "link target is longer than PATH_MAX (%d bytes)", PathMax)
+	case strings.IndexByte(hdr.Linkname, 0) >= 0:
+		return refuse(hdr.Name, "link target contains a NUL byte")
+	}
+	return nil
+}
+
+// checkPlace refuses a data/ entry at rest, of type typ, that comes twice
+// or under something other than a directory.
+func (r *Reader) checkPlace(name, rest string, typ EntryType) error {
 	if prev, dup := r.seen[rest]; dup {
 		// A second entry could turn a checked directory into a symlink.
-		if !(prev == TypeDir && entry.Type == TypeDir) {
-			return Entry{}, false, refuse(hdr.Name, "appears twice in the archive")
+		if !(prev == TypeDir && typ == TypeDir) {
+			return refuse(name, "appears twice in the archive")
 		}
 	}
 	for parent := path.Dir(rest); parent != "."; parent = path.Dir(parent) {
 		switch r.seen[parent] {
 		case TypeSymlink:
-			return Entry{}, false, refuse(hdr.Name, "passes through the symlink data/%s", parent)
+			return refuse(name, "passes through the symlink data/%s", parent)
 		case TypeFile, TypeHardlink:
-			return Entry{}, false, refuse(hdr.Name, "its parent data/%s is not a directory", parent)
+			return refuse(name, "its parent data/%s is not a directory", parent)
 		}
 	}
-	r.seen[rest] = entry.Type
-	return entry, true, nil
+	return nil
 }
 
 func (r *Reader) hardlinkTarget(hdr *tar.Header) (string, error) {
