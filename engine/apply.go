@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"tpm/builder"
 	"tpm/manifest"
@@ -254,12 +255,31 @@ func (e *Engine) closeJournal(done []OpResult) error {
 	if err := e.db.Update(func(tx *store.StateTx) error { return tx.ClearJournal() }); err != nil {
 		return err
 	}
-	if err := e.db.Backup(); err != nil && len(done) > 0 {
+	if err := e.backup(false); err != nil && len(done) > 0 {
 		// The transaction is in; only the copy to restore from is old.
 		last := &done[len(done)-1]
 		last.Warnings = append(last.Warnings, err.Error())
 	}
 	return nil
+}
+
+// backupEvery bounds how often transactions rewrite the copy of the state
+// database beside it. The copy is whole, so one per transaction made a
+// host's thousands of installs quadratic (each batch of a request copied
+// every receipt again); it is a restore point, as dpkg's status-old, and
+// Close writes it when a transaction went in since the last one.
+const backupEvery = 5 * time.Second
+
+// backup copies the state database beside it when the last copy is older
+// than backupEvery, or now with force; otherwise it marks one as due.
+func (e *Engine) backup(force bool) error {
+	now := time.Now()
+	if !force && now.Sub(e.lastBackup) < backupEvery {
+		e.backupDue = true
+		return nil
+	}
+	e.lastBackup, e.backupDue = now, false
+	return e.db.Backup()
 }
 
 func scriptNames(a Action) (string, string) {

@@ -103,7 +103,10 @@ func (e *Engine) PrepareInstall(ctx context.Context, req InstallRequest) (*Chang
 	var skipped []Skipped
 	var installed []*store.Receipt
 	err = e.db.View(func(tx *store.StateTx) error {
-		installed, err = tx.Receipts(prefix)
+		// The heads only (no file lists): a prefix of thousands of packages
+		// was decoded whole for every batch of a transaction. The file list
+		// of a package being replaced is read below, for it alone.
+		installed, err = tx.ReceiptHeads(prefix)
 		if err != nil {
 			return err
 		}
@@ -119,6 +122,11 @@ func (e *Engine) PrepareInstall(ctx context.Context, req InstallRequest) (*Chang
 			if skip != nil {
 				skipped = append(skipped, *skip)
 				continue
+			}
+			if op.old != nil {
+				if op.old, err = tx.Receipt(prefix, op.Name); err != nil {
+					return err
+				}
 			}
 			changeset.Ops = append(changeset.Ops, op)
 		}

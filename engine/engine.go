@@ -75,6 +75,11 @@ func (h Hooks) withDefaults() Hooks {
 type Engine struct {
 	db   *store.State
 	opts Options
+	// When the copy of the database was last written, and whether a
+	// transaction went in since (backup). Only the one writer (Apply,
+	// then Close) touches them.
+	lastBackup time.Time
+	backupDue  bool
 }
 
 // DatabaseFile is the state database's name inside the state directory.
@@ -138,7 +143,13 @@ func OpenWhenFree(ctx context.Context, opts Options, interval time.Duration, wai
 }
 
 // Close releases the database.
-func (e *Engine) Close() error { return e.db.Close() }
+func (e *Engine) Close() error {
+	var err error
+	if e.backupDue {
+		err = e.backup(true)
+	}
+	return errors.Join(err, e.db.Close())
+}
 
 // State gives read access to the receipts for queries.
 func (e *Engine) State() *store.State { return e.db }

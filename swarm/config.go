@@ -10,6 +10,7 @@ import (
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/storage"
+	"golang.org/x/time/rate"
 )
 
 // listenAddr is a parsed "host:port" for a torrent client.
@@ -47,6 +48,9 @@ func (l listenAddr) trackerDial() func(ctx context.Context, network, addr string
 // newTorrentConfig is what the seeder and the hosts' clients share: TCP
 // only on one address (one socket, no cgo, what every client speaks), no
 // DHT, WebTorrent or port mapping, uploads to anyone interested.
+// dialsPerSecond bounds the connections a torrent client opens.
+const dialsPerSecond = 500
+
 func newTorrentConfig(l listenAddr, st storage.ClientImpl, log *slog.Logger) *torrent.ClientConfig {
 	tc := torrent.NewDefaultClientConfig()
 	tc.DefaultStorage = st
@@ -69,6 +73,13 @@ func newTorrentConfig(l listenAddr, st storage.ClientImpl, log *slog.Logger) *to
 	// the whole request queue (1024 requests of 16 KiB) means no well-behaved
 	// peer ever waits; the memory is only held for requests actually queued.
 	tc.MaxAllocPeerRequestDataPerConn = 1024 * 16 << 10
+	// anacrolix dials at most 10 peers a second (burst 10), a guard for home
+	// routers. A transaction of hundreds of packages is hundreds of
+	// torrents, each needing its own connection: at 10 a second the
+	// downloads of small packages finished one every 100 ms whatever the
+	// network (test/bench/scale). Still bounded, so one host cannot flood
+	// another with connection attempts.
+	tc.DialRateLimiter = rate.NewLimiter(dialsPerSecond, dialsPerSecond)
 	tc.ListenPort = l.port
 	if addr, err := netip.ParseAddr(l.host); err == nil {
 		tc.DisableIPv6 = addr.Is4()
