@@ -2,7 +2,7 @@
 GO     ?= go
 BIN    ?= bin
 
-.PHONY: build test demo bench bench-swarm fuzz lint clean
+.PHONY: build test demo bench bench-swarm bench-scale fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -32,6 +32,11 @@ bench: build
 # A model of it for fleets of 100 to 10,000: go run ./test/bench/swarmsim.
 bench-swarm:
 	$(GO) run ./test/bench/swarm $(SWARMFLAGS)
+
+# What tpm costs as the number of packages grows (test/bench/results/scale.md).
+# SCALEFLAGS passes flags, e.g. SCALEFLAGS=-baseline=main~1 for a before row.
+bench-scale:
+	$(GO) run ./test/bench/scale $(SCALEFLAGS)
 
 # Each fuzz target for FUZZTIME (the seed corpora also run in make test).
 FUZZTIME ?= 30s

@@ -477,8 +477,8 @@ func TestSyncerFoldsSyncsIntoOneFetch(t *testing.T) {
 		clis = append(clis, cli)
 	}
 	g.gate <- struct{}{}
-	if idx := await(t, parentGot, "the fetched index", func(m *messages.IndexReady) bool { return m.Index.Generation == 1 }); len(idx.Index.Entries) != 2 || len(idx.Synced) != 0 {
-		t.Fatalf("fetched index: %d packages, answering %d syncs", len(idx.Index.Entries), len(idx.Synced))
+	if idx := await(t, parentGot, "the fetched index", func(m *messages.IndexReady) bool { return m.Index.Generation == 1 }); idx.Index.Len() != 2 || len(idx.Synced) != 0 {
+		t.Fatalf("fetched index: %d packages, answering %d syncs", idx.Index.Len(), len(idx.Synced))
 	}
 	await(t, parentGot, "the syncer ready", func(m *messages.Ready) bool { return m.Component == Syncer })
 	g.gate <- struct{}{} // the one fetch for the three syncs

@@ -17,7 +17,7 @@ func (a *installerActor) status(ctx actor.Context, to *actor.PID) {
 	now := time.Now()
 	st := wire.Status{
 		PID: os.Getpid(), UptimeSeconds: now.Sub(a.started).Seconds(), Server: a.cfg.Servers[0], Servers: serverStatus(a.cfg.Servers, a.idx.Servers),
-		IndexGeneration: a.idx.Generation, IndexPackages: len(a.idx.Entries), Installing: a.installing, Queued: len(a.jobs),
+		IndexGeneration: a.idx.Generation, IndexPackages: a.idx.Len(), Installing: a.installing, Queued: len(a.jobs),
 	}
 	if !a.idx.Updated.IsZero() {
 		st.IndexAgeSeconds = now.Sub(a.idx.Updated).Seconds()

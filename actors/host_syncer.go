@@ -181,7 +181,7 @@ func (a *syncerActor) fetched(ctx actor.Context, msg *fetched) {
 		a.retry = 0
 		a.idx = msg.idx
 		if msg.changed {
-			a.env.log.Info("index updated", "generation", a.idx.Generation, "packages", len(a.idx.Entries), "took", msg.took.Round(time.Millisecond))
+			a.env.log.Info("index updated", "generation", a.idx.Generation, "packages", a.idx.Len(), "took", msg.took.Round(time.Millisecond))
 		}
 		// The installer answers the syncs, once it has the index.
 		ctx.Send(ctx.Parent(), &messages.IndexReady{Index: a.idx, Synced: a.waiting, Changed: msg.changed})

@@ -1,8 +1,9 @@
 // Package index keeps a client's copy of the repository's signed index:
 // it fetches /index.db and /index.db.sig, verifies the signature with the
 // trusted key before anything reads the file, refuses an index older than
-// the one it has (a replay), swaps the files atomically, and loads the
-// catalog into an immutable Snapshot that the daemon's actors share.
+// the one it has (a replay), swaps the files atomically, and opens the
+// catalog as an immutable Snapshot that the daemon's actors share, read
+// from the file where it lies (snapshot.go).
 package index
 
 import (
@@ -14,13 +15,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
-	"tpm/manifest"
-	"tpm/resolve"
 	"tpm/signing"
 	"tpm/store"
 )
@@ -37,94 +36,6 @@ const (
 	maxIndex     = 256 << 20
 	maxSignature = 4 << 10
 )
-
-// Snapshot is one verified generation of the repository's catalog. It is
-// immutable: readers on many goroutines share it without locks.
-type Snapshot struct {
-	Generation uint64
-	Updated    time.Time // when the server made it
-	ValidUntil time.Time // when it expires (the zero time for Empty)
-	Fetched    time.Time // when this host last confirmed it is current
-	ETag       string
-	Entries    []*store.CatalogEntry // by name, then newest version first
-	// Servers is what each server answered at the fetch that gave this
-	// index (nil for one loaded from disk).
-	Servers []ServerState
-	// Trackers is the announce list the index names (signed, so a mirror
-	// cannot send announces elsewhere); nil when it names none, an index
-	// of a server older than the list.
-	Trackers []string
-
-	byName  map[string][]*store.CatalogEntry
-	resolve resolve.Index
-}
-
-func newSnapshot(gen uint64, updated time.Time, entries []*store.CatalogEntry) *Snapshot {
-	idx := &Snapshot{Generation: gen, Updated: updated, byName: make(map[string][]*store.CatalogEntry)}
-	ms := make([]*manifest.Manifest, len(entries))
-	for i, e := range entries {
-		ms[i] = &e.Manifest
-	}
-	// Only what runs on this host; entries in the resolver's order (newest
-	// first per name), so Best and the resolver agree.
-	idx.resolve = resolve.NewIndex(ms, manifest.HostArchitecture())
-	names := make([]string, 0, len(idx.resolve))
-	for n := range idx.resolve {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	byManifest := make(map[*manifest.Manifest]*store.CatalogEntry, len(entries))
-	for _, e := range entries {
-		byManifest[&e.Manifest] = e
-	}
-	for _, n := range names {
-		for _, m := range idx.resolve[n] {
-			e := byManifest[m]
-			idx.Entries = append(idx.Entries, e)
-			idx.byName[n] = append(idx.byName[n], e)
-		}
-	}
-	return idx
-}
-
-// Expired says whether the index's validity ended before now. A host keeps
-// an expired index it had (queries answer from it) but installs nothing
-// from it: an old index, replayed, would keep it on old packages.
-func (idx *Snapshot) Expired(now time.Time) bool {
-	return idx.Generation != 0 && !now.Before(idx.ValidUntil)
-}
-
-// ExpiredError says what an expired index means and what to do.
-func (idx *Snapshot) ExpiredError() error {
-	return fmt.Errorf("the repository's index (generation %d) expired at %s and no fresher one came: run tpm sync, and if that fails check the server (a stale repository, or someone replaying an old index); installed packages keep working", idx.Generation, idx.ValidUntil.UTC().Format(time.RFC3339))
-}
-
-// Empty is the index of a host that has never synced.
-func Empty() *Snapshot { return newSnapshot(0, time.Time{}, nil) }
-
-// Resolver is the index as the dependency resolver reads it.
-func (idx *Snapshot) Resolver() resolve.Index { return idx.resolve }
-
-// Versions returns every entry of name, newest first.
-func (idx *Snapshot) Versions(name string) []*store.CatalogEntry { return idx.byName[name] }
-
-// Best returns the newest entry of name, or nil.
-func (idx *Snapshot) Best(name string) *store.CatalogEntry {
-	if vs := idx.byName[name]; len(vs) > 0 {
-		return vs[0]
-	}
-	return nil
-}
-
-// Entry returns the entry of exactly name and version, or nil.
-func (idx *Snapshot) Entry(name, version string) *store.CatalogEntry {
-	for _, e := range idx.byName[name] {
-		if e.Version == version {
-			return e
-		}
-	}
-	return nil
-}
 
 // Keeper fetches and keeps, in a state directory, the index of a
 // repository that one or more servers publish (the origin and its
@@ -167,29 +78,52 @@ func New(servers []string, key signing.PublicKey, dir string) *Keeper {
 // again (the file could have been changed while the daemon was down). No
 // index yet gives Empty and no error.
 func (m *Keeper) Load() (*Snapshot, error) {
-	data, err := os.ReadFile(filepath.Join(m.Dir, IndexFile))
+	path := filepath.Join(m.Dir, IndexFile)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return Empty(), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
+	defer f.Close()
 	sig, err := os.ReadFile(filepath.Join(m.Dir, SigFile))
 	if err != nil {
 		return nil, fmt.Errorf("index signature: %w", err)
 	}
-	if err := m.Key.Verify(data, sig); err != nil {
-		return nil, fmt.Errorf("kept index %s: %w", filepath.Join(m.Dir, IndexFile), err)
+	if err := verifyFile(m.Key, f, sig); err != nil {
+		return nil, fmt.Errorf("kept index %s: %w", path, err)
 	}
-	idx, err := m.open(filepath.Join(m.Dir, IndexFile))
+	idx, err := open(path, f)
 	if err != nil {
 		return nil, err
 	}
-	info, _ := os.Stat(filepath.Join(m.Dir, IndexFile))
-	if info != nil {
+	if info, err := f.Stat(); err == nil {
 		idx.Fetched = info.ModTime()
 	}
 	return idx, nil
+}
+
+// verifyFile checks sig over the bytes of f, read where they lie: mapped,
+// and unmapped once checked, so an index of 100 MB costs no heap.
+func verifyFile(key signing.PublicKey, f *os.File, sig []byte) error {
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if info.Size() == 0 {
+		return key.Verify(nil, sig)
+	}
+	if info.Size() > maxIndex {
+		return fmt.Errorf("%d bytes, more than the %d bytes an index may be", info.Size(), maxIndex)
+	}
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(info.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	defer syscall.Munmap(data)
+	syscall.Madvise(data, syscall.MADV_SEQUENTIAL) // read once, front to back
+	return key.Verify(data, sig)
 }
 
 // candidate is one server's answer to a fetch: a verified index in a
@@ -221,10 +155,15 @@ func (m *Keeper) Fetch(ctx context.Context, cur *Snapshot) (*Snapshot, bool, err
 		wg.Go(func() { cands[i] = m.fetchFrom(ctx, server, cur, 0) })
 	}
 	wg.Wait()
+	var kept *Snapshot
 	defer func() {
+		// What was fetched and not kept goes, its file closed at once.
 		for _, c := range cands {
 			if c.tmp != "" {
 				os.Remove(c.tmp)
+			}
+			if c.idx != kept {
+				c.idx.release()
 			}
 		}
 	}()
@@ -268,6 +207,7 @@ func (m *Keeper) Fetch(ctx context.Context, cur *Snapshot) (*Snapshot, bool, err
 		return nil, false, err
 	}
 	idx.Servers = states
+	kept = idx
 	return idx, changed, nil
 }
 
@@ -303,7 +243,12 @@ func (m *Keeper) keep(c *candidate, cur *Snapshot) (*Snapshot, bool, error) {
 	// The signature goes first: a crash between the renames leaves a new
 	// signature over an old index, which Load refuses, and the next start
 	// fetches again; never an unverified index that looks verified.
-	sigTmp, err := writeTemp(m.Dir, SigFile, c.sig)
+	sigTmp, err := writeTemp(m.Dir, SigFile, func(f *os.File) error {
+		if _, err := f.Write(c.sig); err != nil {
+			return fmt.Errorf("index: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, false, err
 	}
@@ -327,41 +272,48 @@ func (m *Keeper) fetchFrom(ctx context.Context, server string, cur *Snapshot, sw
 	if cur != nil {
 		etag = cur.ETag
 	}
-	data, newTag, notModified, err := m.get(ctx, server, "/"+IndexFile, etag, maxIndex)
+	tmp, newTag, notModified, err := m.getFile(ctx, server, "/"+IndexFile, etag, maxIndex)
 	if err != nil {
 		c.err = err
 		return c
 	}
-	if notModified && cur != nil {
+	if notModified && cur == nil {
+		c.err = errors.New("fetch /" + IndexFile + ": Not Modified, though no copy was named")
+		return c
+	}
+	if notModified {
 		if cur.Expired(m.Now()) {
 			c.err = cur.ExpiredError()
 		}
 		c.notModified = true
 		return c
 	}
+	c.tmp = tmp // removed by Fetch unless kept
 	sig, _, _, err := m.get(ctx, server, "/"+SigFile, "", maxSignature)
 	if err != nil {
 		c.err = fmt.Errorf("the repository's index signature: %w", err)
 		return c
 	}
-	if err := m.Key.Verify(data, sig); err != nil {
+	f, err := os.Open(tmp)
+	if err != nil {
+		c.err = fmt.Errorf("index: %w", err)
+		return c
+	}
+	defer f.Close()
+	if err := verifyFile(m.Key, f, sig); err != nil {
 		// The server may have published a new generation between the two
 		// requests: the signature is then the new index's. Only an index
 		// that is still the server's is refused, and only one publication
 		// is believed: a server (or someone between) that keeps changing
 		// the index cannot make us fetch it again and again.
 		if swaps < 1 && m.changedSince(ctx, server, newTag) {
+			os.Remove(tmp)
 			return m.fetchFrom(ctx, server, cur, swaps+1)
 		}
 		c.err = fmt.Errorf("refusing the repository's index (kept the old one): %w; check --trusted-key or the server", err)
 		return c
 	}
-	tmp, err := writeTemp(m.Dir, IndexFile, data)
-	if err != nil {
-		c.err = err
-		return c
-	}
-	idx, err := m.open(tmp)
+	idx, err := open(tmp, f)
 	switch {
 	case err != nil:
 		c.err = fmt.Errorf("refusing the repository's index: %w", err)
@@ -372,10 +324,10 @@ func (m *Keeper) fetchFrom(ctx context.Context, server string, cur *Snapshot, sw
 		c.older = idx.Generation
 	}
 	if c.err != nil {
-		os.Remove(tmp)
+		idx.release()
 		return c
 	}
-	c.idx, c.tmp, c.sig, c.tag = idx, tmp, sig, newTag
+	c.idx, c.sig, c.tag = idx, sig, newTag
 	return c
 }
 
@@ -403,29 +355,43 @@ func (m *Keeper) changedSince(ctx context.Context, server, etag string) bool {
 	return resp.StatusCode == http.StatusOK && resp.Header.Get("ETag") != etag
 }
 
-func (m *Keeper) get(ctx context.Context, server, path, etag string, limit int64) (body []byte, newTag string, notModified bool, err error) {
+// request asks server for path (with the ETag etag, if any) and returns
+// the response of a 200, its body to read, or notModified.
+func (m *Keeper) request(ctx context.Context, server, path, etag string, limit int64) (resp *http.Response, notModified bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, server+path, nil)
 	if err != nil {
-		return nil, "", false, fmt.Errorf("fetch %s: %w", path, err)
+		return nil, false, fmt.Errorf("fetch %s: %w", path, err)
 	}
 	if etag != "" {
 		req.Header.Set("If-None-Match", etag)
 	}
-	resp, err := m.HTTP.Do(req)
+	resp, err = m.HTTP.Do(req)
 	if err != nil {
-		return nil, "", false, fmt.Errorf("fetch %s: %w", path, err)
+		return nil, false, fmt.Errorf("fetch %s: %w", path, err)
 	}
-	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotModified:
-		return nil, etag, true, nil
+		resp.Body.Close()
+		return nil, true, nil
 	default:
-		return nil, "", false, fmt.Errorf("fetch %s%s: %s", server, path, resp.Status)
+		resp.Body.Close()
+		return nil, false, fmt.Errorf("fetch %s%s: %s", server, path, resp.Status)
 	}
 	if resp.ContentLength > limit {
-		return nil, "", false, fmt.Errorf("fetch %s: %d bytes, more than the %d bytes it may be", path, resp.ContentLength, limit)
+		resp.Body.Close()
+		return nil, false, fmt.Errorf("fetch %s: %d bytes, more than the %d bytes it may be", path, resp.ContentLength, limit)
 	}
+	return resp, false, nil
+}
+
+// get fetches a small file (the signature) into memory.
+func (m *Keeper) get(ctx context.Context, server, path, etag string, limit int64) (body []byte, newTag string, notModified bool, err error) {
+	resp, notModified, err := m.request(ctx, server, path, etag, limit)
+	if err != nil || notModified {
+		return nil, etag, notModified, err
+	}
+	defer resp.Body.Close()
 	body, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, "", false, fmt.Errorf("fetch %s: %w", path, err)
@@ -436,33 +402,28 @@ func (m *Keeper) get(ctx context.Context, server, path, etag string, limit int64
 	return body, resp.Header.Get("ETag"), false, nil
 }
 
-// open reads a verified catalog file into memory and closes it, so the
-// daemon holds no file the next sync has to replace.
-func (m *Keeper) open(path string) (*Snapshot, error) {
-	cat, err := store.OpenCatalogReadOnly(path)
-	if err != nil {
-		return nil, err
+// getFile fetches the index into a temporary file of the state directory,
+// never whole in memory, and returns its path.
+func (m *Keeper) getFile(ctx context.Context, server, path, etag string, limit int64) (tmp, newTag string, notModified bool, err error) {
+	resp, notModified, err := m.request(ctx, server, path, etag, limit)
+	if err != nil || notModified {
+		return "", etag, notModified, err
 	}
-	defer cat.Close()
-	var idx *Snapshot
-	err = cat.View(func(tx *store.CatalogTx) error {
-		entries, err := tx.Entries()
+	defer resp.Body.Close()
+	tmp, err = writeTemp(m.Dir, IndexFile, func(f *os.File) error {
+		n, err := io.Copy(f, io.LimitReader(resp.Body, limit+1))
 		if err != nil {
-			return err
+			return fmt.Errorf("fetch %s: %w", path, err)
 		}
-		for _, e := range entries {
-			if err := checkEntry(e); err != nil {
-				return err
-			}
+		if n > limit {
+			return fmt.Errorf("fetch %s: larger than the %d bytes it may be", path, limit)
 		}
-		idx = newSnapshot(tx.Generation(), tx.Updated(), entries)
-		idx.ValidUntil, idx.Trackers = tx.ValidUntil(), tx.Trackers()
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("index %s: %w", path, err)
+		return "", "", false, err
 	}
-	return idx, nil
+	return tmp, resp.Header.Get("ETag"), false, nil
 }
 
 // checkEntry refuses entries the daemon would build paths or torrents from
@@ -483,7 +444,10 @@ func checkEntry(e *store.CatalogEntry) error {
 	return nil
 }
 
-func writeTemp(dir, name string, data []byte) (string, error) {
+// writeTemp makes a temporary file for name in dir (removed by the caller
+// unless renamed into place), fills it with fill and syncs it. Errors of
+// fill come back as they are.
+func writeTemp(dir, name string, fill func(*os.File) error) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("state directory: %w", err)
 	}
@@ -491,10 +455,12 @@ func writeTemp(dir, name string, data []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("index: %w", err)
 	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
+	if err := fill(f); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", err
 	}
+	err = f.Sync()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -95,7 +95,7 @@ func catalogValidUntil(t *testing.T, gen uint64, validUntil time.Time, names ...
 }
 
 // newKey makes a repository key pair: the public key, and a signer.
-func newKey(t *testing.T) (signing.PublicKey, func([]byte) []byte) {
+func newKey(t testing.TB) (signing.PublicKey, func([]byte) []byte) {
 	t.Helper()
 	keyPath, pubPath, err := signing.Keygen(t.TempDir(), false)
 	if err != nil {
@@ -127,8 +127,8 @@ func TestFetchVerifySwap(t *testing.T) {
 	if err != nil || !changed {
 		t.Fatalf("first fetch: changed %v, %v", changed, err)
 	}
-	if idx.Generation != 3 || idx.Best("hello").Version != "2.0" || len(idx.Entries) != 3 {
-		t.Fatalf("index: gen %d best %v entries %d", idx.Generation, idx.Best("hello"), len(idx.Entries))
+	if idx.Generation != 3 || idx.Best("hello").Version != "2.0" || idx.Len() != 3 {
+		t.Fatalf("index: gen %d best %v entries %d", idx.Generation, idx.Best("hello"), idx.Len())
 	}
 	again, changed, err := m.Fetch(ctx, idx)
 	if err != nil || changed || again.Generation != 3 {

@@ -13,9 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"tpm/engine"
 	"tpm/index"
+	"tpm/manifest"
 	"tpm/messages/wire"
 	"tpm/store"
 )
@@ -62,22 +64,21 @@ func NoPackage(name string) error {
 
 // Search finds the packages whose name or description contains word
 // (case-insensitive; "" finds every package), newest version of each, by
-// name, marked with the version installed.
+// name, marked with the version installed. It reads the index's table in
+// memory, not its file.
 func Search(idx *index.Snapshot, installed map[string]*store.Receipt, word string) []wire.SearchResult {
 	out := []wire.SearchResult{}
-	seen := map[string]bool{}
-	for _, e := range idx.Entries { // by name, newest first
-		if seen[e.Name] {
+	for p := range idx.Newest() {
+		if m := (manifest.Manifest{Name: p.Name, Description: p.Description}); !m.Matches(word) {
 			continue
 		}
-		seen[e.Name] = true
-		if e.Manifest.Matches(word) {
-			it := wire.SearchResult{Name: e.Name, Version: e.Version, Description: e.Description}
-			if r := installed[e.Name]; r != nil {
-				it.Installed = r.Version
-			}
-			out = append(out, it)
+		// Copies: the summary's strings share the index's table, which a
+		// reply should not keep alive once the index is replaced.
+		it := wire.SearchResult{Name: strings.Clone(p.Name), Version: strings.Clone(p.Version), Description: strings.Clone(p.Description)}
+		if r := installed[p.Name]; r != nil {
+			it.Installed = r.Version
 		}
+		out = append(out, it)
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package resolve
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -9,33 +10,64 @@ import (
 	"tpm/version"
 )
 
-// Index is what a resolution may choose from: every version of every
-// package, newest first.
-type Index map[string][]*manifest.Manifest
+// Index is what a resolution may choose from. A host's index is read
+// from its file as the resolver asks (index.Snapshot), not held as a map of
+// every package, so the resolver asks for one name at a time.
+type Index interface {
+	// Versions returns every version of name that may be chosen (those
+	// that run on this host), newest first (NewestFirst); none when the
+	// index has no such package. The manifests are shared: read only.
+	Versions(name string) []*manifest.Manifest
+}
+
+// Map is an Index held in memory: every version of every package, newest
+// first. NewIndex makes one.
+type Map map[string][]*manifest.Manifest
+
+// Versions implements Index.
+func (m Map) Versions(name string) []*manifest.Manifest { return m[name] }
+
+// NewestFirst orders two versions as an Index lists them, newest first
+// (pacman's vercmp), for slices.SortStableFunc: an Index sorts its
+// versions of a name with it, stably, so equal versions keep their order.
+func NewestFirst(a, b string) int { return version.Compare(b, a) }
 
 // NewIndex groups manifests by name, newest first, keeping only those that
 // run on arch.
-func NewIndex(ms []*manifest.Manifest, arch string) Index {
-	idx := make(Index)
+func NewIndex(ms []*manifest.Manifest, arch string) Map {
+	idx := make(Map)
 	for _, m := range ms {
 		if m.RunsOn(arch) {
 			idx[m.Name] = append(idx[m.Name], m)
 		}
 	}
 	for _, vs := range idx {
-		sort.SliceStable(vs, func(i, j int) bool { return version.Compare(vs[i].Version, vs[j].Version) > 0 })
+		slices.SortStableFunc(vs, func(a, b *manifest.Manifest) int { return NewestFirst(a.Version, b.Version) })
 	}
 	return idx
 }
 
 // best returns the newest version that c allows, or nil.
-func (idx Index) best(c manifest.Constraint) *manifest.Manifest {
-	for _, m := range idx[c.Name] {
+func (r *resolver) best(c manifest.Constraint) *manifest.Manifest {
+	for _, m := range r.versions(c.Name) {
 		if c.Allows(m.Version) {
 			return m
 		}
 	}
 	return nil
+}
+
+// versions is the index's versions of name, asked for once per resolution:
+// an index read from a file decodes them at each call, and a resolution
+// asks for a name at each dependency on it. The index's answer is the
+// same for the whole resolution (it is immutable).
+func (r *resolver) versions(name string) []*manifest.Manifest {
+	vs, ok := r.seen[name]
+	if !ok {
+		vs = r.idx.Versions(name)
+		r.seen[name] = vs
+	}
+	return vs
 }
 
 // Choice is one package a resolution decided to install.
@@ -71,6 +103,7 @@ func Resolve(idx Index, installed []*manifest.Manifest, want []manifest.Constrai
 		chosen:    make(map[string]*manifest.Manifest),
 		requested: make(map[string]bool),
 		state:     make(map[string]int),
+		seen:      make(map[string][]*manifest.Manifest),
 	}
 	for _, m := range installed {
 		r.installed[m.Name] = m
@@ -79,7 +112,7 @@ func Resolve(idx Index, installed []*manifest.Manifest, want []manifest.Constrai
 		if have := r.installed[c.Name]; have != nil && c.Allows(have.Version) {
 			continue
 		}
-		m := idx.best(c)
+		m := r.best(c)
 		if m == nil {
 			return nil, &UnsatisfiableError{Chain: []string{c.String()}, Have: r.have(c.Name)}
 		}
@@ -100,7 +133,8 @@ type resolver struct {
 	installed map[string]*manifest.Manifest
 	chosen    map[string]*manifest.Manifest
 	requested map[string]bool
-	state     map[string]int // 1 while its dependencies are visited, 2 when done
+	state     map[string]int                  // 1 while its dependencies are visited, 2 when done
+	seen      map[string][]*manifest.Manifest // the index's versions asked for so far
 	order     []*manifest.Manifest
 	stack     []string
 }
@@ -163,7 +197,7 @@ func (r *resolver) pick(dep manifest.Dependency, chain []string) (*manifest.Mani
 		if r.chosen[alt.Name] != nil {
 			continue // chosen at a version this alternative does not allow
 		}
-		if m := r.idx.best(alt); m != nil {
+		if m := r.best(alt); m != nil {
 			return m, nil
 		}
 	}
@@ -183,7 +217,7 @@ func (r *resolver) have(name string) []string {
 	if m := r.chosen[name]; m != nil {
 		out = append(out, m.String()+" (chosen)")
 	}
-	for _, m := range r.idx[name] {
+	for _, m := range r.versions(name) {
 		out = append(out, m.String())
 	}
 	return out
@@ -194,7 +228,7 @@ func (r *resolver) have(name string) []string {
 func Upgrades(idx Index, installed []*manifest.Manifest) []manifest.Constraint {
 	var out []manifest.Constraint
 	for _, m := range installed {
-		if vs := idx[m.Name]; len(vs) > 0 && version.Compare(vs[0].Version, m.Version) > 0 {
+		if vs := idx.Versions(m.Name); len(vs) > 0 && version.Compare(vs[0].Version, m.Version) > 0 {
 			out = append(out, manifest.Constraint{Name: m.Name, Op: manifest.OpEq, Version: vs[0].Version})
 		}
 	}

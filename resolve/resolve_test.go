@@ -97,11 +97,54 @@ func TestUpgradesAndArch(t *testing.T) {
 	arm := pkg(t, "a 9")
 	arm.Architecture = "aarch64"
 	idx := NewIndex([]*manifest.Manifest{pkg(t, "a 1"), pkg(t, "a 2"), arm, pkg(t, "b 1")}, "x86_64")
-	if got := idx.best(manifest.Constraint{Name: "a"}); got.Version != "2" {
+	r := &resolver{idx: idx, seen: map[string][]*manifest.Manifest{}}
+	if got := r.best(manifest.Constraint{Name: "a"}); got.Version != "2" {
 		t.Fatalf("best a = %v: a foreign architecture must not be chosen", got)
 	}
 	ups := Upgrades(idx, []*manifest.Manifest{pkg(t, "a 1"), pkg(t, "b 1"), pkg(t, "z 1")})
 	if len(ups) != 1 || ups[0].String() != "a = 2" {
 		t.Fatalf("upgrades = %v", ups)
+	}
+}
+
+// counting is an Index as one read from a file is: each call decodes the
+// manifests anew (copies), and the calls are counted.
+type counting struct {
+	Map
+	calls map[string]int
+}
+
+func (c counting) Versions(name string) []*manifest.Manifest {
+	c.calls[name]++
+	var out []*manifest.Manifest
+	for _, m := range c.Map[name] {
+		cp := *m
+		out = append(out, &cp)
+	}
+	return out
+}
+
+// TestResolveAsksOncePerName: an index that decodes at each call resolves
+// as a map does, and is asked for each name once per resolution.
+func TestResolveAsksOncePerName(t *testing.T) {
+	repo := []*manifest.Manifest{
+		pkg(t, "app 1.0", "liba", "libb", `["greet-x","libc"]`),
+		pkg(t, "liba 1.0", "libc >= 1"), pkg(t, "libb 1.0", "libc", "liba"),
+		pkg(t, "libc 1.0"), pkg(t, "libc 2.0"),
+	}
+	mem := NewIndex(repo, "x86_64")
+	want, err := Resolve(mem, nil, constraints(t, "app", "libc", "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := counting{Map: mem, calls: map[string]int{}}
+	got, err := Resolve(idx, nil, constraints(t, "app", "libc", "app"))
+	if err != nil || choices(got) != choices(want) || choices(got) != "libc-2.0* liba-1.0 libb-1.0 app-1.0*" {
+		t.Fatalf("got %q %v, want %q", choices(got), err, choices(want))
+	}
+	for name, n := range idx.calls {
+		if n != 1 {
+			t.Errorf("asked for %s %d times", name, n)
+		}
 	}
 }

@@ -82,7 +82,7 @@ var ErrCorrupt = errors.New("downloaded data does not match the signed index")
 
 // Peer is a host's member of the swarm, one anacrolix/torrent client: it downloads packages
 // into the cache directory and seeds every package it is told to, with file
-// storage on the cache directory and no part files (DESIGN.md).
+// storage on the cache directory and no part files.
 type Peer struct {
 	cfg        PeerConfig
 	client     *torrent.Client
