@@ -167,27 +167,7 @@ func (m *Keeper) Fetch(ctx context.Context, cur *Snapshot) (*Snapshot, bool, err
 			}
 		}
 	}()
-	var best *candidate
-	states := make([]ServerState, len(cands))
-	for i := range cands {
-		c := &cands[i]
-		states[i] = ServerState{URL: c.server}
-		switch {
-		case c.older > 0:
-			states[i].Generation, states[i].Behind = c.older, true
-			continue
-		case c.err != nil:
-			states[i].Err = oneLine(c.err)
-			continue
-		case c.notModified:
-			states[i].Generation = cur.Generation
-		default:
-			states[i].Generation = c.idx.Generation
-		}
-		if best == nil || states[i].Generation > best.generation(cur) {
-			best = c
-		}
-	}
+	best, states := choose(cands, cur)
 	if best == nil {
 		if len(cands) == 1 {
 			return nil, false, &FetchError{States: states, err: cands[0].err}
@@ -209,6 +189,33 @@ func (m *Keeper) Fetch(ctx context.Context, cur *Snapshot) (*Snapshot, bool, err
 	idx.Servers = states
 	kept = idx
 	return idx, changed, nil
+}
+
+// choose picks the candidate with the newest generation (nil when none
+// gave a valid index) and says what each server answered.
+func choose(cands []candidate, cur *Snapshot) (*candidate, []ServerState) {
+	var best *candidate
+	states := make([]ServerState, len(cands))
+	for i := range cands {
+		c := &cands[i]
+		states[i] = ServerState{URL: c.server}
+		switch {
+		case c.older > 0:
+			states[i].Generation, states[i].Behind = c.older, true
+			continue
+		case c.err != nil:
+			states[i].Err = oneLine(c.err)
+			continue
+		case c.notModified:
+			states[i].Generation = cur.Generation
+		default:
+			states[i].Generation = c.idx.Generation
+		}
+		if best == nil || states[i].Generation > best.generation(cur) {
+			best = c
+		}
+	}
+	return best, states
 }
 
 // FetchError is a fetch that no server answered with a valid index, with
@@ -277,16 +284,8 @@ func (m *Keeper) fetchFrom(ctx context.Context, server string, cur *Snapshot, sw
 		c.err = err
 		return c
 	}
-	if notModified && cur == nil {
-		c.err = errors.New("fetch /" + IndexFile + ": Not Modified, though no copy was named")
-		return c
-	}
 	if notModified {
-		if cur.Expired(m.Now()) {
-			c.err = cur.ExpiredError()
-		}
-		c.notModified = true
-		return c
+		return m.unchanged(c, cur)
 	}
 	c.tmp = tmp // removed by Fetch unless kept
 	sig, _, _, err := m.get(ctx, server, "/"+SigFile, "", maxSignature)
@@ -314,21 +313,45 @@ func (m *Keeper) fetchFrom(ctx context.Context, server string, cur *Snapshot, sw
 		return c
 	}
 	idx, err := open(tmp, f)
-	switch {
-	case err != nil:
-		c.err = fmt.Errorf("refusing the repository's index: %w", err)
-	case idx.Expired(m.Now()):
-		c.err = fmt.Errorf("refusing the repository's index (kept the old one): generation %d expired at %s; the repository or a mirror is stale, or someone between replays an old index: check the server", idx.Generation, idx.ValidUntil.UTC().Format(time.RFC3339))
-	case cur != nil && idx.Generation < cur.Generation:
-		c.err = fmt.Errorf("refusing the repository's index: generation %d is older than the %d this host has (a replayed index?)", idx.Generation, cur.Generation)
-		c.older = idx.Generation
+	if err == nil {
+		err = m.fresh(idx, cur, &c)
+	} else {
+		err = fmt.Errorf("refusing the repository's index: %w", err)
 	}
-	if c.err != nil {
+	if err != nil {
 		idx.release()
+		c.err = err
 		return c
 	}
 	c.idx, c.sig, c.tag = idx, sig, newTag
 	return c
+}
+
+// unchanged is the candidate of a server that says the index is the one
+// this host has.
+func (m *Keeper) unchanged(c candidate, cur *Snapshot) candidate {
+	switch {
+	case cur == nil:
+		c.err = errors.New("fetch /" + IndexFile + ": Not Modified, though no copy was named")
+		return c
+	case cur.Expired(m.Now()):
+		c.err = cur.ExpiredError()
+	}
+	c.notModified = true
+	return c
+}
+
+// fresh refuses a verified index that is expired or older than the one
+// this host has (a replay), noting the older generation in c.
+func (m *Keeper) fresh(idx, cur *Snapshot, c *candidate) error {
+	switch {
+	case idx.Expired(m.Now()):
+		return fmt.Errorf("refusing the repository's index (kept the old one): generation %d expired at %s; the repository or a mirror is stale, or someone between replays an old index: check the server", idx.Generation, idx.ValidUntil.UTC().Format(time.RFC3339))
+	case cur != nil && idx.Generation < cur.Generation:
+		c.older = idx.Generation
+		return fmt.Errorf("refusing the repository's index: generation %d is older than the %d this host has (a replayed index?)", idx.Generation, cur.Generation)
+	}
+	return nil
 }
 
 // oneLine is an error as one line of a status.
