@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"html/template"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -170,7 +169,7 @@ func (p *Publisher) packagePage(base pageData, g *generation.Generation, name st
 		pk := &g.Packages[i]
 		if pk.Name == name {
 			v := versionView{P: pk, Deps: pk.Dependencies, Magnet: magnet(pk, p.cfg.PublicURL)}
-			_, v.Seeders, v.Leechers = p.peers.Peers(pk.InfoHash, netip.AddrPort{}, 0)
+			v.Seeders, v.Leechers = p.peers.Count(pk.InfoHash)
 			if p.cfg.Listing != nil {
 				var total int
 				v.Files, total, v.Listed = p.cfg.Listing(pk.SHA256, maxFilesShown)

@@ -481,32 +481,45 @@ func (p *Publisher) serveHealth(w http.ResponseWriter) {
 }
 
 // Server is the HTTP server around a handler, with timeouts on every
-// connection.
+// connection and limits on how many it keeps open (connlimit.go).
 type Server struct {
 	srv *http.Server
-	ln  net.Listener
+	ln  *connLimiter
 }
 
-// Listen binds addr ("host:port"; port 0 picks one) for h.
+// Listen binds addr ("host:port"; port 0 picks one) for h, with the
+// connection limits of DefaultConnLimits.
 func Listen(addr string, h http.Handler, errorLog *slog.Logger) (*Server, error) {
+	return ListenLimited(addr, h, errorLog, DefaultConnLimits())
+}
+
+// ListenLimited is Listen with the connection limits lim; a zero field
+// takes its default.
+func ListenLimited(addr string, h http.Handler, errorLog *slog.Logger, lim ConnLimits) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http listen: %w", err)
 	}
+	lim = lim.withDefaults()
+	limiter := newConnLimiter(ln, lim, errorLog)
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second, // requests have no body
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       lim.Idle,
 		MaxHeaderBytes:    16 << 10,
+		ConnState:         limiter.connState,
 		// No WriteTimeout: responses set their own deadlines (see
 		// smallWrite and stallWrite), since a package download may be long.
 	}
 	if errorLog != nil {
 		srv.ErrorLog = slog.NewLogLogger(errorLog.Handler(), slog.LevelWarn)
 	}
-	return &Server{srv: srv, ln: ln}, nil
+	return &Server{srv: srv, ln: limiter}, nil
 }
+
+// Conns are the server's connection figures.
+func (s *Server) Conns() ConnStats { return s.ln.Stats() }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }

@@ -1,19 +1,13 @@
 package publish
 
 import (
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/anacrolix/torrent/bencode"
@@ -24,7 +18,8 @@ import (
 // which clients such as aria2 take as a failure, answers errors with HTTP
 // 500 instead of a bencoded reason, ignores numwant, and starts upstream
 // "augmentation" goroutines for every announce with few peers. The peer
-// store below is what its AnnounceTracker interface would have been given.
+// store (peerstore.go) is what its AnnounceTracker interface would have
+// been given.
 
 // Tracker limits.
 const (
@@ -37,247 +32,6 @@ const (
 	// replaces its own oldest entries.
 	maxPeersPerIP = 1024
 )
-
-// peerKey is one peer of one torrent: its address and its peer id. Keyed by
-// both, a host behind the same address (a NAT) that announces another's
-// port with its own id adds an entry of its own, and its "stopped" removes
-// only that.
-type peerKey struct {
-	addr netip.AddrPort
-	id   [20]byte
-}
-
-// peerInfo is what the store keeps of one peer of one torrent.
-type peerInfo struct {
-	seen   time.Time
-	seeder bool
-}
-
-// peerRef names an entry of the store, for the index by address.
-type peerRef struct {
-	ih  [20]byte
-	key peerKey
-}
-
-// ipPeers are the entries of one address, and the order they came in (with
-// entries since removed, dropped lazily).
-type ipPeers struct {
-	refs  map[peerRef]struct{}
-	order []peerRef
-}
-
-// PeerStore keeps the peers announced for each torrent. Peers that stop
-// announcing expire after ttl (twice the announce interval, so one missed
-// announce is forgiven). It never refuses a peer: when an address holds
-// maxPeersPerIP entries its first goes, and when the store holds maxPeers
-// the oldest entry of the address holding most goes, so a flood from a
-// few addresses cannot lock anybody else out.
-type PeerStore struct {
-	ttl time.Duration
-	now func() time.Time
-
-	// The caps (maxPeers and maxPeersPerIP; tests make them small).
-	maxPeers, maxPerIP int
-
-	mu        sync.Mutex
-	torrents  map[[20]byte]map[peerKey]*peerInfo
-	byIP      map[netip.Addr]*ipPeers
-	count     int
-	lastSweep time.Time
-	changed   bool // since the last Save
-}
-
-// NewPeerStore returns an empty store whose peers expire after ttl.
-func NewPeerStore(ttl time.Duration, now func() time.Time) *PeerStore {
-	if now == nil {
-		now = time.Now
-	}
-	return &PeerStore{ttl: ttl, now: now, maxPeers: maxPeers, maxPerIP: maxPeersPerIP, torrents: make(map[[20]byte]map[peerKey]*peerInfo),
-		byIP: make(map[netip.Addr]*ipPeers), lastSweep: now()}
-}
-
-// Announce records (or, for event "stopped", forgets) a peer. Only the
-// peer itself (the same peer id from the same address) can make it forget
-// the peer.
-func (s *PeerStore) Announce(ih [20]byte, id [20]byte, addr netip.AddrPort, event string, left int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	if now.Sub(s.lastSweep) > s.ttl {
-		s.sweepLocked(now)
-	}
-	key := peerKey{addr, id}
-	if event == "stopped" {
-		if _, ok := s.torrents[ih][key]; ok {
-			s.removeLocked(ih, key)
-		}
-		return
-	}
-	s.changed = true
-	if p, ok := s.torrents[ih][key]; ok {
-		p.seen, p.seeder = now, left == 0
-		return
-	}
-	if ipp := s.byIP[addr.Addr()]; ipp != nil && len(ipp.refs) >= s.maxPerIP {
-		s.evictOldestLocked(addr.Addr())
-	} else if s.count >= s.maxPeers {
-		s.evictOldestLocked(s.busiestLocked())
-	}
-	peers := s.torrents[ih]
-	if peers == nil {
-		peers = make(map[peerKey]*peerInfo)
-		s.torrents[ih] = peers
-	}
-	peers[key] = &peerInfo{seen: now, seeder: left == 0}
-	ipp := s.byIP[addr.Addr()]
-	if ipp == nil {
-		ipp = &ipPeers{refs: make(map[peerRef]struct{})}
-		s.byIP[addr.Addr()] = ipp
-	}
-	ref := peerRef{ih, key}
-	ipp.refs[ref] = struct{}{}
-	ipp.order = append(ipp.order, ref)
-	if len(ipp.order) > 2*len(ipp.refs)+16 {
-		// Many came and went: drop what went from the order.
-		kept := ipp.order[:0]
-		for _, r := range ipp.order {
-			if _, ok := ipp.refs[r]; ok {
-				kept = append(kept, r)
-			}
-		}
-		ipp.order = kept
-	}
-	s.count++
-}
-
-func (s *PeerStore) removeLocked(ih [20]byte, key peerKey) {
-	peers := s.torrents[ih]
-	delete(peers, key)
-	if len(peers) == 0 {
-		delete(s.torrents, ih)
-	}
-	if ipp := s.byIP[key.addr.Addr()]; ipp != nil {
-		delete(ipp.refs, peerRef{ih, key})
-		if len(ipp.refs) == 0 {
-			delete(s.byIP, key.addr.Addr())
-		}
-	}
-	s.count--
-	s.changed = true
-}
-
-// evictOldestLocked removes the entry of ip that came first.
-func (s *PeerStore) evictOldestLocked(ip netip.Addr) {
-	ipp := s.byIP[ip]
-	for ipp != nil && len(ipp.order) > 0 {
-		ref := ipp.order[0]
-		ipp.order = ipp.order[1:]
-		if _, ok := ipp.refs[ref]; ok {
-			s.removeLocked(ref.ih, ref.key)
-			return
-		}
-	}
-}
-
-// busiestLocked is the address holding the most entries.
-func (s *PeerStore) busiestLocked() netip.Addr {
-	var busiest netip.Addr
-	most := 0
-	for ip, ipp := range s.byIP {
-		if len(ipp.refs) > most {
-			busiest, most = ip, len(ipp.refs)
-		}
-	}
-	return busiest
-}
-
-// Peers returns up to max live peers of ih other than exclude (the
-// announcing peer), each address once, and how many live peers are seeders
-// and leechers.
-func (s *PeerStore) Peers(ih [20]byte, exclude netip.AddrPort, max int) (peers []netip.AddrPort, seeders, leechers int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	seen := map[netip.AddrPort]bool{}
-	for key, p := range s.torrents[ih] { // map order: a different sample each time
-		if now.Sub(p.seen) > s.ttl || seen[key.addr] {
-			continue
-		}
-		seen[key.addr] = true
-		if p.seeder {
-			seeders++
-		} else {
-			leechers++
-		}
-		if key.addr != exclude && len(peers) < max {
-			peers = append(peers, key.addr)
-		}
-	}
-	return peers, seeders, leechers
-}
-
-// Forget drops every torrent that keep rejects, when a generation removes
-// packages.
-func (s *PeerStore) Forget(keep func([20]byte) bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for ih, peers := range s.torrents {
-		if !keep(ih) {
-			for key := range peers {
-				s.removeLocked(ih, key)
-			}
-		}
-	}
-}
-
-// Counts calls fn with the live seeders and leechers of every torrent that
-// has peers, each address once, in one pass under the lock.
-func (s *PeerStore) Counts(fn func(ih [20]byte, seeders, leechers int)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	for ih, peers := range s.torrents {
-		seen := map[netip.AddrPort]bool{}
-		seeders, leechers := 0, 0
-		for key, p := range peers {
-			if now.Sub(p.seen) > s.ttl || seen[key.addr] {
-				continue
-			}
-			seen[key.addr] = true
-			if p.seeder {
-				seeders++
-			} else {
-				leechers++
-			}
-		}
-		fn(ih, seeders, leechers)
-	}
-}
-
-// Torrents is the number of torrents with peers stored.
-func (s *PeerStore) Torrents() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.torrents)
-}
-
-// Len is the number of peers stored, expired ones included until a sweep.
-func (s *PeerStore) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.count
-}
-
-func (s *PeerStore) sweepLocked(now time.Time) {
-	for ih, peers := range s.torrents {
-		for key, p := range peers {
-			if now.Sub(p.seen) > s.ttl {
-				s.removeLocked(ih, key)
-			}
-		}
-	}
-	s.lastSweep = now
-}
 
 // announceResponse is a BEP 3 tracker response with BEP 23 compact peers
 // and BEP 7 peers6.
@@ -328,7 +82,7 @@ func (p *Publisher) serveScrape(w http.ResponseWriter, r *http.Request) {
 		if g == nil || g.ByInfoHash(ih) == nil {
 			continue
 		}
-		_, seeders, leechers := p.peers.Peers(ih, netip.AddrPort{}, 0)
+		seeders, leechers := p.peers.Count(ih)
 		files[v] = counts{Complete: seeders + ownSeed, Incomplete: leechers}
 	}
 	b, err := bencode.Marshal(struct {
@@ -485,106 +239,4 @@ func (p *Publisher) seederPeer(r *http.Request) netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), uint16(port))
-}
-
-// savedPeer is one peer as the store keeps it across a server restart.
-type savedPeer struct {
-	InfoHash string    `json:"infohash"`
-	Addr     string    `json:"addr"`
-	ID       string    `json:"id"`
-	Seen     time.Time `json:"seen"`
-	Seeder   bool      `json:"seeder"`
-}
-
-// Save writes the live peers to path (through a temporary file), so that a
-// restarted server can name them at once: a seeding client announces again
-// only after the announce interval, and until then a downloader without a
-// web seed would find nobody.
-func (s *PeerStore) Save(path string) error {
-	s.mu.Lock()
-	now := s.now()
-	var out []savedPeer
-	for ih, peers := range s.torrents {
-		for key, p := range peers {
-			if now.Sub(p.seen) <= s.ttl {
-				out = append(out, savedPeer{InfoHash: hex.EncodeToString(ih[:]), Addr: key.addr.String(), ID: hex.EncodeToString(key.id[:]), Seen: p.seen, Seeder: p.seeder})
-			}
-		}
-	}
-	s.changed = false
-	s.mu.Unlock()
-	raw, err := json.Marshal(out)
-	if err != nil {
-		return err
-	}
-	// A temporary file of its own: the periodic save and the one at stop
-	// may overlap.
-	f, err := os.CreateTemp(filepath.Dir(path), ".peers-*")
-	if err != nil {
-		return fmt.Errorf("save tracker peers: %w", err)
-	}
-	_, err = f.Write(raw)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("save tracker peers: %w", err)
-	}
-	return nil
-}
-
-// Load adds the peers a previous run saved at path that have not expired.
-// A missing file is no error; a damaged one is skipped with the error.
-func (s *PeerStore) Load(path string) error {
-	raw, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("load tracker peers: %w", err)
-	}
-	var saved []savedPeer
-	if err := json.Unmarshal(raw, &saved); err != nil {
-		return fmt.Errorf("load tracker peers from %s: %w", path, err)
-	}
-	now := s.now()
-	for _, sp := range saved {
-		var ih, id [20]byte
-		addr, err := netip.ParseAddrPort(sp.Addr)
-		if err != nil || now.Sub(sp.Seen) > s.ttl {
-			continue
-		}
-		if n, err := hex.Decode(ih[:], []byte(sp.InfoHash)); err != nil || n != 20 {
-			continue
-		}
-		hex.Decode(id[:], []byte(sp.ID))
-		left := int64(1)
-		if sp.Seeder {
-			left = 0
-		}
-		s.Announce(ih, id, addr, "", left)
-		s.mu.Lock()
-		if p := s.torrents[ih][peerKey{addr, id}]; p != nil {
-			p.seen = sp.Seen // as it was, so it expires when it would have
-		}
-		s.mu.Unlock()
-	}
-	return nil
-}
-
-// SaveIfChanged saves the store to path when a peer came, changed or went
-// since the last save: called every few seconds, it keeps what a restart
-// after a crash (kill -9) finds within those seconds of the truth.
-func (s *PeerStore) SaveIfChanged(path string) error {
-	s.mu.Lock()
-	changed := s.changed
-	s.mu.Unlock()
-	if !changed {
-		return nil
-	}
-	return s.Save(path)
 }
