@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"tpm/messages"
 )
 
 // crash makes the component that receives it fail, to see its supervisor
@@ -61,13 +63,27 @@ func newStarts() *starts { return &starts{n: map[string]int{}} }
 func (s *starts) middleware(next actor.ReceiverFunc) actor.ReceiverFunc {
 	return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
 		next(c, env)
-		if _, ok := env.Message.(*actor.Started); ok {
+		key := ""
+		switch m := env.Message.(type) {
+		case *actor.Started:
+			key = lastPart(c.Self().Id)
+		case *messages.SeedFiles:
+			if m.Reset {
+				key = seedResets
+			}
+		}
+		if key != "" {
 			s.mu.Lock()
-			s.n[lastPart(c.Self().Id)]++
+			s.n[key]++
 			s.mu.Unlock()
 		}
 	}
 }
+
+// seedResets counts, among the starts, the times the swarm was told all it
+// seeds (SeedFiles with Reset).
+const seedResets = "seed resets"
+
 
 func (s *starts) count(component string) int {
 	s.mu.Lock()

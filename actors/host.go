@@ -202,7 +202,11 @@ func (a *hostSupervisor) Receive(ctx actor.Context) {
 			ctx.Respond(&messages.IndexReady{Index: a.last})
 		}
 	case *messages.NeedSeeds:
-		if pid := a.pids[Installer]; pid != nil {
+		// At the daemon's start the installer reconciles the cache and
+		// tells the swarm what to seed on its own; only a restarted swarm,
+		// which lost its torrents, asks again (asking at the first start
+		// too made every start seed everything twice).
+		if pid := a.pids[Installer]; pid != nil && a.readies[Swarm] > 1 {
 			ctx.Forward(pid)
 		}
 	}

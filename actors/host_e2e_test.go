@@ -177,6 +177,34 @@ func TestClientGatewayAndSyncerRestart(t *testing.T) {
 	}
 }
 
+// The swarm is told what to seed once when the daemon starts (the
+// installer's reconciliation), and once more when it restarts, having lost
+// its torrents: not twice at every start.
+func TestClientSeedsOnceAtStart(t *testing.T) {
+	c, run := startPair(t)
+	c.awaitCount(t, seedResets, 1)
+	c.crashAndAwaitRestart(t, Swarm)
+	c.awaitCount(t, seedResets, 2)
+	// Every job the installer had queued is done once a job queued after
+	// them is answered.
+	if r := final(t, request(t, run, "remove", "nothing-installed")); r.Type != wire.ReplyError {
+		t.Fatalf("remove of a package not installed: %+v", r)
+	}
+	if n := c.starts.count(seedResets); n != 2 {
+		t.Fatalf("the swarm was told all it seeds %d times, want once at start and once after its restart", n)
+	}
+}
+
+// awaitCount waits until the starts counted n of key.
+func (th *testHost) awaitCount(t testing.TB, key string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); th.starts.count(key) < n; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d, waited for %d", key, th.starts.count(key), n)
+		}
+	}
+}
+
 // crashAndAwaitRestart makes each component fail and waits until its
 // supervisor has started it again (its Started handled: the gateway's
 // FIFOs open again, the syncer takes syncs).

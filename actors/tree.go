@@ -78,6 +78,7 @@ type tree struct {
 	cfg      treeConfig
 	pids     map[string]*actor.PID
 	ready    map[string]bool   // ready at least once
+	readies  map[string]int    // times ready: more than once is a restarted component
 	addrs    map[string]string // listen addresses, kept across restarts
 	stage    int               // the stage being started
 	started  bool              // every component was ready once
@@ -97,7 +98,7 @@ func newTree(e *env, cfg treeConfig) tree {
 	for n, a := range cfg.addrs {
 		addrs[n] = a
 	}
-	return tree{env: e, cfg: cfg, pids: map[string]*actor.PID{}, ready: map[string]bool{}, addrs: addrs}
+	return tree{env: e, cfg: cfg, pids: map[string]*actor.PID{}, ready: map[string]bool{}, readies: map[string]int{}, addrs: addrs}
 }
 
 // strategy is how a tree supervises its components: OneForOne with bounded
@@ -146,6 +147,9 @@ func (t *tree) nameOf(pid *actor.PID) string {
 }
 
 func (t *tree) componentReady(ctx actor.Context, msg *messages.Ready) {
+	if msg.Err == nil {
+		t.readies[msg.Component]++
+	}
 	if msg.Addr != "" {
 		t.addrs[msg.Component] = msg.Addr
 	}
