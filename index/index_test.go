@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -333,5 +334,45 @@ func TestSeveralServers(t *testing.T) {
 	}
 	if kept, err := m.Load(); err != nil || kept.Generation != 3 {
 		t.Fatalf("kept index: %v %v", kept, err)
+	}
+}
+
+// TestOversizedIndexCostsNoMemory: an index longer than an index may be,
+// sent chunked (no length to refuse it by), is streamed to a temporary
+// file and refused at the limit, without the host holding it in memory
+// (it reached 618 MB, and 1.2 GB after a second sync, when the body was
+// read into memory), and the temporary file goes.
+func TestOversizedIndexCostsNoMemory(t *testing.T) {
+	pub, _ := newKey(t)
+	chunk := make([]byte, 1<<20)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/"+IndexFile {
+			http.NotFound(w, r)
+			return
+		}
+		for sent := 0; sent <= maxIndex+len(chunk); sent += len(chunk) { // one chunk past the limit
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, _, err := New([]string{srv.URL}, pub, dir).Fetch(context.Background(), Empty())
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("an index over the limit: %v", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 32<<20 {
+		t.Fatalf("refusing a %d MiB index allocated %d MiB", maxIndex>>20, grew>>20)
+	}
+	left, _ := os.ReadDir(dir)
+	for _, e := range left {
+		if strings.Contains(e.Name(), IndexFile) {
+			t.Fatalf("%s was left behind", e.Name())
+		}
 	}
 }
