@@ -139,7 +139,9 @@ func StartHost(cfg HostConfig) (*Host, error) {
 }
 
 func recoverState(ctx context.Context, e *env, cfg HostConfig) error {
-	eng, rec, err := engine.Open(ctx, engineOptions(cfg))
+	opts := engineOptions(cfg)
+	opts.CheckDatabase = true // every page, once per start: refuse a file damaged while tpmd was stopped
+	eng, rec, err := engine.Open(ctx, opts)
 	if errors.Is(err, store.ErrLocked) {
 		return fmt.Errorf("the state database in %s is in use (another tpmd client, or tpm --offline?)", cfg.StateDir)
 	}

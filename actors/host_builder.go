@@ -8,7 +8,6 @@ import (
 
 	"tpm/builder"
 	"tpm/messages"
-	"tpm/messages/wire"
 )
 
 // builderActor owns the source builds that run: each on a goroutine (a
@@ -71,11 +70,8 @@ func (a *builderActor) build(ctx actor.Context, msg *messages.BuildRequest) {
 	a.running[msg.ID] = runningBuild{cancel: cancel, requester: requester}
 	self, root, spec, to := ctx.Self(), ctx.ActorSystem().Root, msg.Spec, msg.OutputTo
 	a.env.bg.Go(func() {
-		res, err := builder.Build(bctx, spec, func(step, line string) {
-			if to != nil {
-				root.Send(to, &wire.Reply{Type: wire.ReplyOutput, Output: &wire.Output{Package: spec.Name, Step: step, Line: line}})
-			}
-		})
+		out := outputTo(root, to)
+		res, err := builder.Build(bctx, spec, func(step, line string) { out(spec.Name, step, line) })
 		root.Send(self, &buildEnded{id: msg.ID, requester: requester, res: res, err: err})
 	})
 }

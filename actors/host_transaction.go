@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -251,9 +252,7 @@ func (a *installerActor) hooks(ctx actor.Context, j *job) engine.Hooks {
 	a.lastID++
 	buildID := a.lastID // one build at most per apply
 	return engine.Hooks{
-		Output: func(pkg, step, line string) {
-			root.Send(to, &wire.Reply{Type: wire.ReplyOutput, Output: &wire.Output{Package: pkg, Step: step, Line: line}})
-		},
+		Output: outputTo(root, to),
 		Applied: func(r engine.OpResult) {
 			res := query.OpResult(r)
 			root.Send(to, &wire.Reply{Type: wire.ReplyDone, Done: &res})
@@ -377,4 +376,20 @@ func seedFiles(recs []*cache.Record) []messages.SeedFile {
 func seedFileOfEntry(e *store.CatalogEntry) messages.SeedFile {
 	h, _ := cache.RecordOf(e).Hash() // checked when the index was loaded
 	return messages.SeedFile{File: e.File, InfoHash: h, InfoBytes: e.InfoBytes, SHA256: e.SHA256, Size: e.Size}
+}
+
+// outputTo sends a script's or a build's output lines to a request's
+// actor, each waiting until it is written, so a script that prints fast
+// (or a CLI that reads slowly) is held by the pipe it writes to, not
+// queued in the daemon's memory; once the CLI is gone, lines are dropped.
+func outputTo(root *actor.RootContext, to *actor.PID) func(pkg, step, line string) {
+	var gone atomic.Bool // a build's steps may report from more than one goroutine
+	return func(pkg, step, line string) {
+		if to == nil || gone.Load() {
+			return
+		}
+		if sendPart(root, to, &wire.Reply{Type: wire.ReplyOutput, Output: &wire.Output{Package: pkg, Step: step, Line: line}}) != nil {
+			gone.Store(true)
+		}
+	}
 }

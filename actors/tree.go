@@ -122,6 +122,11 @@ func (t *tree) receive(ctx actor.Context) bool {
 		if t.pids[lastPart(msg.Who.Id)] != nil && !t.stopping {
 			err := fmt.Errorf("%s failed %d times within %v and was stopped", lastPart(msg.Who.Id), t.cfg.maxRestarts+1, t.cfg.restartWindow)
 			ctx.ActorSystem().EventStream.Publish(&messages.TreeFailed{Err: err})
+			if !t.started {
+				// Given up on while the tree starts: the start fails now,
+				// not when its wait ends.
+				t.fail(ctx, err)
+			}
 		}
 	case *messages.AwaitStart:
 		if t.started || t.startErr != nil {

@@ -41,6 +41,9 @@ type Options struct {
 	// Root says whether the process runs as root; setuid and setgid bits are
 	// kept only for root installing into "/".
 	Root bool
+	// CheckDatabase checks every page of the state database at open, as
+	// is done anyway after an unclean stop (store.OpenStateChecked).
+	CheckDatabase bool
 }
 
 // Hooks are what one transaction reports to as it goes, and how it builds
@@ -109,12 +112,21 @@ func Open(ctx context.Context, opts Options) (*Engine, *Recovery, error) {
 	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("state directory: %w", err)
 	}
-	db, err := store.OpenState(filepath.Join(opts.StateDir, DatabaseFile))
+	open := store.OpenState
+	if opts.CheckDatabase {
+		open = store.OpenStateChecked
+	}
+	db, err := open(filepath.Join(opts.StateDir, DatabaseFile))
 	if err != nil {
 		return nil, nil, err
 	}
 	e := &Engine{db: db, opts: opts}
 	rec, err := e.recover(ctx)
+	if derr := db.Damaged(); derr != nil {
+		// A damaged page met while reading the journal: the one line that
+		// gives the way back, whatever the recovery made of it.
+		err = derr
+	}
 	if err != nil {
 		db.Close()
 		return nil, nil, err

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -56,8 +57,8 @@ func Run(log *slog.Logger, r Role) error {
 		defer signal.Stop(hup)
 	}
 
-	d, reload, err := r.Start()
-	if err != nil {
+	d, reload, err := start(ctx, log, r.Start)
+	if err != nil || d == nil {
 		return err
 	}
 	for {
@@ -74,6 +75,39 @@ func Run(log *slog.Logger, r Role) error {
 			stopWithin(log, d.Stop)
 			return failure
 		}
+	}
+}
+
+// start runs the role's start. A stop asked for meanwhile gives the start
+// the stop budget to finish, then stops what came up; a start that takes
+// longer (a first fetch of the index waits up to 45 s) is left to the
+// process's exit, since everything it writes survives a crash. A nil
+// daemon without an error means it was stopped while starting.
+func start(ctx context.Context, log *slog.Logger, run func() (Daemon, func(), error)) (Daemon, func(), error) {
+	type started struct {
+		d      Daemon
+		reload func()
+		err    error
+	}
+	up := make(chan started, 1)
+	go func() {
+		d, reload, err := run()
+		up <- started{d, reload, err}
+	}()
+	select {
+	case s := <-up:
+		return s.d, s.reload, s.err
+	case <-ctx.Done():
+	}
+	log.Info("stopping while starting")
+	select {
+	case s := <-up:
+		if s.err == nil {
+			stopWithin(log, s.d.Stop)
+		}
+		return nil, nil, s.err
+	case <-time.After(stopBudget - time.Second):
+		return nil, nil, errors.New("stopped while starting: the start did not end within the stop budget")
 	}
 }
 

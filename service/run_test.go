@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -79,5 +80,43 @@ func TestRunStartFails(t *testing.T) {
 		Start: func() (Daemon, func(), error) { return nil, nil, boom }})
 	if !errors.Is(err, boom) {
 		t.Fatalf("Run = %v", err)
+	}
+}
+
+// SIGTERM during a start that hangs (a first fetch of the index waits up
+// to 45 s) ends Run within the stop budget, not when the start ends.
+func TestRunStopsDuringAStart(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(quiet, Role{Name: "tpmd test", PidFile: filepath.Join(t.TempDir(), "d.pid"),
+			Start: func() (Daemon, func(), error) {
+				syscall.Kill(os.Getpid(), syscall.SIGTERM)
+				<-release
+				return &fakeDaemon{failed: make(chan error)}, nil, nil
+			}})
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "stopped while starting") {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("SIGTERM during a start that hangs did not end Run")
+	}
+}
+
+// SIGTERM during a start that ends soon after stops what came up.
+func TestRunStopsWhatStartedAfterSIGTERM(t *testing.T) {
+	d := &fakeDaemon{failed: make(chan error)}
+	err := Run(quiet, Role{Name: "tpmd test", PidFile: filepath.Join(t.TempDir(), "d.pid"),
+		Start: func() (Daemon, func(), error) {
+			syscall.Kill(os.Getpid(), syscall.SIGTERM)
+			time.Sleep(100 * time.Millisecond) // the signal is taken while the start runs
+			return d, nil, nil
+		}})
+	if err != nil || !d.stopped.Load() {
+		t.Fatalf("Run = %v, stopped %v", err, d.stopped.Load())
 	}
 }

@@ -10,10 +10,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -74,17 +77,46 @@ type Receipt struct {
 	Files []FileRecord `json:"files"`
 }
 
-// State is the installed-state database.
+// State is the installed-state database. A damaged page found by a read
+// makes every later call return the same ErrDamaged error, so nothing more
+// is written to the file and it is never copied over the last backup.
 type State struct {
 	bolt *bolt.DB
+	path string
+	// file is the file bbolt opened: closing it releases the lock should
+	// bbolt's own Close be stuck behind a write that panicked.
+	file *os.File
+	// writer orders writes and the page checks of Backup: bbolt's check of
+	// a read transaction is not safe beside a writer.
+	writer sync.Mutex
+	mu     sync.Mutex // guards what follows
+	damage error      // the first damage found, as the user reads it
+	// A write transaction panicked: bbolt's rollback may have panicked in
+	// turn before it let go of its writer lock, which Close takes.
+	writePanicked bool
 }
 
 // OpenState opens (creating if needed) the state database at path. bbolt
 // takes an exclusive flock, so a second process gets ErrLocked at once
-// instead of waiting forever.
-func OpenState(path string) (*State, error) {
+// instead of waiting forever. A damaged file is refused with one line that
+// gives the way back (ErrDamaged), and so is a missing one beside its
+// backup, which would otherwise read as a host with nothing installed.
+// Opened after an unclean stop (OpenMarkerSuffix), every page is checked
+// first.
+func OpenState(path string) (*State, error) { return openState(path, false) }
+
+// OpenStateChecked is OpenState that checks every page whatever the last
+// stop was: a daemon's open at start, so that a file damaged while it was
+// stopped is refused before it serves (the check reads the whole file:
+// about 70 ms for a million files' records once it is cached).
+func OpenStateChecked(path string) (*State, error) { return openState(path, true) }
+
+func openState(path string, check bool) (*State, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("open state database: %w", err)
+	}
+	if err := checkNotLost(path); err != nil {
+		return nil, err
 	}
 	if err := CheckFile(path); err != nil {
 		if errors.Is(err, ErrDamaged) {
@@ -92,30 +124,159 @@ func OpenState(path string) (*State, error) {
 		}
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 250 * time.Millisecond})
+	db, err := openBolt(path)
+	if err != nil {
+		return nil, err
+	}
+	unclean, err := markOpen(path)
+	if err != nil {
+		db.bolt.Close()
+		return nil, fmt.Errorf("open state database %s: mark it open: %w", path, err)
+	}
+	// This commit writes the meta page of the transaction before the last,
+	// so one that a crash tore (bbolt reads the other) is whole again
+	// before the check below reads it.
+	err = db.Update(func(tx *StateTx) error {
+		for _, name := range [][]byte{bucketPackages, bucketFiles, bucketDirs, bucketInfo, bucketMeta} {
+			if _, err := tx.tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil && (unclean || check) {
+		err = db.checkPages()
+	}
+	if err != nil {
+		db.Close()
+		if errors.Is(err, ErrDamaged) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("open state database %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// checkNotLost refuses a database that is missing while its backup is
+// there: that is a lost file, not a new host.
+func checkNotLost(path string) error {
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if _, err := os.Lstat(path + BackupSuffix); err != nil {
+		return nil
+	}
+	return fmt.Errorf("state database: %w: %s is missing but the copy kept after the last transaction is there: restore it (stop tpmd, then cp %s%s %s), or move the copy away to start with no receipts",
+		ErrDamaged, path, path, BackupSuffix, path)
+}
+
+// openBolt opens the file with bbolt, turning its panics (a freelist
+// CheckFile passed but bbolt cannot read) into the damaged error.
+func openBolt(path string) (db *State, err error) {
+	var file *os.File
+	defer func() {
+		if p := recover(); p != nil {
+			if !boltPanic(p) {
+				panic(p)
+			}
+			if file != nil {
+				file.Close() // releases the lock; bbolt's map stays until the process ends
+			}
+			db, err = nil, damaged(path, "has a damaged page ("+oneLine(fmt.Sprint(p))+")")
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	b, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: 250 * time.Millisecond,
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			file = f
+			return f, err
+		},
+	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open state database %s: %w", path, ErrLocked)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
-	err = b.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketPackages, bucketFiles, bucketDirs, bucketInfo, bucketMeta} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		b.Close()
-		return nil, fmt.Errorf("open state database %s: %w", path, err)
-	}
-	return &State{bolt: b}, nil
+	return &State{bolt: b, path: path, file: file}, nil
 }
 
-// Close releases the database and its lock.
-func (db *State) Close() error { return db.bolt.Close() }
+// checkPages checks every page of the file (bbolt's Tx.Check).
+func (db *State) checkPages() error {
+	var what string
+	err := db.View(func(tx *StateTx) error {
+		what = checkPages(tx.tx)
+		return nil
+	})
+	if err == nil && what != "" {
+		err = db.setDamaged("has damaged pages "+what, false)
+	}
+	return err
+}
+
+// Damaged is the error of the damage a read found, or nil.
+func (db *State) Damaged() error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.damage
+}
+
+func (db *State) setDamaged(what string, write bool) error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.damage == nil {
+		db.damage = damaged(db.path, what)
+	}
+	db.writePanicked = db.writePanicked || write
+	return db.damage
+}
+
+// recoverDamage, deferred by View and Update, turns a panic of bbolt's
+// into the damaged error in *err.
+func (db *State) recoverDamage(err *error, write bool) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	if !boltPanic(p) {
+		panic(p)
+	}
+	*err = db.setDamaged("has a damaged page ("+oneLine(fmt.Sprint(p))+")", write)
+}
+
+// closeWait bounds how long Close waits for bbolt's writer lock after a
+// write panicked.
+const closeWait = time.Second
+
+// Close releases the database and its lock. The open marker goes only when
+// no damage was found, so the next open checks a file found damaged.
+func (db *State) Close() error {
+	db.mu.Lock()
+	damage, stuck := db.damage, db.writePanicked
+	db.mu.Unlock()
+	var err error
+	if damage == nil {
+		// Before bbolt lets go of the lock, so no other process's marker
+		// goes.
+		if rerr := os.Remove(db.path + OpenMarkerSuffix); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = fmt.Errorf("close state database: %w", rerr)
+		}
+	}
+	if !stuck {
+		return errors.Join(err, db.bolt.Close())
+	}
+	done := make(chan error, 1)
+	go func() { done <- db.bolt.Close() }()
+	select {
+	case cerr := <-done:
+		return errors.Join(err, cerr)
+	case <-time.After(closeWait):
+		// The goroutine stays blocked; the file's lock goes with it.
+		return errors.Join(err, db.file.Close())
+	}
+}
 
 // BackupSuffix names the copy Backup keeps beside the database.
 const BackupSuffix = ".bak"
@@ -123,17 +284,24 @@ const BackupSuffix = ".bak"
 // Backup writes a consistent copy of the database beside it (path +
 // BackupSuffix), replacing the last one only once the new one is on disk,
 // as dpkg keeps status-old: a damaged database can be restored from it.
+// Every page is checked first (the copy is of the bytes, not of the
+// records), so a damaged database never replaces the last good copy.
 func (db *State) Backup() error {
-	path := db.bolt.Path() + BackupSuffix
+	path := db.path + BackupSuffix
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("back up the state database: %w", err)
 	}
-	err = db.bolt.View(func(tx *bolt.Tx) error {
-		_, err := tx.WriteTo(f)
+	db.writer.Lock()
+	err = db.View(func(tx *StateTx) error {
+		if what := checkPages(tx.tx); what != "" {
+			return db.setDamaged("has damaged pages "+what, false)
+		}
+		_, err := tx.tx.WriteTo(f)
 		return err
 	})
+	db.writer.Unlock()
 	if err == nil {
 		err = f.Sync()
 	}
@@ -145,27 +313,60 @@ func (db *State) Backup() error {
 	}
 	if err != nil {
 		os.Remove(tmp)
+		if errors.Is(err, ErrDamaged) {
+			return err
+		}
 		return fmt.Errorf("back up the state database: %w", err)
 	}
 	return nil
 }
 
 // Path is the database file.
-func (db *State) Path() string { return db.bolt.Path() }
+func (db *State) Path() string { return db.path }
 
-// View runs fn in a read-only transaction.
-func (db *State) View(fn func(*StateTx) error) error {
-	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&StateTx{tx}) })
+// View runs fn in a read-only transaction. A damaged page it meets (a
+// panic of bbolt's) is returned as the damaged error, as is any call after
+// one.
+func (db *State) View(fn func(*StateTx) error) (err error) {
+	if err := db.Damaged(); err != nil {
+		return err
+	}
+	defer db.recoverDamage(&err, false)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&StateTx{tx: tx, db: db}) })
 }
 
 // Update runs fn in one read-write transaction: all of it commits or none.
-func (db *State) Update(fn func(*StateTx) error) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error { return fn(&StateTx{tx}) })
+// Damage is handled as by View.
+func (db *State) Update(fn func(*StateTx) error) (err error) {
+	if err := db.Damaged(); err != nil {
+		return err
+	}
+	db.writer.Lock()
+	defer db.writer.Unlock()
+	defer db.recoverDamage(&err, true)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return db.bolt.Update(func(tx *bolt.Tx) error { return fn(&StateTx{tx: tx, db: db}) })
 }
 
 // StateTx is a transaction over the installed-state database.
 type StateTx struct {
 	tx *bolt.Tx
+	db *State
+}
+
+// errNotObject is a stored receipt that is not a JSON object.
+var errNotObject = errors.New("not a JSON object")
+
+// recordErr is the error of a stored record that does not decode. The
+// store writes every record as JSON, so one that is not JSON is damage
+// that no page check sees: bbolt keeps no checksum of the data in a page.
+func (t *StateTx) recordErr(what string, err error) error {
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) || errors.Is(err, errNotObject) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return t.db.setDamaged(fmt.Sprintf("has a damaged record (%s: %s)", what, oneLine(err.Error())), false)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 func key(parts ...string) []byte {
@@ -187,7 +388,7 @@ func (t *StateTx) Receipt(prefix, name string) (*Receipt, error) {
 	}
 	var r Receipt
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("receipt of %s: %w", name, err)
+		return nil, t.recordErr("receipt of "+name, err)
 	}
 	return &r, nil
 }
@@ -200,7 +401,7 @@ func (t *StateTx) Receipts(prefix string) ([]*Receipt, error) {
 	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, start); k, v = c.Next() {
 		var r Receipt
 		if err := json.Unmarshal(v, &r); err != nil {
-			return nil, fmt.Errorf("receipt %q: %w", k[len(start):], err)
+			return nil, t.recordErr(fmt.Sprintf("receipt %q", k[len(start):]), err)
 		}
 		out = append(out, &r)
 	}
@@ -228,7 +429,7 @@ func (t *StateTx) ReceiptHeads(prefix string) ([]*Receipt, error) {
 	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, start); k, v = c.Next() {
 		r, err := receiptHead(v)
 		if err != nil {
-			return nil, fmt.Errorf("receipt %q: %w", k[len(start):], err)
+			return nil, t.recordErr(fmt.Sprintf("receipt %q", k[len(start):]), err)
 		}
 		out = append(out, r)
 	}
@@ -240,7 +441,7 @@ func (t *StateTx) ReceiptHeads(prefix string) ([]*Receipt, error) {
 func receiptHead(v []byte) (*Receipt, error) {
 	dec := json.NewDecoder(bytes.NewReader(v))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, errors.New("not a JSON object")
+		return nil, errNotObject
 	}
 	end := len(v)
 	for dec.More() {
@@ -412,7 +613,7 @@ func (t *StateTx) AllReceipts() ([]*Receipt, error) {
 	err := t.tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
 		var r Receipt
 		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("receipt %q: %w", bytes.ReplaceAll(k, []byte{0}, []byte{' '}), err)
+			return t.recordErr(fmt.Sprintf("receipt %q", bytes.ReplaceAll(k, []byte{0}, []byte{' '})), err)
 		}
 		out = append(out, &r)
 		return nil
