@@ -84,7 +84,6 @@ func (s *starts) middleware(next actor.ReceiverFunc) actor.ReceiverFunc {
 // seeds (SeedFiles with Reset).
 const seedResets = "seed resets"
 
-
 func (s *starts) count(component string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

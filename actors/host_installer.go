@@ -26,6 +26,10 @@ const (
 	maxQueriesUID    = 2
 	maxQueuedQueries = 256
 	maxQueuedJobs    = 64
+	// queryResumeWait bounds how long a query's goroutine waits for its
+	// slot again after a part was written; it gives up (its request gets
+	// an error) rather than hang on an installer that is gone.
+	queryResumeWait = 30 * time.Second
 )
 
 // installerActor owns the engine (the host's state database), the index
@@ -60,15 +64,40 @@ type installerActor struct {
 	// finished after a restart) never match a job of this instance.
 	lastID     uint64
 	installing string // what the running transaction applies now, for status
-	queries    *fairqueue.Queue[waitingQuery]
-	unknown    unknownMessages
+	// queries are the query slots: new queries and the goroutines of
+	// running ones that ask for a slot again (resumes), taken in turn.
+	queries *fairqueue.Queue[waitingQuery]
+	resumes int // of the waiting ones
+	// running are the goroutines of the queries started, by id: whether
+	// each holds a slot or waits for a part to be written (see nextQuery).
+	running   map[uint64]*runningQuery
+	lastQuery uint64
+	unknown   unknownMessages
 }
 
-// waitingQuery is a query waiting for the engine or a free slot.
+// waitingQuery is a query waiting for the engine or a free slot, or (with
+// resumeFuture set) a running query's goroutine waiting for a slot again.
 type waitingQuery struct {
-	req *wire.Request
-	to  *actor.PID
+	req          *wire.Request
+	to           *actor.PID
+	id           uint64     // of the running query, for a resume
+	resumeFuture *actor.PID // the future that waits, for a resume
 }
+
+// runningQuery is a query's goroutine as the installer sees it.
+type runningQuery struct {
+	uid   int
+	state queryState
+}
+
+type queryState int
+
+const (
+	queryHolding queryState = iota // reads the database, holding a slot
+	queryWriting                   // a part is being written: no slot
+	queryWaiting                   // waits in the queue for a slot again
+	queryGaveUp                    // gave up waiting: its turn frees the slot at once
+)
 
 // engineOpened is what the goroutine that opens the engine reports.
 type engineOpened struct {
@@ -78,11 +107,29 @@ type engineOpened struct {
 	err   error
 }
 
-// queryDone frees a query slot of the instance with the token.
+// queryDone says a query's goroutine ended: it frees the query's slot if
+// it holds one. Like the other query messages, it counts only for the
+// instance with the token: a predecessor's goroutines are ignored.
 type queryDone struct {
-	token uint64
-	uid   int
+	token, id uint64
 }
+
+// queryPaused gives a query's slot back while one of its parts is written.
+type queryPaused struct {
+	token, id uint64
+}
+
+// queryResume asks (a future) for the slot of a paused query again, before
+// it reads its next part; it is answered queryResumed when the fair queue
+// grants one, or at once with an error when the query is not this
+// instance's (or no longer paused).
+type queryResume struct {
+	token, id uint64
+}
+
+// queryResumed answers queryResume: the slot is the goroutine's again, or
+// (err) the query must stop and tell its request why.
+type queryResumed struct{ err string }
 
 func (a *installerActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
@@ -104,9 +151,14 @@ func (a *installerActor) Receive(ctx actor.Context) {
 		a.request(ctx, msg)
 	case *queryDone:
 		if msg.token == a.life.token {
-			a.queries.Done(msg.uid)
-			a.nextQuery(ctx)
+			a.queryDone(ctx, msg.id)
 		}
+	case *queryPaused:
+		if msg.token == a.life.token {
+			a.queryPaused(ctx, msg.id)
+		}
+	case *queryResume:
+		a.queryResume(ctx, msg)
 	case *actor.Terminated:
 		a.requestGone(ctx, msg.Who)
 	case *reseeded, *planned, *removePlanned, *applied, *messages.DownloadProgress, *messages.DownloadDone:
@@ -122,6 +174,7 @@ func (a *installerActor) start(ctx actor.Context) {
 	a.records = cache.Records{Dir: filepath.Join(a.cfg.StateDir, "cache")}
 	a.idx = index.Empty()
 	a.queries = fairqueue.New[waitingQuery](maxQueries, maxQueriesUID)
+	a.resumes, a.running = 0, map[uint64]*runningQuery{}
 	a.unknown = unknownMessages{}
 	ctx.Request(ctx.Parent(), &messages.NeedIndex{})
 	// What the cache holds is reconciled with the receipts first: a
@@ -210,7 +263,14 @@ func (a *installerActor) needSeeds(ctx actor.Context) {
 // package being applied (if any) is in.
 func (a *installerActor) shutdown(ctx actor.Context, why string) {
 	a.life.end()
-	a.queries.Reset(func(q waitingQuery) { ctx.Send(q.to, wire.Failure(why)) })
+	a.queries.Reset(func(q waitingQuery) {
+		if q.resumeFuture != nil {
+			ctx.Send(q.resumeFuture, &queryResumed{err: why}) // its goroutine tells its request
+			return
+		}
+		ctx.Send(q.to, wire.Failure(why))
+	})
+	a.resumes, a.running = 0, map[uint64]*runningQuery{}
 	for _, j := range a.jobs {
 		if j.to != nil {
 			ctx.Send(j.to, wire.Failure(why))
@@ -252,8 +312,8 @@ func (a *installerActor) request(ctx actor.Context, req *wire.Request) {
 		}
 		a.enqueue(ctx, &job{req: req, to: to})
 	default:
-		if a.queries.Waiting() >= maxQueuedQueries {
-			ctx.Send(to, wire.Failure(fmt.Sprintf("tpmd is busy: %d requests are waiting; try again in a moment", a.queries.Waiting())))
+		if n := a.queries.Waiting() - a.resumes; n >= maxQueuedQueries {
+			ctx.Send(to, wire.Failure(fmt.Sprintf("tpmd is busy: %d requests are waiting; try again in a moment", n)))
 			return
 		}
 		a.queries.Push(req.UID, waitingQuery{req: req, to: to})
@@ -262,27 +322,130 @@ func (a *installerActor) request(ctx actor.Context, req *wire.Request) {
 }
 
 // nextQuery starts waiting queries while slots are free, each answered on
-// a goroutine through query's one dispatch; long results go to the
-// request's actor in parts, each written before the next is read.
+// a goroutine through query's one dispatch, and gives the slots back to the
+// paused queries whose turn it is. Long results go to the request's actor in
+// parts, each written before the next is read; the goroutine gives its slot
+// back while a part is written (queryPaused) and asks for one again before
+// it reads the next (queryResume), in turn with new queries, so the slots
+// bound the database work and a CLI that reads slowly holds none. The
+// goroutines waiting for their parts to be written are bounded by the
+// requests in flight, which the gateway bounds (16 per uid, 512 in all):
+// each is one request's whose final reply is not written yet.
 func (a *installerActor) nextQuery(ctx actor.Context) {
 	for a.eng != nil {
 		uid, q, ok := a.queries.Next()
 		if !ok {
 			return
 		}
-		eng, idx, self, root, def, token := a.eng, a.idx, ctx.Self(), ctx.ActorSystem().Root, a.cfg.Prefix, a.life.token
+		if q.resumeFuture != nil {
+			a.resumes--
+			if rq := a.running[q.id]; rq != nil && rq.state == queryWaiting {
+				rq.state = queryHolding
+				ctx.Send(q.resumeFuture, &queryResumed{})
+				continue
+			}
+			// It gave up waiting (queryDone came first): nobody takes the slot.
+			delete(a.running, q.id)
+			a.queries.Done(uid)
+			continue
+		}
+		a.lastQuery++
+		id := a.lastQuery
+		a.running[id] = &runningQuery{uid: uid, state: queryHolding}
+		eng, idx, self, root, def, life := a.eng, a.idx, ctx.Self(), ctx.ActorSystem().Root, a.cfg.Prefix, a.life
 		log := a.env.log
 		a.env.bg.Go(func() {
-			defer root.Send(self, &queryDone{token: token, uid: uid})
+			defer root.Send(self, &queryDone{token: life.token, id: id})
 			defer func() {
 				if p := recover(); p != nil {
 					log.Error("query failed", "verb", q.req.Verb, "panic", fmt.Sprint(p))
 					root.Send(q.to, wire.Failure(fmt.Sprintf("the daemon failed answering %s (%v); it keeps running — try again", q.req.Verb, p)))
 				}
 			}()
-			if final := query.Reply(eng, idx, q.req, def, func(r *wire.Reply) error { return sendPart(root, q.to, r) }); final != nil {
+			var stopped error // why the rest of the answer will not come, when the slot was not given back
+			send := func(r *wire.Reply) error {
+				root.Send(self, &queryPaused{token: life.token, id: id})
+				if err := sendPart(root, q.to, r); err != nil {
+					return err
+				}
+				stopped = resumeQuery(root, self, life, id)
+				return stopped
+			}
+			final := query.Reply(eng, idx, q.req, def, send)
+			if final == nil && stopped != nil {
+				final = wire.Failure(stopped.Error())
+			}
+			if final != nil {
 				root.Send(q.to, final)
 			}
 		})
+	}
+}
+
+// pausedGone is why a query paused by an installer instance that is gone
+// does not read on.
+const pausedGone = "the daemon's installer was restarted or stopped while this answer was being written; run the command again"
+
+// resumeQuery waits until the installer gives the paused query id its slot
+// again. It fails at once when the installer instance that started it has
+// stopped, and after queryResumeWait at most.
+func resumeQuery(root *actor.RootContext, self *actor.PID, life lifetime, id uint64) error {
+	if life.ctx.Err() != nil {
+		return errors.New(pausedGone)
+	}
+	res, err := root.RequestFuture(self, &queryResume{token: life.token, id: id}, queryResumeWait).Result()
+	if err != nil {
+		return fmt.Errorf("tpmd is busy and stopped answering this request (%v); try again", err)
+	}
+	if r, ok := res.(*queryResumed); !ok {
+		return errors.New(pausedGone)
+	} else if r.err != "" {
+		return errors.New(r.err)
+	}
+	return nil
+}
+
+// queryPaused frees the slot of a query whose part is being written.
+func (a *installerActor) queryPaused(ctx actor.Context, id uint64) {
+	rq := a.running[id]
+	if rq == nil || rq.state != queryHolding {
+		return
+	}
+	rq.state = queryWriting
+	a.queries.Done(rq.uid)
+	a.nextQuery(ctx)
+}
+
+// queryResume queues a paused query for a slot, behind its uid's waiting
+// queries; a query this instance does not know as paused (a predecessor's,
+// or one that ended) is answered at once that it must stop.
+func (a *installerActor) queryResume(ctx actor.Context, msg *queryResume) {
+	rq := a.running[msg.id]
+	if msg.token != a.life.token || rq == nil || rq.state != queryWriting {
+		ctx.Respond(&queryResumed{err: pausedGone})
+		return
+	}
+	rq.state = queryWaiting
+	a.resumes++
+	a.queries.Push(rq.uid, waitingQuery{id: msg.id, resumeFuture: ctx.Sender()})
+	a.nextQuery(ctx)
+}
+
+// queryDone forgets a query whose goroutine ended, freeing its slot if it
+// holds one; one that waits in the queue frees the slot it gets at its turn.
+func (a *installerActor) queryDone(ctx actor.Context, id uint64) {
+	rq := a.running[id]
+	if rq == nil {
+		return
+	}
+	switch rq.state {
+	case queryHolding:
+		delete(a.running, id)
+		a.queries.Done(rq.uid)
+		a.nextQuery(ctx)
+	case queryWriting:
+		delete(a.running, id)
+	case queryWaiting:
+		rq.state = queryGaveUp
 	}
 }

@@ -107,11 +107,14 @@ func localType(e ast.Expr, local map[string]bool) string {
 }
 
 // isSelf says whether a target is the sending actor: a variable named
-// self, or X.Self().
+// self, or X.Self(); or a future one of its own goroutines asked it with,
+// held to be answered later in a variable or field named …Future.
 func isSelf(e ast.Expr) bool {
 	switch e := e.(type) {
 	case *ast.Ident:
-		return e.Name == "self"
+		return e.Name == "self" || strings.HasSuffix(e.Name, "Future")
+	case *ast.SelectorExpr:
+		return strings.HasSuffix(e.Sel.Name, "Future")
 	case *ast.CallExpr:
 		sel, ok := e.Fun.(*ast.SelectorExpr)
 		return ok && sel.Sel.Name == "Self" && len(e.Args) == 0
