@@ -34,12 +34,6 @@ func (s *Server) InjectCrash(component string) {
 	s.run.system.Root.Send(s.run.child(component), &crash{})
 }
 
-// child is the PID of a component of the tree; it stays the same across
-// restarts.
-func (r *running) child(name string) *actor.PID {
-	return r.system.NewLocalPID(r.root.Id + "/" + name)
-}
-
 // withCrashes lets InjectCrash reach the host's components.
 func (cfg HostConfig) withCrashes() HostConfig {
 	cfg.middleware = []actor.ReceiverMiddleware{crashes}

@@ -173,6 +173,18 @@ func (h *Host) TorrentPort() int {
 	return port
 }
 
+// Sync fetches the index at once, as tpm sync does, with nobody to answer:
+// what SIGHUP does to tpmd client.
+func (h *Host) Sync() {
+	h.run.system.Root.Send(h.run.child(Syncer), &messages.SyncNow{})
+}
+
+// child is the PID of a component of the tree; it stays the same across
+// restarts.
+func (r *running) child(name string) *actor.PID {
+	return r.system.NewLocalPID(r.root.Id + "/" + name)
+}
+
 // Failed delivers the error of a component its supervisor gave up on.
 func (h *Host) Failed() <-chan error { return h.run.failed }
 

@@ -195,6 +195,28 @@ func TestClientSeedsOnceAtStart(t *testing.T) {
 	}
 }
 
+// Sync (SIGHUP) fetches the index at once, with no request to answer.
+func TestClientSyncWithoutARequest(t *testing.T) {
+	c, run := startPair(t)
+	fetchedAt := func() time.Time {
+		var st wire.Status
+		if r := final(t, request(t, run, "status")); r.Type != wire.ReplyResult || json.Unmarshal(r.Data, &st) != nil {
+			t.Fatalf("status: %+v", r)
+		}
+		return time.Now().Add(-time.Duration(st.IndexFetchedSecs * float64(time.Second)))
+	}
+	asked := time.Now()
+	c.Sync()
+	for deadline := time.Now().Add(10 * time.Second); !fetchedAt().After(asked); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Sync fetched no index")
+		}
+	}
+	if r := final(t, request(t, run, "sync")); r.Type != wire.ReplyResult {
+		t.Fatalf("tpm sync after a Sync without a request: %+v", r)
+	}
+}
+
 // awaitCount waits until the starts counted n of key.
 func (th *testHost) awaitCount(t testing.TB, key string, n int) {
 	t.Helper()

@@ -103,12 +103,19 @@ func (a *syncerActor) Receive(ctx actor.Context) {
 			a.start(ctx)
 		}
 	case *messages.SyncNow:
+		// No sender: a sync the daemon asked for itself (SIGHUP), with no
+		// request to answer.
+		asker := ctx.Sender()
 		if a.running {
-			a.next = append(a.next, ctx.Sender())
+			if asker != nil {
+				a.next = append(a.next, asker)
+			}
 			a.again = true
 			return
 		}
-		a.waiting = append(a.waiting, ctx.Sender())
+		if asker != nil {
+			a.waiting = append(a.waiting, asker)
+		}
 		a.start(ctx)
 	case *fetched:
 		a.fetched(ctx, msg)

@@ -140,23 +140,27 @@ func runHost(o hostOptions, log *slog.Logger) error {
 	if err := os.MkdirAll(o.runDir, 0o755); err != nil {
 		return fmt.Errorf("run directory: %w", err)
 	}
-	// No OnHUP: the host reloads nothing, and SIGHUP ends it as it always did.
-	return service.Run(log, service.Role{Name: "tpmd client", PidFile: filepath.Join(o.runDir, fifo.PidFile),
+	// SIGHUP (upstart's and systemd's reload) fetches the index at once; it
+	// ended the daemon before.
+	return service.Run(log, service.Role{Name: "tpmd client", PidFile: filepath.Join(o.runDir, fifo.PidFile), OnHUP: "SIGHUP: syncing the index",
 		Start: func() (service.Daemon, func(), error) {
 			h, err := startHost(o, key, gid, log)
-			return h, nil, err
+			if err != nil {
+				return nil, nil, err
+			}
+			return h, h.Host.Sync, nil
 		}})
 }
 
 // startHost opens the metrics listener and starts the host; the listener
 // closes once the host stopped, or at once when it did not start.
-func startHost(o hostOptions, key signing.PublicKey, gid int, log *slog.Logger) (service.Daemon, error) {
+func startHost(o hostOptions, key signing.PublicKey, gid int, log *slog.Logger) (hostDaemon, error) {
 	m := metrics.NewHost()
 	var ep *metrics.Endpoint
 	if o.metricsListen != "" {
 		var err error
 		if ep, err = metrics.Listen(o.metricsListen, m.Handler()); err != nil {
-			return nil, err
+			return hostDaemon{}, err
 		}
 		log.Info("metrics", "addr", ep.Addr())
 	}
@@ -165,7 +169,7 @@ func startHost(o hostOptions, key signing.PublicKey, gid int, log *slog.Logger) 
 		if ep != nil {
 			ep.Close()
 		}
-		return nil, err
+		return hostDaemon{}, err
 	}
 	log.Info("tpmd client started", "pid", os.Getpid(), "servers", o.servers, "run_dir", o.runDir,
 		"torrent_port", c.TorrentPort())
