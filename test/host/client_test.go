@@ -5,7 +5,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"tpm/messages/wire"
 )
@@ -137,5 +139,28 @@ func TestInstallWithDependencies(t *testing.T) {
 	})
 	if dt, _ := d.Stop(t); dt > 5e9 {
 		t.Fatalf("stop took %v", dt)
+	}
+}
+
+// SIGHUP (a reload by upstart or systemd) makes tpmd client fetch the index
+// now; it ended the daemon before.
+func TestSIGHUPSyncs(t *testing.T) {
+	r := newRepository(t)
+	srv := startServer(t, r)
+	h := newHost(t)
+	d := startClient(t, h, srv.url, r.pubPath)
+	if err := d.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(d.Logs.String(), "SIGHUP: syncing the index"); time.Sleep(20 * time.Millisecond) {
+		if done, err := d.Exited(); done {
+			t.Fatalf("tpmd client ended on SIGHUP: %v\n%s", err, d.Logs)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tpmd client did not take SIGHUP\n%s", d.Logs)
+		}
+	}
+	if final, _ := call(t, h.run, "status", nil, nil); final.Type != wire.ReplyResult {
+		t.Fatalf("status after SIGHUP: %+v", final)
 	}
 }
