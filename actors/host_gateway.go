@@ -1,11 +1,13 @@
 package actors
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -25,6 +27,20 @@ const (
 	maxInFlightUID = 16
 )
 
+// Bounds of the spool. A request's directory counts against its owner from
+// the moment its token arrives (or the sweep finds it stale) until the
+// gateway's cleaner removed it, which it does once the request is answered
+// or refused; beyond maxDirsUID a uid's new tokens are refused without
+// opening anything (there is nobody to answer) and their directories
+// removed. Directories whose token never came are removed once older than
+// staleAge, by a sweep every sweepEvery.
+const (
+	maxDirsUID   = 64
+	maxUncounted = 1024 // removals queued of refused directories that do not count
+	staleAge     = 24 * time.Hour
+	sweepEvery   = time.Hour
+)
+
 // gatewayActor owns the two request FIFOs, the spool and the requests in
 // flight, by uid. A goroutine per FIFO reads tokens, accepts from the spool
 // the requests they name (package fifo checks who made them and opens their
@@ -42,10 +58,18 @@ type gatewayActor struct {
 	installer, syncer *actor.PID
 	query, admin      *fifo.Listener
 	inFlight          int
-	byUID             map[int]int    // requests in flight by uid
-	uidOf             map[string]int // request actor's id → uid
+	byUID             map[int]int         // requests in flight by uid
+	uidOf             map[string]inFlight // by request actor's id
+	book              *spoolBook
+	stopCleaner       context.CancelFunc
 	warn              warnLimiter
+	dirWarn           warnLimiter   // of tokens refused for their uid's directories
 	linger            time.Duration // of a request's actor after its final reply
+}
+
+type inFlight struct {
+	uid   int
+	token string
 }
 
 // arrivals is what a FIFO's reader made of one read.
@@ -71,7 +95,7 @@ const takeWait = time.Second
 func (a *gatewayActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		a.byUID, a.uidOf = map[int]int{}, map[string]int{}
+		a.byUID, a.uidOf = map[int]int{}, map[string]inFlight{}
 		ctx.Send(ctx.Parent(), &messages.Ready{Component: Gateway, Err: a.open(ctx)})
 	case *actor.Stopping, *actor.Restarting:
 		a.close()
@@ -89,15 +113,18 @@ func (a *gatewayActor) Receive(ctx actor.Context) {
 
 // release frees the slot of the request whose actor is id, once.
 func (a *gatewayActor) release(id string) {
-	uid, ok := a.uidOf[id]
+	f, ok := a.uidOf[id]
 	if !ok {
 		return
 	}
 	delete(a.uidOf, id)
 	a.inFlight--
-	if a.byUID[uid]--; a.byUID[uid] <= 0 {
-		delete(a.byUID, uid)
+	if a.byUID[f.uid]--; a.byUID[f.uid] <= 0 {
+		delete(a.byUID, f.uid)
 	}
+	// The final reply is written (or nobody is left to read it): the
+	// request's directory goes.
+	a.book.remove(f.token)
 }
 
 func (a *gatewayActor) open(ctx actor.Context) error {
@@ -106,6 +133,21 @@ func (a *gatewayActor) open(ctx actor.Context) error {
 		return err
 	}
 	a.spool = spool
+	// What a predecessor left in the spool was set aside; it is removed in
+	// the background, so that no start waits for what users left there.
+	cctx, cancel := context.WithCancel(context.Background())
+	a.stopCleaner = cancel
+	a.book = newSpoolBook()
+	book, log := a.book, a.env.log
+	a.env.bg.Go(func() {
+		if testHookOldSpools != nil {
+			testHookOldSpools(cctx)
+		}
+		if err := fifo.RemoveOldSpools(cctx, a.runDir); err != nil && cctx.Err() == nil {
+			log.Warn("left what users left in an old spool", "err", err)
+		}
+	})
+	a.env.bg.Go(func() { book.clean(cctx, spool, log) })
 	adminPerm, gid := os.FileMode(0o600), -1
 	if a.adminGID >= 0 {
 		adminPerm, gid = 0o620, a.adminGID
@@ -133,8 +175,7 @@ func (a *gatewayActor) open(ctx actor.Context) error {
 				}
 				batch := &arrivals{admin: l.admin, junk: junk}
 				for _, tok := range tokens {
-					in, err := fifo.Accept(spool, tok, wire.MaxRequest, replyTimeout)
-					batch.items = append(batch.items, arrival{token: tok, in: in, err: err})
+					batch.items = append(batch.items, accept(spool, tok, book))
 				}
 				// One read at a time: a flood fills the FIFO, not the
 				// daemon's memory, and its writers wait.
@@ -145,7 +186,34 @@ func (a *gatewayActor) open(ctx actor.Context) error {
 	return nil
 }
 
+// errTooManyDirs is a token refused because its uid has its fill of
+// directories in the spool.
+var errTooManyDirs = errors.New("refused")
+
+// accept takes the request that tok names once its owner may have one
+// more directory in the spool; a directory that is refused, or whose
+// request nobody can be told of, is removed.
+func accept(spool, tok string, book *spoolBook) arrival {
+	uid, err := fifo.Owner(spool, tok)
+	if err != nil {
+		return arrival{token: tok, err: err}
+	}
+	if n, ok := book.admit(tok, uid); !ok {
+		book.remove(tok)
+		return arrival{token: tok, err: fmt.Errorf("request %s: uid %d has %d request directories in the spool, the most it may: %w", tok, uid, n, errTooManyDirs)}
+	}
+	in, err := fifo.Accept(spool, tok, wire.MaxRequest, replyTimeout)
+	if in == nil {
+		book.remove(tok)
+	}
+	return arrival{token: tok, in: in, err: err}
+}
+
 func (a *gatewayActor) close() {
+	if a.stopCleaner != nil {
+		a.stopCleaner()
+		a.stopCleaner = nil
+	}
 	for _, l := range []*fifo.Listener{a.query, a.admin} {
 		if l != nil {
 			l.Close()
@@ -163,6 +231,14 @@ func (a *gatewayActor) arrived(ctx actor.Context, msg *arrivals) {
 		a.warning("ignored bytes that name no request", "fifo", which, "bytes", msg.junk)
 	}
 	for _, it := range msg.items {
+		if it.in == nil && errors.Is(it.err, errTooManyDirs) {
+			// Nobody is told (nothing was opened); logged apart, so a
+			// flood of other warnings does not hide it.
+			if dropped, ok := a.dirWarn.allow(time.Now()); ok {
+				a.env.log.Warn("refused a token: its uid has too many request directories in the spool", "fifo", which, "err", it.err, "warnings_dropped", dropped)
+			}
+			continue
+		}
 		if it.in == nil {
 			a.warning("refused a request nobody can be told of", "fifo", which, "err", it.err)
 			continue
@@ -197,7 +273,7 @@ func (a *gatewayActor) dispatch(ctx actor.Context, which string, req *wire.Reque
 	rep := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
 		return &requestActor{id: req.ID, w: w, log: log, aliveEvery: wire.AliveEvery, linger: a.linger}
 	}))
-	a.uidOf[rep.Id] = req.UID
+	a.uidOf[rep.Id] = inFlight{uid: req.UID, token: req.ID}
 	if wire.IsAdmin(req.Verb) {
 		// Every change to the host says who asked for it.
 		log.Info("request", "fifo", which, "uid", req.UID, "verb", req.Verb, "args", req.Args, "prefix", req.Prefix)
@@ -221,6 +297,142 @@ func (a *gatewayActor) refuse(in *fifo.Incoming, which, why string) {
 		in.Reply.TryLine(b)
 	}
 	in.Reply.Close()
+	a.book.remove(in.Token)
+}
+
+// testHookOldSpools, set only by tests, runs before the old spools are
+// removed.
+var testHookOldSpools func(context.Context)
+
+// testHookRemove, set only by tests, runs before each directory the
+// cleaner removes.
+var testHookRemove func(ctx context.Context, token string)
+
+// spoolBook counts the request directories of each uid in the spool and
+// queues their removal; the gateway's readers and actor add to it, its
+// cleaner goroutine removes.
+type spoolBook struct {
+	mu        sync.Mutex
+	live      map[string]int // counted directories: token → uid
+	byUID     map[int]int
+	queue     []string
+	queued    map[string]bool // whether it counted when queued
+	uncounted int             // queued that do not count
+	wake      chan struct{}
+}
+
+func newSpoolBook() *spoolBook {
+	return &spoolBook{live: map[string]int{}, byUID: map[int]int{}, queued: map[string]bool{}, wake: make(chan struct{}, 1)}
+}
+
+// admit counts tok's directory against uid, unless uid has its fill; it
+// returns how many uid has.
+func (b *spoolBook) admit(tok string, uid int) (int, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.live[tok]; ok {
+		return b.byUID[uid], true // the same token again: one directory
+	}
+	if b.byUID[uid] >= maxDirsUID {
+		return b.byUID[uid], false
+	}
+	b.live[tok] = uid
+	b.byUID[uid]++
+	return b.byUID[uid], true
+}
+
+// remove queues the removal of tok's directory, once. Refused directories
+// that do not count are queued up to a bound; past it the sweep finds them.
+func (b *spoolBook) remove(tok string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.queued[tok]; ok {
+		return
+	}
+	_, counted := b.live[tok]
+	if !counted {
+		if b.uncounted >= maxUncounted {
+			return
+		}
+		b.uncounted++
+	}
+	b.queued[tok] = counted
+	b.queue = append(b.queue, tok)
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next takes the next queued removal.
+func (b *spoolBook) next() (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.queue) == 0 {
+		b.queue = nil // let a long queue's array go
+		return "", false
+	}
+	tok := b.queue[0]
+	b.queue = b.queue[1:]
+	return tok, true
+}
+
+// done uncounts tok's directory: it was removed, or given up on.
+func (b *spoolBook) done(tok string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if counted, ok := b.queued[tok]; ok && !counted {
+		b.uncounted--
+	}
+	delete(b.queued, tok)
+	uid, ok := b.live[tok]
+	if !ok {
+		return
+	}
+	delete(b.live, tok)
+	if b.byUID[uid]--; b.byUID[uid] <= 0 {
+		delete(b.byUID, uid)
+	}
+}
+
+// clean removes the queued directories as they come, and sweeps the spool
+// for stale ones, until ctx ends. It follows no link; what it gives up on
+// is logged at a bounded rate.
+func (b *spoolBook) clean(ctx context.Context, spool string, log *slog.Logger) {
+	var warn warnLimiter
+	warning := func(msg string, args ...any) {
+		if dropped, ok := warn.allow(time.Now()); ok {
+			if dropped > 0 {
+				args = append(args, "warnings_dropped", dropped)
+			}
+			log.Warn(msg, args...)
+		}
+	}
+	sweep := time.NewTicker(sweepEvery)
+	defer sweep.Stop()
+	for {
+		for tok, ok := b.next(); ok && ctx.Err() == nil; tok, ok = b.next() {
+			if testHookRemove != nil {
+				testHookRemove(ctx, tok)
+			}
+			if err := fifo.RemoveRequest(ctx, spool, tok); err != nil && ctx.Err() == nil {
+				warning("left a request directory in the spool", "err", err)
+			}
+			b.done(tok)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.wake:
+		case now := <-sweep.C:
+			err := fifo.SweepStale(ctx, spool, now.Add(-staleAge), func(name string, uid int) {
+				log.Debug("removing a stale request directory", "name", name, "uid", uid)
+			})
+			if err != nil && ctx.Err() == nil {
+				warning("left stale request directories in the spool", "err", err)
+			}
+		}
+	}
 }
 
 // warning logs, at most warnBurst times in warnWindow; what is dropped

@@ -18,10 +18,13 @@ import (
 // MakeSpool makes runDir's spool afresh: owned by the daemon, writable and
 // searchable by everyone but not listable, and sticky, so a user can make
 // and remove only directories of their own, and finds another's only by
-// its name. What a predecessor left there is removed.
+// its name. What a predecessor left there is set aside, under a name in
+// runDir that only the daemon can make, closed to everyone else, for
+// RemoveOldSpools to remove later: making the spool never depends on what
+// users left in it.
 func MakeSpool(runDir string) (string, error) {
 	dir := filepath.Join(runDir, SpoolDir)
-	if err := os.RemoveAll(dir); err != nil {
+	if err := setAside(runDir); err != nil {
 		return "", fmt.Errorf("spool %s: %w", dir, err)
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil {
