@@ -74,8 +74,19 @@ type Progress struct {
 }
 
 // corruptWait is how long a download that has seen a bad piece may go
-// without progress before it is refused as corrupt.
+// without progress before it is refused as corrupt, when no source is left
+// (no peer connected that has a piece it lacks, none waiting to be dialed,
+// none being dialed, and the trackers asked again since the bad piece).
 const corruptWait = 3 * time.Second
+
+// corruptDeadline is how long a download that has seen a bad piece may go
+// without progress while sources are left: peers the trackers or the DHT
+// named may never deliver (a tracker keeps naming a host that is gone).
+// 20 s is the announce sent at the first bad piece (up to 10 s, its
+// timeout) and then QuietPeers (10 s), the time a connected peer already
+// has to bring a byte before its connection is closed as quiet; on
+// loopback and a LAN a good peer brings a one-piece package well within it.
+const corruptDeadline = 20 * time.Second
 
 // ErrCorrupt means the bytes that arrived do not match the signed index.
 var ErrCorrupt = errors.New("downloaded data does not match the signed index")
@@ -414,6 +425,10 @@ type download struct {
 	lastArrival, lastKick time.Time // for QuietPeers
 	lastRoom              time.Time // when a stall last raised the connections
 	conns                 int
+	// firstBad is the tick that first saw a piece fail its hash check;
+	// badAnnounced is closed once the announce sent then has answered.
+	firstBad     time.Time
+	badAnnounced chan struct{}
 }
 
 // startClocks starts the measures of progress and of stalls at now.
@@ -469,7 +484,7 @@ func (d *download) tick(now time.Time, progress func(Progress)) error {
 	d.makeRoom(now, have)
 	d.webSeedIfStalled(now)
 	progress(Progress{Bytes: have, Total: d.s.Size, Rate: d.rate, Peers: st.ActivePeers})
-	if err := d.checkCorrupt(now, st.PiecesDirtiedBad.Int64(), have); err != nil {
+	if err := d.checkCorrupt(now, st, have); err != nil {
 		return err
 	}
 	d.reannounceIfAlone(now, st.ActivePeers, have)
@@ -530,14 +545,76 @@ func (d *download) webSeedIfStalled(now time.Time) {
 }
 
 // checkCorrupt refuses a download that had a piece fail its hash check,
-// and nothing good since: the only source sends bad bytes (a corrupt file
-// on the web seed; anacrolix then drops that source). The SHA-1 of each
-// piece comes from the signed index, so none of it was kept.
-func (d *download) checkCorrupt(now time.Time, bad, have int64) error {
-	if bad > 0 && have < d.s.Size && now.Sub(d.lastProgress) > corruptWait {
+// and nothing good since while no good source is left: the only source
+// sends bad bytes (a corrupt file on the web seed or at the repository's
+// seeder; anacrolix then drops that source, and bans a peer's address).
+// The SHA-1 of each piece comes from the signed index, so none of it was
+// kept. The first bad piece sends an announce at once, so that peers that
+// appeared since are learnt; peers the trackers or the DHT named and not
+// yet tried are sources, and so are the connected peers that have a piece
+// this host lacks. With sources left, the download fails only
+// corruptDeadline after the first bad piece (or the last progress).
+func (d *download) checkCorrupt(now time.Time, st torrent.TorrentStats, have int64) error {
+	bad := st.PiecesDirtiedBad.Int64()
+	if bad == 0 || have >= d.s.Size {
+		return nil
+	}
+	if d.firstBad.IsZero() {
+		d.firstBad = now
+		d.badAnnounced = make(chan struct{})
+		go func() {
+			defer close(d.badAnnounced)
+			d.c.announce(d.ctx, d.t, d.s, d.s.Size-have)
+		}()
+		d.c.dht.announce(d.ctx, d.t)
+	}
+	if now.Sub(d.lastProgress) <= corruptWait {
+		return nil
+	}
+	since := d.firstBad
+	if d.lastProgress.After(since) {
+		since = d.lastProgress
+	}
+	sources := d.sourcesLeft(st)
+	switch {
+	case sources == 0:
 		return fmt.Errorf("%s: %w (%d pieces failed their hash check and no good source is left; the repository's copy may be corrupt)", d.s.File, ErrCorrupt, bad)
+	case now.Sub(since) > corruptDeadline:
+		return fmt.Errorf("%s: %w (%d pieces failed their hash check and the %d peers left brought nothing good for %v; the repository's copy may be corrupt)", d.s.File, ErrCorrupt, bad, sources, corruptDeadline)
 	}
 	return nil
+}
+
+// sourcesLeft counts what may still bring the pieces a download lacks: the
+// peers waiting to be dialed and being dialed, the connected peers that
+// have one of those pieces, and the announce sent at the first bad piece
+// until it answers (as one).
+func (d *download) sourcesLeft(st torrent.TorrentStats) int {
+	n := st.PendingPeers + st.HalfOpenPeers
+	if d.badAnnounced != nil {
+		select {
+		case <-d.badAnnounced:
+		default:
+			n++
+		}
+	}
+	pieces := d.t.NumPieces()
+	var missing []int
+	for i := range pieces {
+		if !d.t.PieceState(i).Complete {
+			missing = append(missing, i)
+		}
+	}
+	for _, pc := range d.t.PeerConns() {
+		has := pc.PeerPieces()
+		for _, i := range missing {
+			if has.Contains(uint32(i)) {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 // reannounceIfAlone asks the trackers again for a download with no peer
