@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -60,11 +59,18 @@ type gatewayActor struct {
 	inFlight          int
 	byUID             map[int]int         // requests in flight by uid
 	uidOf             map[string]inFlight // by request actor's id
-	book              *spoolBook
+	book              *fifo.Ledger
 	stopCleaner       context.CancelFunc
 	warn              warnLimiter
 	dirWarn           warnLimiter   // of tokens refused for their uid's directories
 	linger            time.Duration // of a request's actor after its final reply
+	hooks             gatewayHooks
+}
+
+// gatewayHooks let a test hold the spool's removals (nil: none).
+type gatewayHooks struct {
+	oldSpools func(context.Context)                   // before the old spools are removed
+	remove    func(ctx context.Context, token string) // before each directory the cleaner removes
 }
 
 type inFlight struct {
@@ -124,7 +130,7 @@ func (a *gatewayActor) release(id string) {
 	}
 	// The final reply is written (or nobody is left to read it): the
 	// request's directory goes.
-	a.book.remove(f.token)
+	a.book.Remove(f.token)
 }
 
 func (a *gatewayActor) open(ctx actor.Context) error {
@@ -137,17 +143,17 @@ func (a *gatewayActor) open(ctx actor.Context) error {
 	// the background, so that no start waits for what users left there.
 	cctx, cancel := context.WithCancel(context.Background())
 	a.stopCleaner = cancel
-	a.book = newSpoolBook()
-	book, log := a.book, a.env.log
+	a.book = fifo.NewLedger(maxDirsUID, maxUncounted)
+	book, log, runDir, hooks := a.book, a.env.log, a.runDir, a.hooks
 	a.env.bg.Go(func() {
-		if testHookOldSpools != nil {
-			testHookOldSpools(cctx)
+		if hooks.oldSpools != nil {
+			hooks.oldSpools(cctx)
 		}
-		if err := fifo.RemoveOldSpools(cctx, a.runDir); err != nil && cctx.Err() == nil {
+		if err := fifo.RemoveOldSpools(cctx, runDir); err != nil && cctx.Err() == nil {
 			log.Warn("left what users left in an old spool", "err", err)
 		}
 	})
-	a.env.bg.Go(func() { book.clean(cctx, spool, log) })
+	a.env.bg.Go(func() { book.Clean(cctx, spool, cleanerConfig(log, hooks.remove)) })
 	adminPerm, gid := os.FileMode(0o600), -1
 	if a.adminGID >= 0 {
 		adminPerm, gid = 0o620, a.adminGID
@@ -193,18 +199,18 @@ var errTooManyDirs = errors.New("refused")
 // accept takes the request that tok names once its owner may have one
 // more directory in the spool; a directory that is refused, or whose
 // request nobody can be told of, is removed.
-func accept(spool, tok string, book *spoolBook) arrival {
+func accept(spool, tok string, book *fifo.Ledger) arrival {
 	uid, err := fifo.Owner(spool, tok)
 	if err != nil {
 		return arrival{token: tok, err: err}
 	}
-	if n, ok := book.admit(tok, uid); !ok {
-		book.remove(tok)
+	if n, ok := book.Admit(tok, uid); !ok {
+		book.Remove(tok)
 		return arrival{token: tok, err: fmt.Errorf("request %s: uid %d has %d request directories in the spool, the most it may: %w", tok, uid, n, errTooManyDirs)}
 	}
 	in, err := fifo.Accept(spool, tok, wire.MaxRequest, replyTimeout)
 	if in == nil {
-		book.remove(tok)
+		book.Remove(tok)
 	}
 	return arrival{token: tok, in: in, err: err}
 }
@@ -297,141 +303,24 @@ func (a *gatewayActor) refuse(in *fifo.Incoming, which, why string) {
 		in.Reply.TryLine(b)
 	}
 	in.Reply.Close()
-	a.book.remove(in.Token)
+	a.book.Remove(in.Token)
 }
 
-// testHookOldSpools, set only by tests, runs before the old spools are
-// removed.
-var testHookOldSpools func(context.Context)
-
-// testHookRemove, set only by tests, runs before each directory the
-// cleaner removes.
-var testHookRemove func(ctx context.Context, token string)
-
-// spoolBook counts the request directories of each uid in the spool and
-// queues their removal; the gateway's readers and actor add to it, its
-// cleaner goroutine removes.
-type spoolBook struct {
-	mu        sync.Mutex
-	live      map[string]int // counted directories: token → uid
-	byUID     map[int]int
-	queue     []string
-	queued    map[string]bool // whether it counted when queued
-	uncounted int             // queued that do not count
-	wake      chan struct{}
-}
-
-func newSpoolBook() *spoolBook {
-	return &spoolBook{live: map[string]int{}, byUID: map[int]int{}, queued: map[string]bool{}, wake: make(chan struct{}, 1)}
-}
-
-// admit counts tok's directory against uid, unless uid has its fill; it
-// returns how many uid has.
-func (b *spoolBook) admit(tok string, uid int) (int, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if _, ok := b.live[tok]; ok {
-		return b.byUID[uid], true // the same token again: one directory
-	}
-	if b.byUID[uid] >= maxDirsUID {
-		return b.byUID[uid], false
-	}
-	b.live[tok] = uid
-	b.byUID[uid]++
-	return b.byUID[uid], true
-}
-
-// remove queues the removal of tok's directory, once. Refused directories
-// that do not count are queued up to a bound; past it the sweep finds them.
-func (b *spoolBook) remove(tok string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if _, ok := b.queued[tok]; ok {
-		return
-	}
-	_, counted := b.live[tok]
-	if !counted {
-		if b.uncounted >= maxUncounted {
-			return
-		}
-		b.uncounted++
-	}
-	b.queued[tok] = counted
-	b.queue = append(b.queue, tok)
-	select {
-	case b.wake <- struct{}{}:
-	default:
-	}
-}
-
-// next takes the next queued removal.
-func (b *spoolBook) next() (string, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.queue) == 0 {
-		b.queue = nil // let a long queue's array go
-		return "", false
-	}
-	tok := b.queue[0]
-	b.queue = b.queue[1:]
-	return tok, true
-}
-
-// done uncounts tok's directory: it was removed, or given up on.
-func (b *spoolBook) done(tok string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if counted, ok := b.queued[tok]; ok && !counted {
-		b.uncounted--
-	}
-	delete(b.queued, tok)
-	uid, ok := b.live[tok]
-	if !ok {
-		return
-	}
-	delete(b.live, tok)
-	if b.byUID[uid]--; b.byUID[uid] <= 0 {
-		delete(b.byUID, uid)
-	}
-}
-
-// clean removes the queued directories as they come, and sweeps the spool
-// for stale ones, until ctx ends. It follows no link; what it gives up on
-// is logged at a bounded rate.
-func (b *spoolBook) clean(ctx context.Context, spool string, log *slog.Logger) {
-	var warn warnLimiter
-	warning := func(msg string, args ...any) {
-		if dropped, ok := warn.allow(time.Now()); ok {
-			if dropped > 0 {
-				args = append(args, "warnings_dropped", dropped)
+// cleanerConfig is how the gateway's cleaner runs: the spool's bounds, and
+// its warnings at the gateway's bounded rate.
+func cleanerConfig(log *slog.Logger, beforeRemove func(context.Context, string)) fifo.CleanConfig {
+	var warn warnLimiter // the cleaner's goroutine alone uses it
+	return fifo.CleanConfig{
+		SweepEvery: sweepEvery, StaleAge: staleAge, BeforeRemove: beforeRemove,
+		Warn: func(msg string, args ...any) {
+			if dropped, ok := warn.allow(time.Now()); ok {
+				if dropped > 0 {
+					args = append(args, "warnings_dropped", dropped)
+				}
+				log.Warn(msg, args...)
 			}
-			log.Warn(msg, args...)
-		}
-	}
-	sweep := time.NewTicker(sweepEvery)
-	defer sweep.Stop()
-	for {
-		for tok, ok := b.next(); ok && ctx.Err() == nil; tok, ok = b.next() {
-			if testHookRemove != nil {
-				testHookRemove(ctx, tok)
-			}
-			if err := fifo.RemoveRequest(ctx, spool, tok); err != nil && ctx.Err() == nil {
-				warning("left a request directory in the spool", "err", err)
-			}
-			b.done(tok)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-b.wake:
-		case now := <-sweep.C:
-			err := fifo.SweepStale(ctx, spool, now.Add(-staleAge), func(name string, uid int) {
-				log.Debug("removing a stale request directory", "name", name, "uid", uid)
-			})
-			if err != nil && ctx.Err() == nil {
-				warning("left stale request directories in the spool", "err", err)
-			}
-		}
+		},
+		Removed: func(name string, uid int) { log.Debug("removing a stale request directory", "name", name, "uid", uid) },
 	}
 }
 

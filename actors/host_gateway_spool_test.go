@@ -56,14 +56,14 @@ func (p *gatewayParent) Receive(ctx actor.Context) {
 
 // startGateway runs a gateway on run with a fake installer; it stops at
 // the test's end, with every goroutine it started.
-func startGateway(t *testing.T, run string, holdUID int, held *atomic.Int64, logs io.Writer) {
+func startGateway(t *testing.T, run string, holdUID int, held *atomic.Int64, logs io.Writer, hooks gatewayHooks) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	e := newEnv(log)
 	sys := e.newSystem()
 	inst := sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &fakeInstaller{holdUID: holdUID, held: held} }))
 	p := &gatewayParent{ready: make(chan error, 1), make: func() actor.Actor {
-		return &gatewayActor{env: e, runDir: run, adminGID: -1, installer: inst, syncer: inst, linger: linger}
+		return &gatewayActor{env: e, runDir: run, adminGID: -1, installer: inst, syncer: inst, linger: linger, hooks: hooks}
 	}}
 	pid := sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return p }))
 	t.Cleanup(func() {
@@ -169,16 +169,15 @@ func TestGatewayStartSetsOldSpoolAside(t *testing.T) {
 	}
 
 	release := make(chan struct{})
-	testHookOldSpools = func(ctx context.Context) {
+	hold := func(ctx context.Context) {
 		select {
 		case <-release:
 		case <-ctx.Done():
 		}
 	}
-	t.Cleanup(func() { testHookOldSpools = nil }) // after the gateway stopped: cleanups run last first
 	logs := &syncBuffer{}
 	var held atomic.Int64
-	startGateway(t, run, -1, &held, logs)
+	startGateway(t, run, -1, &held, logs, gatewayHooks{oldSpools: hold})
 
 	entries, err := os.ReadDir(spool)
 	if err != nil || len(entries) != 0 {
@@ -214,16 +213,15 @@ func TestGatewayBoundsDirectoriesPerUID(t *testing.T) {
 	const uid = 54321
 	run := t.TempDir()
 	release := make(chan struct{})
-	testHookRemove = func(ctx context.Context, _ string) {
+	hold := func(ctx context.Context, _ string) {
 		select {
 		case <-release:
 		case <-ctx.Done():
 		}
 	}
-	t.Cleanup(func() { testHookRemove = nil })
 	logs := &syncBuffer{}
 	var held atomic.Int64
-	startGateway(t, run, uid, &held, logs)
+	startGateway(t, run, uid, &held, logs, gatewayHooks{remove: hold})
 	spool := filepath.Join(run, fifo.SpoolDir)
 
 	const n = maxDirsUID + 20
