@@ -125,31 +125,40 @@ func (r *remover) empty(fd, depth int) error {
 				return err
 			}
 		}
-		seen := 0
-		for {
-			if err := r.step(); err != nil {
-				return err
-			}
-			n, err := unix.Getdents(fd, r.buf)
-			if err != nil {
-				return fmt.Errorf("read directory: %w", err)
-			}
-			if n <= 0 {
-				break
-			}
-			_, _, names := unix.ParseDirent(r.buf[:n], -1, nil)
-			for _, name := range names {
-				if name == "." || name == ".." {
-					continue
-				}
-				seen++
-				if err := r.removeAt(fd, name, depth); err != nil {
-					return err
-				}
-			}
+		seen, err := r.pass(fd, depth)
+		if err != nil {
+			return err
 		}
 		if seen == 0 || pass >= 64 {
 			return nil // the caller's rmdir says whether it is empty
+		}
+	}
+}
+
+// pass reads the directory fd once, in chunks, removing its entries (at
+// depth) as they come, and says how many it found.
+func (r *remover) pass(fd, depth int) (int, error) {
+	seen := 0
+	for {
+		if err := r.step(); err != nil {
+			return seen, err
+		}
+		n, err := unix.Getdents(fd, r.buf)
+		if err != nil {
+			return seen, fmt.Errorf("read directory: %w", err)
+		}
+		if n <= 0 {
+			return seen, nil
+		}
+		_, _, names := unix.ParseDirent(r.buf[:n], -1, nil)
+		for _, name := range names {
+			if name == "." || name == ".." {
+				continue
+			}
+			seen++
+			if err := r.removeAt(fd, name, depth); err != nil {
+				return seen, err
+			}
 		}
 	}
 }
@@ -172,28 +181,9 @@ func (r *remover) removeTop(dfd int, name string) error {
 		if _, err := unix.Seek(fd, 0, 0); err != nil {
 			return err
 		}
-		seen := 0
-		for {
-			if err := r.step(); err != nil {
-				return err
-			}
-			n, err := unix.Getdents(fd, r.buf)
-			if err != nil {
-				return fmt.Errorf("read directory: %w", err)
-			}
-			if n <= 0 {
-				break
-			}
-			_, _, names := unix.ParseDirent(r.buf[:n], -1, nil)
-			for _, n := range names {
-				if n == "." || n == ".." {
-					continue
-				}
-				seen++
-				if err := r.removeAt(fd, n, 1); err != nil {
-					return err
-				}
-			}
+		seen, err := r.pass(fd, 1)
+		if err != nil {
+			return err
 		}
 		if seen == 0 {
 			break
