@@ -29,9 +29,9 @@ const (
 // Bounds of the spool. A request's directory counts against its owner from
 // the moment its token arrives (or the sweep finds it stale) until the
 // gateway's cleaner removed it, which it does once the request is answered
-// or refused; beyond maxDirsUID a uid's new tokens are refused without
-// opening anything (there is nobody to answer) and their directories
-// removed. Directories whose token never came are removed once older than
+// or refused; beyond maxDirsUID a uid's new tokens are refused (told so on
+// their reply FIFO, as a refusal for requests in flight is) and their
+// directories removed. Directories whose token never came are removed once older than
 // staleAge, by a sweep every sweepEvery.
 const (
 	maxDirsUID   = 64
@@ -204,12 +204,14 @@ func accept(spool, tok string, book *fifo.Ledger) arrival {
 	if err != nil {
 		return arrival{token: tok, err: err}
 	}
-	if n, ok := book.Admit(tok, uid); !ok {
-		book.Remove(tok)
-		return arrival{token: tok, err: fmt.Errorf("request %s: uid %d has %d request directories in the spool, the most it may: %w", tok, uid, n, errTooManyDirs)}
-	}
+	n, admitted := book.Admit(tok, uid)
 	in, err := fifo.Accept(spool, tok, wire.MaxRequest, replyTimeout)
-	if in == nil {
+	if !admitted {
+		// Refused, but told so when its reply FIFO opens (as a refusal
+		// for requests in flight is): a CLI is not left to wait.
+		err = fmt.Errorf("tpmd is busy: uid %d has %d request directories in the spool, the most it may; wait for your requests to finish and try again: %w", uid, n, errTooManyDirs)
+	}
+	if in == nil || !admitted {
 		book.Remove(tok)
 	}
 	return arrival{token: tok, in: in, err: err}
@@ -238,8 +240,8 @@ func (a *gatewayActor) arrived(ctx actor.Context, msg *arrivals) {
 	}
 	for _, it := range msg.items {
 		if it.in == nil && errors.Is(it.err, errTooManyDirs) {
-			// Nobody is told (nothing was opened); logged apart, so a
-			// flood of other warnings does not hide it.
+			// Nobody can be told (its reply FIFO did not open); logged
+			// apart, so a flood of other warnings does not hide it.
 			if dropped, ok := a.dirWarn.allow(time.Now()); ok {
 				a.env.log.Warn("refused a token: its uid has too many request directories in the spool", "fifo", which, "err", it.err, "warnings_dropped", dropped)
 			}
@@ -250,6 +252,13 @@ func (a *gatewayActor) arrived(ctx actor.Context, msg *arrivals) {
 			continue
 		}
 		in := it.in
+		if errors.Is(it.err, errTooManyDirs) {
+			// Logged apart too, so a flood of other warnings does not hide
+			// why.
+			if dropped, ok := a.dirWarn.allow(time.Now()); ok {
+				a.env.log.Warn("refused a token: its uid has too many request directories in the spool", "fifo", which, "uid", in.UID, "warnings_dropped", dropped)
+			}
+		}
 		if it.err != nil {
 			a.refuse(in, which, it.err.Error())
 			continue
