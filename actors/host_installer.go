@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"tpm/builder"
 	"tpm/cache"
 	"tpm/engine"
 	"tpm/fairqueue"
@@ -187,8 +189,11 @@ func (a *installerActor) openEngine(ctx actor.Context) {
 	life, opts, self, root := a.life, engineOptions(a.cfg), ctx.Self(), ctx.ActorSystem().Root
 	log := a.env.log
 	a.env.bg.Go(func() {
-		eng, rec, err := engine.OpenWhenFree(life.ctx, opts, 100*time.Millisecond, func() {
-			log.Info("waiting for the transaction that runs to let go of the state database")
+		// A predecessor's transaction finishes the package it applies: its
+		// scripts and a source build at most, and a minute more.
+		limit := cmp.Or(opts.BuildTimeout, builder.DefaultTimeout) + 2*cmp.Or(opts.ScriptTimeout, 5*time.Minute) + time.Minute
+		eng, rec, err := engine.OpenWhenFree(life.ctx, opts, 100*time.Millisecond, limit, func(holder string) {
+			log.Info("waiting for the transaction that runs to let go of the state database", "holder", holder, "at_most", limit)
 		})
 		if err == nil && life.ctx.Err() != nil {
 			eng.Close() // the instance that wanted it is gone

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"tpm/builder"
@@ -136,22 +137,43 @@ func Open(ctx context.Context, opts Options) (*Engine, *Recovery, error) {
 
 // OpenWhenFree is Open that waits, polling every interval, while another
 // process or engine holds the state database (a predecessor's transaction
-// lets go once its current package is in). waiting is called once, when
-// the first try finds it held. It gives up when ctx ends.
-func OpenWhenFree(ctx context.Context, opts Options, interval time.Duration, waiting func()) (*Engine, *Recovery, error) {
+// lets go once its current package is in), for at most limit. waiting is
+// called once, when the first try finds it held, with who holds it. It
+// gives up when ctx ends, or after limit with an error that names the
+// holder (wrapping store.ErrLocked).
+func OpenWhenFree(ctx context.Context, opts Options, interval, limit time.Duration, waiting func(holder string)) (*Engine, *Recovery, error) {
+	deadline := time.Now().Add(limit)
 	for first := true; ; first = false {
 		e, rec, err := Open(ctx, opts)
 		if !errors.Is(err, store.ErrLocked) || ctx.Err() != nil {
 			return e, rec, err
 		}
 		if first && waiting != nil {
-			waiting()
+			waiting(Holder(opts.StateDir))
+		}
+		if time.Now().After(deadline) {
+			return nil, nil, fmt.Errorf("the state database %s is still in use after %v, by %s: %w", filepath.Join(opts.StateDir, DatabaseFile), limit, Holder(opts.StateDir), err)
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(interval):
 		}
 	}
+}
+
+// Holder says who holds the state database in stateDir: this process (a
+// transaction of an earlier engine that has not let go), another process
+// by pid and command, or that the kernel does not say.
+func Holder(stateDir string) string {
+	pid, ok := store.LockHolder(filepath.Join(stateDir, DatabaseFile))
+	switch {
+	case !ok:
+		return "a process the kernel does not name"
+	case pid == os.Getpid():
+		return fmt.Sprintf("this process (pid %d: a transaction that has not finished its package)", pid)
+	}
+	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return fmt.Sprintf("pid %d (%s)", pid, strings.TrimSpace(string(comm)))
 }
 
 // Close releases the database.

@@ -3,6 +3,9 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +28,12 @@ func TestOpenWhenFreeWaitsForTheHolder(t *testing.T) {
 	}
 	done := make(chan opened, 1)
 	go func() {
-		e, _, err := OpenWhenFree(context.Background(), opts, 10*time.Millisecond, func() { waiting <- struct{}{} })
+		e, _, err := OpenWhenFree(context.Background(), opts, 10*time.Millisecond, time.Minute, func(holder string) {
+			if !strings.Contains(holder, "this process") {
+				t.Errorf("holder %q, want this process", holder)
+			}
+			waiting <- struct{}{}
+		})
 		done <- opened{e, err}
 	}()
 	<-waiting // it found the database held
@@ -39,8 +47,23 @@ func TestOpenWhenFreeWaitsForTheHolder(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, _, err := OpenWhenFree(ctx, opts, 10*time.Millisecond, nil); !errors.Is(err, store.ErrLocked) {
+	if _, _, err := OpenWhenFree(ctx, opts, 10*time.Millisecond, time.Minute, nil); !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("open with the context ended while held: %v, want ErrLocked", err)
 	}
 	got.e.Close()
+}
+
+// TestOpenWhenFreeIsBounded: a holder that never lets go makes the wait end
+// after its limit, with an error that names the holder.
+func TestOpenWhenFreeIsBounded(t *testing.T) {
+	opts := Options{StateDir: t.TempDir()}
+	held, _, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	_, _, err = OpenWhenFree(context.Background(), opts, 10*time.Millisecond, 50*time.Millisecond, nil)
+	if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("a wait past its limit: %v, want ErrLocked naming pid %d", err, os.Getpid())
+	}
 }
