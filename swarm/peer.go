@@ -426,9 +426,11 @@ type download struct {
 	lastRoom              time.Time // when a stall last raised the connections
 	conns                 int
 	// firstBad is the tick that first saw a piece fail its hash check;
-	// badAnnounced is closed once the announce sent then has answered.
-	firstBad     time.Time
-	badAnnounced chan struct{}
+	// badAnnounced says when the announce sent then answered, and
+	// badAnnouncedAt keeps it.
+	firstBad       time.Time
+	badAnnounced   chan time.Time
+	badAnnouncedAt time.Time
 }
 
 // startClocks starts the measures of progress and of stalls at now.
@@ -561,10 +563,11 @@ func (d *download) checkCorrupt(now time.Time, st torrent.TorrentStats, have int
 	}
 	if d.firstBad.IsZero() {
 		d.firstBad = now
-		d.badAnnounced = make(chan struct{})
+		answered := make(chan time.Time, 1)
+		d.badAnnounced = answered
 		go func() {
-			defer close(d.badAnnounced)
 			d.c.announce(d.ctx, d.t, d.s, d.s.Size-have)
+			answered <- time.Now()
 		}()
 		d.c.dht.announce(d.ctx, d.t)
 	}
@@ -575,7 +578,7 @@ func (d *download) checkCorrupt(now time.Time, st torrent.TorrentStats, have int
 	if d.lastProgress.After(since) {
 		since = d.lastProgress
 	}
-	sources := d.sourcesLeft(st)
+	sources := d.sourcesLeft(now, st)
 	switch {
 	case sources == 0:
 		return fmt.Errorf("%s: %w (%d pieces failed their hash check and no good source is left; the repository's copy may be corrupt)", d.s.File, ErrCorrupt, bad)
@@ -587,26 +590,36 @@ func (d *download) checkCorrupt(now time.Time, st torrent.TorrentStats, have int
 
 // sourcesLeft counts what may still bring the pieces a download lacks: the
 // peers waiting to be dialed and being dialed, the connected peers that
-// have one of those pieces, and the announce sent at the first bad piece
-// until it answers (as one).
-func (d *download) sourcesLeft(st torrent.TorrentStats) int {
+// have one of those pieces or have not said yet what they have, and the
+// announce sent at the first bad piece until it answers and for
+// corruptWait after, so the peers it named have the time to connect and
+// say what they have (between an address added and a connection whose
+// bitfield came, anacrolix counts the peer nowhere).
+func (d *download) sourcesLeft(now time.Time, st torrent.TorrentStats) int {
 	n := st.PendingPeers + st.HalfOpenPeers
 	if d.badAnnounced != nil {
 		select {
-		case <-d.badAnnounced:
+		case at := <-d.badAnnounced:
+			d.badAnnouncedAt, d.badAnnounced = at, nil
 		default:
 			n++
 		}
 	}
-	pieces := d.t.NumPieces()
+	if !d.badAnnouncedAt.IsZero() && now.Sub(d.badAnnouncedAt) < corruptWait {
+		n++
+	}
 	var missing []int
-	for i := range pieces {
+	for i := range d.t.NumPieces() {
 		if !d.t.PieceState(i).Complete {
 			missing = append(missing, i)
 		}
 	}
 	for _, pc := range d.t.PeerConns() {
 		has := pc.PeerPieces()
+		if has.IsEmpty() {
+			n++ // nothing said yet; a peer that never sends is the deadline's
+			continue
+		}
 		for _, i := range missing {
 			if has.Contains(uint32(i)) {
 				n++
