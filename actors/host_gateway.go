@@ -192,9 +192,13 @@ func (a *gatewayActor) open(ctx actor.Context) error {
 	return nil
 }
 
-// errTooManyDirs is a token refused because its uid has its fill of
-// directories in the spool.
-var errTooManyDirs = errors.New("refused")
+// tooManyDirs refuses a token whose uid has its fill of directories in
+// the spool; its text is what the CLI is told.
+type tooManyDirs struct{ uid, n int }
+
+func (e tooManyDirs) Error() string {
+	return fmt.Sprintf("tpmd is busy: uid %d has %d request directories in the spool, the most it may; wait for your requests to finish and try again", e.uid, e.n)
+}
 
 // accept takes the request that tok names once its owner may have one
 // more directory in the spool; a directory that is refused, or whose
@@ -209,7 +213,7 @@ func accept(spool, tok string, book *fifo.Ledger) arrival {
 	if !admitted {
 		// Refused, but told so when its reply FIFO opens (as a refusal
 		// for requests in flight is): a CLI is not left to wait.
-		err = fmt.Errorf("tpmd is busy: uid %d has %d request directories in the spool, the most it may; wait for your requests to finish and try again: %w", uid, n, errTooManyDirs)
+		err = tooManyDirs{uid: uid, n: n}
 	}
 	if in == nil || !admitted {
 		book.Remove(tok)
@@ -239,7 +243,7 @@ func (a *gatewayActor) arrived(ctx actor.Context, msg *arrivals) {
 		a.warning("ignored bytes that name no request", "fifo", which, "bytes", msg.junk)
 	}
 	for _, it := range msg.items {
-		if it.in == nil && errors.Is(it.err, errTooManyDirs) {
+		if it.in == nil && errors.As(it.err, new(tooManyDirs)) {
 			// Nobody can be told (its reply FIFO did not open); logged
 			// apart, so a flood of other warnings does not hide it.
 			if dropped, ok := a.dirWarn.allow(time.Now()); ok {
@@ -252,7 +256,7 @@ func (a *gatewayActor) arrived(ctx actor.Context, msg *arrivals) {
 			continue
 		}
 		in := it.in
-		if errors.Is(it.err, errTooManyDirs) {
+		if errors.As(it.err, new(tooManyDirs)) {
 			// Logged apart too, so a flood of other warnings does not hide
 			// why.
 			if dropped, ok := a.dirWarn.allow(time.Now()); ok {

@@ -92,22 +92,14 @@ type askedFigures struct {
 // holds the seeder's torrents; then the figures read as zero.
 const figuresWait = 10 * time.Second
 
-func (f askedFigures) ask() messages.SeederFigures {
+// SeederFigures asks the owner once for every figure a read shows.
+func (f askedFigures) SeederFigures() publish.SeederFigures {
 	res, err := f.root.RequestFuture(f.owner, &messages.SeederFiguresRequest{}, figuresWait).Result()
 	if fig, ok := res.(*messages.SeederFigures); ok && err == nil {
-		return *fig
+		return publish.SeederFigures{Loaded: fig.Loaded, Complete: fig.Complete, Uploaded: fig.Uploaded, Refused: fig.Refused}
 	}
-	return messages.SeederFigures{}
+	return publish.SeederFigures{}
 }
-
-func (f askedFigures) Seeding() (loaded, complete int) {
-	fig := f.ask()
-	return fig.Loaded, fig.Complete
-}
-
-func (f askedFigures) Uploaded() int64 { return f.ask().Uploaded }
-
-func (f askedFigures) Refused() int64 { return f.ask().Refused }
 
 func (a *publisherActor) listen(ctx actor.Context, addr string) {
 	srv, err := publish.Listen(addr, a.publisher, a.env.quiet)

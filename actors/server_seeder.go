@@ -9,7 +9,6 @@ import (
 
 	"tpm/generation"
 	"tpm/messages"
-	"tpm/publish"
 	"tpm/swarm"
 )
 
@@ -131,12 +130,20 @@ func (a *seederActor) close(ctx actor.Context) {
 	}
 }
 
+// seedingClient is what the seeder and the mirror's copier read their
+// figures from: their torrent client.
+type seedingClient interface {
+	Seeding() (loaded, complete int)
+	Uploaded() int64
+	Refused() int64
+}
+
 // answerFigures answers a SeederFiguresRequest with the figures of the
 // asking actor's own torrent client (zero when none is open), read on a
 // goroutine: the seeder's count waits for a running sync to let go of its
 // torrents, which must not hold up the actor. The client stays the
 // actor's: only the figures, plain numbers, leave it.
-func answerFigures(ctx actor.Context, e *env, open bool, client publish.SeederStats) {
+func answerFigures(ctx actor.Context, e *env, open bool, client seedingClient) {
 	asker, root := ctx.Sender(), ctx.ActorSystem().Root
 	switch {
 	case asker == nil:

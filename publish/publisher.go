@@ -81,15 +81,23 @@ type Publisher struct {
 	lastStale atomic.Int64 // unix ns of the last OnStale call
 }
 
-// SeederStats is what /healthz says of the server's seeder.
-type SeederStats interface {
-	// Seeding is the number of torrents loaded and of complete ones.
-	Seeding() (loaded, complete int)
+// SeederFigures are what /healthz and the metrics say of the server's
+// seeder.
+type SeederFigures struct {
+	// Loaded and Complete are the numbers of torrents loaded and of
+	// complete ones.
+	Loaded, Complete int
 	// Uploaded is the data bytes sent to peers.
-	Uploaded() int64
+	Uploaded int64
 	// Refused is the piece requests refused because other peers have the
 	// piece or are getting it.
-	Refused() int64
+	Refused int64
+}
+
+// SeederStats reads the seeder's figures, all at once: a read may ask the
+// goroutine that owns the seeder, once per read.
+type SeederStats interface {
+	SeederFigures() SeederFigures
 }
 
 type seeder struct {
@@ -262,8 +270,8 @@ func (p *Publisher) Figures() metrics.ServerFigures {
 		f.Generation, f.Updated, f.Packages, f.Rejected = g.Number, g.Updated, len(g.Packages), len(g.Rejected)
 	}
 	if sd := p.seeder.Load(); sd != nil {
-		f.Uploaded = sd.stats.Uploaded()
-		f.Refused = sd.stats.Refused()
+		sf := sd.stats.SeederFigures()
+		f.Uploaded, f.Refused = sf.Uploaded, sf.Refused
 	}
 	f.TrackerPeers, f.TrackerTorrents = p.peers.Len(), p.peers.Torrents()
 	if g := p.gen.Load(); g != nil {
@@ -474,8 +482,8 @@ func (p *Publisher) serveHealth(w http.ResponseWriter) {
 	}
 	fmt.Fprintf(w, "ok generation=%d packages=%d rejected=%d", g.Number, len(g.Packages), len(g.Rejected))
 	if sd := p.seeder.Load(); sd != nil {
-		loaded, complete := sd.stats.Seeding()
-		fmt.Fprintf(w, " seeding=%d/%d uploaded=%d refused=%d", complete, loaded, sd.stats.Uploaded(), sd.stats.Refused())
+		sf := sd.stats.SeederFigures()
+		fmt.Fprintf(w, " seeding=%d/%d uploaded=%d refused=%d", sf.Complete, sf.Loaded, sf.Uploaded, sf.Refused)
 	}
 	fmt.Fprintln(w)
 }

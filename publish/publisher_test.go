@@ -423,6 +423,6 @@ type seederFigures struct {
 	uploaded, refused int64
 }
 
-func (s seederFigures) Seeding() (int, int) { return s.loaded, s.complete }
-func (s seederFigures) Uploaded() int64     { return s.uploaded }
-func (s seederFigures) Refused() int64      { return s.refused }
+func (s seederFigures) SeederFigures() SeederFigures {
+	return SeederFigures{Loaded: s.loaded, Complete: s.complete, Uploaded: s.uploaded, Refused: s.refused}
+}

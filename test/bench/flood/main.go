@@ -27,6 +27,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"tpm/test/bench/benchkit"
 
 	"golang.org/x/sys/unix"
 )
@@ -64,15 +65,15 @@ func main() {
 	run(tpm, "keygen", "-o", filepath.Join(work, "keys"))
 	port := freePort()
 	url := "http://127.0.0.1:" + port
-	server := start(tpmd, "server", "--packages", repo, "--state-dir", filepath.Join(work, "srv"), "--http", "127.0.0.1:"+port,
+	server := benchkit.Start(tpmd, os.DevNull, "server", "--packages", repo, "--state-dir", filepath.Join(work, "srv"), "--http", "127.0.0.1:"+port,
 		"--public-url", url, "--torrent-listen", "127.0.0.1:0", "--key", filepath.Join(work, "keys", "repo.key"))
-	defer stop(server)
+	defer benchkit.Stop(server)
 	runDir := filepath.Join(work, "run")
 	check(os.Mkdir(runDir, 0o755))
-	client := start(tpmd, "client", "--server", url, "--trusted-key", filepath.Join(work, "keys", "repo.pub"),
+	client := benchkit.Start(tpmd, os.DevNull, "client", "--server", url, "--trusted-key", filepath.Join(work, "keys", "repo.pub"),
 		"--state-dir", filepath.Join(work, "state"), "--cache-dir", filepath.Join(work, "cache"), "--run-dir", runDir,
 		"--prefix", filepath.Join(work, "root"), "--torrent-listen", "127.0.0.1:0")
-	defer stop(client)
+	defer benchkit.Stop(client)
 	deadline := time.Now().Add(60 * time.Second)
 	for exec.Command(tpm, "--run-dir", runDir, "info", "big").Run() != nil {
 		if time.Now().After(deadline) {
@@ -217,23 +218,6 @@ func peakRSS(pid int) int64 {
 		}
 	}
 	return 0
-}
-
-func start(bin string, args ...string) *exec.Cmd {
-	cmd := exec.Command(bin, args...)
-	check(cmd.Start())
-	return cmd
-}
-
-func stop(cmd *exec.Cmd) {
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-	}
 }
 
 func run(bin string, args ...string) {
