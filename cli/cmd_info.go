@@ -41,6 +41,15 @@ func (o *infoOptions) run(ctx context.Context, c *command, args []string) error 
 		row("Maintainer", info.Maintainer)
 		row("Description", info.Description)
 		row("Depends on", strings.Join(info.Dependencies, ", "))
+		// The relations only when the package has them: most have none.
+		for _, r := range []struct {
+			k  string
+			vs []string
+		}{{"Provides", info.Provides}, {"Conflicts with", info.Conflicts}, {"Replaces", info.Replaces}} {
+			if len(r.vs) > 0 {
+				row(r.k, strings.Join(r.vs, ", "))
+			}
+		}
 		row("File", fmt.Sprintf("%s (%s)", info.File, human.Bytes(info.Size)))
 		row("SHA-256", info.SHA256)
 		row("Infohash", info.InfoHash)

@@ -65,7 +65,7 @@ func installDaemon(ctx context.Context, c *command, verb string, args []string, 
 	extra := false
 	expect := make(map[string]string)
 	for _, it := range plan.Plan {
-		extra = extra || !it.Requested
+		extra = extra || asks(it)
 		expect[it.Name] = it.Version
 	}
 	if !c.g.json {
@@ -73,11 +73,11 @@ func installDaemon(ctx context.Context, c *command, verb string, args []string, 
 		tw := table(c.env.Stdout)
 		var total int64
 		for _, it := range plan.Plan {
-			note := ""
-			if !it.Requested {
-				note = "(needed)"
+			size := human.Bytes(it.Size)
+			if it.Action == string(engine.Remove) {
+				size = ""
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", describeItem(it), human.Bytes(it.Size), note)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", describeItem(it), size, itemNote(it))
 			total += it.Size
 		}
 		tw.Flush()

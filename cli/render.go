@@ -187,6 +187,33 @@ func describeItem(it wire.PlanItem) string {
 	return fmt.Sprintf("%s %s %s", it.Action, it.Name, it.Version)
 }
 
+// asks says whether a plan item makes the plan ask before it goes on:
+// it was not named (a dependency, a package removed), or it is a provider
+// chosen over others.
+func asks(it wire.PlanItem) bool { return !it.Requested || len(it.Alternatives) > 0 }
+
+// itemNote says why an item is in a plan when it was not named as it is:
+// "(needed, for awk, chosen over mawk)", "(replaced by postfix)".
+func itemNote(it wire.PlanItem) string {
+	var notes []string
+	switch {
+	case it.ReplacedBy != "":
+		notes = append(notes, "replaced by "+it.ReplacedBy)
+	case !it.Requested && it.Action != "remove":
+		notes = append(notes, "needed")
+	}
+	if it.For != "" {
+		notes = append(notes, "for "+it.For)
+		if len(it.Alternatives) > 0 {
+			notes = append(notes, "chosen over "+strings.Join(it.Alternatives, ", "))
+		}
+	}
+	if len(notes) == 0 {
+		return ""
+	}
+	return "(" + strings.Join(notes, ", ") + ")"
+}
+
 func pastTense(s string) string {
 	verb, rest, _ := strings.Cut(s, " ")
 	switch verb {

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"tpm/engine"
 	"tpm/messages/wire"
@@ -36,12 +37,12 @@ func (c *command) applyOffline(ctx context.Context, e *engine.Engine, plan *engi
 	}
 	extra := false
 	for _, it := range items {
-		extra = extra || !it.Requested
+		extra = extra || asks(it)
 	}
 	if extra && !c.g.json {
 		fmt.Fprintf(c.env.Stdout, "This will, in %s:\n", plan.Prefix)
 		for _, it := range items {
-			fmt.Fprintf(c.env.Stdout, "  %s\n", describeItem(it))
+			fmt.Fprintf(c.env.Stdout, "  %s\n", strings.TrimSuffix(describeItem(it)+" "+itemNote(it), " "))
 		}
 	}
 	if extra {

@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -51,6 +53,10 @@ type journalOp struct {
 	Remove  []string          `json:"remove,omitempty"`
 	Receipt *store.Receipt    `json:"receipt,omitempty"` // nil for Remove
 	Info    map[string][]byte `json:"info,omitempty"`
+	// Disown is, by package, the files this op's package takes over from
+	// installed packages it replaces and that stay: their receipts let go
+	// of them in the commit that records this one's.
+	Disown map[string][]string `json:"disown,omitempty"`
 	// Source packages: folders to delete whole on rollback and once done
 	// (the build's DESTDIR, the old bucket moved aside), and the renames
 	// that swap buckets, done before the per-file renames.
@@ -137,7 +143,7 @@ type applier struct {
 func (e *Engine) journalOf(p *Changeset) *journal {
 	j := &journal{ID: p.id, Prefix: p.Prefix}
 	for _, op := range p.Ops {
-		jo := journalOp{Name: op.Name, Action: op.Action, State: statePlanned, NewDirs: op.newDirs, Remove: op.remove}
+		jo := journalOp{Name: op.Name, Action: op.Action, State: statePlanned, NewDirs: op.newDirs, Remove: op.remove, Disown: op.disown}
 		if op.Action == Remove {
 			jo.Info = e.scriptsOf(p.Prefix, op) // so recovery can name a post-script that never ran
 		}
@@ -657,7 +663,16 @@ func (e *Engine) commit(t *tree, j *journal, i int) error {
 		if jo.Receipt == nil {
 			return tx.DeleteReceipt(j.Prefix, jo.Name)
 		}
-		return tx.PutReceipt(jo.Receipt, jo.Info)
+		if err := tx.PutReceipt(jo.Receipt, jo.Info); err != nil {
+			return err
+		}
+		owners := slices.Sorted(maps.Keys(jo.Disown))
+		for _, owner := range owners {
+			if err := tx.Disown(j.Prefix, owner, jo.Disown[owner]); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -43,6 +43,9 @@ type Op struct {
 	Reason     store.Reason
 	Archive    string // the .tpkg to install from
 	Requested  bool   // named by the user rather than pulled in
+	// ReplacedBy is, for a package removed because one being installed
+	// conflicts with and replaces it, that package.
+	ReplacedBy string
 
 	pkg       *tarball.Package
 	tarStream []byte // the decompressed archive, when small enough to keep
@@ -61,6 +64,9 @@ type Op struct {
 	trees   []rename // new directories staged whole under a temporary name
 	newDirs []string // directories staging creates in place (removed on rollback)
 	remove  []string // paths to delete once the new files are in place
+	// disown is, by owner, the files of installed packages that stay and
+	// that this one takes over because it replaces them.
+	disown map[string][]string
 }
 
 // Changeset is a checked transaction, ready to show to the user and to apply.
@@ -68,6 +74,9 @@ type Changeset struct {
 	Prefix string
 	Ops    []*Op // in the order they run: dependencies first
 	id     string
+	// installed is what the prefix held when the changeset was made, for
+	// the packages whose files a new one may take over (Replaces).
+	installed map[string]*manifest.Manifest
 }
 
 // keepStream is the largest decompressed archive a changeset keeps in memory so
@@ -130,18 +139,58 @@ func (e *Engine) PrepareInstall(ctx context.Context, req InstallRequest) (*Chang
 			}
 			changeset.Ops = append(changeset.Ops, op)
 		}
-		return nil
+		return changeset.displace(tx, installed)
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := changeset.order(installed, nil); err != nil {
+	if err := changeset.order(installed, changeset.removing()); err != nil {
 		return nil, nil, err
 	}
 	if err := e.checkFiles(changeset); err != nil {
 		return nil, nil, err
 	}
 	return changeset, skipped, nil
+}
+
+// displace adds to an install the removal of the installed packages that
+// a new one conflicts with and replaces, after the installs (so a failing
+// pre-script of the new package leaves the old one in place), and refuses
+// any other conflict: the rule the host's plan follows (resolve.Displaced).
+func (p *Changeset) displace(tx *store.StateTx, installed []*store.Receipt) error {
+	var have, add []*manifest.Manifest
+	p.installed = make(map[string]*manifest.Manifest, len(installed))
+	for _, r := range installed {
+		have = append(have, &r.Manifest)
+		p.installed[r.Name] = &r.Manifest
+	}
+	for _, op := range p.Ops {
+		add = append(add, op.pkg.Manifest)
+	}
+	gone, err := resolve.Displaced(have, add)
+	if err != nil {
+		return err
+	}
+	for _, d := range gone {
+		r, err := tx.Receipt(p.Prefix, d.Package.Name)
+		if err != nil {
+			return err
+		}
+		p.Ops = append(p.Ops, &Op{Action: Remove, Name: r.Name, Version: r.Version, OldVersion: r.Version,
+			Reason: r.Reason, ReplacedBy: d.By.Name, old: r})
+	}
+	return nil
+}
+
+// removing names the packages the changeset removes.
+func (p *Changeset) removing() []string {
+	var names []string
+	for _, op := range p.Ops {
+		if op.Action == Remove {
+			names = append(names, op.Name)
+		}
+	}
+	return names
 }
 
 func receiptsByName(rs []*store.Receipt) map[string]*store.Receipt {
@@ -420,7 +469,7 @@ func (p *Changeset) claims() claims {
 func (p *Changeset) checkOp(tx *store.StateTx, disk *diskView, oi int, op *Op, c claims) ([]Conflict, error) {
 	var conflicts []Conflict
 	op.temps = make(map[int]string, len(op.records))
-	op.newDirs = nil
+	op.newDirs, op.disown = nil, nil
 	k := opCheck{p: p, tx: tx, op: op, c: c, owned: make(map[string]bool)}
 	for i, rec := range op.records {
 		if op.movedIn(rec.Path) {
@@ -466,6 +515,13 @@ type opCheck struct {
 	owned map[string]bool // directory → whether a package has anything under it
 }
 
+// replaces says whether the op's package replaces the installed package
+// owner, and so may take over its files.
+func (k *opCheck) replaces(owner string) bool {
+	m := k.p.installed[owner]
+	return m != nil && k.op.pkg != nil && k.op.pkg.Manifest.ReplacesPackage(m)
+}
+
 // ownedUnder says whether a package has anything under dir, asking the
 // state database once a directory.
 func (k *opCheck) ownedUnder(dir string) bool {
@@ -504,10 +560,17 @@ func (k *opCheck) fileConflict(rel, abs string, exists bool) (Conflict, bool) {
 	switch {
 	case owner == op.Name:
 		// The package replaces its own file.
-	case owner != "" && !(c.leaving[owner] && c.files[rel] == op.Name && !stillHas(p, owner, rel)):
-		return Conflict{Path: abs, Package: op.Name, Owner: owner}, true
+	case owner != "" && c.files[rel] == op.Name && !stillHas(p, owner, rel) && (c.leaving[owner] || k.replaces(owner)):
+		// Moves from a package that drops it or leaves in this transaction,
+		// or that this one replaces. The owner's receipt lets go of it in
+		// this one's commit, so a crash before the owner's own op leaves
+		// no receipt listing a file that is another's.
+		if op.disown == nil {
+			op.disown = make(map[string][]string)
+		}
+		op.disown[owner] = append(op.disown[owner], rel)
 	case owner != "":
-		// Moves from a package that drops or leaves it in this transaction.
+		return Conflict{Path: abs, Package: op.Name, Owner: owner}, true
 	case len(tx.DirOwners(p.Prefix, rel)) > 0:
 		return Conflict{Path: abs, Package: op.Name, Owner: tx.DirOwners(p.Prefix, rel)[0], Detail: "is a file in " + op.Name + " but a directory of " + strings.Join(tx.DirOwners(p.Prefix, rel), ", ")}, true
 	case exists:

@@ -117,6 +117,12 @@ func TestCrashAtEveryStep(t *testing.T) {
 		{name: "remove", setup: []string{a1, b1}, remove: []string{"a"},
 			before: map[string]string{"a": "1.0", "b": "1.0"}, after: map[string]string{}},
 	}
+	mta, postfix, exim := relationPackages(t, pkgs)
+	cases = append(cases,
+		crashCase{name: "conflicting install replaces", setup: []string{exim, mta["mutt"]}, archive: []string{postfix},
+			before: map[string]string{"exim4": "4.96", "mutt": "2.2"}, after: map[string]string{"postfix": "3.8", "mutt": "2.2"}},
+		crashCase{name: "library split", setup: []string{mta["libfoo1"]}, archive: []string{mta["libfoo2"]},
+			before: map[string]string{"libfoo1": "1.0"}, after: map[string]string{"libfoo1": "1.0", "libfoo2": "2.0"}})
 	if _, err := exec.LookPath("make"); err == nil {
 		s1, s2 := srcPkg("1"), srcPkg("2")
 		cases = append(cases,
@@ -272,6 +278,7 @@ type pkgSpec struct {
 	files         map[string]string
 	links         map[string]string
 	scripts       map[string]string
+	relations     string // JSON members added to package.json: "Provides":[...], ...
 }
 
 // writePackage packs a package folder built from spec into dir.
@@ -288,6 +295,9 @@ func writePackage(t testing.TB, dir string, spec pkgSpec) string {
 	}
 	manifest := fmt.Sprintf(`{"Name":%q,"Version":%q,"Architecture":"any","Type":%q,"Dependencies":[%s]}`,
 		spec.name, spec.version, typ, strings.Join(deps, ","))
+	if spec.relations != "" {
+		manifest = strings.TrimSuffix(manifest, "}") + "," + spec.relations + "}"
+	}
 	must(t, os.MkdirAll(filepath.Join(src, "info"), 0o755))
 	must(t, os.MkdirAll(filepath.Join(src, "data"), 0o755))
 	must(t, os.WriteFile(filepath.Join(src, "info", "package.json"), []byte(manifest), 0o644))

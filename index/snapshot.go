@@ -148,6 +148,27 @@ func (r resolver) Versions(name string) []*manifest.Manifest {
 	return r.idx.t.versions(name).manifests
 }
 
+func (r resolver) Providers(name string) []*manifest.Manifest {
+	var out []*manifest.Manifest
+	for _, p := range r.idx.Providers(name) {
+		for _, m := range r.idx.t.versions(p).manifests {
+			if m.ProvidesName(name) {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+// Providers names the packages that provide name (some version of each
+// does), by name; none for a name nothing provides.
+func (idx *Snapshot) Providers(name string) []string {
+	if idx.t == nil {
+		return nil
+	}
+	return idx.t.provides[name]
+}
+
 // release closes the file of a snapshot that was never handed out (a
 // candidate a fetch did not keep), at once rather than when the garbage
 // collector finds it unreachable.
@@ -184,6 +205,10 @@ type table struct {
 	// of each record, by name (bytewise), then newest version first.
 	arena []byte
 	recs  []uint32
+	// provides is, for every name some package provides, the providers'
+	// names (sorted, once each): few packages provide anything, so this
+	// costs little beside the records.
+	provides map[string][]string
 
 	mu    sync.Mutex
 	cache map[string]decoded // a few names, decoded
@@ -313,7 +338,7 @@ func open(path string, f *os.File) (*Snapshot, error) {
 	if err := store.CheckFile(path); err != nil {
 		return fail(err)
 	}
-	idx, arena, recs, err := readAll(path)
+	idx, arena, recs, provides, err := readAll(path)
 	if err != nil {
 		return fail(err)
 	}
@@ -333,7 +358,7 @@ func open(path string, f *os.File) (*Snapshot, error) {
 	if info, err := f.Stat(); err == nil && info.Size() >= freeAfter {
 		debug.FreeOSMemory()
 	}
-	t := &table{file: &catalogFile{cat: cat}, arena: arena, recs: recs, cache: make(map[string]decoded)}
+	t := &table{file: &catalogFile{cat: cat}, arena: arena, recs: recs, provides: provides, cache: make(map[string]decoded)}
 	runtime.AddCleanup(t, (*catalogFile).close, t.file)
 	idx.t = t
 	return idx, nil
@@ -360,15 +385,17 @@ func sameFile(f *os.File, path string) error {
 
 // readAll opens the catalog at path once, checks every entry, and returns
 // the snapshot's fields and its table: the records of the entries that run
-// on this host, sorted by name, newest version first.
-func readAll(path string) (*Snapshot, []byte, []uint32, error) {
+// on this host, sorted by name, newest version first, and who provides
+// what.
+func readAll(path string) (*Snapshot, []byte, []uint32, map[string][]string, error) {
 	cat, err := store.OpenCatalogReadOnly(path)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	defer cat.Close()
 	idx := &Snapshot{}
 	var rs []rec
+	provides := make(map[string][]string)
 	size := 0
 	err = cat.View(func(tx *store.CatalogTx) error {
 		entries, err := tx.Entries()
@@ -382,6 +409,11 @@ func readAll(path string) (*Snapshot, []byte, []uint32, error) {
 			}
 			if e.RunsOn(arch) {
 				rs = append(rs, rec{name: e.Name, version: e.Version, file: e.File, desc: e.Description})
+				for _, p := range e.Provides {
+					if ps := provides[p.Name]; !slices.Contains(ps, e.Name) {
+						provides[p.Name] = append(ps, e.Name)
+					}
+				}
 				for _, f := range []string{e.Name, e.Version, e.File, e.Description} {
 					size += fieldLen(f)
 				}
@@ -391,7 +423,10 @@ func readAll(path string) (*Snapshot, []byte, []uint32, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
+	}
+	for _, ps := range provides {
+		slices.Sort(ps)
 	}
 	// By name, then newest first, equal versions in the catalog's order
 	// (by file name): the order resolve.NewIndex gives, which Best and the
@@ -402,8 +437,18 @@ func readAll(path string) (*Snapshot, []byte, []uint32, error) {
 		}
 		return resolve.NewestFirst(a.version, b.version)
 	})
+	arena, recs, err := packRecords(rs, size)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return idx, arena, recs, provides, nil
+}
+
+// packRecords lays the sorted records out in one arena of size bytes, and
+// returns it with each record's offset.
+func packRecords(rs []rec, size int) ([]byte, []uint32, error) {
 	if size > 1<<32-1 {
-		return nil, nil, nil, errors.New("too large")
+		return nil, nil, errors.New("too large")
 	}
 	arena := make([]byte, 0, size)
 	recs := make([]uint32, len(rs))
@@ -414,7 +459,7 @@ func readAll(path string) (*Snapshot, []byte, []uint32, error) {
 			arena = append(arena, f...)
 		}
 	}
-	return idx, arena, recs, nil
+	return arena, recs, nil
 }
 
 // fieldLen is the bytes f takes in the arena.

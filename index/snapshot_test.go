@@ -189,10 +189,17 @@ func TestSnapshotAgreesWithResolveIndex(t *testing.T) {
 			}
 			seen[spec] = true
 			var deps []string
-			if d := r.IntN(12); d != p && r.IntN(3) == 0 {
+			d := r.IntN(12)
+			if d != p && r.IntN(3) == 0 {
 				deps = append(deps, fmt.Sprintf("p%d >= %s", d, vers[r.IntN(len(vers))]))
 			}
-			entries = append(entries, entryOf(spec, deps...))
+			e := entryOf(spec, deps...)
+			if v := r.IntN(8); v < 4 {
+				e.Provides = manifest.Constraints{{Name: fmt.Sprintf("v%d", v)}}
+			} else if v < 6 && d%2 == 0 {
+				e.Dependencies = append(e.Dependencies, manifest.Dependency{{Name: fmt.Sprintf("v%d", v-4)}})
+			}
+			entries = append(entries, e)
 		}
 		idx, _ := kept(t, pub, sign, catalogOf(t, 1, entries...))
 		slices.SortFunc(entries, func(a, b *store.CatalogEntry) int { return strings.Compare(a.File, b.File) })
@@ -220,6 +227,25 @@ func TestSnapshotAgreesWithResolveIndex(t *testing.T) {
 		}
 		if idx.Len() != n {
 			t.Fatalf("round %d: %d packages, want %d", round, idx.Len(), n)
+		}
+		// Virtual names: the same providers, in the same order.
+		for v := range 5 {
+			name := fmt.Sprintf("v%d", v)
+			var want, got []string
+			for _, m := range mem.Providers(name) {
+				want = append(want, m.String()+"/"+m.Architecture)
+			}
+			for _, m := range idx.Resolver().Providers(name) {
+				got = append(got, m.String()+"/"+m.Architecture)
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("round %d, providers of %s: %q, want %q", round, name, got, want)
+			}
+			want1, err1 := resolve.Resolve(mem, nil, []manifest.Constraint{{Name: name}})
+			got1, err2 := resolve.Resolve(idx.Resolver(), nil, []manifest.Constraint{{Name: name}})
+			if fmt.Sprint(err1) != fmt.Sprint(err2) || choices(want1) != choices(got1) {
+				t.Fatalf("round %d, resolve %s: %s %v, want %s %v", round, name, choices(got1), err2, choices(want1), err1)
+			}
 		}
 	}
 }

@@ -40,11 +40,12 @@ const (
 	MaxNameLen      = 128  // bytes in a package name
 	MaxTextLen      = 1024 // bytes in Maintainer or Description
 	MaxDependencies = 1000 // entries in Dependencies
+	MaxRelations    = 1000 // entries in each of Provides, Conflicts and Replaces
 )
 
 const (
 	archList  = "x86_64, i686, aarch64, armv7h, armv6h, riscv64, ppc64le, s390x, loong64 or any"
-	fieldList = "Name, Version, Architecture, Type, Maintainer, Description, Dependencies"
+	fieldList = "Name, Version, Architecture, Type, Maintainer, Description, Dependencies, Provides, Conflicts, Replaces"
 )
 
 // Manifest is the content of info/package.json.
@@ -56,6 +57,11 @@ type Manifest struct {
 	Maintainer   string       `json:"Maintainer,omitempty"`
 	Description  string       `json:"Description,omitempty"`
 	Dependencies []Dependency `json:"Dependencies,omitempty"`
+	// The relations (relations.go). Absent in older packages and indexes,
+	// which read as none.
+	Provides  Constraints `json:"Provides,omitempty"`
+	Conflicts Constraints `json:"Conflicts,omitempty"`
+	Replaces  Constraints `json:"Replaces,omitempty"`
 }
 
 // Parse reads and validates a package.json. Beyond what encoding/json checks,
@@ -148,6 +154,12 @@ func (m *Manifest) setField(key string, raw json.RawMessage) error {
 		return stringField(key, raw, &m.Description)
 	case "Dependencies":
 		return m.setDependencies(raw)
+	case "Provides":
+		return setRelations(key, raw, &m.Provides)
+	case "Conflicts":
+		return setRelations(key, raw, &m.Conflicts)
+	case "Replaces":
+		return setRelations(key, raw, &m.Replaces)
 	}
 	for _, f := range strings.Split(fieldList, ", ") {
 		if strings.EqualFold(key, f) {
@@ -252,7 +264,7 @@ func (m *Manifest) validate() error {
 			}
 		}
 	}
-	return nil
+	return m.validateRelations()
 }
 
 // checkName explains what is wrong with a package name, in words that follow

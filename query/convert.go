@@ -23,7 +23,7 @@ func PlanItems(p *engine.Changeset) []wire.PlanItem {
 	out := []wire.PlanItem{}
 	for _, op := range p.Ops {
 		out = append(out, wire.PlanItem{Action: string(op.Action), Name: op.Name, Version: op.Version,
-			OldVersion: op.OldVersion, Requested: op.Requested})
+			OldVersion: op.OldVersion, Requested: op.Requested, ReplacedBy: op.ReplacedBy})
 	}
 	return out
 }

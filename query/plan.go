@@ -19,6 +19,10 @@ import (
 // File conflicts are the engine's to find once the archives are here.
 type InstallPlan struct {
 	Packages []Planned
+	// Remove are the installed packages that packages of the plan conflict
+	// with and replace: the engine removes each in the transaction of the
+	// package that replaces it (resolve.Displaced, asked by both).
+	Remove []resolve.Displacement
 }
 
 // Planned is one package of a plan with the index entry it comes from.
@@ -31,6 +35,9 @@ type Planned struct {
 	// one depends on: it is applied once they are. The others may go in
 	// any order, so a package that is here first is installed first.
 	After []int
+	// For and Alternatives: see resolve.Choice.
+	For          string
+	Alternatives []string
 }
 
 // Items is the plan as the wire protocol shows it.
@@ -38,7 +45,11 @@ func (p *InstallPlan) Items() []wire.PlanItem {
 	out := []wire.PlanItem{}
 	for _, x := range p.Packages {
 		out = append(out, wire.PlanItem{Action: string(x.Action), Name: x.Entry.Name, Version: x.Entry.Version,
-			OldVersion: x.Old, Requested: x.Requested, Size: x.Entry.Size})
+			OldVersion: x.Old, Requested: x.Requested, Size: x.Entry.Size, For: x.For, Alternatives: x.Alternatives})
+	}
+	for _, d := range p.Remove {
+		out = append(out, wire.PlanItem{Action: string(engine.Remove), Name: d.Package.Name, Version: d.Package.Version,
+			OldVersion: d.Package.Version, ReplacedBy: d.By.Name})
 	}
 	return out
 }
@@ -48,6 +59,9 @@ func (p *InstallPlan) Versions() map[string]string {
 	out := make(map[string]string, len(p.Packages))
 	for _, x := range p.Packages {
 		out[x.Entry.Name] = x.Entry.Version
+	}
+	for _, d := range p.Remove {
+		out[d.Package.Name] = d.Package.Version
 	}
 	return out
 }
@@ -96,7 +110,39 @@ func PlanInstall(idx *index.Snapshot, installed map[string]*store.Receipt, args 
 	if err != nil {
 		return nil, err
 	}
-	return planFrom(idx, installed, choices, engine.Intent{Reinstall: opts.Reinstall, AllowDowngrade: opts.AllowDowngrade})
+	p, err := planFrom(idx, installed, choices, engine.Intent{Reinstall: opts.Reinstall, AllowDowngrade: opts.AllowDowngrade})
+	if err != nil {
+		return nil, err
+	}
+	if p.Remove, err = displaced(installed, choices); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// displaced is what the choices take away: the installed packages they
+// conflict with and replace, checked to leave every other installed
+// package's dependencies met (by the choices, say, that provide the same).
+func displaced(installed map[string]*store.Receipt, choices []resolve.Choice) ([]resolve.Displacement, error) {
+	var have, add []*manifest.Manifest
+	for _, r := range installed {
+		have = append(have, &r.Manifest)
+	}
+	for _, ch := range choices {
+		add = append(add, ch.Manifest)
+	}
+	gone, err := resolve.Displaced(have, add)
+	if err != nil || len(gone) == 0 {
+		return nil, err
+	}
+	change := resolve.Change{Installed: have, Add: add}
+	for _, d := range gone {
+		change.Remove = append(change.Remove, d.Package.Name)
+	}
+	if _, err := resolve.Order(change); err != nil {
+		return nil, err
+	}
+	return gone, nil
 }
 
 // wanted parses the names (and constraints) asked for, each of which the
@@ -111,7 +157,7 @@ func wanted(idx *index.Snapshot, installed map[string]*store.Receipt, args []str
 		if upgrade && installed[con.Name] == nil {
 			return nil, fmt.Errorf("%s is not installed, so it cannot be upgraded: use tpm install", con.Name)
 		}
-		if len(idx.Versions(con.Name)) == 0 {
+		if len(idx.Versions(con.Name)) == 0 && len(idx.Providers(con.Name)) == 0 {
 			return nil, NoPackage(con.Name)
 		}
 		want = append(want, con)
@@ -151,7 +197,7 @@ func without(have []*manifest.Manifest, want []manifest.Constraint) []*manifest.
 // the plan each depends on.
 func planFrom(idx *index.Snapshot, installed map[string]*store.Receipt, choices []resolve.Choice, intent engine.Intent) (*InstallPlan, error) {
 	p := &InstallPlan{}
-	at := make(map[string]int) // the plan's packages so far, by name
+	at := make(map[string][]int) // the plan's packages so far, by name and by the names they provide
 	for _, ch := range choices {
 		e := idx.Entry(ch.Name, ch.Version)
 		if e == nil {
@@ -165,18 +211,23 @@ func planFrom(idx *index.Snapshot, installed map[string]*store.Receipt, choices 
 		if skip {
 			continue
 		}
-		x := Planned{Entry: e, Action: action, Requested: ch.Requested}
+		x := Planned{Entry: e, Action: action, Requested: ch.Requested, For: ch.For, Alternatives: ch.Alternatives}
 		if old != nil {
 			x.Old = old.Version
 		}
 		for _, dep := range ch.Dependencies {
 			for _, name := range dep.Names() {
-				if i, ok := at[name]; ok && !slices.Contains(x.After, i) {
-					x.After = append(x.After, i)
+				for _, i := range at[name] {
+					if !slices.Contains(x.After, i) {
+						x.After = append(x.After, i)
+					}
 				}
 			}
 		}
-		at[ch.Name] = len(p.Packages)
+		at[ch.Name] = append(at[ch.Name], len(p.Packages))
+		for _, pr := range ch.Provides {
+			at[pr.Name] = append(at[pr.Name], len(p.Packages))
+		}
 		p.Packages = append(p.Packages, x)
 	}
 	return p, nil

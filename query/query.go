@@ -87,6 +87,9 @@ func Search(idx *index.Snapshot, installed map[string]*store.Receipt, word strin
 func Info(idx *index.Snapshot, installed map[string]*store.Receipt, name string) (*wire.PackageInfo, error) {
 	e := idx.Best(name)
 	if e == nil {
+		if ps := idx.Providers(name); len(ps) > 0 {
+			return nil, fmt.Errorf("%s is a virtual package, provided by %s: ask tpm info about one of those", name, strings.Join(ps, ", "))
+		}
 		return nil, NoPackage(name)
 	}
 	d := &wire.PackageInfo{Name: e.Name, Version: e.Version, Architecture: e.Architecture, Type: e.Type,
@@ -95,10 +98,20 @@ func Info(idx *index.Snapshot, installed map[string]*store.Receipt, name string)
 	for _, dep := range e.Dependencies {
 		d.Dependencies = append(d.Dependencies, dep.String())
 	}
+	d.Provides, d.Conflicts, d.Replaces = strs(e.Provides), strs(e.Conflicts), strs(e.Replaces)
 	if r := installed[e.Name]; r != nil {
 		d.Installed = &wire.Installed{Version: r.Version, Reason: string(r.Reason), InstalledAt: r.InstalledAt}
 	}
 	return d, nil
+}
+
+// strs is constraints as the wire carries them: strings, nil for none.
+func strs(cs manifest.Constraints) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.String())
+	}
+	return out
 }
 
 // Chunk is how many items a part of a long result carries: the daemon

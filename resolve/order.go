@@ -54,15 +54,17 @@ func (e *CycleError) Error() string {
 // dependencies met. It returns Add ordered dependencies first.
 func Order(c Change) ([]*manifest.Manifest, error) {
 	final := make(map[string]*manifest.Manifest)
+	installed := make(map[string]*manifest.Manifest)
 	for _, m := range c.Installed {
 		final[m.Name] = m
+		installed[m.Name] = m
 	}
 	for _, name := range c.Remove {
 		delete(final, name)
 	}
 	touched := make(map[string]bool)
 	for _, name := range c.Remove {
-		touched[name] = true
+		touch(touched, name, installed[name])
 	}
 	adding := make(map[string]*manifest.Manifest)
 	for _, m := range c.Add {
@@ -71,16 +73,14 @@ func Order(c Change) ([]*manifest.Manifest, error) {
 		}
 		adding[m.Name] = m
 		final[m.Name] = m
-		touched[m.Name] = true
+		touch(touched, m.Name, m)
+		touch(touched, m.Name, installed[m.Name])
 	}
-	installed := make(map[string]*manifest.Manifest)
-	for _, m := range c.Installed {
-		installed[m.Name] = m
-	}
+	after := newSet(sortedByName(final))
 
 	// Check the new packages first so their errors come before collateral ones.
 	for _, m := range c.Add {
-		if err := checkDeps(m, final, false); err != nil {
+		if err := checkDeps(m, after, false); err != nil {
 			return nil, err
 		}
 	}
@@ -88,33 +88,37 @@ func Order(c Change) ([]*manifest.Manifest, error) {
 		if adding[m.Name] != nil || !dependsOnAny(m, touched) {
 			continue
 		}
-		if err := checkDeps(m, final, true); err != nil {
+		if err := checkDeps(m, after, true); err != nil {
 			return nil, err
 		}
 	}
-	return topoSort(c.Add, adding, final)
+	return topoSort(c.Add, adding, after)
 }
 
-func checkDeps(m *manifest.Manifest, final map[string]*manifest.Manifest, upgrade bool) error {
+// touch marks name, and every name m (its version, if any) provides, as
+// touched by a change: a package that needs a virtual name is checked
+// again when a provider of it changes.
+func touch(touched map[string]bool, name string, m *manifest.Manifest) {
+	touched[name] = true
+	if m == nil {
+		return
+	}
+	for _, p := range m.Provides {
+		touched[p.Name] = true
+	}
+}
+
+func checkDeps(m *manifest.Manifest, final set, upgrade bool) error {
 	for _, dep := range m.Dependencies {
-		if satisfier(dep, final) == nil {
+		if final.satisfier(dep) == nil {
 			var have []*manifest.Manifest
 			for _, name := range dep.Names() {
-				if h := final[name]; h != nil {
+				if h := final.byName[name]; h != nil {
 					have = append(have, h)
 				}
+				have = append(have, final.provides[name]...)
 			}
 			return &MissingError{Package: m, Dependency: dep, Have: have, Upgrade: upgrade}
-		}
-	}
-	return nil
-}
-
-// satisfier returns the first alternative's package that meets dep.
-func satisfier(dep manifest.Dependency, pkgs map[string]*manifest.Manifest) *manifest.Manifest {
-	for _, alt := range dep {
-		if m := pkgs[alt.Name]; m != nil && alt.Allows(m.Version) {
-			return m
 		}
 	}
 	return nil
@@ -142,7 +146,7 @@ func sortedByName(pkgs map[string]*manifest.Manifest) []*manifest.Manifest {
 
 // topoSort orders the added packages so that each comes after the added
 // packages that satisfy its dependencies; ties keep the caller's order.
-func topoSort(add []*manifest.Manifest, adding, final map[string]*manifest.Manifest) ([]*manifest.Manifest, error) {
+func topoSort(add []*manifest.Manifest, adding map[string]*manifest.Manifest, final set) ([]*manifest.Manifest, error) {
 	const (
 		unvisited = iota
 		visiting
@@ -169,7 +173,7 @@ func topoSort(add []*manifest.Manifest, adding, final map[string]*manifest.Manif
 		state[m.Name] = visiting
 		stack = append(stack, m.Name)
 		for _, dep := range m.Dependencies {
-			if s := satisfier(dep, final); s != nil && adding[s.Name] == s {
+			if s := final.satisfier(dep); s != nil && adding[s.Name] == s {
 				if err := visit(s); err != nil {
 					return err
 				}
@@ -197,16 +201,17 @@ func Dependents(installed []*manifest.Manifest, removing []string) []*manifest.M
 	}
 	gone := make(map[string]bool)
 	for _, n := range removing {
-		gone[n] = true
+		touch(gone, n, final[n])
 		delete(final, n)
 	}
+	after := newSet(sortedByName(final))
 	var out []*manifest.Manifest
 	for _, m := range sortedByName(final) {
 		if !dependsOnAny(m, gone) {
 			continue
 		}
 		for _, dep := range m.Dependencies {
-			if satisfier(dep, final) == nil {
+			if after.satisfier(dep) == nil {
 				out = append(out, m)
 				break
 			}
@@ -224,6 +229,7 @@ func DependentsFirst(set []*manifest.Manifest) []*manifest.Manifest {
 	for _, m := range set {
 		byName[m.Name] = m
 	}
+	all := newSet(set)
 	visited := make(map[string]bool, len(set))
 	var depsFirst []*manifest.Manifest
 	var visit func(m *manifest.Manifest)
@@ -233,8 +239,8 @@ func DependentsFirst(set []*manifest.Manifest) []*manifest.Manifest {
 		}
 		visited[m.Name] = true
 		for _, dep := range m.Dependencies {
-			for _, n := range dep.Names() {
-				if d := byName[n]; d != nil {
+			for _, alt := range dep {
+				for _, d := range all.allMeeting(alt) {
 					visit(d)
 				}
 			}

@@ -18,6 +18,11 @@ type Index interface {
 	// that run on this host), newest first (NewestFirst); none when the
 	// index has no such package. The manifests are shared: read only.
 	Versions(name string) []*manifest.Manifest
+	// Providers returns every version that may be chosen of every package
+	// that provides name (at any version): by package name (bytewise),
+	// each newest first. The order is the documented one a choice among
+	// providers takes the first of.
+	Providers(name string) []*manifest.Manifest
 }
 
 // Map is an Index held in memory: every version of every package, newest
@@ -26,6 +31,25 @@ type Map map[string][]*manifest.Manifest
 
 // Versions implements Index.
 func (m Map) Versions(name string) []*manifest.Manifest { return m[name] }
+
+// Providers implements Index, reading every package: a Map is for tests
+// and small sets.
+func (m Map) Providers(name string) []*manifest.Manifest {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []*manifest.Manifest
+	for _, n := range names {
+		for _, v := range m[n] {
+			if v.ProvidesName(name) {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
 
 // NewestFirst orders two versions as an Index lists them, newest first
 // (pacman's vercmp), for slices.SortStableFunc: an Index sorts its
@@ -74,6 +98,11 @@ func (r *resolver) versions(name string) []*manifest.Manifest {
 type Choice struct {
 	*manifest.Manifest
 	Requested bool // named by the user; the others are pulled in as dependencies
+	// For is the name it was chosen for when it is a provider of that name
+	// rather than the package of the name; Alternatives are the other
+	// providers that could have been, in the order they were considered.
+	For          string
+	Alternatives []string
 }
 
 // UnsatisfiableError explains why nothing can satisfy a dependency: the
@@ -94,27 +123,43 @@ func (e *UnsatisfiableError) Error() string {
 // Resolve picks, for each wanted constraint, the newest version in the
 // index that allows it, and recursively whatever those need that the host
 // does not have, preferring installed packages and, among alternatives,
-// the first that can be had. It returns the choices dependencies first;
-// packages already installed at an allowed version are not chosen again.
+// the first that can be had. A name is met by a package of that name or
+// by one that provides it: an installed one first, then the package of
+// the name, then a provider (those of an installed name first, then by
+// name; the Choice says which it chose over which). It returns the
+// choices dependencies first; packages already installed at an allowed
+// version are not chosen again. Choices that conflict with each other, or
+// with an installed package they do not replace, are a ConflictError.
 func Resolve(idx Index, installed []*manifest.Manifest, want []manifest.Constraint) ([]Choice, error) {
 	r := &resolver{
-		idx:       idx,
-		installed: make(map[string]*manifest.Manifest),
-		chosen:    make(map[string]*manifest.Manifest),
-		requested: make(map[string]bool),
-		state:     make(map[string]int),
-		seen:      make(map[string][]*manifest.Manifest),
+		idx:        idx,
+		installed:  make(map[string]*manifest.Manifest),
+		instProv:   make(map[string][]*manifest.Manifest),
+		chosen:     make(map[string]*manifest.Manifest),
+		chosenProv: make(map[string][]*manifest.Manifest),
+		chosenFor:  make(map[string]Choice),
+		requested:  make(map[string]bool),
+		state:      make(map[string]int),
+		seen:       make(map[string][]*manifest.Manifest),
+		provSeen:   make(map[string][]*manifest.Manifest),
 	}
 	for _, m := range installed {
 		r.installed[m.Name] = m
+		for _, p := range m.Provides {
+			r.instProv[p.Name] = append(r.instProv[p.Name], m)
+		}
 	}
 	for _, c := range want {
-		if have := r.installed[c.Name]; have != nil && c.Allows(have.Version) {
+		if r.installedMeets(c) {
 			continue
 		}
-		m := r.best(c)
+		m := r.chosenMeets(c)
 		if m == nil {
-			return nil, &UnsatisfiableError{Chain: []string{c.String()}, Have: r.have(c.Name)}
+			cands := r.candidates(c)
+			if len(cands) == 0 {
+				return nil, &UnsatisfiableError{Chain: []string{c.String()}, Have: r.have(c.Name)}
+			}
+			m = r.prefer(c, cands)
 		}
 		r.requested[m.Name] = true
 		if err := r.visit(m, []string{m.String()}); err != nil {
@@ -122,21 +167,34 @@ func Resolve(idx Index, installed []*manifest.Manifest, want []manifest.Constrai
 		}
 	}
 	var out []Choice
+	var chosen []*manifest.Manifest
 	for _, m := range r.order {
-		out = append(out, Choice{Manifest: m, Requested: r.requested[m.Name]})
+		ch := r.chosenFor[m.Name]
+		ch.Manifest, ch.Requested = m, r.requested[m.Name]
+		out = append(out, ch)
+		chosen = append(chosen, m)
+	}
+	// The choices must not conflict with each other, nor with what stays
+	// installed unless they replace it (then it goes: Displaced).
+	if _, err := Displaced(installed, chosen); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
 type resolver struct {
-	idx       Index
-	installed map[string]*manifest.Manifest
-	chosen    map[string]*manifest.Manifest
-	requested map[string]bool
-	state     map[string]int                  // 1 while its dependencies are visited, 2 when done
-	seen      map[string][]*manifest.Manifest // the index's versions asked for so far
-	order     []*manifest.Manifest
-	stack     []string
+	idx        Index
+	installed  map[string]*manifest.Manifest
+	instProv   map[string][]*manifest.Manifest // installed packages by the names they provide
+	chosen     map[string]*manifest.Manifest
+	chosenProv map[string][]*manifest.Manifest // chosen packages by the names they provide
+	chosenFor  map[string]Choice               // the providers chosen for a name, with their alternatives
+	requested  map[string]bool
+	state      map[string]int                  // 1 while its dependencies are visited, 2 when done
+	seen       map[string][]*manifest.Manifest // the index's versions asked for so far
+	provSeen   map[string][]*manifest.Manifest // the index's providers asked for so far
+	order      []*manifest.Manifest
+	stack      []string
 }
 
 func (r *resolver) visit(m *manifest.Manifest, chain []string) error {
@@ -156,6 +214,9 @@ func (r *resolver) visit(m *manifest.Manifest, chain []string) error {
 		return fmt.Errorf("%s and %s are both needed (%s)", prev, m, strings.Join(chain, " → "))
 	}
 	r.chosen[m.Name] = m
+	for _, p := range m.Provides {
+		r.chosenProv[p.Name] = append(r.chosenProv[p.Name], m)
+	}
 	r.state[m.Name] = 1
 	r.stack = append(r.stack, m.Name)
 	for _, dep := range m.Dependencies {
@@ -176,29 +237,23 @@ func (r *resolver) visit(m *manifest.Manifest, chain []string) error {
 }
 
 // pick returns what satisfies dep: nil when something installed or already
-// chosen (and not being replaced) does, else the best candidate of the
-// first alternative the index can satisfy.
+// chosen (and not being replaced) does, else the preferred candidate of
+// the first alternative the index can satisfy.
 func (r *resolver) pick(dep manifest.Dependency, chain []string) (*manifest.Manifest, error) {
 	for _, alt := range dep {
-		if m := r.chosen[alt.Name]; m != nil {
-			if alt.Allows(m.Version) {
-				if r.state[m.Name] == 1 {
-					return m, nil // let visit report the cycle
-				}
-				return nil, nil
+		if m := r.chosenMeets(alt); m != nil {
+			if r.state[m.Name] == 1 {
+				return m, nil // let visit report the cycle
 			}
-			continue
+			return nil, nil
 		}
-		if m := r.installed[alt.Name]; m != nil && alt.Allows(m.Version) {
+		if r.installedMeets(alt) {
 			return nil, nil
 		}
 	}
 	for _, alt := range dep {
-		if r.chosen[alt.Name] != nil {
-			continue // chosen at a version this alternative does not allow
-		}
-		if m := r.best(alt); m != nil {
-			return m, nil
+		if cands := r.candidates(alt); len(cands) > 0 {
+			return r.prefer(alt, cands), nil
 		}
 	}
 	var have []string
@@ -219,6 +274,9 @@ func (r *resolver) have(name string) []string {
 	}
 	for _, m := range r.versions(name) {
 		out = append(out, m.String())
+	}
+	for _, m := range r.providers(name) {
+		out = append(out, m.String()+" (provides "+name+")")
 	}
 	return out
 }

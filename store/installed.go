@@ -577,6 +577,32 @@ func (t *StateTx) DeleteReceipt(prefix, name string) error {
 	return t.tx.Bucket(bucketPackages).Delete(key(prefix, name))
 }
 
+// Disown takes paths out of the receipt of name, which stays installed:
+// another package that replaces it took them over, and owns them already
+// (PutReceipt). Doing it again changes nothing, for recovery.
+func (t *StateTx) Disown(prefix, name string, paths []string) error {
+	r, err := t.Receipt(prefix, name)
+	if err != nil || r == nil {
+		return err
+	}
+	gone := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		gone[p] = true
+	}
+	kept := r.Files[:0]
+	for _, f := range r.Files {
+		if !gone[f.Path] || f.Type == Dir {
+			kept = append(kept, f)
+		}
+	}
+	r.Files = kept
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketPackages).Put(key(prefix, name), raw)
+}
+
 // Journal returns the recorded transaction in flight, or nil.
 func (t *StateTx) Journal() []byte {
 	return bytes.Clone(t.tx.Bucket(bucketMeta).Get(keyJournal))

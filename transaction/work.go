@@ -105,6 +105,11 @@ func Install(eng *engine.Engine, recs cache.Records, b Batch, h engine.Hooks) Ou
 			out.Released = append(out.Released, cache.Release(eng.State(), recs, e.Name, old)...)
 		}
 	}
+	for _, r := range out.Ops {
+		if r.Action == engine.Remove { // replaced by a package of the batch
+			out.Released = append(out.Released, cache.Release(eng.State(), recs, r.Name, r.Version)...)
+		}
+	}
 	return out
 }
 

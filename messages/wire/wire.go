@@ -167,6 +167,13 @@ type PlanItem struct {
 	OldVersion string `json:"old_version,omitempty"`
 	Requested  bool   `json:"requested"`
 	Size       int64  `json:"size,omitempty"`
+	// For is the virtual name a provider was chosen for, and Alternatives
+	// the other providers it was chosen over (a plan with them asks).
+	For          string   `json:"for,omitempty"`
+	Alternatives []string `json:"alternatives,omitempty"`
+	// ReplacedBy is, for a removal, the package of the plan that conflicts
+	// with and replaces it.
+	ReplacedBy string `json:"replaced_by,omitempty"`
 }
 
 // Progress stages.
@@ -243,6 +250,9 @@ type PackageInfo struct {
 	Maintainer   string     `json:"maintainer"`
 	Description  string     `json:"description"`
 	Dependencies []string   `json:"dependencies"`
+	Provides     []string   `json:"provides,omitempty"`
+	Conflicts    []string   `json:"conflicts,omitempty"`
+	Replaces     []string   `json:"replaces,omitempty"`
 	File         string     `json:"file"`
 	Size         int64      `json:"size"`
 	SHA256       string     `json:"sha256"`

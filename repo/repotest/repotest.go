@@ -18,6 +18,8 @@ type Package struct {
 	Name, Version string
 	Arch          string // "any" when empty
 	Deps          []string
+	// Relations, each entry a string as in package.json.
+	Provides, Conflicts, Replaces []string
 	// PayloadBytes of incompressible data in data/usr/share/NAME/payload,
 	// from Seed, so that sizes and hashes are predictable.
 	PayloadBytes int
@@ -50,8 +52,10 @@ func MakeErr(work, dir string, p Package) (string, error) {
 	defer os.RemoveAll(src)
 	m := map[string]any{"Name": p.Name, "Version": p.Version, "Architecture": p.Arch, "Type": "Binary",
 		"Description": "test package " + p.Name}
-	if len(p.Deps) > 0 {
-		m["Dependencies"] = p.Deps
+	for k, v := range map[string][]string{"Dependencies": p.Deps, "Provides": p.Provides, "Conflicts": p.Conflicts, "Replaces": p.Replaces} {
+		if len(v) > 0 {
+			m[k] = v
+		}
 	}
 	js, err := json.Marshal(m)
 	if err != nil {
