@@ -163,7 +163,7 @@ func (a *installerActor) Receive(ctx actor.Context) {
 		a.queryResume(ctx, msg)
 	case *actor.Terminated:
 		a.requestGone(ctx, msg.Who)
-	case *reseeded, *planned, *removePlanned, *applied, *messages.DownloadProgress, *messages.DownloadDone:
+	case *reseeded, *marked, *planned, *removePlanned, *applied, *messages.DownloadProgress, *messages.DownloadDone:
 		a.transaction(ctx, msg)
 	default:
 		a.unknown.log(a.env.log, Installer, msg)
@@ -283,7 +283,10 @@ func (a *installerActor) shutdown(ctx actor.Context, why string) {
 	}
 	a.jobs = nil
 	if j := a.cur; j != nil {
-		if j.to != nil {
+		switch {
+		case j.to != nil && j.txn == nil: // a mark: it went in or not, as its goroutine ends
+			ctx.Send(j.to, wire.Failure(why+" (the marks asked for may or may not be set: check with tpm list)"))
+		case j.to != nil:
 			ctx.Send(j.to, wire.Failure(j.txn.Partial(errors.New(why)).Error()))
 		}
 		ctx.Send(a.swarm, &messages.CancelDownloads{Txn: j.id})
@@ -306,7 +309,7 @@ func (a *installerActor) request(ctx actor.Context, req *wire.Request) {
 	switch req.Verb {
 	case wire.VerbStatus:
 		a.status(ctx, to)
-	case wire.VerbInstall, wire.VerbUpgrade, wire.VerbRemove:
+	case wire.VerbInstall, wire.VerbUpgrade, wire.VerbRemove, wire.VerbAutoremove, wire.VerbMark, wire.VerbHold, wire.VerbUnhold:
 		if len(a.jobs) >= maxQueuedJobs {
 			ctx.Send(to, wire.Failure(fmt.Sprintf("tpmd is busy: %d transactions are waiting; try again later", len(a.jobs))))
 			return

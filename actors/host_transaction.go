@@ -29,6 +29,9 @@ type job struct {
 	to      *actor.PID
 	seedsTo *actor.PID
 	txn     *transaction.Transaction
+	// history is the history's transaction the job's batches go into:
+	// who asked for what, and its id once the first batch has one.
+	history store.HistoryTag
 }
 
 // What a job's goroutines report, each with the job's id.
@@ -52,6 +55,12 @@ type (
 		id         uint64
 		keep, drop []*cache.Record
 		err        error
+	}
+	// marked is the reply to a mark, hold or unhold, once the receipts
+	// changed (or why not).
+	marked struct {
+		id    uint64
+		reply *wire.Reply
 	}
 )
 
@@ -80,10 +89,17 @@ func (a *installerActor) startNext(ctx actor.Context) {
 		})
 		return
 	}
-	j.txn = transaction.New()
 	req := j.req
+	if isMark(req.Verb) {
+		a.env.bg.Go(func() {
+			root.Send(self, &marked{id: j.id, reply: transaction.Mark(eng, req, def)})
+		})
+		return
+	}
+	j.txn = transaction.New()
+	j.history = store.HistoryTag{UID: req.UID, Verb: req.Verb, Args: req.Args}
 	a.env.bg.Go(func() {
-		if req.Verb == wire.VerbRemove {
+		if req.Verb == wire.VerbRemove || req.Verb == wire.VerbAutoremove {
 			cs, prefix, err := transaction.PlanRemove(context.Background(), eng, req, def)
 			root.Send(self, &removePlanned{id: j.id, cs: cs, prefix: prefix, err: err})
 			return
@@ -100,9 +116,19 @@ func (a *installerActor) transaction(ctx actor.Context, msg any) {
 	if j == nil {
 		return
 	}
-	if j.txn == nil { // a reconciliation
-		if msg, ok := msg.(*reseeded); ok && msg.id == j.id {
-			a.reseeded(ctx, j, msg)
+	if j.txn == nil { // a reconciliation, or a mark
+		switch msg := msg.(type) {
+		case *reseeded:
+			if msg.id == j.id {
+				a.reseeded(ctx, j, msg)
+			}
+		case *marked:
+			if msg.id == j.id {
+				ctx.Send(j.to, msg.reply)
+				ctx.Unwatch(j.to)
+				a.cur = nil
+				a.startNext(ctx)
+			}
 		}
 		return
 	}
@@ -188,6 +214,7 @@ func (a *installerActor) applyNext(ctx actor.Context, j *job) {
 		names = append(names, e.Name)
 	}
 	a.installing = strings.Join(names, ", ")
+	b.History = j.history
 	records := a.records
 	a.apply(ctx, j, func(eng *engine.Engine, h engine.Hooks) transaction.Outcome {
 		return transaction.Install(eng, records, b, h)
@@ -205,9 +232,9 @@ func (a *installerActor) removePlanned(ctx actor.Context, j *job, msg *removePla
 	j.txn.Removing(msg.prefix)
 	ctx.Send(j.to, &wire.Reply{Type: wire.ReplyPlan, Plan: query.PlanItems(msg.cs)})
 	a.installing = strings.Join(j.req.Args, ", ")
-	records, cs := a.records, msg.cs
+	records, cs, tag := a.records, msg.cs, j.history
 	a.apply(ctx, j, func(eng *engine.Engine, h engine.Hooks) transaction.Outcome {
-		return transaction.Remove(eng, records, cs, h)
+		return transaction.Remove(eng, records, cs, tag, h)
 	})
 }
 
@@ -275,6 +302,9 @@ func (a *installerActor) hooks(ctx actor.Context, j *job) engine.Hooks {
 func (a *installerActor) applied(ctx actor.Context, j *job, msg *applied) {
 	a.applyDone = nil
 	a.installing = ""
+	if msg.out.HistoryID != 0 {
+		j.history.ID = msg.out.HistoryID
+	}
 	for _, s := range msg.out.Skipped {
 		sk := query.Skipped(s)
 		ctx.Send(j.to, &wire.Reply{Type: wire.ReplySkipped, Skipped: &sk})
@@ -360,6 +390,12 @@ func (a *installerActor) answer(ctx actor.Context, j *job, err error) {
 	}
 	ctx.Send(j.to, reply)
 	ctx.Unwatch(j.to)
+}
+
+// isMark says whether verb changes only the receipts' marks: it is a job
+// of the queue all the same, so no transaction's receipt overwrites it.
+func isMark(verb string) bool {
+	return verb == wire.VerbMark || verb == wire.VerbHold || verb == wire.VerbUnhold
 }
 
 // seedFiles are cache records as the swarm's seeding changes.

@@ -78,6 +78,11 @@ func verbs() []verb {
 		{"install", "NAME... | --offline FILE.tpkg...", "install packages with what they need (with --offline: from local files)", func() verbOptions { return &installOptions{} }},
 		{"upgrade", "[NAME...] | --offline FILE.tpkg...", "upgrade installed packages (all when none is named; with --offline: to the given files)", func() verbOptions { return &upgradeOptions{} }},
 		{"remove", "NAME...", "remove installed packages", func() verbOptions { return &removeOptions{} }},
+		{"autoremove", "", "remove the packages installed as dependencies that nothing needs any more", func() verbOptions { return &autoremoveOptions{} }},
+		{"mark", "auto|manual NAME...", "mark installed packages as installed as dependencies (auto) or explicitly (manual)", func() verbOptions { return &markOptions{verb: "mark"} }},
+		{"hold", "NAME...", "keep installed packages at their versions: no upgrade, replacement or removal", func() verbOptions { return &markOptions{verb: "hold"} }},
+		{"unhold", "NAME...", "let held packages change again", func() verbOptions { return &markOptions{verb: "unhold"} }},
+		{"history", "[ID]", "list the transactions, newest first, or show one whole", func() verbOptions { return &historyOptions{} }},
 		{"search", "WORD", "find packages in the index by name or description", func() verbOptions { return &searchOptions{} }},
 		{"info", "NAME", "show a package from the index and whether it is installed", func() verbOptions { return &infoOptions{} }},
 		{"list", "", "list installed packages", func() verbOptions { return &listOptions{} }},
@@ -225,7 +230,7 @@ func mainUsage(vs []verb) string {
 	var b strings.Builder
 	b.WriteString("tpm, the Torrent Package Manager\n\nUsage: tpm [flags] COMMAND [flags] [ARGS]\n\nCommands:\n")
 	for _, v := range vs {
-		fmt.Fprintf(&b, "  %-8s %s\n", v.name, v.summary)
+		fmt.Fprintf(&b, "  %-10s %s\n", v.name, v.summary)
 	}
 	fs := pflag.NewFlagSet("tpm", pflag.ContinueOnError)
 	new(globalOptions).AddFlags(fs)

@@ -52,6 +52,11 @@ func installDaemon(ctx context.Context, c *command, verb string, args []string, 
 	if err != nil {
 		return err
 	}
+	for i := range plan.Skipped {
+		if err := c.view.reply(&wire.Reply{Type: wire.ReplySkipped, Skipped: &plan.Skipped[i]}); err != nil {
+			return err
+		}
+	}
 	if len(plan.Plan) == 0 {
 		nothing := "everything is up to date"
 		if len(args) > 0 {
@@ -62,31 +67,9 @@ func installDaemon(ctx context.Context, c *command, verb string, args []string, 
 		}
 		return c.view.opResults(nil)
 	}
-	extra := false
-	expect := make(map[string]string)
-	for _, it := range plan.Plan {
-		extra = extra || asks(it)
-		expect[it.Name] = it.Version
-	}
-	if !c.g.json {
-		fmt.Fprintln(c.env.Stdout, "This will:")
-		tw := table(c.env.Stdout)
-		var total int64
-		for _, it := range plan.Plan {
-			size := human.Bytes(it.Size)
-			if it.Action == string(engine.Remove) {
-				size = ""
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", describeItem(it), size, itemNote(it))
-			total += it.Size
-		}
-		tw.Flush()
-		fmt.Fprintf(c.env.Stdout, "  %d package(s), %s to download\n", len(plan.Plan), human.Bytes(total))
-	}
-	if extra {
-		if err := c.proceed(); err != nil {
-			return err
-		}
+	expect, err := c.confirmPlan(plan.Plan)
+	if err != nil {
+		return err
 	}
 	send := cl.Install
 	if verb == wire.VerbUpgrade {
@@ -95,6 +78,42 @@ func installDaemon(ctx context.Context, c *command, verb string, args []string, 
 	return c.daemonTransaction(func(each func(*wire.Reply) error) ([]wire.OpResult, error) {
 		return send(ctx, args, opts, expect, each)
 	})
+}
+
+// confirmPlan shows a plan tpmd made, asks unless nothing beyond what
+// was named is in it (or -y), and returns the versions it confirms.
+func (c *command) confirmPlan(items []wire.PlanItem) (map[string]string, error) {
+	extra := false
+	expect := make(map[string]string)
+	for _, it := range items {
+		extra = extra || asks(it)
+		expect[it.Name] = it.Version
+	}
+	if !c.g.json {
+		fmt.Fprintln(c.env.Stdout, "This will:")
+		tw := table(c.env.Stdout)
+		var total int64
+		for _, it := range items {
+			size := human.Bytes(it.Size)
+			if it.Action == string(engine.Remove) {
+				size = ""
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", describeItem(it), size, itemNote(it))
+			total += it.Size
+		}
+		tw.Flush()
+		if total > 0 {
+			fmt.Fprintf(c.env.Stdout, "  %d package(s), %s to download\n", len(items), human.Bytes(total))
+		} else {
+			fmt.Fprintf(c.env.Stdout, "  %d package(s)\n", len(items))
+		}
+	}
+	if extra {
+		if err := c.proceed(); err != nil {
+			return nil, err
+		}
+	}
+	return expect, nil
 }
 
 // installOffline is install and upgrade of local .tpkg files with the
@@ -123,5 +142,9 @@ func installOffline(ctx context.Context, c *command, eo engineOptions, files []s
 			return err
 		}
 	}
-	return c.applyOffline(ctx, e, plan)
+	verb := wire.VerbInstall
+	if intent.UpgradeOnly {
+		verb = wire.VerbUpgrade
+	}
+	return c.applyOffline(ctx, e, plan, historyTag(verb, files))
 }

@@ -27,6 +27,10 @@ func (o *listOptions) run(ctx context.Context, c *command, args []string) error 
 	return c.view.result(rows, func(w io.Writer) error {
 		tw := table(w)
 		for _, r := range rows {
+			if r.Held {
+				fmt.Fprintf(tw, "%s\t%s\t%s\theld\n", r.Name, r.Version, r.Reason)
+				continue
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.Version, r.Reason)
 		}
 		return tw.Flush()

@@ -5,17 +5,20 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"tpm/engine"
 	"tpm/messages/wire"
 )
 
 // removeOptions are the flags of tpm remove.
 type removeOptions struct {
 	cascade       bool
+	autoremove    bool
 	scriptTimeout string
 }
 
 func (o *removeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.cascade, "cascade", false, "also remove the packages that need them")
+	fs.BoolVar(&o.autoremove, "autoremove", false, "also remove the packages installed as dependencies that nothing left needs")
 	fs.StringVar(&o.scriptTimeout, "script-timeout", "5m", "time limit for each package script")
 }
 
@@ -23,25 +26,64 @@ func (o *removeOptions) run(ctx context.Context, c *command, names []string) err
 	if len(names) == 0 {
 		return usagef("name at least one installed package")
 	}
+	opts := wire.Options{Cascade: o.cascade, Autoremove: o.autoremove}
 	if !c.g.offline {
-		// No question here, unlike --offline: tpmd refuses to remove what
-		// others need, and --cascade is the consent to remove them too.
-		cl, err := c.client()
+		return removeDaemon(ctx, c, wire.VerbRemove, names, opts)
+	}
+	return removeOffline(ctx, c, o.scriptTimeout, wire.VerbRemove, names, engine.RemoveRequest{
+		Prefix: c.g.prefix, Names: names, Cascade: o.cascade, Autoremove: o.autoremove})
+}
+
+// removeDaemon is remove and autoremove through tpmd. A plain remove
+// does not ask: tpmd refuses to remove what others need, and --cascade is
+// the consent to remove them too. One that takes away what was not named
+// (autoremove) shows its plan and asks first, unlike --offline only when
+// it does more than was named.
+func removeDaemon(ctx context.Context, c *command, verb string, names []string, opts wire.Options) error {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	auto := opts.Autoremove || verb == wire.VerbAutoremove
+	var expect map[string]string
+	if auto {
+		plan, err := cl.Plan(ctx, names, wire.Options{Remove: true, Autoremove: true, Cascade: opts.Cascade})
 		if err != nil {
 			return err
 		}
-		return c.daemonTransaction(func(each func(*wire.Reply) error) ([]wire.OpResult, error) {
-			return cl.Remove(ctx, names, wire.Options{Cascade: o.cascade}, each)
-		})
+		if len(plan.Plan) == 0 {
+			if err := c.view.reply(&wire.Reply{Type: wire.ReplyLog, Text: "nothing to do: no package is unneeded"}); err != nil {
+				return err
+			}
+			return c.view.opResults(nil)
+		}
+		if expect, err = c.confirmPlan(plan.Plan); err != nil {
+			return err
+		}
 	}
-	e, err := c.openEngine(ctx, engineOptions{scriptTimeout: o.scriptTimeout})
+	return c.daemonTransaction(func(each func(*wire.Reply) error) ([]wire.OpResult, error) {
+		if verb == wire.VerbAutoremove {
+			return cl.Autoremove(ctx, expect, each)
+		}
+		return cl.Remove(ctx, names, opts, expect, each)
+	})
+}
+
+// removeOffline is remove and autoremove with the engine.
+func removeOffline(ctx context.Context, c *command, scriptTimeout, verb string, args []string, req engine.RemoveRequest) error {
+	e, err := c.openEngine(ctx, engineOptions{scriptTimeout: scriptTimeout})
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	plan, err := e.PrepareRemove(ctx, c.g.prefix, names, o.cascade)
+	plan, err := e.PrepareRemoval(ctx, req)
 	if err != nil {
 		return err
 	}
-	return c.applyOffline(ctx, e, plan)
+	if len(plan.Ops) == 0 && req.Autoremove {
+		if err := c.view.reply(&wire.Reply{Type: wire.ReplyLog, Text: "nothing to do: no package is unneeded"}); err != nil {
+			return err
+		}
+	}
+	return c.applyOffline(ctx, e, plan, historyTag(verb, args))
 }

@@ -199,6 +199,8 @@ func itemNote(it wire.PlanItem) string {
 	switch {
 	case it.ReplacedBy != "":
 		notes = append(notes, "replaced by "+it.ReplacedBy)
+	case it.Unneeded:
+		notes = append(notes, "no longer needed")
 	case !it.Requested && it.Action != "remove":
 		notes = append(notes, "needed")
 	}

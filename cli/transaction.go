@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"tpm/engine"
 	"tpm/messages/wire"
 	"tpm/query"
+	"tpm/store"
 )
 
 // What install, upgrade and remove share once they know what to do.
@@ -24,10 +26,16 @@ func (c *command) daemonTransaction(run func(each func(*wire.Reply) error) ([]wi
 	return c.view.opResults(results)
 }
 
+// historyTag is the history's record of this process's verb and args.
+func historyTag(verb string, args []string) store.HistoryTag {
+	return store.HistoryTag{UID: os.Getuid(), Verb: verb, Args: args}
+}
+
 // applyOffline shows an engine plan, asks when it does more than was
-// asked for, and applies it, reporting as tpmd's stream does: the plan,
-// script and build output, each package done, and the result.
-func (c *command) applyOffline(ctx context.Context, e *engine.Engine, plan *engine.Changeset) error {
+// asked for, and applies it as the history's transaction tag, reporting
+// as tpmd's stream does: the plan, script and build output, each package
+// done, and the result.
+func (c *command) applyOffline(ctx context.Context, e *engine.Engine, plan *engine.Changeset, tag store.HistoryTag) error {
 	if len(plan.Ops) == 0 {
 		return c.view.opResults(nil)
 	}
@@ -50,6 +58,7 @@ func (c *command) applyOffline(ctx context.Context, e *engine.Engine, plan *engi
 			return err
 		}
 	}
+	plan.History = &tag
 	applied, err := e.Apply(ctx, plan, c.hooks())
 	if err != nil {
 		return err

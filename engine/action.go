@@ -28,7 +28,11 @@ func (in Intent) ActionFor(m *manifest.Manifest, old *store.Receipt) (a Action, 
 		}
 		return Install, false, nil
 	}
-	switch c := version.Compare(m.Version, old.Version); {
+	c := version.Compare(m.Version, old.Version)
+	if old.Held && c != 0 {
+		return "", false, &HeldError{Name: old.Name, Version: old.Version}
+	}
+	switch {
 	case c > 0:
 		return Upgrade, false, nil
 	case c == 0 && in.Reinstall:
@@ -39,4 +43,17 @@ func (in Intent) ActionFor(m *manifest.Manifest, old *store.Receipt) (a Action, 
 		return Downgrade, false, nil
 	}
 	return "", false, fmt.Errorf("%s is installed; %s would be a downgrade: add --allow-downgrade", old.Manifest.String(), m)
+}
+
+// HeldError refuses a change to a package that is held (tpm hold).
+type HeldError struct{ Name, Version string }
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("%s is held at %s: run tpm unhold %s first to change it", e.Name, e.Version, e.Name)
+}
+
+// ReplacesHeld refuses an install of by that would take away r, which is
+// held.
+func ReplacesHeld(by *manifest.Manifest, r *store.Receipt) error {
+	return fmt.Errorf("cannot install %s: it replaces %s, which is held: run tpm unhold %s first", by, r.Manifest.String(), r.Name)
 }

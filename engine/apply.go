@@ -42,6 +42,9 @@ type journal struct {
 	ID     string      `json:"id"`
 	Prefix string      `json:"prefix"`
 	Ops    []journalOp `json:"ops"`
+	// History is the history's transaction each commit records its op in
+	// (the changeset's, so the caller learns the entry's id).
+	History *store.HistoryTag `json:"history,omitempty"`
 }
 
 type journalOp struct {
@@ -53,6 +56,8 @@ type journalOp struct {
 	Remove  []string          `json:"remove,omitempty"`
 	Receipt *store.Receipt    `json:"receipt,omitempty"` // nil for Remove
 	Info    map[string][]byte `json:"info,omitempty"`
+	// Change is what the history records of the op once committed.
+	Change *store.HistoryChange `json:"change,omitempty"`
 	// Disown is, by package, the files this op's package takes over from
 	// installed packages it replaces and that stay: their receipts let go
 	// of them in the commit that records this one's.
@@ -141,9 +146,14 @@ type applier struct {
 // temporary name staging will use, so that recovery can undo any of it.
 // It names each source package's build directory.
 func (e *Engine) journalOf(p *Changeset) *journal {
-	j := &journal{ID: p.id, Prefix: p.Prefix}
+	if p.History == nil {
+		p.History = &store.HistoryTag{UID: os.Getuid(), Verb: string(p.Ops[0].Action)}
+	}
+	p.History.Prefix = p.Prefix
+	j := &journal{ID: p.id, Prefix: p.Prefix, History: p.History}
 	for _, op := range p.Ops {
-		jo := journalOp{Name: op.Name, Action: op.Action, State: statePlanned, NewDirs: op.newDirs, Remove: op.remove, Disown: op.disown}
+		jo := journalOp{Name: op.Name, Action: op.Action, State: statePlanned, NewDirs: op.newDirs, Remove: op.remove, Disown: op.disown,
+			Change: &store.HistoryChange{Action: string(op.Action), Name: op.Name, Version: op.Version, OldVersion: op.OldVersion, Reason: op.Reason}}
 		if op.Action == Remove {
 			jo.Info = e.scriptsOf(p.Prefix, op) // so recovery can name a post-script that never ran
 		}
@@ -316,6 +326,7 @@ func (e *Engine) receiptOf(prefix string, op *Op) *store.Receipt {
 		Prefix:      prefix,
 		Reason:      op.Reason,
 		InstalledAt: e.opts.Now().UTC(),
+		Held:        op.old != nil && op.old.Held, // a reinstall keeps the hold
 		Files:       op.records,
 	}
 }
@@ -653,13 +664,19 @@ func (e *Engine) removeOwned(t *tree, prefix, name, rel string) error {
 	return fmt.Errorf("remove %s: %w", rel, err)
 }
 
-// commit records the op's receipt (or its absence) and marks it committed
-// in the journal, in one bbolt transaction.
+// commit records the op's receipt (or its absence) and its change in the
+// history, and marks it committed in the journal, in one bbolt
+// transaction.
 func (e *Engine) commit(t *tree, j *journal, i int) error {
 	jo := &j.Ops[i]
 	jo.State = stateCommitted
 	e.opts.Step("commit " + jo.Name)
-	return e.writeStates(j, func(tx *store.StateTx) error {
+	var id uint64
+	err := e.writeStates(j, func(tx *store.StateTx) error {
+		var err error
+		if id, err = e.addHistory(tx, j, jo); err != nil {
+			return err
+		}
 		if jo.Receipt == nil {
 			return tx.DeleteReceipt(j.Prefix, jo.Name)
 		}
@@ -674,6 +691,25 @@ func (e *Engine) commit(t *tree, j *journal, i int) error {
 		}
 		return nil
 	})
+	if err == nil && j.History != nil {
+		j.History.ID = id
+	}
+	return err
+}
+
+// addHistory records op jo in the history's transaction of j. A journal
+// written before the history was kept names neither: its op is recorded
+// by name under its action.
+func (e *Engine) addHistory(tx *store.StateTx, j *journal, jo *journalOp) (uint64, error) {
+	tag := store.HistoryTag{UID: -1, Verb: string(jo.Action), Prefix: j.Prefix}
+	if j.History != nil {
+		tag = *j.History
+	}
+	change := store.HistoryChange{Action: string(jo.Action), Name: jo.Name}
+	if jo.Change != nil {
+		change = *jo.Change
+	}
+	return tx.AddHistory(tag, change, e.opts.Now())
 }
 
 // rollback removes what staging left of an op that never started placing.

@@ -46,6 +46,9 @@ type Op struct {
 	// ReplacedBy is, for a package removed because one being installed
 	// conflicts with and replaces it, that package.
 	ReplacedBy string
+	// Unneeded is, for a removal, a package installed as a dependency
+	// that nothing left needs (autoremove).
+	Unneeded bool
 
 	pkg       *tarball.Package
 	tarStream []byte // the decompressed archive, when small enough to keep
@@ -73,7 +76,12 @@ type Op struct {
 type Changeset struct {
 	Prefix string
 	Ops    []*Op // in the order they run: dependencies first
-	id     string
+	// History is the transaction of the history the ops are recorded in
+	// (each with its receipt): who asked for what, and the entry's id once
+	// it has one, which a daemon's later batches of the same request pass
+	// on. Nil records them as the process's uid, under the first op's action.
+	History *store.HistoryTag
+	id      string
 	// installed is what the prefix held when the changeset was made, for
 	// the packages whose files a new one may take over (Replaces).
 	installed map[string]*manifest.Manifest
@@ -176,6 +184,9 @@ func (p *Changeset) displace(tx *store.StateTx, installed []*store.Receipt) erro
 		if err != nil {
 			return err
 		}
+		if r.Held {
+			return ReplacesHeld(d.By, r)
+		}
 		p.Ops = append(p.Ops, &Op{Action: Remove, Name: r.Name, Version: r.Version, OldVersion: r.Version,
 			Reason: r.Reason, ReplacedBy: d.By.Name, old: r})
 	}
@@ -227,6 +238,11 @@ func (e *Engine) prepareArchive(a Archive, installed map[string]*store.Receipt, 
 	op := &Op{Action: Install, Name: m.Name, Version: m.Version, Reason: reason, Archive: a.Path, Requested: true, pkg: pkg, tarStream: stream}
 	old := installed[m.Name]
 	action, skip, err := req.ActionFor(m, old)
+	var held *HeldError
+	if errors.As(err, &held) && req.UpgradeOnly {
+		// An upgrade leaves a held package as it is, and says so.
+		return nil, &Skipped{Name: old.Name, Version: old.Version, Why: "held"}, nil
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -785,7 +801,24 @@ func deepestFirst(dirs []string) []string {
 // PrepareRemove checks that names are installed and that nothing else needs
 // them; with cascade, the packages that need them are removed too.
 func (e *Engine) PrepareRemove(ctx context.Context, prefix string, names []string, cascade bool) (*Changeset, error) {
-	prefix, err := CleanPrefix(prefix)
+	return e.PrepareRemoval(ctx, RemoveRequest{Prefix: prefix, Names: names, Cascade: cascade})
+}
+
+// RemoveRequest asks for packages to be removed.
+type RemoveRequest struct {
+	Prefix  string
+	Names   []string
+	Cascade bool // also the packages that need them
+	// Autoremove adds the packages installed as dependencies that nothing
+	// left needs (resolve.Unneeded); with no names, only those.
+	Autoremove bool
+}
+
+// PrepareRemoval checks that the names are installed, not held, and that
+// nothing else needs them (or, with Cascade, adds what does), and adds
+// with Autoremove what is no longer needed.
+func (e *Engine) PrepareRemoval(ctx context.Context, req RemoveRequest) (*Changeset, error) {
+	prefix, err := CleanPrefix(req.Prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -797,22 +830,58 @@ func (e *Engine) PrepareRemove(ctx context.Context, prefix string, names []strin
 		}
 		byName := receiptsByName(installed)
 		rm := removal{removing: make(map[string]bool)}
-		for _, n := range names {
+		for _, n := range req.Names {
 			if byName[n] == nil {
 				return fmt.Errorf("%s is not installed in %s", n, prefix)
 			}
 			rm.add(n)
 		}
-		if err := rm.addDependents(installed, cascade); err != nil {
+		if err := rm.addDependents(installed, req.Cascade); err != nil {
 			return err
 		}
-		changeset.Ops = removeOps(rm.order, names, byName)
+		for _, n := range rm.order {
+			if r := byName[n]; r.Held {
+				return fmt.Errorf("cannot remove %s: %w", n, &HeldError{Name: n, Version: r.Version})
+			}
+		}
+		unneeded := map[string]bool{}
+		if req.Autoremove {
+			for _, m := range resolve.Unneeded(manifests(installed), roots(installed), rm.order) {
+				rm.add(m.Name)
+				unneeded[m.Name] = true
+			}
+		}
+		changeset.Ops = removeOps(rm.order, req.Names, byName)
+		for _, op := range changeset.Ops {
+			op.Unneeded = unneeded[op.Name]
+		}
 		return ctx.Err()
 	})
 	if err != nil {
 		return nil, err
 	}
 	return changeset, nil
+}
+
+// manifests are the receipts' manifests.
+func manifests(rs []*store.Receipt) []*manifest.Manifest {
+	out := make([]*manifest.Manifest, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, &r.Manifest)
+	}
+	return out
+}
+
+// roots are the packages an autoremove keeps whatever needs them: those
+// installed explicitly, and those held.
+func roots(rs []*store.Receipt) map[string]bool {
+	out := make(map[string]bool)
+	for _, r := range rs {
+		if r.Reason != store.Dependency || r.Held {
+			out[r.Name] = true
+		}
+	}
+	return out
 }
 
 // removal is the packages that a PrepareRemove takes away, in the order
@@ -833,12 +902,9 @@ func (rm *removal) add(name string) {
 // that goes, until none is left; without cascade such a package refuses
 // the removal.
 func (rm *removal) addDependents(installed []*store.Receipt, cascade bool) error {
-	var manifests []*manifest.Manifest
-	for _, r := range installed {
-		manifests = append(manifests, &r.Manifest)
-	}
+	all := manifests(installed)
 	for {
-		broken := resolve.Dependents(manifests, rm.order)
+		broken := resolve.Dependents(all, rm.order)
 		if len(broken) == 0 {
 			return nil
 		}

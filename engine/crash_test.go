@@ -157,6 +157,10 @@ func TestCrashAtEveryStep(t *testing.T) {
 					t.Fatalf("step %d: child failed: %v\n%s", n, err, out)
 				}
 				got := checkConsistent(t, state, prefix)
+				if entries := historyEntries(t, state); entries > 2 {
+					// Recovery adds to the entry the crashed transaction started.
+					t.Fatalf("crash before step %d: %d history entries for the set-up and one transaction", n, entries)
+				}
 				if !crashed {
 					if !sameVersions(got, tc.after) {
 						t.Fatalf("completed run left %v, want %v", got, tc.after)
@@ -213,6 +217,7 @@ func checkConsistent(t *testing.T, state, prefix string) map[string]string {
 				owned[f.Path] = true
 			}
 		}
+		checkHistory(t, tx, versions)
 		return nil
 	})
 	if _, err := os.Stat(prefix); err == nil {
@@ -335,4 +340,44 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// checkHistory demands that the history, replayed from nothing, gives the
+// receipts' versions: each change commits with its receipt.
+func checkHistory(t *testing.T, tx *store.StateTx, versions map[string]string) {
+	t.Helper()
+	hist, err := tx.History(0, 1000, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay := map[string]string{}
+	for i := len(hist) - 1; i >= 0; i-- {
+		for _, c := range hist[i].Changes {
+			if c.Action == string(Remove) {
+				delete(replay, c.Name)
+			} else {
+				replay[c.Name] = c.Version
+			}
+		}
+	}
+	if !sameVersions(replay, versions) {
+		t.Errorf("the history replays to %v; the receipts say %v", replay, versions)
+	}
+}
+
+// historyEntries counts the transactions of the history in state.
+func historyEntries(t *testing.T, state string) int {
+	t.Helper()
+	e, _, err := Open(context.Background(), Options{StateDir: state, BuildRoot: buildRootFor(state)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	var n int
+	e.State().View(func(tx *store.StateTx) error {
+		hist, err := tx.History(0, 1000, 0)
+		n = len(hist)
+		return err
+	})
+	return n
 }

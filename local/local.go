@@ -253,18 +253,30 @@ func query[T any](ctx context.Context, c *Client, req wire.Request) (T, error) {
 // and gathers them.
 func stream[T any](ctx context.Context, c *Client, req wire.Request) ([]T, error) {
 	out := []T{}
-	_, err := c.Call(ctx, req, func(r *wire.Reply) error {
-		if r.Type != wire.ReplyItems {
-			return nil
-		}
-		part, err := decode[[]T](req.Verb, r)
+	err := streamEach(ctx, c, req, func(part []T) error {
 		out = append(out, part...)
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// streamEach runs a request whose result comes in "items" parts and
+// passes each to each as it comes.
+func streamEach[T any](ctx context.Context, c *Client, req wire.Request, each func([]T) error) error {
+	_, err := c.Call(ctx, req, func(r *wire.Reply) error {
+		if r.Type != wire.ReplyItems {
+			return nil
+		}
+		part, err := decode[[]T](req.Verb, r)
+		if err != nil {
+			return err
+		}
+		return each(part)
+	})
+	return err
 }
 
 // Status describes the daemon: index, seeding, peers, traffic.
@@ -322,9 +334,33 @@ func (c *Client) Upgrade(ctx context.Context, names []string, opts wire.Options,
 }
 
 // Remove removes installed packages (with opts.Cascade, what needs them
-// too), streaming to each as Install does.
-func (c *Client) Remove(ctx context.Context, names []string, opts wire.Options, each func(*wire.Reply) error) ([]wire.OpResult, error) {
-	return c.transaction(ctx, wire.Request{Verb: wire.VerbRemove, Args: names, Options: opts}, each)
+// too; with opts.Autoremove, what is no longer needed), streaming to each
+// as Install does; expect (when not nil) pins it to the plan confirmed.
+func (c *Client) Remove(ctx context.Context, names []string, opts wire.Options, expect map[string]string, each func(*wire.Reply) error) ([]wire.OpResult, error) {
+	return c.transaction(ctx, wire.Request{Verb: wire.VerbRemove, Args: names, Options: opts, Expect: expect}, each)
+}
+
+// Autoremove removes the packages installed as dependencies that nothing
+// installed needs any more, as Remove does.
+func (c *Client) Autoremove(ctx context.Context, expect map[string]string, each func(*wire.Reply) error) ([]wire.OpResult, error) {
+	return c.transaction(ctx, wire.Request{Verb: wire.VerbAutoremove, Expect: expect}, each)
+}
+
+// Mark sets a mark on installed packages: verb is mark (args: auto or
+// manual, then names), hold or unhold (args: names).
+func (c *Client) Mark(ctx context.Context, verb string, args []string) ([]wire.Marked, error) {
+	return query[[]wire.Marked](ctx, c, wire.Request{Verb: verb, Args: args})
+}
+
+// History lists the transactions, newest first, or (with an id) one whole.
+func (c *Client) History(ctx context.Context, args []string) ([]wire.Transaction, error) {
+	return stream[wire.Transaction](ctx, c, wire.Request{Verb: wire.VerbHistory, Args: args})
+}
+
+// HistoryEach is History that passes each part to each as it comes, so a
+// long history is shown as it is read.
+func (c *Client) HistoryEach(ctx context.Context, args []string, each func([]wire.Transaction) error) error {
+	return streamEach(ctx, c, wire.Request{Verb: wire.VerbHistory, Args: args}, each)
 }
 
 func (c *Client) transaction(ctx context.Context, req wire.Request, each func(*wire.Reply) error) ([]wire.OpResult, error) {

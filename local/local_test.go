@@ -363,7 +363,7 @@ func TestEachErrorStopsTheCall(t *testing.T) {
 		return send(w, &wire.Reply{ID: req.ID, Type: wire.ReplyLog, Text: "waiting for another transaction to finish"})
 	})
 	stop := errors.New("not confirmed")
-	_, err := c.Remove(ctx, []string{"x"}, wire.Options{Cascade: true}, func(*wire.Reply) error { return stop })
+	_, err := c.Remove(ctx, []string{"x"}, wire.Options{Cascade: true}, nil, func(*wire.Reply) error { return stop })
 	if !errors.Is(err, stop) {
 		t.Fatalf("got %v", err)
 	}

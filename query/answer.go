@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,19 +28,20 @@ func Prefix(req *wire.Request, def string) (string, error) {
 
 // streamedVerbs answer in parts of at most Chunk: their results grow with
 // what is installed.
-var streamedVerbs = []string{wire.VerbList, wire.VerbFiles, wire.VerbVerify}
+var streamedVerbs = []string{wire.VerbList, wire.VerbFiles, wire.VerbVerify, wire.VerbHistory}
 
 // Streamed says whether the answer to verb comes in parts.
 func Streamed(verb string) bool { return slices.Contains(streamedVerbs, verb) }
 
 // Answer is the one dispatch of the read-only verbs (search, info, list,
-// files, owns, verify, plan; status is the daemon's own), for the daemon and
-// tpm --offline alike. A streamed verb passes its result to part, in parts
-// of at most Chunk (a []wire.InstalledPackage, []wire.PackageFile or
-// []wire.Problem; at least one, each produced after the one before was
-// taken), and returns no data; the others return their result, a plan as
-// *wire.PlanResult. idx may be nil for the verbs that read only the
-// receipts (list, files, owns, verify).
+// files, owns, verify, history, plan; status is the daemon's own), for the
+// daemon and tpm --offline alike. A streamed verb passes its result to
+// part, in parts of at most Chunk (a []wire.InstalledPackage,
+// []wire.PackageFile, []wire.Problem or []wire.Transaction; at least one,
+// each produced after the one before was taken), and returns no data; the
+// others return their result, a plan as *wire.PlanResult. idx may be nil
+// for the verbs that read only the receipts (list, files, owns, verify,
+// history, the plan of a removal).
 func Answer(e *engine.Engine, idx *index.Snapshot, req *wire.Request, prefix string, part func(any) error) (any, error) {
 	switch req.Verb {
 	case wire.VerbList:
@@ -51,8 +53,16 @@ func Answer(e *engine.Engine, idx *index.Snapshot, req *wire.Request, prefix str
 		return nil, filesEach(e, prefix, req.Args, func(p []wire.PackageFile) error { return part(p) })
 	case wire.VerbVerify:
 		return nil, verifyEach(e, prefix, req.Args, func(p []wire.Problem) error { return part(p) })
+	case wire.VerbHistory:
+		return nil, historyEach(e, req.Args, func(p []wire.Transaction) error { return part(p) })
 	case wire.VerbOwns:
 		return Owns(e, prefix, req.Args)
+	case wire.VerbPlan:
+		if req.Options.Remove {
+			return PlanRemoval(e, req, prefix)
+		}
+	}
+	switch req.Verb {
 	case wire.VerbSearch, wire.VerbInfo, wire.VerbPlan:
 		if idx == nil {
 			return nil, fmt.Errorf("%s needs the repository index, which only tpmd has: run it without --offline", req.Verb)
@@ -97,8 +107,34 @@ func answerFromIndex(e *engine.Engine, idx *index.Snapshot, req *wire.Request, p
 		if err != nil {
 			return nil, err
 		}
-		return &wire.PlanResult{Plan: p.Items()}, nil
+		return &wire.PlanResult{Plan: p.Items(), Skipped: p.Held}, nil
 	}
+}
+
+// RemoveRequest is the engine's removal a remove or autoremove request
+// (or a plan of one) asks for.
+func RemoveRequest(req *wire.Request, prefix string) (engine.RemoveRequest, error) {
+	auto := req.Verb == wire.VerbAutoremove || req.Options.Autoremove
+	switch {
+	case req.Verb == wire.VerbAutoremove && len(req.Args) > 0:
+		return engine.RemoveRequest{}, errors.New("autoremove takes no names (tpm remove --autoremove NAME... removes names too)")
+	case len(req.Args) == 0 && !auto:
+		return engine.RemoveRequest{}, errors.New("remove takes package names (tpm remove NAME...)")
+	}
+	return engine.RemoveRequest{Prefix: prefix, Names: req.Args, Cascade: req.Options.Cascade, Autoremove: auto}, nil
+}
+
+// PlanRemoval is the plan of a removal, made as the engine will make it.
+func PlanRemoval(e *engine.Engine, req *wire.Request, prefix string) (*wire.PlanResult, error) {
+	rr, err := RemoveRequest(req, prefix)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := e.PrepareRemoval(context.Background(), rr)
+	if err != nil {
+		return nil, err
+	}
+	return &wire.PlanResult{Plan: PlanItems(cs)}, nil
 }
 
 // Reply answers a query the daemon was sent, as the replies it writes: a

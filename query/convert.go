@@ -1,6 +1,9 @@
 package query
 
 import (
+	"errors"
+	"fmt"
+
 	"tpm/engine"
 	"tpm/messages/wire"
 )
@@ -23,7 +26,7 @@ func PlanItems(p *engine.Changeset) []wire.PlanItem {
 	out := []wire.PlanItem{}
 	for _, op := range p.Ops {
 		out = append(out, wire.PlanItem{Action: string(op.Action), Name: op.Name, Version: op.Version,
-			OldVersion: op.OldVersion, Requested: op.Requested, ReplacedBy: op.ReplacedBy})
+			OldVersion: op.OldVersion, Requested: op.Requested, ReplacedBy: op.ReplacedBy, Unneeded: op.Unneeded})
 	}
 	return out
 }
@@ -52,4 +55,30 @@ func Recovered(r *engine.Recovery) wire.Recovered {
 	}
 	return wire.Recovered{Transaction: r.ID, Prefix: r.Prefix, Completed: nonNil(r.Completed),
 		RolledBack: nonNil(r.RolledBack), ScriptsNotRun: nonNil(r.ScriptsNotRun)}
+}
+
+// MarkOf is the mark a mark, hold or unhold request asks for, and the
+// names it asks it for.
+func MarkOf(req *wire.Request) (engine.Mark, []string, error) {
+	switch req.Verb {
+	case wire.VerbHold:
+		return engine.MarkHold, req.Args, nil
+	case wire.VerbUnhold:
+		return engine.MarkUnhold, req.Args, nil
+	case wire.VerbMark:
+		if len(req.Args) == 0 || (req.Args[0] != string(engine.MarkAuto) && req.Args[0] != string(engine.MarkManual)) {
+			return "", nil, errors.New("mark takes auto or manual, then names (tpm mark auto|manual NAME...)")
+		}
+		return engine.Mark(req.Args[0]), req.Args[1:], nil
+	}
+	return "", nil, fmt.Errorf("%q is not a mark", req.Verb)
+}
+
+// Marked is what SetMark did, as the wire protocol shows it.
+func Marked(ms []engine.Marked) []wire.Marked {
+	out := make([]wire.Marked, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, wire.Marked{Name: m.Name, Version: m.Version, Mark: string(m.Mark), Changed: m.Changed})
+	}
+	return out
 }

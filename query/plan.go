@@ -23,6 +23,9 @@ type InstallPlan struct {
 	// with and replace: the engine removes each in the transaction of the
 	// package that replaces it (resolve.Displaced, asked by both).
 	Remove []resolve.Displacement
+	// Held are the installed packages an upgrade leaves as they are
+	// because they are held (tpm hold), each at its version.
+	Held []wire.Skipped
 }
 
 // Planned is one package of a plan with the index entry it comes from.
@@ -96,10 +99,11 @@ func PlanInstall(idx *index.Snapshot, installed map[string]*store.Receipt, args 
 	for _, r := range installed {
 		have = append(have, &r.Manifest)
 	}
+	var held []wire.Skipped
 	if opts.Upgrade {
 		// Upgrades ask for exactly the newest version, so the resolver does
 		// not settle for the installed one.
-		want = upgrades(idx, have, want)
+		want, held = withoutHeld(upgrades(idx, have, want), installed)
 	}
 	if opts.Reinstall || opts.AllowDowngrade {
 		// The named packages are chosen again from the index even though
@@ -114,6 +118,7 @@ func PlanInstall(idx *index.Snapshot, installed map[string]*store.Receipt, args 
 	if err != nil {
 		return nil, err
 	}
+	p.Held = held
 	if p.Remove, err = displaced(installed, choices); err != nil {
 		return nil, err
 	}
@@ -134,6 +139,11 @@ func displaced(installed map[string]*store.Receipt, choices []resolve.Choice) ([
 	gone, err := resolve.Displaced(have, add)
 	if err != nil || len(gone) == 0 {
 		return nil, err
+	}
+	for _, d := range gone {
+		if r := installed[d.Package.Name]; r.Held {
+			return nil, engine.ReplacesHeld(d.By, r)
+		}
 	}
 	change := resolve.Change{Installed: have, Add: add}
 	for _, d := range gone {
@@ -179,6 +189,21 @@ func upgrades(idx *index.Snapshot, have []*manifest.Manifest, named []manifest.C
 		}
 	}
 	return sel
+}
+
+// withoutHeld takes out of an upgrade's wants the packages that are held,
+// and returns them as what it leaves as they are.
+func withoutHeld(want []manifest.Constraint, installed map[string]*store.Receipt) ([]manifest.Constraint, []wire.Skipped) {
+	var held []wire.Skipped
+	kept := want[:0:0]
+	for _, w := range want {
+		if r := installed[w.Name]; r != nil && r.Held {
+			held = append(held, wire.Skipped{Name: r.Name, Version: r.Version, Why: "held"})
+			continue
+		}
+		kept = append(kept, w)
+	}
+	return kept, held
 }
 
 // without is have less the packages named in want.

@@ -130,7 +130,7 @@ func listEach(e *engine.Engine, prefix string, each func([]wire.InstalledPackage
 	part := make([]wire.InstalledPackage, 0, min(len(heads), Chunk))
 	for _, r := range heads { // by name: the database's key order
 		part = append(part, wire.InstalledPackage{Name: r.Name, Version: r.Version, Architecture: r.Architecture,
-			Reason: string(r.Reason), InstalledAt: r.InstalledAt, Prefix: prefix})
+			Reason: string(r.Reason), InstalledAt: r.InstalledAt, Prefix: prefix, Held: r.Held})
 		if len(part) == Chunk {
 			if err := each(part); err != nil {
 				return err

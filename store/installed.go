@@ -30,7 +30,7 @@ var (
 	bucketFiles    = []byte("files")    // prefix \0 path → owning package (everything but directories)
 	bucketDirs     = []byte("dirs")     // prefix \0 path \0 name → "" (directories are shared)
 	bucketInfo     = []byte("info")     // prefix \0 name \0 file → content of info/file
-	bucketMeta     = []byte("meta")     // "journal", "journal-states" → the transaction in flight
+	bucketMeta     = []byte("meta")     // "journal", "journal-states", "journal-history" → the transaction in flight
 	keyJournal     = []byte("journal")
 	keyStates      = []byte("journal-states")
 )
@@ -73,6 +73,9 @@ type Receipt struct {
 	Prefix      string    `json:"prefix"`
 	Reason      Reason    `json:"reason"`
 	InstalledAt time.Time `json:"installed_at"`
+	// Held keeps the package at this version (tpm hold): no upgrade,
+	// reinstall at another version, removal or replacement takes it.
+	Held bool `json:"held,omitempty"`
 	// Files stays the last field: ReceiptHeads reads no further.
 	Files []FileRecord `json:"files"`
 }
@@ -94,6 +97,8 @@ type State struct {
 	// A write transaction panicked: bbolt's rollback may have panicked in
 	// turn before it let go of its writer lock, which Close takes.
 	writePanicked bool
+	// historyBound replaces HistoryBound when set (tests).
+	historyBound int
 }
 
 // OpenState opens (creating if needed) the state database at path. bbolt
@@ -137,7 +142,7 @@ func openState(path string, check bool) (*State, error) {
 	// so one that a crash tore (bbolt reads the other) is whole again
 	// before the check below reads it.
 	err = db.Update(func(tx *StateTx) error {
-		for _, name := range [][]byte{bucketPackages, bucketFiles, bucketDirs, bucketInfo, bucketMeta} {
+		for _, name := range [][]byte{bucketPackages, bucketFiles, bucketDirs, bucketInfo, bucketMeta, bucketHistory, bucketHistoryChanges} {
 			if _, err := tx.tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -577,6 +582,22 @@ func (t *StateTx) DeleteReceipt(prefix, name string) error {
 	return t.tx.Bucket(bucketPackages).Delete(key(prefix, name))
 }
 
+// UpdateReceipt rewrites the receipt of name in place with what change
+// makes of it (its reason, its hold), leaving the ownership it claims
+// alone: change must not touch Files. It returns nil when name is not
+// installed, and the receipt as it is when change says nothing changed.
+func (t *StateTx) UpdateReceipt(prefix, name string, change func(*Receipt) bool) (*Receipt, error) {
+	r, err := t.Receipt(prefix, name)
+	if err != nil || r == nil || !change(r) {
+		return r, err
+	}
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	return r, t.tx.Bucket(bucketPackages).Put(key(prefix, name), raw)
+}
+
 // Disown takes paths out of the receipt of name, which stays installed:
 // another package that replaces it took them over, and owns them already
 // (PutReceipt). Doing it again changes nothing, for recovery.
@@ -627,8 +648,10 @@ func (t *StateTx) SetJournalStates(b []byte) error {
 
 // ClearJournal marks that no transaction is in flight.
 func (t *StateTx) ClearJournal() error {
-	if err := t.tx.Bucket(bucketMeta).Delete(keyStates); err != nil {
-		return err
+	for _, k := range [][]byte{keyStates, keyJournalHistory} {
+		if err := t.tx.Bucket(bucketMeta).Delete(k); err != nil {
+			return err
+		}
 	}
 	return t.tx.Bucket(bucketMeta).Delete(keyJournal)
 }

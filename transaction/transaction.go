@@ -86,6 +86,9 @@ type Batch struct {
 	// Old are the versions the batch upgrades from, by name (none for a
 	// new package or a reinstall).
 	Old map[string]string
+	// History is the history's transaction the batch is recorded in: the
+	// driver sets it, with the id an earlier batch of the request got.
+	History store.HistoryTag
 }
 
 // Next takes the next batch to apply, if one is ready and no work runs:

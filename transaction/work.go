@@ -2,7 +2,6 @@ package transaction
 
 import (
 	"context"
-	"errors"
 
 	"tpm/cache"
 	"tpm/engine"
@@ -53,17 +52,18 @@ func PlanInstall(eng *engine.Engine, idx *index.Snapshot, recs cache.Records, re
 	return p, nil
 }
 
-// PlanRemove prepares a removal and checks it against the plan the user
-// confirmed.
+// PlanRemove prepares a removal (remove, autoremove) and checks it against
+// the plan the user confirmed.
 func PlanRemove(ctx context.Context, eng *engine.Engine, req *wire.Request, defPrefix string) (*engine.Changeset, string, error) {
 	prefix, err := query.Prefix(req, defPrefix)
 	if err != nil {
 		return nil, "", err
 	}
-	if len(req.Args) == 0 {
-		return nil, "", errors.New("remove takes package names (tpm remove NAME...)")
+	rr, err := query.RemoveRequest(req, prefix)
+	if err != nil {
+		return nil, "", err
 	}
-	cs, err := eng.PrepareRemove(ctx, prefix, req.Args, req.Options.Cascade)
+	cs, err := eng.PrepareRemoval(ctx, rr)
 	if err != nil {
 		return nil, "", err
 	}
@@ -80,7 +80,10 @@ type Outcome struct {
 	Ops      []engine.OpResult
 	Skipped  []engine.Skipped
 	Released []*cache.Record
-	Err      error
+	// HistoryID is the history's transaction the ops went into (0: none
+	// yet), for the next batch of the same request.
+	HistoryID uint64
+	Err       error
 	// RecoverErr is why recovering after Err failed: the next start
 	// recovers again.
 	RecoverErr error
@@ -90,11 +93,11 @@ type Outcome struct {
 // cancelled once started (a package is never left half-installed); a
 // failed one is recovered at once.
 func Install(eng *engine.Engine, recs cache.Records, b Batch, h engine.Hooks) Outcome {
-	var out Outcome
+	out := Outcome{HistoryID: b.History.ID}
 	cs, skipped, err := eng.PrepareInstall(context.Background(), b.Request)
 	out.Skipped = skipped
 	if err == nil {
-		out.Ops, err = eng.Apply(context.Background(), cs, h)
+		out.Ops, err = apply(eng, cs, b.History, h, &out)
 	}
 	if out.Err = err; err != nil {
 		out.RecoverErr = recoverAfter(eng)
@@ -113,10 +116,19 @@ func Install(eng *engine.Engine, recs cache.Records, b Batch, h engine.Hooks) Ou
 	return out
 }
 
+// apply applies cs as part of the history's transaction tag, and records
+// the transaction's id in out.
+func apply(eng *engine.Engine, cs *engine.Changeset, tag store.HistoryTag, h engine.Hooks, out *Outcome) ([]engine.OpResult, error) {
+	cs.History = &tag
+	ops, err := eng.Apply(context.Background(), cs, h)
+	out.HistoryID = tag.ID
+	return ops, err
+}
+
 // Remove applies a removal's changeset, as Install does a batch.
-func Remove(eng *engine.Engine, recs cache.Records, cs *engine.Changeset, h engine.Hooks) Outcome {
+func Remove(eng *engine.Engine, recs cache.Records, cs *engine.Changeset, tag store.HistoryTag, h engine.Hooks) Outcome {
 	var out Outcome
-	if out.Ops, out.Err = eng.Apply(context.Background(), cs, h); out.Err != nil {
+	if out.Ops, out.Err = apply(eng, cs, tag, h, &out); out.Err != nil {
 		out.RecoverErr = recoverAfter(eng)
 		return out
 	}
@@ -142,4 +154,26 @@ func Abandon(eng *engine.Engine, recs cache.Records, plan *query.InstallPlan) []
 		drop = append(drop, cache.Release(eng.State(), recs, x.Entry.Name, x.Entry.Version)...)
 	}
 	return drop
+}
+
+// Mark sets the mark a mark, hold or unhold request asks for (mark takes
+// auto or manual first) and answers it: the receipts change, nothing else.
+func Mark(eng *engine.Engine, req *wire.Request, defPrefix string) *wire.Reply {
+	prefix, err := query.Prefix(req, defPrefix)
+	if err != nil {
+		return wire.Failure(err.Error())
+	}
+	m, names, err := query.MarkOf(req)
+	if err != nil {
+		return wire.Failure(err.Error())
+	}
+	res, err := eng.SetMark(prefix, names, m)
+	if err != nil {
+		return wire.Failure(wire.OneLine(err.Error()))
+	}
+	reply, err := wire.Result(query.Marked(res))
+	if err != nil {
+		return wire.Failure(err.Error())
+	}
+	return reply
 }

@@ -47,12 +47,18 @@ const (
 	VerbUpgrade = "upgrade"
 	VerbRemove  = "remove"
 	VerbSync    = "sync"
+	// Issue 28's verbs: orphans, marks, holds, history.
+	VerbAutoremove = "autoremove"
+	VerbMark       = "mark"
+	VerbHold       = "hold"
+	VerbUnhold     = "unhold"
+	VerbHistory    = "history"
 )
 
 // Verbs by the FIFO they are allowed on.
 var (
-	QueryVerbs = []string{VerbSearch, VerbInfo, VerbList, VerbFiles, VerbOwns, VerbStatus, VerbPlan, VerbVerify}
-	AdminVerbs = []string{VerbInstall, VerbRemove, VerbUpgrade, VerbSync}
+	QueryVerbs = []string{VerbSearch, VerbInfo, VerbList, VerbFiles, VerbOwns, VerbStatus, VerbPlan, VerbVerify, VerbHistory}
+	AdminVerbs = []string{VerbInstall, VerbRemove, VerbUpgrade, VerbSync, VerbAutoremove, VerbMark, VerbHold, VerbUnhold}
 )
 
 // IsAdmin says whether verb changes the host, so it goes to admin.fifo.
@@ -79,7 +85,9 @@ type Options struct {
 	Upgrade        bool `json:"upgrade,omitempty"`         // plan: an upgrade rather than an install (set for the upgrade verb too)
 	Reinstall      bool `json:"reinstall,omitempty"`       // install, plan
 	AllowDowngrade bool `json:"allow_downgrade,omitempty"` // install, upgrade, plan
-	Cascade        bool `json:"cascade,omitempty"`         // remove
+	Cascade        bool `json:"cascade,omitempty"`         // remove, plan
+	Autoremove     bool `json:"autoremove,omitempty"`      // remove, plan: also what is no longer needed
+	Remove         bool `json:"remove,omitempty"`          // plan: a removal rather than an install
 }
 
 // ParseRequest decodes and checks one request for a FIFO that takes the
@@ -174,6 +182,9 @@ type PlanItem struct {
 	// ReplacedBy is, for a removal, the package of the plan that conflicts
 	// with and replaces it.
 	ReplacedBy string `json:"replaced_by,omitempty"`
+	// Unneeded is, for a removal, a package installed as a dependency
+	// that nothing left needs (autoremove).
+	Unneeded bool `json:"unneeded,omitempty"`
 }
 
 // Progress stages.
@@ -275,6 +286,7 @@ type InstalledPackage struct {
 	Reason       string    `json:"reason"`
 	InstalledAt  time.Time `json:"installed_at"`
 	Prefix       string    `json:"prefix"`
+	Held         bool      `json:"held,omitempty"` // tpm hold keeps it at its version
 }
 
 // PackageFile is one path of files' result.
@@ -305,6 +317,40 @@ type Problem struct {
 // PlanResult is the result of plan.
 type PlanResult struct {
 	Plan []PlanItem `json:"plan"`
+	// Skipped are the packages an upgrade leaves as they are: held.
+	Skipped []Skipped `json:"skipped,omitempty"`
+}
+
+// Marked is one package of the result of mark, hold and unhold.
+type Marked struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Mark    string `json:"mark"`    // auto, manual, hold or unhold
+	Changed bool   `json:"changed"` // false: it was so already
+}
+
+// Transaction is one transaction of history's result, newest first: in a
+// list, with its first changes; asked for by id, with all of them.
+type Transaction struct {
+	ID     uint64    `json:"id"`
+	Time   time.Time `json:"time"`
+	UID    int       `json:"uid"`
+	Verb   string    `json:"verb"`
+	Args   []string  `json:"args"`
+	Prefix string    `json:"prefix"`
+	// Count is how many packages it changed.
+	Count   int      `json:"count"`
+	Changes []Change `json:"changes"`
+}
+
+// Change is one package a transaction changed, with the reason it was
+// given (or had, when removed).
+type Change struct {
+	Action     string `json:"action"`
+	Name       string `json:"name"`
+	Version    string `json:"version"`
+	OldVersion string `json:"old_version,omitempty"`
+	Reason     string `json:"reason,omitempty"`
 }
 
 // SyncResult is the result of sync.
