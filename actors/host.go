@@ -35,6 +35,7 @@ type HostConfig struct {
 	TorrentAddr  string           // "host:port"; port 0 picks one
 	NoWebSeeds   bool             // download from peers only
 	DHT          *swarm.DHTConfig // nil: no DHT
+	LiveTorrents int              // seeded torrents live at once (zero: 1,000)
 	StallTimeout time.Duration
 	Logger       *slog.Logger
 

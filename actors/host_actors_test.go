@@ -438,7 +438,8 @@ func serveGated(t *testing.T, r *testRepo) *gatedRepo {
 				return
 			}
 			w.Header().Set("ETag", r.Generation.IndexETag)
-			w.Write(r.Generation.Index)
+			index, _ := r.Generation.Index.Bytes()
+			w.Write(index)
 		case "/index.db.sig":
 			w.Write(r.Generation.IndexSig)
 		default:

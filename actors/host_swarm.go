@@ -160,6 +160,7 @@ func (a *swarmActor) open(ctx actor.Context, addr string) {
 	peer, err := swarm.NewPeer(swarm.PeerConfig{
 		CacheDir: a.cfg.CacheDir, StateDir: a.cfg.StateDir, ListenAddr: addr,
 		NoWebSeeds: a.cfg.NoWebSeeds, Logger: a.env.quiet, StallTimeout: a.cfg.StallTimeout, DHT: a.cfg.DHT,
+		LiveTorrents: a.cfg.LiveTorrents,
 	})
 	if err != nil {
 		ctx.Send(ctx.Parent(), &messages.Ready{Component: Swarm, Err: fmt.Errorf("torrent client: %w", err)})

@@ -30,8 +30,10 @@ type MirrorConfig struct {
 	// NoTracker turns the mirror's own tracker (/announce) off.
 	NoTracker bool
 	// DHT, when set, runs a DHT node beside the trackers.
-	DHT    *swarm.DHTConfig
-	Logger *slog.Logger
+	DHT *swarm.DHTConfig
+	// LiveTorrents caps the torrents live at once (zero: 1,000).
+	LiveTorrents int
+	Logger       *slog.Logger
 
 	MaxRestarts   int
 	RestartWindow time.Duration

@@ -106,6 +106,10 @@ func (a *copierActor) Receive(ctx actor.Context) {
 		}
 	case *copied:
 		a.copyEnded(ctx, msg)
+	case *messages.Demand:
+		if a.peer != nil {
+			a.peer.Wake(msg.InfoHash)
+		}
 	case *messages.SeederFiguresRequest:
 		answerFigures(ctx, a.env, a.peer != nil, a.peer)
 	}
@@ -189,7 +193,7 @@ func (a *copierActor) copyEnded(ctx actor.Context, msg *copied) {
 func (a *copierActor) open(ctx actor.Context, addr string) {
 	peer, err := swarm.NewPeer(swarm.PeerConfig{
 		CacheDir: a.cfg.PackageDir, StateDir: a.cfg.StateDir, ListenAddr: addr, Logger: a.env.quiet, DHT: a.cfg.DHT,
-		ConnsPerTorrent: swarm.ServingConnsPerTorrent,
+		ConnsPerTorrent: swarm.ServingConnsPerTorrent, LiveTorrents: a.cfg.LiveTorrents,
 	})
 	if err != nil {
 		ctx.Send(ctx.Parent(), &messages.Ready{Component: Copier, Err: fmt.Errorf("torrent client: %w", err)})

@@ -53,6 +53,9 @@ type ServerConfig struct {
 	// DHT, when set, runs a DHT node on the torrent port, the fleet's
 	// bootstrap node; with NoSeed the node runs alone, seeding nothing.
 	DHT *swarm.DHTConfig
+	// LiveTorrents caps the seeder's torrents live at once (zero: 1,000);
+	// the others are dormant until demand wakes them.
+	LiveTorrents int
 
 	// Supervision: a component that fails more than MaxRestarts times
 	// within RestartWindow is stopped and the server reports a failure
@@ -97,7 +100,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	scanner := repo.NewScanner(cat, repo.Options{Dir: cfg.PackageDir, PublicURL: cfg.PublicURL, Signer: cfg.Signer, Check: cfg.Check,
-		ValidFor: cfg.IndexValidFor, Listings: listings, Trackers: cfg.trackers(), WebSeeds: cfg.WebSeeds})
+		ValidFor: cfg.IndexValidFor, Listings: listings, Trackers: cfg.trackers(), WebSeeds: cfg.WebSeeds, SpoolDir: cfg.StateDir})
 	var keyID, publicKey string
 	if k, ok := cfg.Signer.(*signing.Key); ok {
 		keyID, publicKey = k.PublicKey().ID(), k.PublicKey().String()
@@ -125,7 +128,7 @@ func (cfg ServerConfig) components(e *env, m *metrics.Server, scanner *repo.Scan
 	if !cfg.NoSeed || cfg.DHT != nil {
 		list = append(list, component{name: Seeder, make: func(map[string]*actor.PID) actor.Actor {
 			return &seederActor{env: e, packageDir: cfg.PackageDir, stateDir: cfg.StateDir, trackers: cfg.Announce,
-				dht: cfg.DHT, dhtOnly: cfg.NoSeed}
+				dht: cfg.DHT, dhtOnly: cfg.NoSeed, liveTorrents: cfg.LiveTorrents}
 		}})
 	}
 	// The scanner last: its first generation should find the others up.
@@ -198,6 +201,7 @@ func startPublishing(cfg publishingConfig) (*publishing, error) {
 	// supervisor listens on the event stream for it and has the scanner
 	// or the copier look again.
 	pc.OnStale = func(file string) { run.system.EventStream.Publish(&messages.Rescan{Reason: "changed file " + file}) }
+	pc.OnDemand = func(ih [20]byte) { run.system.EventStream.Publish(&messages.Demand{InfoHash: ih}) }
 	pc.PeersFile = filepath.Join(cfg.stateDir, "tracker-peers.json")
 	pc.Logger, pc.Metrics, pc.OnRequest = e.log, m.Handler(), m.Request
 	pub, err := publish.New(pc)
@@ -275,12 +279,14 @@ type serverSupervisor struct {
 func (a *serverSupervisor) Receive(ctx actor.Context) {
 	switch ctx.Message().(type) {
 	case *actor.Started:
-		// The publisher finds changed files on HTTP goroutines, which
-		// publish a Rescan on the event stream.
+		// The publisher finds changed files and hosts' demand on HTTP
+		// goroutines, which publish a Rescan or a Demand on the event
+		// stream.
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		a.staleFiles = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {
-			if r, ok := evt.(*messages.Rescan); ok {
-				root.Send(self, r)
+			switch evt.(type) {
+			case *messages.Rescan, *messages.Demand:
+				root.Send(self, evt)
 			}
 		})
 	case *actor.Stopping:
@@ -312,6 +318,12 @@ func (a *serverSupervisor) Receive(ctx actor.Context) {
 		ctx.Send(a.pids[Publisher], msg)
 	case *messages.Rescan: // to the server's scanner, or the mirror's copier
 		for _, c := range []string{Scanner, Copier} {
+			if pid := a.pids[c]; pid != nil {
+				ctx.Send(pid, msg)
+			}
+		}
+	case *messages.Demand: // to whichever seeds: the seeder, or the mirror's copier
+		for _, c := range []string{Seeder, Copier} {
 			if pid := a.pids[c]; pid != nil {
 				ctx.Send(pid, msg)
 			}

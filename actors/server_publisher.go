@@ -96,7 +96,7 @@ const figuresWait = 10 * time.Second
 func (f askedFigures) SeederFigures() publish.SeederFigures {
 	res, err := f.root.RequestFuture(f.owner, &messages.SeederFiguresRequest{}, figuresWait).Result()
 	if fig, ok := res.(*messages.SeederFigures); ok && err == nil {
-		return publish.SeederFigures{Loaded: fig.Loaded, Complete: fig.Complete, Uploaded: fig.Uploaded, Refused: fig.Refused}
+		return publish.SeederFigures{Loaded: fig.Loaded, Complete: fig.Complete, Live: fig.Live, Uploaded: fig.Uploaded, Refused: fig.Refused}
 	}
 	return publish.SeederFigures{}
 }

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"runtime/debug"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -85,6 +86,11 @@ func (a *scannerActor) start(ctx actor.Context, reason string, verify bool) {
 			scan = scanner.Verify
 		}
 		g, stats, err := scan(scanCtx)
+		// A scan of a large repository leaves hundreds of MB of garbage
+		// (every entry decoded, every file's header read), which the
+		// runtime would hand back to the system only over minutes: a
+		// server's memory would stay at its scan's peak.
+		debug.FreeOSMemory()
 		root.Send(self, &scanFinished{token: token, verify: verify, generation: g, stats: stats, err: err})
 	})
 }

@@ -24,11 +24,13 @@ type seederActor struct {
 	trackers   []string // standard trackers it announces to
 	dht        *swarm.DHTConfig
 	dhtOnly    bool // --seed=false --dht: a DHT node that seeds nothing
-	life       lifetime
-	seeder     *swarm.Seeder
-	syncing    bool
-	pending    *generation.Generation
-	current    *generation.Generation // the last one synced or syncing
+	// liveTorrents caps the torrents live at once.
+	liveTorrents int
+	life         lifetime
+	seeder       *swarm.Seeder
+	syncing      bool
+	pending      *generation.Generation
+	current      *generation.Generation // the last one synced or syncing
 }
 
 // seedSynced is what a sync's goroutine reports.
@@ -64,6 +66,10 @@ func (a *seederActor) Receive(ctx actor.Context) {
 		a.synced(ctx, msg)
 	case *messages.SeederFiguresRequest:
 		answerFigures(ctx, a.env, a.seeder != nil, a.seeder)
+	case *messages.Demand:
+		if a.seeder != nil {
+			a.seeder.Wake(msg.InfoHash) // a map lookup, or adding one torrent
+		}
 	}
 }
 
@@ -86,12 +92,13 @@ func (a *seederActor) synced(ctx actor.Context, msg *seedSynced) {
 
 func (a *seederActor) open(ctx actor.Context, addr string) {
 	seeder, err := swarm.NewSeeder(swarm.SeederConfig{
-		Dir:        a.packageDir,
-		StateDir:   a.stateDir,
-		ListenAddr: addr,
-		Logger:     a.env.quiet,
-		Trackers:   a.trackers,
-		DHT:        a.dht,
+		Dir:          a.packageDir,
+		StateDir:     a.stateDir,
+		ListenAddr:   addr,
+		Logger:       a.env.quiet,
+		Trackers:     a.trackers,
+		DHT:          a.dht,
+		LiveTorrents: a.liveTorrents,
 	})
 	if err != nil {
 		ctx.Send(ctx.Parent(), &messages.Ready{Component: Seeder, Err: fmt.Errorf("seeder: %w", err)})
@@ -110,7 +117,7 @@ func (a *seederActor) sync(ctx actor.Context, g *generation.Generation) {
 	a.syncing, a.current = true, g
 	items := make([]swarm.Item, len(g.Packages))
 	for i, p := range g.Packages {
-		items[i] = swarm.Item{InfoHash: p.InfoHash, InfoBytes: p.InfoBytes}
+		items[i] = swarm.Item{InfoHash: p.InfoHash, InfoBytes: p.InfoBytes, Size: p.Size, MTimeNS: p.MTimeNS, CTimeNS: p.CTimeNS, Inode: p.Inode}
 	}
 	syncCtx, token, self, root, seeder := a.life.ctx, a.life.token, ctx.Self(), ctx.ActorSystem().Root, a.seeder
 	a.env.bg.Go(func() {
@@ -134,6 +141,7 @@ func (a *seederActor) close(ctx actor.Context) {
 // figures from: their torrent client.
 type seedingClient interface {
 	Seeding() (loaded, complete int)
+	Live() int
 	Uploaded() int64
 	Refused() int64
 }
@@ -154,7 +162,7 @@ func answerFigures(ctx actor.Context, e *env, open bool, client seedingClient) {
 	}
 	e.bg.Go(func() {
 		loaded, complete := client.Seeding()
-		root.Send(asker, &messages.SeederFigures{Loaded: loaded, Complete: complete, Uploaded: client.Uploaded(), Refused: client.Refused()})
+		root.Send(asker, &messages.SeederFigures{Loaded: loaded, Complete: complete, Live: client.Live(), Uploaded: client.Uploaded(), Refused: client.Refused()})
 	})
 }
 

@@ -21,10 +21,14 @@ type Generation struct {
 	Number  uint64    // grows with every change; recorded in the index
 	Updated time.Time // when the scan that made it committed
 
-	Index     []byte // /index.db: a bbolt snapshot of the catalog
+	Index     Blob   // /index.db: a bbolt snapshot of the catalog
 	IndexSig  []byte // /index.db.sig: minisign signature of Index
-	IndexJSON []byte // /index.json: the same catalog as JSON
+	IndexJSON Blob   // /index.json: the same catalog as JSON
 	IndexETag string // quoted strong ETag of Index (its SHA-256)
+
+	// Trackers and WebSeeds are what every package's .torrent names (the
+	// publisher makes it on request: the info dictionary and these).
+	Trackers, WebSeeds []string
 
 	Packages []Package  // by file name
 	Rejected []Rejected // by file name
@@ -41,7 +45,6 @@ type Package struct {
 	SHA256            string   // hex
 	InfoHash          [20]byte // of InfoBytes
 	InfoBytes         []byte   // bencoded info dictionary
-	Torrent           []byte   // the whole .torrent, for /torrents/FILE.torrent
 	// The file's stat when it was hashed: the publisher serves the file only
 	// while it still looks like this.
 	MTimeNS int64

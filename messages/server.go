@@ -10,6 +10,13 @@ import (
 	"tpm/generation"
 )
 
+// Demand says that a host announced to the server's tracker that it wants
+// a package: the seeder (or the mirror's copier) wakes its torrent, if
+// dormant, before the host's handshake arrives.
+type Demand struct {
+	InfoHash [20]byte
+}
+
 // Rescan asks the scanner for a scan now: on SIGHUP, on the timer, on a
 // request, or when the publisher finds a file that changed since its scan.
 // Requests that arrive during a scan fold into one scan after it.
@@ -47,7 +54,8 @@ type SeederFiguresRequest struct{}
 // SeederFigures is what /healthz and the metrics say of the seeding torrent
 // client; all zero when none is open.
 type SeederFigures struct {
-	Loaded, Complete int   // torrents loaded, and those verified and seeded
+	Loaded, Complete int   // torrents held, and those verified and seeded
+	Live             int   // torrents live (not dormant)
 	Uploaded         int64 // data bytes sent to peers since the start
 	// Refused counts the piece requests refused since the start because
 	// other peers have the piece or are getting it.

@@ -69,7 +69,9 @@ func TestCopyIsTheOriginsIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := r.Generation
-	if !bytes.Equal(g.Index, o.Index) || !bytes.Equal(g.IndexSig, o.IndexSig) || g.IndexETag != o.IndexETag || g.Number != o.Number {
+	gi, _ := g.Index.Bytes()
+	oi, _ := o.Index.Bytes()
+	if !bytes.Equal(gi, oi) || !bytes.Equal(g.IndexSig, o.IndexSig) || g.IndexETag != o.IndexETag || g.Number != o.Number {
 		t.Fatal("the mirror's index is not the origin's byte for byte")
 	}
 	for i, p := range g.Packages {
@@ -80,7 +82,11 @@ func TestCopyIsTheOriginsIndex(t *testing.T) {
 		if p.MTimeNS != fi.ModTime().UnixNano() {
 			t.Errorf("%s: the stat is not the mirror's file's", p.File)
 		}
-		mi, err := metainfo.Load(bytes.NewReader(p.Torrent))
+		tor, err := swarm.MetaInfoFile(p.InfoBytes, g.Trackers, g.WebSeeds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mi, err := metainfo.Load(bytes.NewReader(tor))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,6 +29,7 @@ import (
 
 	"tpm/generation"
 	"tpm/metrics"
+	torrentfile "tpm/swarm"
 )
 
 // Config configures a Publisher.
@@ -48,6 +49,10 @@ type Config struct {
 	// rescan.
 	OnStale    func(file string)
 	StaleEvery time.Duration
+	// OnDemand, when set, is called (from a request's goroutine) for each
+	// announce of a host that wants a package (it has not got it all):
+	// the seeder wakes the package's torrent.
+	OnDemand func(infoHash [20]byte)
 	// PeersFile, when set, keeps the tracker's peers across restarts: read
 	// by New, written by Close.
 	PeersFile string
@@ -84,9 +89,9 @@ type Publisher struct {
 // SeederFigures are what /healthz and the metrics say of the server's
 // seeder.
 type SeederFigures struct {
-	// Loaded and Complete are the numbers of torrents loaded and of
-	// complete ones.
-	Loaded, Complete int
+	// Loaded and Complete are the numbers of torrents held and of
+	// complete ones; Live of those live, not dormant.
+	Loaded, Complete, Live int
 	// Uploaded is the data bytes sent to peers.
 	Uploaded int64
 	// Refused is the piece requests refused because other peers have the
@@ -343,20 +348,20 @@ func (p *Publisher) serveIndex(w http.ResponseWriter, r *http.Request, path stri
 		http.Error(w, "no index yet: the first scan is running", http.StatusServiceUnavailable)
 		return
 	}
-	var body []byte
+	var body io.ReadSeeker
 	var etag, ctype string
 	switch path {
 	case "/index.db":
-		body, etag, ctype = g.Index, g.IndexETag, "application/octet-stream"
+		body, etag, ctype = g.Index.Reader(), g.IndexETag, "application/octet-stream"
 	case "/index.db.sig":
 		if g.IndexSig == nil {
 			http.NotFound(w, r)
 			return
 		}
-		body, ctype = g.IndexSig, "text/plain; charset=utf-8"
+		body, ctype = bytes.NewReader(g.IndexSig), "text/plain; charset=utf-8"
 		etag = p.etagsFor(g).sig
 	case "/index.json":
-		body, ctype = g.IndexJSON, "application/json"
+		body, ctype = g.IndexJSON.Reader(), "application/json"
 		etag = p.etagsFor(g).json_
 	}
 	h := w.Header()
@@ -366,7 +371,7 @@ func (p *Publisher) serveIndex(w http.ResponseWriter, r *http.Request, path stri
 	// If-None-Match an unchanged index costs a 304 and no body.
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Tpm-Generation", strconv.FormatUint(g.Number, 10))
-	http.ServeContent(w, r, "", g.Updated, bytes.NewReader(body))
+	http.ServeContent(w, r, "", g.Updated, body)
 }
 
 // etagsFor returns the derived ETags of g, even in the instant between a
@@ -395,11 +400,19 @@ func (p *Publisher) serveTorrent(w http.ResponseWriter, r *http.Request, name st
 		http.NotFound(w, r)
 		return
 	}
+	// Made on request (a few hundred bytes): kept for every package, the
+	// .torrents of 100,000 held 26 MB.
+	g := p.gen.Load()
+	tor, err := torrentfile.MetaInfoFile(pkg.InfoBytes, g.Trackers, g.WebSeeds)
+	if err != nil {
+		http.Error(w, "torrent: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/x-bittorrent")
 	h.Set("ETag", `"`+hex.EncodeToString(pkg.InfoHash[:])+`"`)
 	h.Set("Cache-Control", "no-cache")
-	http.ServeContent(w, r, "", time.Unix(0, pkg.MTimeNS), bytes.NewReader(pkg.Torrent))
+	http.ServeContent(w, r, "", time.Unix(0, pkg.MTimeNS), bytes.NewReader(tor))
 }
 
 // servePackage serves a published file from the package directory, with
@@ -483,7 +496,7 @@ func (p *Publisher) serveHealth(w http.ResponseWriter) {
 	fmt.Fprintf(w, "ok generation=%d packages=%d rejected=%d", g.Number, len(g.Packages), len(g.Rejected))
 	if sd := p.seeder.Load(); sd != nil {
 		sf := sd.stats.SeederFigures()
-		fmt.Fprintf(w, " seeding=%d/%d uploaded=%d refused=%d", sf.Complete, sf.Loaded, sf.Uploaded, sf.Refused)
+		fmt.Fprintf(w, " seeding=%d/%d live=%d uploaded=%d refused=%d", sf.Complete, sf.Loaded, sf.Live, sf.Uploaded, sf.Refused)
 	}
 	fmt.Fprintln(w)
 }

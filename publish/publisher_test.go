@@ -36,11 +36,12 @@ type fixture struct {
 	p       *Publisher
 	url     string
 	stale   chan string
+	demand  chan [20]byte
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{dir: t.TempDir(), stale: make(chan string, 10)}
+	f := &fixture{dir: t.TempDir(), stale: make(chan string, 10), demand: make(chan [20]byte, 10)}
 	keyPath, pubPath, err := signing.Keygen(t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
@@ -53,11 +54,11 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { cat.Close() })
 
-	f.p, err = New(Config{Dir: f.dir, OnStale: func(file string) { f.stale <- file }})
+	f.p, err = New(Config{Dir: f.dir, OnStale: func(file string) { f.stale <- file }, OnDemand: func(ih [20]byte) { f.demand <- ih }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.p.SetSeeder(6881, seederFigures{loaded: 2, complete: 1, uploaded: 3, refused: 4})
+	f.p.SetSeeder(6881, seederFigures{loaded: 2, complete: 1, live: 5, uploaded: 3, refused: 4})
 	t.Cleanup(func() { f.p.Close() })
 	srv, err := Listen("127.0.0.1:0", f.p, nil)
 	if err != nil {
@@ -127,7 +128,7 @@ func TestIndexPackagesTorrents(t *testing.T) {
 	g := f.scan(t)
 
 	resp, index := get(t, f.url+"/index.db")
-	if resp.StatusCode != 200 || !bytes.Equal(index, g.Index) || resp.Header.Get("ETag") != g.IndexETag {
+	if resp.StatusCode != 200 || !bytes.Equal(index, must(g.Index.Bytes())) || resp.Header.Get("ETag") != g.IndexETag {
 		t.Fatalf("index.db: %d, ETag %q", resp.StatusCode, resp.Header.Get("ETag"))
 	}
 	if resp, body := get(t, f.url+"/index.db", "If-None-Match", g.IndexETag); resp.StatusCode != http.StatusNotModified || len(body) != 0 {
@@ -184,7 +185,7 @@ func TestIndexPackagesTorrents(t *testing.T) {
 		t.Errorf("torrent urls: %q %q", mi.Announce, mi.UrlList)
 	}
 
-	if resp, body := get(t, f.url+"/healthz"); resp.StatusCode != 200 || !strings.Contains(string(body), "generation=1 packages=1 rejected=1 seeding=1/2 uploaded=3 refused=4") {
+	if resp, body := get(t, f.url+"/healthz"); resp.StatusCode != 200 || !strings.Contains(string(body), "generation=1 packages=1 rejected=1 seeding=1/2 live=5 uploaded=3 refused=4") {
 		t.Errorf("healthz: %d %q", resp.StatusCode, body)
 	}
 
@@ -256,7 +257,7 @@ func TestSwapIsAtomic(t *testing.T) {
 	for i := range gens {
 		idx := []byte(fmt.Sprintf("index %d", i+1))
 		sum := sha256.Sum256(idx)
-		gens[i] = generation.New(generation.Generation{Number: uint64(i + 1), Index: idx,
+		gens[i] = generation.New(generation.Generation{Number: uint64(i + 1), Index: generation.BytesBlob(idx),
 			IndexETag: `"` + hex.EncodeToString(sum[:]) + `"`})
 	}
 	f.p.Swap(gens[0])
@@ -391,6 +392,30 @@ func TestTracker(t *testing.T) {
 	}
 }
 
+// A host that wants a package (left above 0, or unknown) is demand the
+// seeder is told of, so that it wakes the torrent; a seed's announce, a
+// stop, and an announce for a torrent not published are not.
+func TestTrackerDemand(t *testing.T) {
+	f := newFixture(t)
+	repotest.Make(t, f.dir, repotest.Package{Name: "a", Version: "1", PayloadBytes: 10 << 10, Seed: 1})
+	ih := f.scan(t).Packages[0].InfoHash
+	send := func(hash [20]byte, query string) {
+		t.Helper()
+		u := fmt.Sprintf("%s/announce?info_hash=%s&peer_id=%s&port=7001&uploaded=0&downloaded=0&compact=1%s",
+			f.url, url.QueryEscape(string(hash[:])), strings.Repeat("D", 20), query)
+		if resp, body := get(t, u); resp.StatusCode != 200 {
+			t.Fatalf("announce: HTTP %d %q", resp.StatusCode, body)
+		}
+	}
+	send(ih, "&left=0")
+	send(ih, "&left=10&event=stopped")
+	send([20]byte{1}, "&left=10")
+	send(ih, "&left=10")
+	if got := <-f.demand; got != ih || len(f.demand) != 0 {
+		t.Fatalf("demand for %x and %d more; want %x alone, from the last announce", got, len(f.demand), ih)
+	}
+}
+
 func TestPeerStoreExpiry(t *testing.T) {
 	now := time.Unix(1000, 0)
 	s := NewPeerStore(time.Minute, func() time.Time { return now })
@@ -419,10 +444,17 @@ func TestPeerStoreExpiry(t *testing.T) {
 
 // seederFigures stands for the server's seeder in /healthz.
 type seederFigures struct {
-	loaded, complete  int
-	uploaded, refused int64
+	loaded, complete, live int
+	uploaded, refused      int64
 }
 
 func (s seederFigures) SeederFigures() SeederFigures {
-	return SeederFigures{Loaded: s.loaded, Complete: s.complete, Uploaded: s.uploaded, Refused: s.refused}
+	return SeederFigures{Loaded: s.loaded, Complete: s.complete, Live: s.live, Uploaded: s.uploaded, Refused: s.refused}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -121,6 +121,9 @@ func (p *Publisher) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.peers.Announce(req.ih, req.id, self, req.event, req.left)
+	if req.left != 0 && req.event != "stopped" && p.cfg.OnDemand != nil {
+		p.cfg.OnDemand(req.ih)
+	}
 	peers, seeders, leechers := p.peers.Peers(req.ih, self, req.numWant)
 	if sp := p.seederPeer(r); sp.IsValid() && req.numWant > 0 && sp != self {
 		peers = append([]netip.AddrPort{sp}, peers...)

@@ -72,7 +72,7 @@ func (c Check) String() string {
 
 // Signer signs an index; signing.Key is one.
 type Signer interface {
-	Sign(data []byte, trustedComment string) ([]byte, error)
+	SignReader(r io.Reader, trustedComment string) ([]byte, error)
 }
 
 // Options configure a Scanner.
@@ -100,6 +100,9 @@ type Options struct {
 	// WebSeeds are the base URLs of mirrors' /packages/ named in every
 	// .torrent's url-list after the server's own.
 	WebSeeds []string
+	// SpoolDir, when set, holds each generation's index.db and index.json
+	// (unlinked files, generation.SpoolBlob) instead of memory.
+	SpoolDir string
 }
 
 // DefaultValidFor is how long an index is valid unless the server says.

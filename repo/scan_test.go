@@ -19,6 +19,7 @@ import (
 	"tpm/repo/repotest"
 	"tpm/signing"
 	"tpm/store"
+	"tpm/swarm"
 )
 
 type fixture struct {
@@ -72,13 +73,33 @@ func pkg(name, version string, size int, seed uint64) repotest.Package {
 	return repotest.Package{Name: name, Version: version, PayloadBytes: size, Seed: seed}
 }
 
+func blobBytes(t *testing.T, b generation.Blob) []byte {
+	t.Helper()
+	data, err := b.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// torrentOf is the .torrent the publisher serves for p of g.
+func torrentOf(t *testing.T, g *generation.Generation, p *generation.Package) []byte {
+	t.Helper()
+	tor, err := swarm.MetaInfoFile(p.InfoBytes, g.Trackers, g.WebSeeds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tor
+}
+
 // checkGeneration verifies everything a generation says against the files.
 func checkGeneration(t *testing.T, f *fixture, g *generation.Generation) {
 	t.Helper()
-	if err := f.pub.Verify(g.Index, g.IndexSig); err != nil {
+	index := blobBytes(t, g.Index)
+	if err := f.pub.Verify(index, g.IndexSig); err != nil {
 		t.Errorf("generation %d: %v", g.Number, err)
 	}
-	sum := sha256.Sum256(g.Index)
+	sum := sha256.Sum256(index)
 	if g.IndexETag != `"`+hex.EncodeToString(sum[:])+`"` {
 		t.Errorf("ETag %s is not the index's sha256", g.IndexETag)
 	}
@@ -91,7 +112,7 @@ func checkGeneration(t *testing.T, f *fixture, g *generation.Generation) {
 		if p.SHA256 != hex.EncodeToString(sum[:]) || p.Size != int64(len(data)) {
 			t.Errorf("%s: sha256/size do not match the file", p.File)
 		}
-		mi, err := metainfo.Load(bytes.NewReader(p.Torrent))
+		mi, err := metainfo.Load(bytes.NewReader(torrentOf(t, g, &p)))
 		if err != nil {
 			t.Fatalf("%s: torrent: %v", p.File, err)
 		}
@@ -111,7 +132,7 @@ func checkGeneration(t *testing.T, f *fixture, g *generation.Generation) {
 	}
 	// index.db is a catalog with the same packages.
 	path := filepath.Join(t.TempDir(), "index.db")
-	os.WriteFile(path, g.Index, 0o644)
+	os.WriteFile(path, blobBytes(t, g.Index), 0o644)
 	c, err := store.OpenCatalogReadOnly(path)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +154,7 @@ func checkGeneration(t *testing.T, f *fixture, g *generation.Generation) {
 		return nil
 	})
 	var doc IndexJSON
-	if err := json.Unmarshal(g.IndexJSON, &doc); err != nil {
+	if err := json.Unmarshal(blobBytes(t, g.IndexJSON), &doc); err != nil {
 		t.Fatal(err)
 	}
 	if doc.Generation != g.Number || len(doc.Packages) != len(g.Packages) || len(doc.Rejected) != len(g.Rejected) {
@@ -197,8 +218,9 @@ func TestScanAddChangeRemove(t *testing.T) {
 	f.cat.Close()
 	f.open(t, CheckFull)
 	g3, st := f.scan(t)
-	if g3.Number != 2 || st.BytesRead != 0 || !bytes.Equal(g3.Index, g2.Index) {
-		t.Errorf("after restart: generation %d, read %d bytes, same index %v", g3.Number, st.BytesRead, bytes.Equal(g3.Index, g2.Index))
+	same := bytes.Equal(blobBytes(t, g3.Index), blobBytes(t, g2.Index))
+	if g3.Number != 2 || st.BytesRead != 0 || !same {
+		t.Errorf("after restart: generation %d, read %d bytes, same index %v", g3.Number, st.BytesRead, same)
 	}
 }
 
@@ -359,7 +381,7 @@ func TestTrackersInTheIndex(t *testing.T) {
 		}
 		return nil
 	})
-	mi, err := metainfo.Load(bytes.NewReader(g2.Packages[0].Torrent))
+	mi, err := metainfo.Load(bytes.NewReader(torrentOf(t, g2, &g2.Packages[0])))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -133,10 +133,15 @@ func (k *Key) PublicKey() PublicKey {
 // with it (minisign prints it on verification); it must be one line. The
 // message is pre-hashed (BLAKE2b-512), minisign's current default.
 func (k *Key) Sign(data []byte, trustedComment string) ([]byte, error) {
+	return k.SignReader(bytes.NewReader(data), trustedComment)
+}
+
+// SignReader is Sign of what data reads, read once, never held whole.
+func (k *Key) SignReader(data io.Reader, trustedComment string) ([]byte, error) {
 	if strings.ContainsAny(trustedComment, "\r\n") {
 		return nil, errors.New("trusted comment must be a single line")
 	}
-	r := minisign.NewReader(bytes.NewReader(data))
+	r := minisign.NewReader(data)
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return nil, err
 	}

@@ -1,11 +1,13 @@
 package swarm
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 	"tpm/store"
 
@@ -29,8 +31,10 @@ import (
 type pieceCompletion struct {
 	db *bbolt.DB
 
-	mu     sync.Mutex
-	whole  map[metainfo.Hash]bool
+	mu sync.Mutex
+	// whole holds the files checked whole, each with its size and
+	// modification time then.
+	whole  map[metainfo.Hash]fileStamp
 	pieces map[metainfo.Hash]map[int]bool
 }
 
@@ -53,15 +57,15 @@ func openPieceCompletion(dir string) (*pieceCompletion, error) {
 	if err != nil {
 		return nil, fmt.Errorf("piece completion database in %s: %w", dir, err)
 	}
-	pc := &pieceCompletion{db: db, whole: make(map[metainfo.Hash]bool), pieces: make(map[metainfo.Hash]map[int]bool)}
+	pc := &pieceCompletion{db: db, whole: make(map[metainfo.Hash]fileStamp), pieces: make(map[metainfo.Hash]map[int]bool)}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(wholeBucket)
 		if err != nil {
 			return err
 		}
-		return b.ForEach(func(k, _ []byte) error {
+		return b.ForEach(func(k, v []byte) error {
 			if len(k) == len(metainfo.Hash{}) {
-				pc.whole[metainfo.Hash(k)] = true
+				pc.whole[metainfo.Hash(k)] = decodeStamp(v)
 			}
 			return nil
 		})
@@ -78,7 +82,7 @@ func openPieceCompletion(dir string) (*pieceCompletion, error) {
 func (pc *pieceCompletion) Get(pk metainfo.PieceKey) (storage.Completion, error) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	if pc.whole[pk.InfoHash] {
+	if _, ok := pc.whole[pk.InfoHash]; ok {
 		return storage.Completion{Ok: true, Complete: true}, nil
 	}
 	complete, ok := pc.pieces[pk.InfoHash][pk.Index]
@@ -90,7 +94,7 @@ func (pc *pieceCompletion) Get(pk metainfo.PieceKey) (storage.Completion, error)
 func (pc *pieceCompletion) Set(pk metainfo.PieceKey, complete bool) error {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	if pc.whole[pk.InfoHash] {
+	if _, ok := pc.whole[pk.InfoHash]; ok {
 		if complete {
 			return nil
 		}
@@ -107,21 +111,52 @@ func (pc *pieceCompletion) Set(pk metainfo.PieceKey, complete bool) error {
 	return nil
 }
 
-// markWhole records that the file of ih is complete and verified; the
-// caller has synced it to disk.
-func (pc *pieceCompletion) markWhole(ih metainfo.Hash) error {
+// markWhole records that the file of ih, at path, is complete and
+// verified; the caller has synced it to disk.
+func (pc *pieceCompletion) markWhole(ih metainfo.Hash, path string) error {
+	return pc.markStamped(map[metainfo.Hash]fileStamp{ih: stampOf(path)})
+}
+
+// markStamped records files whole as they were when their bytes were
+// checked, in one transaction: the repository's scanner hashed them, and
+// made the torrents from what it read.
+func (pc *pieceCompletion) markStamped(stamps map[metainfo.Hash]fileStamp) error {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	if pc.whole[ih] {
+	changed := make(map[metainfo.Hash]fileStamp)
+	for ih, stamp := range stamps {
+		if old, ok := pc.whole[ih]; !ok || old != stamp {
+			changed[ih] = stamp
+		}
+	}
+	if len(changed) == 0 {
 		return nil
 	}
-	err := pc.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(wholeBucket).Put(ih[:], nil) })
+	err := pc.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(wholeBucket)
+		for ih, stamp := range changed {
+			if err := b.Put(ih[:], stamp.encode()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("piece completion: %w", err)
 	}
-	pc.whole[ih] = true
-	delete(pc.pieces, ih)
+	for ih, stamp := range changed {
+		pc.whole[ih] = stamp
+		delete(pc.pieces, ih)
+	}
 	return nil
+}
+
+// stamp is what ih's record says its file looked like when checked whole.
+func (pc *pieceCompletion) stamp(ih metainfo.Hash) (fileStamp, bool) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	s, ok := pc.whole[ih]
+	return s, ok
 }
 
 // forget drops what is known of ih, whose file is gone or bad.
@@ -129,10 +164,40 @@ func (pc *pieceCompletion) forget(ih metainfo.Hash) error {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	delete(pc.pieces, ih)
-	if pc.whole[ih] {
+	if _, ok := pc.whole[ih]; ok {
 		return pc.deleteWhole(ih)
 	}
 	return nil
+}
+
+// sleeping is told that the torrent ih went dormant: what is known of
+// its pieces in memory goes (it could not tell a file changed before the
+// torrent wakes), and the file, complete, is recorded whole as it is now.
+func (pc *pieceCompletion) sleeping(ih metainfo.Hash, complete bool, path string) error {
+	if complete {
+		if err := pc.markWhole(ih, path); err != nil {
+			return err
+		}
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	delete(pc.pieces, ih)
+	return nil
+}
+
+// checkWhole keeps the record of ih whole only if its file at path has the
+// size and modification time it had when it was checked: a file changed
+// while its torrent was dormant (a disk's damage, a hand's edit) is checked
+// again, piece by piece, before any of it is served. A record without them
+// (written before they were kept) is checked again too.
+func (pc *pieceCompletion) checkWhole(ih metainfo.Hash, path string) error {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	stamp, ok := pc.whole[ih]
+	if !ok || (stamp != fileStamp{} && stamp == stampOf(path)) {
+		return nil
+	}
+	return pc.deleteWhole(ih)
 }
 
 func (pc *pieceCompletion) deleteWhole(ih metainfo.Hash) error {
@@ -147,7 +212,51 @@ func (pc *pieceCompletion) deleteWhole(ih metainfo.Hash) error {
 func (pc *pieceCompletion) isWhole(ih metainfo.Hash) bool {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	return pc.whole[ih]
+	_, ok := pc.whole[ih]
+	return ok
 }
 
 func (pc *pieceCompletion) Close() error { return pc.db.Close() }
+
+// fileStamp is what tells a file changed since it was checked, without
+// reading it: its size, modification and change times and inode (the
+// change time catches a modification time set back, the inode a file
+// replaced by another). The zero stamp matches no file.
+type fileStamp struct {
+	size, mtime, ctime int64
+	inode              uint64
+}
+
+func stampOf(path string) fileStamp {
+	if path == "" {
+		return fileStamp{}
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileStamp{}
+	}
+	return fileStamp{fi.Size(), fi.ModTime().UnixNano(), st.Ctim.Nano(), st.Ino}
+}
+
+const stampLen = 32
+
+func (s fileStamp) encode() []byte {
+	b := make([]byte, stampLen)
+	binary.BigEndian.PutUint64(b, uint64(s.size))
+	binary.BigEndian.PutUint64(b[8:], uint64(s.mtime))
+	binary.BigEndian.PutUint64(b[16:], uint64(s.ctime))
+	binary.BigEndian.PutUint64(b[24:], s.inode)
+	return b
+}
+
+func decodeStamp(b []byte) fileStamp {
+	if len(b) != stampLen {
+		return fileStamp{}
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[i:]) }
+	return fileStamp{int64(u(0)), int64(u(8)), int64(u(16)), u(24)}
+}

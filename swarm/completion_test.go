@@ -29,7 +29,7 @@ func TestPieceCompletion(t *testing.T) {
 	}
 	must(pc.Set(metainfo.PieceKey{InfoHash: a, Index: 0}, true))
 	must(pc.Set(metainfo.PieceKey{InfoHash: b, Index: 3}, true))
-	must(pc.markWhole(a))
+	must(pc.markWhole(a, ""))
 	if c, _ := pc.Get(metainfo.PieceKey{InfoHash: a, Index: 7}); !c.Ok || !c.Complete {
 		t.Errorf("a piece of a whole file: %+v", c)
 	}
@@ -56,7 +56,7 @@ func TestPieceCompletion(t *testing.T) {
 	if c, _ := pc.Get(metainfo.PieceKey{InfoHash: a, Index: 0}); c.Ok {
 		t.Errorf("a file with a bad piece is still whole: %+v", c)
 	}
-	must(pc.markWhole(b))
+	must(pc.markWhole(b, ""))
 	must(pc.forget(b))
 	must(pc.Close())
 	pc, err = openPieceCompletion(dir)
@@ -83,7 +83,7 @@ func TestPieceCompletionReplacesGarbage(t *testing.T) {
 	if len(pc.whole) != 0 {
 		t.Fatalf("whole from garbage: %v", pc.whole)
 	}
-	if err := pc.markWhole(metainfo.Hash{3}); err != nil {
+	if err := pc.markWhole(metainfo.Hash{3}, ""); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -80,6 +80,15 @@ func newTorrentConfig(l listenAddr, st storage.ClientImpl, log *slog.Logger) *to
 	// network (test/bench/scale). Still bounded, so one host cannot flood
 	// another with connection attempts.
 	tc.DialRateLimiter = rate.NewLimiter(dialsPerSecond, dialsPerSecond)
+	// A client whose torrents are all dormant still takes connections: the
+	// handshake wakes the torrent (handshake.go). And anacrolix refuses
+	// every connection from a /24 for 15 minutes after one handshake for a
+	// torrent it does not have (or an obfuscated one it cannot read): one
+	// stray or hostile peer, or a peer trying obfuscation first with a
+	// dormant torrent, would cut off every host of the subnet. A
+	// connection costs little until its handshake, which has a deadline.
+	tc.AlwaysWantConns = true
+	tc.DisableAcceptRateLimiting = true
 	tc.ListenPort = l.port
 	if addr, err := netip.ParseAddr(l.host); err == nil {
 		tc.DisableIPv6 = addr.Is4()
@@ -92,17 +101,11 @@ func newTorrentConfig(l listenAddr, st storage.ClientImpl, log *slog.Logger) *to
 	return tc
 }
 
-// newTorrentClient starts the client, closing st if it cannot. With wrap,
-// the client's TCP socket is opened here and wrap sees every connection.
-func newTorrentClient(tc *torrent.ClientConfig, l listenAddr, st storage.ClientImplCloser, wrap func(net.Conn) net.Conn) (*torrent.Client, error) {
-	if wrap == nil {
-		cl, err := torrent.NewClient(tc)
-		if err != nil {
-			st.Close()
-			return nil, fmt.Errorf("torrent client on %s: %w", l.text, err)
-		}
-		return cl, nil
-	}
+// newTorrentClient starts the client on a TCP socket of its own, closing
+// st if it cannot. wrap, when set, sees every connection; wake, when set,
+// is given the infohash of each plain handshake a peer opens a connection
+// with, before anacrolix reads it (handshake.go).
+func newTorrentClient(tc *torrent.ClientConfig, l listenAddr, st storage.ClientImplCloser, wrap func(net.Conn) net.Conn, wake wakeFunc) (*torrent.Client, error) {
 	network := "tcp"
 	if addr, err := netip.ParseAddr(l.host); err == nil && addr.Is4() {
 		network = "tcp4"
@@ -128,7 +131,10 @@ func newTorrentClient(tc *torrent.ClientConfig, l listenAddr, st storage.ClientI
 		<-cl.Closed()
 		ln.Close()
 	}()
-	cl.AddListener(wrappingListener{ln, wrap})
+	if wrap == nil {
+		wrap = func(c net.Conn) net.Conn { return c }
+	}
+	cl.AddListener(wrappingListener{ln, wrap, wake})
 	cl.AddDialer(wrappingDialer{network, &net.Dialer{KeepAlive: -1, FallbackDelay: -1}, wrap})
 	return cl, nil
 }
@@ -136,12 +142,18 @@ func newTorrentClient(tc *torrent.ClientConfig, l listenAddr, st storage.ClientI
 type wrappingListener struct {
 	net.Listener
 	wrap func(net.Conn) net.Conn
+	wake wakeFunc
 }
 
 func (l wrappingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
+	}
+	if l.wake != nil {
+		// Under wrap, which on the seeder parses the handshake too and
+		// must find the torrent live.
+		c = newWakeConn(c, l.wake)
 	}
 	return l.wrap(c), nil
 }

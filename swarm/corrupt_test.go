@@ -41,7 +41,7 @@ func TestCorruptWebSeedThenALateGoodPeer(t *testing.T) {
 		t.Fatalf("%d bytes in pieces of %d: not one piece", tor.Size, PieceLength(tor.Size))
 	}
 	s := newTestSeeder(t, good)
-	if _, err := s.Sync(ctx, []Item{{tor.InfoHash, tor.InfoBytes}}); err != nil {
+	if _, err := s.Sync(ctx, []Item{{InfoHash: tor.InfoHash, InfoBytes: tor.InfoBytes}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.WaitComplete(ctx, tor.InfoHash); err != nil {

@@ -88,7 +88,10 @@ func (n *dhtNode) Nodes() int {
 
 // startDHT runs a DHT node on UDP at cl's port and hands it to cl, which
 // announces every torrent added from then on and takes the peers found.
-func startDHT(cl *torrent.Client, l listenAddr, cfg DHTConfig, log *slog.Logger) (*dhtNode, error) {
+//
+// A host that announces a torrent to this node wakes it (wake), if the
+// client holds it dormant.
+func startDHT(cl *torrent.Client, l listenAddr, cfg DHTConfig, log *slog.Logger, wake wakeFunc) (*dhtNode, error) {
 	for _, b := range cfg.Bootstrap {
 		if _, _, err := net.SplitHostPort(b); err != nil {
 			return nil, fmt.Errorf("DHT bootstrap node %q: %w", b, err)
@@ -109,7 +112,10 @@ func startDHT(cl *torrent.Client, l listenAddr, cfg DHTConfig, log *slog.Logger)
 		// root node (the repository's seeder), which learns of no peers
 		// otherwise, dials it.
 		OnAnnouncePeer: func(ih metainfo.Hash, ip net.IP, port int, portOk bool) {
-			if t, ok := cl.Torrent(ih); ok && portOk {
+			if !portOk {
+				return
+			}
+			if t, ok := wake(ih); ok {
 				t.AddPeers([]torrent.PeerInfo{{Addr: &net.TCPAddr{IP: ip, Port: port}, Source: torrent.PeerSourceDhtAnnouncePeer}})
 			}
 		},

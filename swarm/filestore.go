@@ -24,8 +24,8 @@ import (
 // complete piece's completion: in test/bench/swarm at 16 hosts that was
 // 14 % of the tpmd processes' CPU samples, 8 % with this store. Here a
 // torrent's file stays open while it is in use (at most maxOpenFiles in
-// all), a piece is hashed from a pooled buffer, a whole file's size is
-// checked once when its torrent opens, and nothing is synced per piece:
+// all), a piece is hashed from a pooled buffer, a whole file's size and
+// time are checked once when its torrent opens, and nothing is synced per piece:
 // the client syncs a file once, when it is whole and verified (see
 // pieceCompletion).
 //
@@ -63,14 +63,11 @@ func (s *fileStore) OpenTorrent(_ context.Context, info *metainfo.Info, ih metai
 		return storage.TorrentImpl{}, fmt.Errorf("torrent %s names file %q, not a plain file name", ih.HexString(), info.Name)
 	}
 	t := &fileTorrent{store: s, path: filepath.Join(s.dir, info.Name), length: info.Length, ih: ih, done: make(chan struct{})}
-	// A file recorded whole that is now missing or of another size was
-	// changed behind the store's back: check it again.
-	if s.pc.isWhole(ih) {
-		if fi, err := os.Stat(t.path); err != nil || fi.Size() != info.Length {
-			if err := s.pc.forget(ih); err != nil {
-				return storage.TorrentImpl{}, err
-			}
-		}
+	// A file recorded whole that is now missing, or of another size or
+	// time, was changed behind the store's back (while its torrent was
+	// dormant, or the client stopped): check it again.
+	if err := s.pc.checkWhole(ih, t.path); err != nil {
+		return storage.TorrentImpl{}, err
 	}
 	s.files.mu.Lock()
 	s.files.torrents[ih] = t

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
@@ -182,8 +183,10 @@ func TestFileStoreRefusesOtherTorrents(t *testing.T) {
 	}
 }
 
-// A file recorded whole that changed size behind the store's back (cut
-// short, or gone) is checked again, not served as complete.
+// A file recorded whole that changed behind the store's back (cut short,
+// or rewritten at the same size while its torrent was dormant) is checked
+// again, not served as complete; so is one recorded without its size and
+// time.
 func TestFileStoreChecksAWholeFileThatChanged(t *testing.T) {
 	dir := t.TempDir()
 	st := newTestStore(t, dir, true)
@@ -192,9 +195,6 @@ func TestFileStoreChecksAWholeFileThatChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	ih := metainfo.Hash{1}
-	if err := st.pc.markWhole(ih); err != nil {
-		t.Fatal(err)
-	}
 	info := testInfo("f.tpkg", 32<<10, 16<<10)
 	completion := func() storage.Completion {
 		tor, err := st.OpenTorrent(context.Background(), info, ih)
@@ -204,9 +204,28 @@ func TestFileStoreChecksAWholeFileThatChanged(t *testing.T) {
 		defer tor.Close()
 		return tor.Piece(info.Piece(1)).Completion()
 	}
-	if c := completion(); !c.Ok || !c.Complete {
-		t.Fatalf("a whole file of the right size: %+v", c)
+	markWhole := func(at string) {
+		t.Helper()
+		if err := st.pc.markWhole(ih, at); err != nil {
+			t.Fatal(err)
+		}
 	}
+	markWhole("")
+	if c := completion(); c.Ok {
+		t.Fatalf("a whole file recorded without its size and time is still known: %+v", c)
+	}
+	markWhole(path)
+	if c := completion(); !c.Ok || !c.Complete {
+		t.Fatalf("a whole file unchanged: %+v", c)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(path, old, old); err != nil { // same size, other bytes
+		t.Fatal(err)
+	}
+	if c := completion(); c.Ok {
+		t.Fatalf("a whole file rewritten at the same size is still known: %+v", c)
+	}
+	markWhole(path)
 	if err := os.Truncate(path, 20<<10); err != nil {
 		t.Fatal(err)
 	}

@@ -109,22 +109,23 @@ func newOriginPolicy() *originPolicy {
 	return &originPolicy{torrents: make(map[[20]byte]*originTorrent), now: time.Now}
 }
 
-// setTorrents makes the known torrents those of pieces (infohash to number
-// of pieces), keeping the state of the ones that stay.
-func (p *originPolicy) setTorrents(pieces map[[20]byte]int) {
+// track makes ih, of n pieces, a torrent the policy knows (a live one),
+// keeping its state if it knows it already.
+func (p *originPolicy) track(ih [20]byte, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for ih := range p.torrents {
-		if _, ok := pieces[ih]; !ok {
-			delete(p.torrents, ih)
-		}
+	if t, ok := p.torrents[ih]; ok && len(t.holders) == n {
+		return
 	}
-	for ih, n := range pieces {
-		if t, ok := p.torrents[ih]; ok && len(t.holders) == n {
-			continue
-		}
-		p.torrents[ih] = &originTorrent{holders: make([]int32, n), claims: make([]originClaimRecord, n), out: make([]bool, n), unsent: n}
-	}
+	p.torrents[ih] = &originTorrent{holders: make([]int32, n), claims: make([]originClaimRecord, n), out: make([]bool, n), unsent: n}
+}
+
+// untrack forgets ih (gone dormant, or dropped); its connections are
+// closed with it.
+func (p *originPolicy) untrack(ih [20]byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.torrents, ih)
 }
 
 // Rejected counts the requests refused since the start.

@@ -19,7 +19,7 @@ func TestOriginPolicy(t *testing.T) {
 	now := time.Unix(1000, 0)
 	p.now = func() time.Time { return now }
 	ih := [20]byte{1}
-	p.setTorrents(map[[20]byte]int{ih: 8})
+	p.track(ih, 8)
 	a, b := p.join(ih), p.join(ih)
 	stranger := p.join([20]byte{2}) // a torrent the seeder does not know
 
@@ -101,7 +101,7 @@ func TestOriginPolicy(t *testing.T) {
 	if p.Rejected() != 7 {
 		t.Errorf("%d refusals counted, want 7", p.Rejected())
 	}
-	p.setTorrents(nil)
+	p.untrack(ih)
 	if !serves(p, a, 6) {
 		t.Error("a dropped torrent's old state still refuses")
 	}
@@ -118,7 +118,7 @@ func TestOriginClaims(t *testing.T) {
 	now := time.Unix(1000, 0)
 	p.now = func() time.Time { return now }
 	ih := [20]byte{1}
-	p.setTorrents(map[[20]byte]int{ih: 4})
+	p.track(ih, 4)
 	a, b, c := p.join(ih), p.join(ih), p.join(ih)
 	if !serves(p, a, 0) || !serves(p, a, 1) {
 		t.Fatal("refused pieces nobody has")
@@ -153,7 +153,7 @@ func TestOriginEndClaim(t *testing.T) {
 	now := time.Unix(1000, 0)
 	p.now = func() time.Time { return now }
 	ih := [20]byte{1}
-	p.setTorrents(map[[20]byte]int{ih: 3})
+	p.track(ih, 3)
 	a, b, c := p.join(ih), p.join(ih), p.join(ih)
 	if !serves(p, a, 0) {
 		t.Fatal("refused a piece nobody has")
@@ -211,7 +211,7 @@ func pipeOrigin(t *testing.T, p *originPolicy) (*originConn, net.Conn) {
 func TestOriginConnFraming(t *testing.T) {
 	ih := [20]byte{7}
 	p := newOriginPolicy()
-	p.setTorrents(map[[20]byte]int{ih: 8})
+	p.track(ih, 8)
 	holder := p.join(ih)
 	p.announced(holder, 3)
 
@@ -276,7 +276,7 @@ func TestOriginConnRefusalsAreBounded(t *testing.T) {
 	p := newOriginPolicy()
 	now := time.Now()
 	p.now = func() time.Time { return now } // every refusal within originRetry
-	p.setTorrents(map[[20]byte]int{ih: 1})
+	p.track(ih, 1)
 	p.announced(p.join(ih), 0)
 	c, peer := pipeOrigin(t, p)
 	go io.Copy(io.Discard, peer) // the rejects
@@ -305,7 +305,7 @@ func TestOriginConnRefusalsAreBounded(t *testing.T) {
 func TestOriginConnPeerThatNeverReads(t *testing.T) {
 	ih := [20]byte{9}
 	p := newOriginPolicy()
-	p.setTorrents(map[[20]byte]int{ih: 1})
+	p.track(ih, 1)
 	p.announced(p.join(ih), 0)
 	c, peer := pipeOrigin(t, p)
 	c.ownWriteTimeout = 50 * time.Millisecond
@@ -380,7 +380,7 @@ func (r *rawPeer) next(t *testing.T, types ...pp.MessageType) pp.Message {
 func seeding(ctx context.Context, t *testing.T, src string, tor *Torrent) *Seeder {
 	t.Helper()
 	s := newTestSeeder(t, src)
-	if _, err := s.Sync(ctx, []Item{{tor.InfoHash, tor.InfoBytes}}); err != nil {
+	if _, err := s.Sync(ctx, []Item{{InfoHash: tor.InfoHash, InfoBytes: tor.InfoBytes}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.WaitComplete(ctx, tor.InfoHash); err != nil {

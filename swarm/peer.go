@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,6 +53,12 @@ type PeerConfig struct {
 	// peerConnsPerTorrent, what a host needs; a mirror, which many hosts
 	// download from at once, wants ServingConnsPerTorrent.
 	ConnsPerTorrent int
+	// LiveTorrents caps the seeded torrents live at once (dormancy.go;
+	// downloads are not counted); zero means 1,000.
+	LiveTorrents int
+	// IdleAfter is how long a live seeded torrent may move no data before
+	// it goes dormant; zero means 2 minutes.
+	IdleAfter time.Duration
 }
 
 // Spec is one package to download or seed: its torrent as the signed index
@@ -105,8 +112,16 @@ type Peer struct {
 	// trackerDial is how announces reach the trackers (nil: the default).
 	trackerDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
-	mu     sync.Mutex
+	// stop ends the goroutines the client runs for all its torrents.
+	stop context.CancelFunc
+	bg   sync.WaitGroup
+
+	mu     sync.Mutex // guards what follows, and every change of the live set
 	closed bool
+	// held are the torrents the client downloads or seeds, live or
+	// dormant (dormancy.go); torrents are the live ones.
+	held     *dormancy[Spec]
+	torrents map[metainfo.Hash]*torrent.Torrent
 
 	// downloaders is what the tracker last counted of each torrent's
 	// downloaders, for limitRepositoryQueue.
@@ -159,20 +174,22 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 	// we seed. Downloads ask the tracker for peers themselves (announce).
 	tc.TorrentPeersLowWater = -1
 	tc.EstablishedConnsPerTorrent = cfg.ConnsPerTorrent
-	c := &Peer{cfg: cfg, storage: st, completion: pc, log: log, downloaders: make(map[metainfo.Hash]int), trackerDial: listen.trackerDial()}
+	c := &Peer{cfg: cfg, storage: st, completion: pc, log: log, downloaders: make(map[metainfo.Hash]int), trackerDial: listen.trackerDial(),
+		held: newDormancy[Spec](cfg.LiveTorrents, cfg.IdleAfter), torrents: make(map[metainfo.Hash]*torrent.Torrent)}
 	tc.Callbacks.ReadExtendedHandshake = c.limitRepositoryQueue
-	cl, err := newTorrentClient(tc, listen, st, nil)
+	cl, err := newTorrentClient(tc, listen, st, nil, c.wakeForPeer)
 	if err != nil {
 		return nil, err
 	}
 	c.client, c.port = cl, cl.LocalPort()
 	if cfg.DHT != nil {
-		if c.dht, err = startDHT(cl, listen, *cfg.DHT, log); err != nil {
+		if c.dht, err = startDHT(cl, listen, *cfg.DHT, log, c.wakeForPeer); err != nil {
 			cl.Close()
 			st.Close()
 			return nil, err
 		}
 	}
+	c.startLiveKeeping()
 	return c, nil
 }
 
@@ -229,31 +246,39 @@ func (c *Peer) Port() int { return c.port }
 // Path is where the cache keeps the file of a torrent named file.
 func (c *Peer) Path(file string) string { return filepath.Join(c.cfg.CacheDir, file) }
 
-func (c *Peer) add(s Spec) (*torrent.Torrent, error) {
+// checkSpec refuses a Spec whose torrent is not the index's file.
+func checkSpec(s Spec) error {
+	if metainfo.HashBytes(s.InfoBytes) != s.InfoHash {
+		return fmt.Errorf("torrent of %s: info bytes do not match the infohash", s.File)
+	}
+	var info metainfo.Info
+	if err := unmarshalInfo(s.InfoBytes, &info); err != nil {
+		return fmt.Errorf("torrent of %s: %w", s.File, err)
+	}
+	if info.Name != s.File || info.IsDir() || info.Length != s.Size {
+		return fmt.Errorf("torrent of %s: names %q of %d bytes, not the index's file", s.File, info.Name, info.Length)
+	}
+	return nil
+}
+
+// addForDownload holds s and makes it live, pinned until the download
+// ends (unpin).
+func (c *Peer) addForDownload(s Spec) (*torrent.Torrent, error) {
+	if err := checkSpec(s); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, errors.New("torrent client is closed")
 	}
-	if metainfo.HashBytes(s.InfoBytes) != s.InfoHash {
-		return nil, fmt.Errorf("torrent of %s: info bytes do not match the infohash", s.File)
-	}
-	var info metainfo.Info
-	if err := unmarshalInfo(s.InfoBytes, &info); err != nil {
-		return nil, fmt.Errorf("torrent of %s: %w", s.File, err)
-	}
-	if info.Name != s.File || info.IsDir() || info.Length != s.Size {
-		return nil, fmt.Errorf("torrent of %s: names %q of %d bytes, not the index's file", s.File, info.Name, info.Length)
-	}
-	if _, added := c.client.Torrent(s.InfoHash); !added {
+	if _, live := c.torrents[s.InfoHash]; !live {
 		if err := extendShort(c.Path(s.File), s.Size); err != nil {
 			return nil, fmt.Errorf("cache file of %s: %w", s.File, err)
 		}
 	}
-	t, _ := c.client.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: s.InfoHash, InfoBytes: s.InfoBytes})
-	if len(s.Trackers) > 0 {
-		t.AddTrackers([][]string{s.Trackers})
-	}
+	c.held.hold(s.InfoHash, s)
+	t, _ := c.wakeLocked(s.InfoHash, true)
 	return t, nil
 }
 
@@ -287,48 +312,53 @@ func extendShort(path string, size int64) error {
 	return f.Truncate(size)
 }
 
-// Seed adds the torrent of a file the cache already has, so peers can get
-// it; the client checks its pieces in the background (or takes the
-// completion it recorded before).
+// Seed holds the torrent of a file the cache already has, so peers can get
+// it: dormant when the file is recorded whole, live until the client has
+// checked its pieces otherwise (the daemon stopped before recording it).
 func (c *Peer) Seed(s Spec) error {
-	t, err := c.add(s)
-	if err != nil {
+	if err := checkSpec(s); err != nil {
 		return err
 	}
-	// A file anacrolix has to check (the daemon stopped before recording
-	// it whole): record it once its pieces all pass, so the next start
-	// need not check it again.
-	if !t.Complete().Bool() {
-		go func() {
-			select {
-			case <-t.Complete().On():
-				if err := c.completion.markWhole(s.InfoHash); err != nil {
-					c.log.Warn("piece completion", "file", s.File, "err", err)
-				}
-			case <-t.Closed():
-			}
-		}()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("torrent client is closed")
 	}
+	c.held.hold(s.InfoHash, s)
+	if c.completion.isWhole(s.InfoHash) {
+		return nil
+	}
+	c.wakeLocked(s.InfoHash, false)
 	return nil
 }
 
-// AddTrackers adds trackers to every torrent the client has: those seeded
-// from the cache before the index named them announce there too.
+// AddTrackers adds trackers to every torrent the client holds: those
+// seeded from the cache before the index named them announce there too.
 func (c *Peer) AddTrackers(trackers []string) {
 	if len(trackers) == 0 {
 		return
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for ih, s := range c.held.all {
+		if !slices.Equal(s.Trackers, trackers) {
+			s.Trackers = slices.Compact(append(slices.Clone(s.Trackers), trackers...))
+			c.held.hold(ih, s)
+		}
+	}
 	tiers := [][]string{trackers}
-	for _, t := range c.client.Torrents() {
+	for _, t := range c.torrents {
 		t.AddTrackers(tiers)
 	}
 }
 
 // Drop stops seeding ih and forgets it; the file stays (see Remove).
 func (c *Peer) Drop(ih [20]byte) {
-	if t, ok := c.client.Torrent(ih); ok {
-		t.Drop()
+	c.mu.Lock()
+	if c.held.forget(ih) {
+		c.sleepLocked(ih)
 	}
+	c.mu.Unlock()
 	c.swarmMu.Lock()
 	delete(c.downloaders, ih)
 	c.swarmMu.Unlock()
@@ -366,10 +396,11 @@ func (c *Peer) awaitDropped(ih metainfo.Hash) {
 // seeded at once.
 func (c *Peer) Download(ctx context.Context, s Spec, progress func(Progress)) (string, error) {
 	path := c.Path(s.File)
-	t, err := c.add(s)
+	t, err := c.addForDownload(s)
 	if err != nil {
 		return "", err
 	}
+	defer c.unpin(s.InfoHash)
 	d := download{c: c, ctx: ctx, s: s, t: t, path: path, wasComplete: t.Complete().Bool(), trackerSeeds: -1}
 	d.webSeedWaiting = !d.wasComplete && len(s.WebSeeds) > 0 && !c.cfg.NoWebSeeds
 	t.DownloadAll()
@@ -471,7 +502,7 @@ func (d *download) fail(err error) (string, error) {
 
 // discard drops the torrent and deletes its file.
 func (d *download) discard() {
-	d.t.Drop()
+	d.c.Drop(d.s.InfoHash)
 	d.c.awaitDropped(d.s.InfoHash)
 	os.Remove(d.path)
 	d.c.completion.forget(d.s.InfoHash)
@@ -670,7 +701,7 @@ func (d *download) finish(progress func(Progress)) (string, error) {
 		d.discard()
 		return "", err
 	}
-	if err := d.c.completion.markWhole(d.s.InfoHash); err != nil {
+	if err := d.c.completion.markWhole(d.s.InfoHash, d.path); err != nil {
 		return "", fmt.Errorf("download of %s: %w", d.s.File, err)
 	}
 	if !d.wasComplete {
@@ -776,20 +807,29 @@ func checkSHA256(path, want string) error {
 // Stats is what the client does for the host.
 type Stats struct {
 	Torrents, Complete, Peers int
+	Live                      int // torrents live in anacrolix
 	BytesUp, BytesDown        int64
 	DHTNodes                  int // the DHT nodes known (0 without the DHT)
 }
 
-// Stats counts torrents, connected peers and data bytes moved.
+// Stats counts torrents (held; complete: recorded whole, or live and
+// verified), connected peers and data bytes moved.
 func (c *Peer) Stats() Stats {
 	var s Stats
-	for _, t := range c.client.Torrents() {
+	c.mu.Lock()
+	for ih := range c.held.all {
 		s.Torrents++
-		if t.Complete().Bool() {
+		if t, ok := c.torrents[ih]; ok {
+			if t.Complete().Bool() {
+				s.Complete++
+			}
+			s.Peers += t.Stats().ActivePeers
+			s.Live++
+		} else if c.completion.isWhole(ih) {
 			s.Complete++
 		}
-		s.Peers += t.Stats().ActivePeers
 	}
+	c.mu.Unlock()
 	cs := c.client.ConnStats()
 	s.BytesUp, s.BytesDown = cs.BytesWrittenData.Int64(), cs.BytesReadUsefulData.Int64()
 	s.DHTNodes = c.dht.Nodes()
@@ -803,6 +843,13 @@ func (c *Peer) Seeding() (loaded, complete int) {
 	return s.Torrents, s.Complete
 }
 
+// Live is the number of live torrents.
+func (c *Peer) Live() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.torrents)
+}
+
 // Uploaded is the number of package bytes sent to peers since the start.
 func (c *Peer) Uploaded() int64 { return c.Stats().BytesUp }
 
@@ -812,6 +859,8 @@ func (c *Peer) Refused() int64 { return 0 }
 
 // Close stops the client: connections close, downloads fail.
 func (c *Peer) Close() error {
+	c.stop()
+	c.bg.Wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {

@@ -134,7 +134,7 @@ func TestShortCacheFileIsChecked(t *testing.T) {
 	if err := os.WriteFile(c.Path(tor.Name), data[:len(data)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := c.add(specOf(tor, ""))
+	tr, err := c.addForDownload(specOf(tor, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestAddRefusesAFIFOInTheCache(t *testing.T) {
 	if err := syscall.Mkfifo(c.Path(tor.Name), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.add(specOf(tor, "")); err == nil || !strings.Contains(err.Error(), tor.Name) {
+	if _, err := c.addForDownload(specOf(tor, "")); err == nil || !strings.Contains(err.Error(), tor.Name) {
 		t.Fatalf("adding over a FIFO: %v", err)
 	}
 	// With a reader, the FIFO opens for writing; it is refused all the same.
@@ -178,7 +178,7 @@ func TestAddRefusesAFIFOInTheCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if _, err := c.add(specOf(tor, "")); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+	if _, err := c.addForDownload(specOf(tor, "")); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Fatalf("adding over a FIFO someone reads: %v", err)
 	}
 }
@@ -243,7 +243,7 @@ func TestWebSeedStaysOutWhileThePeersDeliver(t *testing.T) {
 	src := t.TempDir()
 	tor := writePackage(t, src, "e-1-any.tpkg", randomBytes(2<<20, 7))
 	s := newTestSeeder(t, src)
-	if _, err := s.Sync(ctx, []Item{{tor.InfoHash, tor.InfoBytes}}); err != nil {
+	if _, err := s.Sync(ctx, []Item{{InfoHash: tor.InfoHash, InfoBytes: tor.InfoBytes}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.WaitComplete(ctx, tor.InfoHash); err != nil {
@@ -379,7 +379,7 @@ func TestQuietPeerIsReplaced(t *testing.T) {
 	src := t.TempDir()
 	tor := writePackage(t, src, "q-1-any.tpkg", randomBytes(100<<10, 9))
 	s := newTestSeeder(t, src)
-	if _, err := s.Sync(ctx, []Item{{tor.InfoHash, tor.InfoBytes}}); err != nil {
+	if _, err := s.Sync(ctx, []Item{{InfoHash: tor.InfoHash, InfoBytes: tor.InfoBytes}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.WaitComplete(ctx, tor.InfoHash); err != nil {

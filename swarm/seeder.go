@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
@@ -36,12 +38,27 @@ type SeederConfig struct {
 	// DHT, when set, runs a DHT node (the fleet's bootstrap node when it
 	// names none to join through) and announces every package there.
 	DHT *DHTConfig
+	// LiveTorrents caps the torrents live at once (dormancy.go); zero
+	// means 1,000.
+	LiveTorrents int
+	// IdleAfter is how long a live torrent may send nothing before it
+	// goes dormant; zero means 2 minutes.
+	IdleAfter time.Duration
 }
 
-// Item is one torrent to seed.
+// Item is one torrent to seed: its info dictionary, and what its file
+// looked like when the repository's scanner hashed it (so the seeder can
+// serve it without reading it again, as long as it still looks so).
 type Item struct {
-	InfoHash  [20]byte
-	InfoBytes []byte
+	InfoHash         [20]byte
+	InfoBytes        []byte
+	Size             int64
+	MTimeNS, CTimeNS int64
+	Inode            uint64
+}
+
+func (it Item) stamp() fileStamp {
+	return fileStamp{size: it.Size, mtime: it.MTimeNS, ctime: it.CTimeNS, inode: it.Inode}
 }
 
 // Seeder seeds package files from the package directory with one
@@ -52,9 +69,15 @@ type Item struct {
 // package directory. It announces only to the standard trackers it is
 // given: the server's own tracker lists it as a peer without one (see
 // publish).
+//
+// Its torrents are dormant until demand wakes them (dormancy.go): an
+// incoming handshake, Wake (the server's tracker saw an announce), a DHT
+// announce. So a repository of 100,000 packages costs a map entry for
+// each, and anacrolix's memory only for what is being downloaded.
 type Seeder struct {
 	client  *torrent.Client
 	storage storage.ClientImplCloser
+	dir     string // the package directory
 	// completion is the storage's; a torrent is recorded whole once
 	// anacrolix has checked all its pieces (keepWhole).
 	completion *pieceCompletion
@@ -63,14 +86,18 @@ type Seeder struct {
 	dht        *dhtNode
 	// trackers is the announce list of every torrent, a tier per tracker.
 	trackers [][]string
+	// stop ends the goroutines the seeder runs for all its torrents.
+	stop context.CancelFunc
+	bg   sync.WaitGroup
 
 	policy *originPolicy
 
-	mu       sync.Mutex // serialises Sync and Close
+	mu   sync.Mutex // serialises Sync, Close and every change of the live set
+	held *dormancy[Item]
+	// torrents are the live torrents.
 	torrents map[metainfo.Hash]*torrent.Torrent
 	// watched is closed when the keepWhole of a torrent has returned.
 	watched map[metainfo.Hash]chan struct{}
-	pieces  map[[20]byte]int // of every torrent, for the policy
 	closed  bool
 }
 
@@ -96,36 +123,51 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 	tc.DisableTrackers = len(cfg.Trackers) == 0
 	tc.DisableWebseeds = true
 	tc.ExtendedHandshakeClientVersion = RepositoryClientName
-	policy := newOriginPolicy()
-	cl, err := newTorrentClient(tc, listen, st, func(c net.Conn) net.Conn { return newOriginConn(c, policy) })
-	if err != nil {
+	s := &Seeder{
+		storage:    st,
+		dir:        cfg.Dir,
+		completion: pc,
+		log:        cfg.logger(),
+		policy:     newOriginPolicy(),
+		held:       newDormancy[Item](cfg.LiveTorrents, cfg.IdleAfter),
+		torrents:   make(map[metainfo.Hash]*torrent.Torrent),
+		watched:    make(map[metainfo.Hash]chan struct{}),
+	}
+	wrap := func(c net.Conn) net.Conn { return newOriginConn(c, s.policy) }
+	if s.client, err = newTorrentClient(tc, listen, st, wrap, s.wakeForPeer); err != nil {
 		return nil, err
 	}
-	var tiers [][]string
+	s.port = s.client.LocalPort()
 	for _, t := range cfg.Trackers {
-		tiers = append(tiers, []string{t})
+		s.trackers = append(s.trackers, []string{t})
 	}
-	var node *dhtNode
 	if cfg.DHT != nil {
-		if node, err = startDHT(cl, listen, *cfg.DHT, cfg.logger()); err != nil {
-			cl.Close()
+		if s.dht, err = startDHT(s.client, listen, *cfg.DHT, cfg.logger(), s.wakeForPeer); err != nil {
+			s.client.Close()
 			st.Close()
 			return nil, err
 		}
 	}
-	return &Seeder{
-		client:     cl,
-		dht:        node,
-		trackers:   tiers,
-		storage:    st,
-		completion: pc,
-		log:        cfg.logger(),
-		port:       cl.LocalPort(),
-		policy:     policy,
-		torrents:   make(map[metainfo.Hash]*torrent.Torrent),
-		watched:    make(map[metainfo.Hash]chan struct{}),
-		pieces:     make(map[[20]byte]int),
-	}, nil
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		sweepLive(ctx, s.held.idle, s.sweep)
+	}()
+	if len(cfg.Trackers) > 0 || s.dht != nil {
+		s.held.announceDormant(dormantInterval)
+		tcl := trackerClient{peerID: s.client.PeerID(), port: s.port, dial: listen.trackerDial(), log: s.log}
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			announceDormant(ctx, s.nextAnnounce, func(ctx context.Context, ih metainfo.Hash) {
+				seedAnnounce(ctx, tcl, cfg.Trackers, ih)
+				s.dht.announceSeed(ctx, ih, s.port)
+			}, s.announced)
+		}()
+	}
+	return s, nil
 }
 
 // keepWhole records ih whole once anacrolix has checked every piece of its
@@ -139,7 +181,7 @@ func (s *Seeder) keepWhole(t *torrent.Torrent, ih metainfo.Hash, done chan<- str
 	case <-t.Closed():
 		return
 	}
-	if err := s.completion.markWhole(ih); err != nil {
+	if err := s.completion.markWhole(ih, s.path(t)); err != nil {
 		s.log.Warn("recording a checked package", "infohash", ih.HexString(), "err", err)
 	}
 }
@@ -151,6 +193,11 @@ func (cfg SeederConfig) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// path is where the file of the live torrent t is.
+func (s *Seeder) path(t *torrent.Torrent) string {
+	return filepath.Join(s.dir, t.Info().Name)
+}
+
 // Port is the port the seeder listens on.
 func (s *Seeder) Port() int { return s.port }
 
@@ -159,10 +206,9 @@ type SyncStats struct {
 	Added, Dropped, Kept int
 }
 
-// Sync makes the seeded set equal to want: torrents not in want are dropped,
-// new ones added (the client then checks their pieces against the files in
-// the background, or takes the completion it recorded before), and the rest
-// are left alone, connections and all.
+// Sync makes the seeded set equal to want: torrents not in want are
+// dropped, new ones held dormant and recorded whole as the scanner saw
+// their files, and the rest are left alone, connections and all.
 func (s *Seeder) Sync(ctx context.Context, want []Item) (SyncStats, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -174,67 +220,162 @@ func (s *Seeder) Sync(ctx context.Context, want []Item) (SyncStats, error) {
 	for _, it := range want {
 		wanted[it.InfoHash] = it
 	}
-	for ih, t := range s.torrents {
+	for ih := range s.held.all {
 		if _, ok := wanted[ih]; !ok {
-			t.Drop()
-			<-s.watched[ih] // it records nothing after this
-			delete(s.watched, ih)
+			s.dropLocked(ih)
 			if err := s.completion.forget(ih); err != nil {
 				s.log.Warn("forgetting a dropped package", "infohash", ih.HexString(), "err", err)
 			}
-			delete(s.torrents, ih)
-			delete(s.pieces, ih)
 			st.Dropped++
 		}
 	}
 	var errs []error
+	stamps := make(map[metainfo.Hash]fileStamp)
 	for ih, it := range wanted {
-		if _, ok := s.torrents[ih]; ok {
-			st.Kept++
-			continue
-		}
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
-		if metainfo.HashBytes(it.InfoBytes) != ih {
+		if _, ok := s.held.get(ih); ok {
+			st.Kept++
+		} else if metainfo.HashBytes(it.InfoBytes) != ih {
 			errs = append(errs, fmt.Errorf("torrent %s: info bytes do not match the infohash", hex.EncodeToString(ih[:])))
 			continue
-		}
-		t, _ := s.client.AddTorrentOpt(torrent.AddTorrentOpts{
-			InfoHash:             ih,
-			InfoBytes:            it.InfoBytes,
-			DisallowDataDownload: true,
-		})
-		if len(s.trackers) > 0 {
-			t.AddTrackers(s.trackers)
-		}
-		s.torrents[ih] = t
-		s.pieces[ih] = t.NumPieces()
-		done := make(chan struct{})
-		s.watched[ih] = done
-		if t.Complete().Bool() {
-			close(done) // recorded whole before: nothing to wait for
 		} else {
-			go s.keepWhole(t, ih, done)
+			st.Added++
 		}
-		st.Added++
+		s.held.hold(ih, it)
+		if it.stamp() != (fileStamp{}) {
+			stamps[ih] = it.stamp()
+		}
 	}
-	s.policy.setTorrents(s.pieces)
+	if err := s.completion.markStamped(stamps); err != nil {
+		errs = append(errs, err)
+	}
 	return st, errors.Join(errs...)
 }
 
-// Seeding reports how many torrents are loaded and how many of them are
-// complete, that is, verified and being seeded.
+// dropLocked stops holding ih, dropping its torrent if it is live.
+func (s *Seeder) dropLocked(ih metainfo.Hash) {
+	if s.held.forget(ih) {
+		s.sleepLocked(ih)
+	}
+}
+
+// sleepLocked drops the live torrent ih from anacrolix; the caller has
+// made it dormant (or forgotten it) in held.
+func (s *Seeder) sleepLocked(ih metainfo.Hash) {
+	t, ok := s.torrents[ih]
+	if !ok {
+		return
+	}
+	complete, path := t.Complete().Bool(), s.path(t)
+	t.Drop()
+	if done, ok := s.watched[ih]; ok {
+		<-done // it records nothing after this
+		delete(s.watched, ih)
+	}
+	delete(s.torrents, ih)
+	s.policy.untrack(ih)
+	if err := s.completion.sleeping(ih, complete, path); err != nil {
+		s.log.Warn("recording a checked package", "infohash", ih.HexString(), "err", err)
+	}
+}
+
+// Wake makes ih live, as demand for it (an announce at the server's
+// tracker) calls for; it does nothing for a torrent not seeded.
+func (s *Seeder) Wake(ih [20]byte) { s.wakeForPeer(ih) }
+
+// wakeForPeer wakes ih for a peer that asks for it (its handshake, its
+// DHT announce) and returns the torrent, live now.
+func (s *Seeder) wakeForPeer(ih metainfo.Hash) (*torrent.Torrent, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, false
+	}
+	liveMoved := func(ih metainfo.Hash) int64 { return moved(s.torrents[ih]) }
+	if t, ok := s.torrents[ih]; ok {
+		s.held.wake(ih, time.Now(), false, liveMoved)
+		return t, true
+	}
+	it, held := s.held.get(ih)
+	if !held {
+		return nil, false
+	}
+	evict, ok := s.held.wake(ih, time.Now(), false, liveMoved)
+	for _, e := range evict {
+		s.sleepLocked(e)
+	}
+	if !ok {
+		return nil, false
+	}
+	t, _ := s.client.AddTorrentOpt(torrent.AddTorrentOpts{
+		InfoHash:             ih,
+		InfoBytes:            it.InfoBytes,
+		DisallowDataDownload: true,
+	})
+	if len(s.trackers) > 0 {
+		t.AddTrackers(s.trackers)
+	}
+	s.torrents[ih] = t
+	s.policy.track(ih, t.NumPieces())
+	if !t.Complete().Bool() {
+		// Not known whole, or changed since (the storage checks): anacrolix
+		// checks its pieces now, and keepWhole records the result.
+		done := make(chan struct{})
+		s.watched[ih] = done
+		go s.keepWhole(t, ih, done)
+	}
+	return t, true
+}
+
+// sweep puts the live torrents idle for long enough to sleep.
+func (s *Seeder) sweep(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	for _, ih := range s.held.sweep(now, func(ih metainfo.Hash) int64 { return moved(s.torrents[ih]) }) {
+		s.sleepLocked(ih)
+	}
+}
+
+func (s *Seeder) nextAnnounce(now time.Time) (metainfo.Hash, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held.nextAnnounce(now)
+}
+
+func (s *Seeder) announced(ih metainfo.Hash, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held.announced(ih, now)
+}
+
+// Seeding reports how many torrents the seeder holds and how many of them
+// are complete: recorded whole, or live and verified.
 func (s *Seeder) Seeding() (loaded, complete int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, t := range s.torrents {
+	for ih := range s.held.all {
 		loaded++
-		if t.Complete().Bool() {
+		if t, ok := s.torrents[ih]; ok {
+			if t.Complete().Bool() {
+				complete++
+			}
+		} else if s.completion.isWhole(ih) {
 			complete++
 		}
 	}
 	return loaded, complete
+}
+
+// Live is the number of live torrents.
+func (s *Seeder) Live() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.torrents)
 }
 
 // Uploaded is the number of package bytes sent to peers since the start.
@@ -247,11 +388,10 @@ func (s *Seeder) Uploaded() int64 {
 // start because other peers have the piece (origin.go).
 func (s *Seeder) Refused() int64 { return s.policy.Rejected() }
 
-// WaitComplete waits until the torrent ih is verified and seeding.
+// WaitComplete wakes the torrent ih and waits until it is verified and
+// seeding.
 func (s *Seeder) WaitComplete(ctx context.Context, ih [20]byte) error {
-	s.mu.Lock()
-	t, ok := s.torrents[ih]
-	s.mu.Unlock()
+	t, ok := s.wakeForPeer(ih)
 	if !ok {
 		return fmt.Errorf("torrent %x is not seeded", ih)
 	}
@@ -266,6 +406,8 @@ func (s *Seeder) WaitComplete(ctx context.Context, ih [20]byte) error {
 // Close stops the client (all peer connections close) and releases the
 // piece-completion database.
 func (s *Seeder) Close() error {
+	s.stop()
+	s.bg.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -277,7 +419,7 @@ func (s *Seeder) Close() error {
 	// is complete now.
 	for ih, t := range s.torrents {
 		if t.Complete().Bool() {
-			if err := s.completion.markWhole(ih); err != nil {
+			if err := s.completion.markWhole(ih, s.path(t)); err != nil {
 				s.log.Warn("recording a checked package", "infohash", ih.HexString(), "err", err)
 			}
 		}

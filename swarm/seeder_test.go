@@ -95,7 +95,7 @@ func TestSeederServesAndSyncs(t *testing.T) {
 	tb := writePackage(t, dir, "b-1-any.tpkg", b)
 
 	s := newTestSeeder(t, dir)
-	st, err := s.Sync(ctx, []Item{{ta.InfoHash, ta.InfoBytes}, {tb.InfoHash, tb.InfoBytes}})
+	st, err := s.Sync(ctx, []Item{{InfoHash: ta.InfoHash, InfoBytes: ta.InfoBytes}, {InfoHash: tb.InfoHash, InfoBytes: tb.InfoBytes}})
 	if err != nil || st != (SyncStats{Added: 2}) {
 		t.Fatalf("Sync = %+v, %v", st, err)
 	}
@@ -109,7 +109,7 @@ func TestSeederServesAndSyncs(t *testing.T) {
 	}
 
 	// The next generation drops b and keeps a untouched.
-	st, err = s.Sync(ctx, []Item{{ta.InfoHash, ta.InfoBytes}})
+	st, err = s.Sync(ctx, []Item{{InfoHash: ta.InfoHash, InfoBytes: ta.InfoBytes}})
 	if err != nil || st != (SyncStats{Dropped: 1, Kept: 1}) {
 		t.Fatalf("second Sync = %+v, %v", st, err)
 	}
@@ -132,7 +132,7 @@ func TestSeederRecordsCheckedFiles(t *testing.T) {
 	dir, state := t.TempDir(), t.TempDir()
 	ta := writePackage(t, dir, "a-1-any.tpkg", randomBytes(300<<10, 1))
 	tb := writePackage(t, dir, "b-1-any.tpkg", randomBytes(70<<10, 2))
-	both := []Item{{ta.InfoHash, ta.InfoBytes}, {tb.InfoHash, tb.InfoBytes}}
+	both := []Item{{InfoHash: ta.InfoHash, InfoBytes: ta.InfoBytes}, {InfoHash: tb.InfoHash, InfoBytes: tb.InfoBytes}}
 	run := func(items ...[]Item) int64 {
 		t.Helper()
 		s, err := NewSeeder(SeederConfig{Dir: dir, StateDir: state, ListenAddr: "127.0.0.1:0"})
@@ -179,7 +179,7 @@ func TestSeederLeavesBadFileAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newTestSeeder(t, dir)
-	if _, err := s.Sync(ctx, []Item{{tor.InfoHash, tor.InfoBytes}}); err != nil {
+	if _, err := s.Sync(ctx, []Item{{InfoHash: tor.InfoHash, InfoBytes: tor.InfoBytes}}); err != nil {
 		t.Fatal(err)
 	}
 	wait, stop := context.WithTimeout(ctx, 2*time.Second)
@@ -208,7 +208,7 @@ func TestSeederDoesNotStallLargeDownloads(t *testing.T) {
 	data := randomBytes(4<<20, 4)
 	tor := writePackage(t, dir, "big-1-any.tpkg", data)
 	s := newTestSeeder(t, dir)
-	if _, err := s.Sync(ctx, []Item{{tor.InfoHash, tor.InfoBytes}}); err != nil {
+	if _, err := s.Sync(ctx, []Item{{InfoHash: tor.InfoHash, InfoBytes: tor.InfoBytes}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.WaitComplete(ctx, tor.InfoHash); err != nil {
@@ -232,7 +232,7 @@ func BenchmarkSeederCheck(b *testing.B) {
 	var items []Item
 	for i, size := range []int{20e6, 12e6, 8e6} {
 		tor := writePackage(b, dir, fmt.Sprintf("p%d-1-any.tpkg", i), randomBytes(size, uint64(i)))
-		items = append(items, Item{tor.InfoHash, tor.InfoBytes})
+		items = append(items, Item{InfoHash: tor.InfoHash, InfoBytes: tor.InfoBytes})
 	}
 	b.SetBytes(40e6)
 	for b.Loop() {

@@ -54,7 +54,7 @@ type hostOptions struct {
 	metricsListen string
 	linkDir       string
 	logLevel      string
-	dht           dhtOptions
+	swarm         swarmOptions
 	// step, when a test build of tpmd sets it, is the engine's hook before
 	// every step of a transaction (testhooks.go).
 	step func(string)
@@ -75,7 +75,7 @@ func hostFlags(o *hostOptions) *pflag.FlagSet {
 	fs.StringVar(&o.prefix, "prefix", "/", "install prefix for requests that name none")
 	fs.DurationVar(&o.syncInterval, "sync-interval", time.Hour, "time between index fetches")
 	fs.StringVar(&o.torrentAddr, "torrent-listen", ":6881", "BitTorrent listen `ADDR`")
-	o.dht.addFlags(fs, "find peers through the DHT (BEP 5) too, joined through --dht-bootstrap")
+	o.swarm.addFlags(fs, "find peers through the DHT (BEP 5) too, joined through --dht-bootstrap")
 	fs.BoolVar(&o.webSeed, "web-seed", true, "fall back to the repository's HTTP web seed; false: peers only")
 	fs.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail a download that makes no progress for this long")
 	fs.StringVar(&o.buildDir, "build-dir", "/tmp/tpm", "`DIR` where source packages are built")
@@ -107,7 +107,7 @@ func host(args []string) int {
 			return 2
 		}
 	}
-	if err := o.dht.check(); err != nil {
+	if err := o.swarm.check(); err != nil {
 		fmt.Fprintf(os.Stderr, "tpmd client: %v\n", err)
 		return 2
 	}
@@ -189,7 +189,8 @@ func hostConfig(o hostOptions, key signing.PublicKey, gid int, m *metrics.Host, 
 		SyncInterval:  o.syncInterval,
 		TorrentAddr:   o.torrentAddr,
 		NoWebSeeds:    !o.webSeed,
-		DHT:           o.dht.config(),
+		DHT:           o.swarm.config(),
+		LiveTorrents:  o.swarm.liveTorrents,
 		StallTimeout:  o.stallTimeout,
 		BuildRoot:     o.buildDir,
 		BuildTimeout:  o.buildTimeout,

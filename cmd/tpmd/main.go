@@ -94,7 +94,7 @@ type options struct {
 	tracker      bool
 	announce     []string
 	mirrors      []string
-	dht          dhtOptions
+	swarm        swarmOptions
 }
 
 func serverFlags(o *options) *pflag.FlagSet {
@@ -116,7 +116,7 @@ func serverFlags(o *options) *pflag.FlagSet {
 	fs.BoolVar(&o.seed, "seed", true, "seed the packages; with --seed=false clients get them from each other and the web seed")
 	fs.BoolVar(&o.tracker, "tracker", true, "run the built-in tracker at /announce; with --tracker=false the torrents name only the --announce trackers")
 	fs.StringArrayVar(&o.announce, "announce", nil, "a standard tracker's `URL` (http://…/announce or udp://host:port) for every torrent's announce list; repeatable")
-	o.dht.addFlags(fs, "run a DHT node (BEP 5) on the torrent port, the hosts' bootstrap node (with --seed=false it seeds nothing)")
+	o.swarm.addFlags(fs, "run a DHT node (BEP 5) on the torrent port, the hosts' bootstrap node (with --seed=false it seeds nothing)")
 	fs.StringArrayVar(&o.mirrors, "mirror", nil, "a mirror's public `URL` (tpmd mirror --public-url), named as a web seed in every torrent; repeatable")
 	fs.SortFlags = false
 	return fs
@@ -150,7 +150,7 @@ func server(args []string) int {
 			return 2
 		}
 	}
-	if err := o.dht.check(); err != nil {
+	if err := o.swarm.check(); err != nil {
 		fmt.Fprintf(os.Stderr, "tpmd server: %v\n", err)
 		return 2
 	}
@@ -162,7 +162,7 @@ func server(args []string) int {
 }
 
 func serve(o options, check repo.Check, log *slog.Logger) error {
-	if !o.tracker && len(o.announce) == 0 && !o.dht.on {
+	if !o.tracker && len(o.announce) == 0 && !o.swarm.on {
 		log.Warn("--tracker=false without --announce or --dht: hosts find no peers, only the web seeds")
 	}
 	if o.publicURL == "" {
@@ -207,7 +207,8 @@ func serverConfig(o options, check repo.Check, key *signing.Key, log *slog.Logge
 		NoTracker:      !o.tracker,
 		Announce:       o.announce,
 		WebSeeds:       webSeeds(o.mirrors),
-		DHT:            o.dht.config(),
+		DHT:            o.swarm.config(),
+		LiveTorrents:   o.swarm.liveTorrents,
 	}
 }
 
@@ -245,18 +246,24 @@ func checkURL(s string, schemes ...string) error {
 	return nil
 }
 
-// dhtOptions are the DHT flags every role has.
-type dhtOptions struct {
-	on        bool
-	bootstrap []string
+// swarmOptions are the DHT flags every role has.
+// swarmOptions are the torrent client's flags that every role has.
+type swarmOptions struct {
+	on           bool // the DHT
+	bootstrap    []string
+	liveTorrents int
 }
 
-func (d *dhtOptions) addFlags(fs *pflag.FlagSet, what string) {
-	fs.BoolVar(&d.on, "dht", false, what)
+func (d *swarmOptions) addFlags(fs *pflag.FlagSet, dht string) {
+	fs.BoolVar(&d.on, "dht", false, dht)
 	fs.StringArrayVar(&d.bootstrap, "dht-bootstrap", nil, "a DHT node to join through, `HOST:PORT` (the server's --torrent-listen address); repeatable")
+	fs.IntVar(&d.liveTorrents, "live-torrents", 1000, "at most `N` seeded torrents live at once; the others are dormant (a map entry each) until a peer asks for them")
 }
 
-func (d *dhtOptions) check() error {
+func (d *swarmOptions) check() error {
+	if d.liveTorrents < 1 {
+		return fmt.Errorf("--live-torrents %d: give at least 1", d.liveTorrents)
+	}
 	if len(d.bootstrap) > 0 && !d.on {
 		return fmt.Errorf("--dht-bootstrap needs --dht")
 	}
@@ -269,7 +276,7 @@ func (d *dhtOptions) check() error {
 }
 
 // config is the swarm's DHT settings, nil when it is off.
-func (d *dhtOptions) config() *swarm.DHTConfig {
+func (d *swarmOptions) config() *swarm.DHTConfig {
 	if !d.on {
 		return nil
 	}

@@ -47,7 +47,7 @@ type mirrorOptions struct {
 	tracker      bool
 	pidFile      string
 	logLevel     string
-	dht          dhtOptions
+	swarm        swarmOptions
 }
 
 func mirrorFlags(o *mirrorOptions) *pflag.FlagSet {
@@ -62,7 +62,7 @@ func mirrorFlags(o *mirrorOptions) *pflag.FlagSet {
 	fs.StringVar(&o.torrentAddr, "torrent-listen", ":6881", "BitTorrent listen `ADDR`")
 	fs.DurationVar(&o.syncInterval, "sync-interval", 2*time.Minute, "time between fetches of the upstreams' index")
 	fs.BoolVar(&o.tracker, "tracker", true, "run a tracker at /announce (used when the origin names it with --announce)")
-	o.dht.addFlags(fs, "find peers through the DHT (BEP 5) too, joined through --dht-bootstrap")
+	o.swarm.addFlags(fs, "find peers through the DHT (BEP 5) too, joined through --dht-bootstrap")
 	fs.StringVar(&o.pidFile, "pid-file", "", "pid `FILE`, locked while running (default STATE-DIR/tpmd-mirror.pid)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	addFileIOFlag(fs)
@@ -87,7 +87,7 @@ func mirror(args []string) int {
 			return 2
 		}
 	}
-	if err := o.dht.check(); err != nil {
+	if err := o.swarm.check(); err != nil {
 		fmt.Fprintf(os.Stderr, "tpmd mirror: %v\n", err)
 		return 2
 	}
@@ -126,7 +126,8 @@ func runMirror(o mirrorOptions, log *slog.Logger) error {
 				TorrentAddr:  o.torrentAddr,
 				SyncInterval: o.syncInterval,
 				NoTracker:    !o.tracker,
-				DHT:          o.dht.config(),
+				DHT:          o.swarm.config(),
+				LiveTorrents: o.swarm.liveTorrents,
 				Logger:       log,
 			})
 			if err != nil {

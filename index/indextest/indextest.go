@@ -62,7 +62,11 @@ func In(t testing.TB, dir string, pkgs ...repotest.Package) *Repo {
 		t.Fatal(err)
 	}
 	r := &Repo{Dir: dir, Generation: g, Public: pub, StateDir: t.TempDir()}
-	for name, b := range map[string][]byte{index.IndexFile: g.Index, index.SigFile: g.IndexSig} {
+	indexDB, err := g.Index.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{index.IndexFile: indexDB, index.SigFile: g.IndexSig} {
 		if err := os.WriteFile(filepath.Join(r.StateDir, name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}

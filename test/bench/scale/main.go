@@ -5,7 +5,11 @@
 //     requests of -request, beside dpkg -i of the same files as .deb
 //     packages (dpkg-deb --build, installed under a scratch --root in
 //     calls of the same size);
-//   - that host's VmRSS and idle CPU once it seeds them all.
+//   - that host's VmRSS and idle CPU once it seeds them all, and another
+//     host (no web seed, the repository not seeding) installing three of
+//     them from it;
+//   - a repository of -repo-n packages (repo.go);
+//   - a host following an index of -index-n packages (index.go).
 //
 // With -baseline REV, every tpm row is measured for the tpmd built from
 // that git revision too, in the same run (a "before" row). Everything
@@ -61,6 +65,7 @@ func main() {
 	if *hostN > 0 {
 		hostRows(work, builds, add)
 	}
+	repoRun(work, builds, add)
 	indexRun(work, builds, add)
 	if *out != "" {
 		writeTable(rows)
@@ -78,6 +83,7 @@ func hostRows(work string, builds []build, add func(what, who, figure string)) {
 		add(what, b.name, r.install.Round(time.Millisecond).String())
 		add(fmt.Sprintf("tpmd client VmRSS, seeding %d installed", *hostN), b.name, r.rss)
 		add(fmt.Sprintf("tpmd client idle CPU over %v after %v quiet, seeding %d", *idle, *settle, *hostN), b.name, fmt.Sprintf("%.2f %% of a core", r.idleCPU))
+		add("another host (--web-seed=false, the repository restarted with --seed=false) installs one of them from that host (median of 3)", b.name, r.fromPeer.Round(time.Millisecond).String())
 	}
 	if d, ok := dpkgRun(work, pkgs, names); ok {
 		add(fmt.Sprintf("dpkg -i of the same %d as .deb (%d calls of %d)", *hostN, (*hostN+*request-1) / *request, *request), "dpkg", d.Round(time.Millisecond).String())
@@ -102,9 +108,10 @@ func makePackages(work, dir string, n int) []string {
 
 // hostResult is what one host run measured.
 type hostResult struct {
-	install time.Duration
-	rss     string
-	idleCPU float64 // percent of a core
+	install  time.Duration
+	rss      string
+	idleCPU  float64 // percent of a core
+	fromPeer time.Duration
 }
 
 // hostRun starts a repository and a fresh host of build b, installs names
@@ -116,9 +123,10 @@ func hostRun(work string, b build, pkgs string, names []string) hostResult {
 	benchkit.Check(err)
 	addr := benchkit.FreeAddr()
 	url := "http://" + addr
-	srv := benchkit.Start(bin, filepath.Join(dir, "server.log"), "server", "--packages", pkgs, "--state-dir", filepath.Join(dir, "server"),
-		"--key", keyPath, "--http", addr, "--public-url", url, "--torrent-listen", "127.0.0.1:0", "--log-level", "warn")
-	defer benchkit.Stop(srv)
+	serverArgs := []string{"server", "--packages", pkgs, "--state-dir", filepath.Join(dir, "server"),
+		"--key", keyPath, "--http", addr, "--public-url", url, "--torrent-listen", "127.0.0.1:0", "--log-level", "warn"}
+	srv := benchkit.Start(bin, filepath.Join(dir, "server.log"), serverArgs...)
+	defer func() { benchkit.Stop(srv) }()
 	benchkit.WaitHTTP(url + "/index.db.sig")
 	benchkit.WaitSeeding(url, len(names))
 	run := filepath.Join(dir, "run")
@@ -141,6 +149,25 @@ func hostRun(work string, b build, pkgs string, names []string) hostResult {
 	time.Sleep(*idle)
 	r.idleCPU = float64(benchkit.CPUTicks(pid)-c0) / 100 / idle.Seconds() * 100
 	r.rss = benchkit.ProcStatus(pid, "VmRSS")
+
+	// The same repository, not seeding: another host without web seed
+	// has only the first host to get a package from.
+	benchkit.Stop(srv)
+	srv = benchkit.Start(bin, filepath.Join(dir, "server-noseed.log"), append(serverArgs, "--seed=false")...)
+	benchkit.WaitHTTP(url + "/index.db.sig")
+	run2 := filepath.Join(dir, "run2")
+	other := benchkit.Start(bin, filepath.Join(dir, "client2.log"), "client", "--server", url, "--trusted-key", pubPath,
+		"--state-dir", filepath.Join(dir, "state2"), "--cache-dir", filepath.Join(dir, "cache2"), "--run-dir", run2,
+		"--prefix", filepath.Join(dir, "root2"), "--torrent-listen", "127.0.0.1:0", "--log-level", "warn", "--web-seed=false", "--stall-timeout", "60s")
+	defer benchkit.Stop(other)
+	waitStatus(run2, func(st wire.Status) bool { return st.IndexPackages >= len(names) })
+	var took []time.Duration
+	for _, i := range []int{len(names) / 2, len(names) / 3, len(names) / 5} {
+		t := time.Now()
+		benchkit.Check(benchkit.Call(run2, "install", []string{names[i]}, nil, nil))
+		took = append(took, time.Since(t))
+	}
+	r.fromPeer = benchkit.Median(took)
 	return r
 }
 

@@ -1,0 +1,195 @@
+package swarm
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/anacrolix/dht/v2"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/tracker"
+)
+
+// A dormant torrent is not in anacrolix, which therefore does not announce
+// it; yet peers must still find this client seeding it, or demand never
+// reaches it. So one goroutine per client announces the dormant torrents:
+// each as it goes dormant (or is first held dormant), then once every
+// dormantInterval while it stays so, at most dormantAnnounceRate a second
+// in all: the cost anacrolix paid for each torrent on its own (an announce
+// per tracker interval), paid in order on one goroutine. A repository that
+// has its own tracker needs none of it: the tracker names it in every
+// answer.
+
+// Pacing of the dormant torrents' announces.
+const (
+	// dormantInterval is how often each dormant torrent is announced: the
+	// built-in tracker's interval (it forgets a peer after two), and
+	// within opentracker's 30 minutes.
+	dormantInterval = 10 * time.Minute
+	// dormantAnnounceRate bounds the announces a second, whatever the
+	// number of torrents: 100,000 take 17 minutes.
+	dormantAnnounceRate = 100
+	// announceTimeout bounds one announce to one tracker.
+	announceTimeout = 10 * time.Second
+	// announceIdlePoll is how often an announcer with nothing due looks
+	// again for torrents gone dormant.
+	announceIdlePoll = time.Second
+)
+
+// announceQueue orders the dormant torrents' announces: soon holds those
+// gone dormant, due at once, later those announced, due an interval after;
+// each is in the order things happened, so each is sorted by when it is
+// due. Its client holds the lock.
+type announceQueue struct {
+	interval    time.Duration
+	soon, later deque
+	queued      map[metainfo.Hash]bool
+}
+
+type dueAnnounce struct {
+	ih  metainfo.Hash
+	due time.Time
+}
+
+func newAnnounceQueue(interval time.Duration) *announceQueue {
+	return &announceQueue{interval: interval, queued: make(map[metainfo.Hash]bool)}
+}
+
+// slept queues ih, gone dormant at now, unless it is queued already.
+func (q *announceQueue) slept(ih metainfo.Hash, now time.Time) {
+	if !q.queued[ih] {
+		q.queued[ih] = true
+		q.soon.push(dueAnnounce{ih, now})
+	}
+}
+
+// next takes the announce due first, if it is due at now; dormant says
+// whether a torrent still is (one woken or dropped since leaves the
+// queue; it is queued again when it sleeps).
+func (q *announceQueue) next(now time.Time, dormant func(metainfo.Hash) bool) (metainfo.Hash, bool) {
+	for {
+		d := &q.soon
+		if q.soon.empty() || (!q.later.empty() && q.later.head().due.Before(q.soon.head().due)) {
+			d = &q.later
+		}
+		if d.empty() || d.head().due.After(now) {
+			return metainfo.Hash{}, false
+		}
+		a := d.pop()
+		if dormant(a.ih) {
+			return a.ih, true
+		}
+		delete(q.queued, a.ih)
+	}
+}
+
+// announced queues ih again, an interval after now.
+func (q *announceQueue) announced(ih metainfo.Hash, now time.Time) {
+	q.later.push(dueAnnounce{ih, now.Add(q.interval)})
+}
+
+// deque is a FIFO of announces.
+type deque struct {
+	items []dueAnnounce
+	first int
+}
+
+func (d *deque) empty() bool        { return d.first == len(d.items) }
+func (d *deque) head() dueAnnounce  { return d.items[d.first] }
+func (d *deque) push(a dueAnnounce) { d.items = append(d.items, a) }
+func (d *deque) pop() (a dueAnnounce) {
+	a, d.first = d.items[d.first], d.first+1
+	if d.first > len(d.items)/2 && d.first > 64 {
+		d.items, d.first = append(d.items[:0], d.items[d.first:]...), 0
+	}
+	return a
+}
+
+// announceDormant runs a client's announces until ctx ends: next gives the
+// torrent due (false: none), announce announces it, and done queues it
+// again.
+func announceDormant(ctx context.Context, next func(time.Time) (metainfo.Hash, bool), announce func(context.Context, metainfo.Hash), done func(metainfo.Hash, time.Time)) {
+	for {
+		ih, ok := next(time.Now())
+		wait := time.Second / dormantAnnounceRate
+		if ok {
+			announce(ctx, ih)
+			done(ih, time.Now())
+		} else {
+			wait = announceIdlePoll
+		}
+		if !sleepCtx(ctx, wait) {
+			return
+		}
+	}
+}
+
+// sleepCtx waits d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// seedAnnounce tells each tracker that this client, at port, seeds ih;
+// it asks for no peers: a seed needs none.
+func seedAnnounce(ctx context.Context, c trackerClient, trackers []string, ih metainfo.Hash) {
+	for _, url := range trackers {
+		actx, cancel := context.WithTimeout(ctx, announceTimeout)
+		_, err := tracker.Announce{
+			TrackerUrl:  url,
+			Context:     actx,
+			DialContext: c.dial,
+			Request: tracker.AnnounceRequest{
+				InfoHash: ih, PeerId: c.peerID, Left: 0, NumWant: 0, Port: uint16(c.port),
+			},
+		}.Do()
+		cancel()
+		if err != nil {
+			c.log.Debug("announcing a dormant torrent", "tracker", url, "infohash", ih.HexString(), "err", err)
+		}
+	}
+}
+
+// trackerClient is what an announce says of the client it is made for.
+type trackerClient struct {
+	peerID [20]byte
+	port   int
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	log    *slog.Logger
+}
+
+// announceSeed announces this node, at port, as a peer of ih on the DHT.
+func (n *dhtNode) announceSeed(ctx context.Context, ih metainfo.Hash, port int) {
+	if n == nil {
+		return
+	}
+	a, err := n.server.AnnounceTraversal(ih, dht.AnnouncePeer(dht.AnnouncePeerOpts{Port: port}))
+	if err != nil {
+		return
+	}
+	defer a.Close()
+	wait := time.NewTimer(dhtAnnounceWait)
+	defer wait.Stop()
+	for {
+		select {
+		case _, ok := <-a.Peers:
+			if !ok {
+				return
+			}
+		case <-ctx.Done():
+			return
+		case <-wait.C:
+			return
+		}
+	}
+}
