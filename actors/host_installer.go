@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -173,7 +172,12 @@ func (a *installerActor) Receive(ctx actor.Context) {
 func (a *installerActor) start(ctx actor.Context) {
 	a.life = newLifetime()
 	a.lastID = a.life.token
-	a.records = cache.Records{Dir: filepath.Join(a.cfg.StateDir, "cache")}
+	// The cache keeps the versions before the installed ones for undo.
+	keep := a.cfg.KeepVersions
+	if keep <= 0 {
+		keep = cache.DefaultKeep
+	}
+	a.records = cache.Records{Dir: cache.RecordsDir(a.cfg.StateDir), Keep: keep}
 	a.idx = index.Empty()
 	a.queries = fairqueue.New[waitingQuery](maxQueries, maxQueriesUID)
 	a.resumes, a.running = 0, map[uint64]*runningQuery{}
@@ -284,6 +288,8 @@ func (a *installerActor) shutdown(ctx actor.Context, why string) {
 	a.jobs = nil
 	if j := a.cur; j != nil {
 		switch {
+		case j.to != nil && j.txn == nil && j.req.Verb == wire.VerbClean:
+			ctx.Send(j.to, wire.Failure(why+" (the cache may or may not be cleaned: run tpm clean again)"))
 		case j.to != nil && j.txn == nil: // a mark: it went in or not, as its goroutine ends
 			ctx.Send(j.to, wire.Failure(why+" (the marks asked for may or may not be set: check with tpm list)"))
 		case j.to != nil:
@@ -309,7 +315,8 @@ func (a *installerActor) request(ctx actor.Context, req *wire.Request) {
 	switch req.Verb {
 	case wire.VerbStatus:
 		a.status(ctx, to)
-	case wire.VerbInstall, wire.VerbUpgrade, wire.VerbRemove, wire.VerbAutoremove, wire.VerbMark, wire.VerbHold, wire.VerbUnhold:
+	case wire.VerbInstall, wire.VerbUpgrade, wire.VerbRemove, wire.VerbAutoremove, wire.VerbMark, wire.VerbHold, wire.VerbUnhold,
+		wire.VerbUndo, wire.VerbRollback, wire.VerbClean:
 		if len(a.jobs) >= maxQueuedJobs {
 			ctx.Send(to, wire.Failure(fmt.Sprintf("tpmd is busy: %d transactions are waiting; try again later", len(a.jobs))))
 			return

@@ -90,18 +90,34 @@ func (a *installerActor) startNext(ctx actor.Context) {
 		return
 	}
 	req := j.req
-	if isMark(req.Verb) {
+	switch {
+	case isMark(req.Verb):
 		a.env.bg.Go(func() {
 			root.Send(self, &marked{id: j.id, reply: transaction.Mark(eng, req, def)})
+		})
+		return
+	case req.Verb == wire.VerbClean:
+		swarmPID := a.swarm
+		a.env.bg.Go(func() {
+			reply, drop := transaction.Clean(eng, records)
+			if len(drop) > 0 {
+				root.Send(swarmPID, &messages.SeedFiles{Remove: seedFiles(drop)})
+			}
+			root.Send(self, &marked{id: j.id, reply: reply})
 		})
 		return
 	}
 	j.txn = transaction.New()
 	j.history = store.HistoryTag{UID: req.UID, Verb: req.Verb, Args: req.Args}
 	a.env.bg.Go(func() {
-		if req.Verb == wire.VerbRemove || req.Verb == wire.VerbAutoremove {
+		switch req.Verb {
+		case wire.VerbRemove, wire.VerbAutoremove:
 			cs, prefix, err := transaction.PlanRemove(context.Background(), eng, req, def)
 			root.Send(self, &removePlanned{id: j.id, cs: cs, prefix: prefix, err: err})
+			return
+		case wire.VerbUndo, wire.VerbRollback:
+			plan, err := transaction.PlanUndo(eng, idx, records, req, def)
+			root.Send(self, &planned{id: j.id, plan: plan, err: err})
 			return
 		}
 		plan, err := transaction.PlanInstall(eng, idx, records, req, def)
@@ -116,7 +132,7 @@ func (a *installerActor) transaction(ctx actor.Context, msg any) {
 	if j == nil {
 		return
 	}
-	if j.txn == nil { // a reconciliation, or a mark
+	if j.txn == nil { // a reconciliation, a mark, or a clean
 		switch msg := msg.(type) {
 		case *reseeded:
 			if msg.id == j.id {
@@ -180,8 +196,12 @@ func (a *installerActor) planned(ctx actor.Context, j *job, msg *planned) {
 		return
 	}
 	j.txn.Planned(msg.plan)
-	if len(msg.plan.Install.Packages) == 0 {
-		ctx.Send(j.to, &wire.Reply{Type: wire.ReplyLog, Text: "nothing to do: everything asked for is installed"})
+	if msg.plan.Install.Empty() {
+		nothing := "everything asked for is installed"
+		if msg.plan.Install.Undo {
+			nothing = "its changes are undone already"
+		}
+		ctx.Send(j.to, &wire.Reply{Type: wire.ReplyLog, Text: "nothing to do: " + nothing})
 		a.finish(ctx, j, nil)
 		return
 	}
@@ -189,6 +209,7 @@ func (a *installerActor) planned(ctx actor.Context, j *job, msg *planned) {
 	for _, x := range msg.plan.Install.Packages {
 		ctx.Request(a.swarm, &messages.Download{Txn: j.id, SeedFile: seedFileOfEntry(x.Entry)})
 	}
+	a.applyNext(ctx, j) // an undo that only removes needs no download
 }
 
 func (a *installerActor) downloaded(ctx actor.Context, j *job, msg *messages.DownloadDone) {
@@ -394,6 +415,7 @@ func (a *installerActor) answer(ctx actor.Context, j *job, err error) {
 
 // isMark says whether verb changes only the receipts' marks: it is a job
 // of the queue all the same, so no transaction's receipt overwrites it.
+// (A clean is such a job too, so no transaction's download is dropped.)
 func isMark(verb string) bool {
 	return verb == wire.VerbMark || verb == wire.VerbHold || verb == wire.VerbUnhold
 }

@@ -28,10 +28,26 @@ type Record struct {
 	Size      int64  `json:"size"`
 	InfoHash  string `json:"infohash"`
 	InfoBytes []byte `json:"info"`
+	// Kept says the version was installed and left (an upgrade, a
+	// removal): its file stays, within Records.Keep, for an undo.
+	Kept bool `json:"kept,omitempty"`
 }
 
 // Records is a directory of records.
-type Records struct{ Dir string }
+type Records struct {
+	Dir string
+	// Keep is how many versions of each package the cache holds: those
+	// installed, and kept ones (newest first) up to Keep in all; 0 and 1
+	// keep only the installed ones.
+	Keep int
+}
+
+// DefaultKeep is the number of versions of a package a host's cache
+// holds unless told otherwise: the installed one and the one before.
+const DefaultKeep = 2
+
+// RecordsDir is where a host's records are, in its state directory.
+func RecordsDir(stateDir string) string { return filepath.Join(stateDir, "cache") }
 
 func (c Records) path(file string) (string, error) {
 	if file == "" || file != filepath.Base(file) || strings.HasPrefix(file, ".") {
@@ -72,6 +88,42 @@ func (c Records) Put(r *Record) error {
 		return fmt.Errorf("cache record: %w", err)
 	}
 	return nil
+}
+
+// Add records r for a download, keeping what a record of the same file
+// says already (that it is kept).
+func (c Records) Add(r *Record) error {
+	if old := c.get(r.File); old != nil && old.SHA256 == r.SHA256 {
+		r.Kept = old.Kept
+	}
+	return c.Put(r)
+}
+
+// Find is the record of name's version, nil when there is none.
+func (c Records) Find(name, version string) *Record {
+	all, _ := c.All()
+	for _, r := range all {
+		if r.Name == name && r.Version == version {
+			return r
+		}
+	}
+	return nil
+}
+
+func (c Records) get(file string) *Record {
+	p, err := c.path(file)
+	if err != nil {
+		return nil
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil
+	}
+	var r Record
+	if json.Unmarshal(b, &r) != nil {
+		return nil
+	}
+	return &r
 }
 
 // Delete forgets the record of file.
@@ -120,6 +172,14 @@ func (c Records) All() ([]*Record, error) {
 func RecordOf(e *store.CatalogEntry) *Record {
 	return &Record{Name: e.Name, Version: e.Version, File: e.File, SHA256: e.SHA256,
 		Size: e.Size, InfoHash: e.InfoHash, InfoBytes: e.InfoBytes}
+}
+
+// EntryOf is the catalog entry a record keeps of its file: enough to
+// download it again (name, version, torrent, sha256), not its manifest.
+func EntryOf(r *Record) *store.CatalogEntry {
+	e := &store.CatalogEntry{File: r.File, Size: r.Size, SHA256: r.SHA256, InfoHash: r.InfoHash, InfoBytes: r.InfoBytes}
+	e.Name, e.Version = r.Name, r.Version
+	return e
 }
 
 // Hash is the record's infohash as bytes.

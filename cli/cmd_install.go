@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -52,6 +53,7 @@ func installDaemon(ctx context.Context, c *command, verb string, args []string, 
 	if err != nil {
 		return err
 	}
+
 	for i := range plan.Skipped {
 		if err := c.view.reply(&wire.Reply{Type: wire.ReplySkipped, Skipped: &plan.Skipped[i]}); err != nil {
 			return err
@@ -67,7 +69,24 @@ func installDaemon(ctx context.Context, c *command, verb string, args []string, 
 		}
 		return c.view.opResults(nil)
 	}
-	expect, err := c.confirmPlan(plan.Plan)
+	// A virtual name several packages provide: the plan holds the
+	// documented first choice; the user may pick another, which is then
+	// asked for by name and the plan made (and shown) again.
+	for asked := map[string]bool{}; ; {
+		c.showPlan(plan.Plan)
+		pick, err := c.choose(plan.Plan, asked)
+		if err != nil {
+			return err
+		}
+		if pick == "" {
+			break
+		}
+		args = append(args, pick)
+		if plan, err = cl.Plan(ctx, args, planOpts); err != nil {
+			return err
+		}
+	}
+	expect, err := c.askPlan(plan.Plan, false)
 	if err != nil {
 		return err
 	}
@@ -83,12 +102,35 @@ func installDaemon(ctx context.Context, c *command, verb string, args []string, 
 // confirmPlan shows a plan tpmd made, asks unless nothing beyond what
 // was named is in it (or -y), and returns the versions it confirms.
 func (c *command) confirmPlan(items []wire.PlanItem) (map[string]string, error) {
-	extra := false
+	return c.confirmPlanAsking(items, false)
+}
+
+// confirmPlanAsking is confirmPlan that, with always, asks whatever the
+// plan holds (an undo names a transaction, not its packages).
+func (c *command) confirmPlanAsking(items []wire.PlanItem, always bool) (map[string]string, error) {
+	c.showPlan(items)
+	return c.askPlan(items, always)
+}
+
+// askPlan asks, unless nothing beyond what was named is in items (or -y;
+// with always, whatever they hold), and returns the versions confirmed.
+func (c *command) askPlan(items []wire.PlanItem, always bool) (map[string]string, error) {
+	extra := always
 	expect := make(map[string]string)
 	for _, it := range items {
 		extra = extra || asks(it)
 		expect[it.Name] = it.Version
 	}
+	if extra {
+		if err := c.proceed(); err != nil {
+			return nil, err
+		}
+	}
+	return expect, nil
+}
+
+// showPlan prints what a plan will do (not with --json).
+func (c *command) showPlan(items []wire.PlanItem) {
 	if !c.g.json {
 		fmt.Fprintln(c.env.Stdout, "This will:")
 		tw := table(c.env.Stdout)
@@ -108,12 +150,6 @@ func (c *command) confirmPlan(items []wire.PlanItem) (map[string]string, error) 
 			fmt.Fprintf(c.env.Stdout, "  %d package(s)\n", len(items))
 		}
 	}
-	if extra {
-		if err := c.proceed(); err != nil {
-			return nil, err
-		}
-	}
-	return expect, nil
 }
 
 // installOffline is install and upgrade of local .tpkg files with the
@@ -147,4 +183,42 @@ func installOffline(ctx context.Context, c *command, eo engineOptions, files []s
 		verb = wire.VerbUpgrade
 	}
 	return c.applyOffline(ctx, e, plan, historyTag(verb, files))
+}
+
+// choose asks, for the first provider in items chosen for a virtual name
+// among others and not asked about yet (asked), which one to install;
+// it returns the name of another one picked, "" to keep the plan's.
+// With -y, --json or no answer, the plan's choice stands.
+func (c *command) choose(items []wire.PlanItem, asked map[string]bool) (string, error) {
+	if c.g.yes || c.g.json {
+		return "", nil
+	}
+	for _, it := range items {
+		if it.For == "" || len(it.Alternatives) == 0 || asked[it.For] {
+			continue
+		}
+		asked[it.For] = true
+		options := append([]string{it.Name}, it.Alternatives...)
+		fmt.Fprintf(c.env.Stderr, "%s is provided by:\n", it.For)
+		for i, name := range options {
+			fmt.Fprintf(c.env.Stderr, "  %d) %s\n", i+1, name)
+		}
+		fmt.Fprintf(c.env.Stderr, "Which one? [1] ")
+		line, err := c.in.ReadString('\n')
+		if !isTerminal(c.env.Stdin) {
+			fmt.Fprintln(c.env.Stderr, strings.TrimSpace(line))
+		}
+		answer := strings.TrimSpace(line)
+		if answer == "" || (err != nil && line == "") {
+			return "", nil
+		}
+		k, convErr := strconv.Atoi(answer)
+		if convErr != nil || k < 1 || k > len(options) {
+			return "", fmt.Errorf("nothing done: %q is not one of 1 to %d (or name the package: tpm install %s)", answer, len(options), options[len(options)-1])
+		}
+		if k > 1 {
+			return options[k-1], nil
+		}
+	}
+	return "", nil
 }

@@ -36,6 +36,12 @@ func historyTag(verb string, args []string) store.HistoryTag {
 // as tpmd's stream does: the plan, script and build output, each package
 // done, and the result.
 func (c *command) applyOffline(ctx context.Context, e *engine.Engine, plan *engine.Changeset, tag store.HistoryTag) error {
+	return c.applyOfflineAsking(ctx, e, plan, tag, false)
+}
+
+// applyOfflineAsking is applyOffline that, with always, asks whatever
+// the plan holds.
+func (c *command) applyOfflineAsking(ctx context.Context, e *engine.Engine, plan *engine.Changeset, tag store.HistoryTag, always bool) error {
 	if len(plan.Ops) == 0 {
 		return c.view.opResults(nil)
 	}
@@ -43,7 +49,7 @@ func (c *command) applyOffline(ctx context.Context, e *engine.Engine, plan *engi
 	if err := c.view.reply(&wire.Reply{Type: wire.ReplyPlan, Plan: items}); err != nil {
 		return err
 	}
-	extra := false
+	extra := always
 	for _, it := range items {
 		extra = extra || asks(it)
 	}

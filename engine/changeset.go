@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -101,6 +102,12 @@ type Archive struct {
 type InstallRequest struct {
 	Prefix   string
 	Archives []Archive
+	// Remove are installed packages the same transaction takes away (an
+	// undo: what a transaction installed goes as what it displaced comes
+	// back). They are Remove ops after the installs, dependents first, so
+	// one journalled apply does both, and the new packages may take over
+	// their files.
+	Remove []string
 	Intent
 }
 
@@ -147,6 +154,9 @@ func (e *Engine) PrepareInstall(ctx context.Context, req InstallRequest) (*Chang
 			}
 			changeset.Ops = append(changeset.Ops, op)
 		}
+		if err := changeset.removeNamed(tx, byName, req.Remove); err != nil {
+			return err
+		}
 		return changeset.displace(tx, installed)
 	})
 	if err != nil {
@@ -168,12 +178,17 @@ func (e *Engine) PrepareInstall(ctx context.Context, req InstallRequest) (*Chang
 func (p *Changeset) displace(tx *store.StateTx, installed []*store.Receipt) error {
 	var have, add []*manifest.Manifest
 	p.installed = make(map[string]*manifest.Manifest, len(installed))
+	leaving := p.removing()
 	for _, r := range installed {
-		have = append(have, &r.Manifest)
 		p.installed[r.Name] = &r.Manifest
+		if !slices.Contains(leaving, r.Name) {
+			have = append(have, &r.Manifest)
+		}
 	}
 	for _, op := range p.Ops {
-		add = append(add, op.pkg.Manifest)
+		if op.Action != Remove {
+			add = append(add, op.pkg.Manifest)
+		}
 	}
 	gone, err := resolve.Displaced(have, add)
 	if err != nil {
@@ -189,6 +204,34 @@ func (p *Changeset) displace(tx *store.StateTx, installed []*store.Receipt) erro
 		}
 		p.Ops = append(p.Ops, &Op{Action: Remove, Name: r.Name, Version: r.Version, OldVersion: r.Version,
 			Reason: r.Reason, ReplacedBy: d.By.Name, old: r})
+	}
+	return nil
+}
+
+// removeNamed adds the removal of the installed packages names, dependents
+// first, refusing one that is held, not installed, or also installed by
+// the changeset.
+func (p *Changeset) removeNamed(tx *store.StateTx, installed map[string]*store.Receipt, names []string) error {
+	var set []*manifest.Manifest
+	for _, n := range names {
+		if installed[n] == nil {
+			return fmt.Errorf("%s is not installed in %s", n, p.Prefix)
+		}
+		if slices.ContainsFunc(p.Ops, func(op *Op) bool { return op.Name == n }) {
+			return fmt.Errorf("%s is named twice in one transaction", n)
+		}
+		set = append(set, &installed[n].Manifest)
+	}
+	for _, m := range resolve.DependentsFirst(set) {
+		r, err := tx.Receipt(p.Prefix, m.Name)
+		if err != nil {
+			return err
+		}
+		if r.Held {
+			return fmt.Errorf("cannot remove %s: %w", r.Name, &HeldError{Name: r.Name, Version: r.Version})
+		}
+		p.Ops = append(p.Ops, &Op{Action: Remove, Name: r.Name, Version: r.Version, OldVersion: r.Version,
+			Reason: r.Reason, Requested: true, old: r})
 	}
 	return nil
 }

@@ -53,10 +53,12 @@ func crashChild() int {
 	}
 	prefix := os.Getenv("CRASH_PREFIX")
 	var changeset *Changeset
-	if names := os.Getenv("CRASH_REMOVE"); names != "" {
+	archives, names := os.Getenv("CRASH_ARCHIVES"), os.Getenv("CRASH_REMOVE")
+	if names != "" && archives == "" {
 		changeset, err = e.PrepareRemove(ctx, prefix, strings.Fields(names), true)
 	} else {
-		req := InstallRequest{Prefix: prefix}
+		// Both: what an undo does, in one changeset.
+		req := InstallRequest{Prefix: prefix, Remove: strings.Fields(names), Intent: Intent{AllowDowngrade: names != ""}}
 		for _, a := range strings.Fields(os.Getenv("CRASH_ARCHIVES")) {
 			req.Archives = append(req.Archives, Archive{Path: a})
 		}
@@ -75,8 +77,9 @@ func crashChild() int {
 type crashCase struct {
 	name    string
 	setup   []string // archives installed before the crashing transaction
+	then    []string // and in a second transaction, if any
 	archive []string // the transaction: archives to install ...
-	remove  []string // ... or names to remove (with cascade)
+	remove  []string // ... or names to remove (with cascade); both: an undo
 	// the states the prefix may be in after recovery: name → version
 	before, after map[string]string
 }
@@ -122,7 +125,15 @@ func TestCrashAtEveryStep(t *testing.T) {
 		crashCase{name: "conflicting install replaces", setup: []string{exim, mta["mutt"]}, archive: []string{postfix},
 			before: map[string]string{"exim4": "4.96", "mutt": "2.2"}, after: map[string]string{"postfix": "3.8", "mutt": "2.2"}},
 		crashCase{name: "library split", setup: []string{mta["libfoo1"]}, archive: []string{mta["libfoo2"]},
-			before: map[string]string{"libfoo1": "1.0"}, after: map[string]string{"libfoo1": "1.0", "libfoo2": "2.0"}})
+			before: map[string]string{"libfoo1": "1.0"}, after: map[string]string{"libfoo1": "1.0", "libfoo2": "2.0"}},
+		// Undos: the old versions back and what was installed away, in one
+		// changeset.
+		crashCase{name: "undo of a replacing install", setup: []string{exim, mta["mutt"]}, then: []string{postfix},
+			archive: []string{exim}, remove: []string{"postfix"},
+			before: map[string]string{"postfix": "3.8", "mutt": "2.2"}, after: map[string]string{"exim4": "4.96", "mutt": "2.2"}},
+		crashCase{name: "undo of an upgrade and an install", setup: []string{a1}, then: []string{a2, b1},
+			archive: []string{a1}, remove: []string{"b"},
+			before: map[string]string{"a": "2.0", "b": "1.0"}, after: map[string]string{"a": "1.0"}})
 	if _, err := exec.LookPath("make"); err == nil {
 		s1, s2 := srcPkg("1"), srcPkg("2")
 		cases = append(cases,
@@ -143,8 +154,12 @@ func TestCrashAtEveryStep(t *testing.T) {
 				}
 				dir := t.TempDir()
 				state, prefix := filepath.Join(dir, "state"), filepath.Join(dir, "root")
-				if len(tc.setup) > 0 {
-					installAll(t, state, prefix, tc.setup)
+				setups := 0
+				for _, archives := range [][]string{tc.setup, tc.then} {
+					if len(archives) > 0 {
+						installAll(t, state, prefix, archives)
+						setups++
+					}
 				}
 				cmd := exec.Command(os.Args[0], "-test.run=^$")
 				cmd.Env = append(os.Environ(), crashEnv+"=1", "CRASH_AT="+strconv.Itoa(n),
@@ -157,9 +172,9 @@ func TestCrashAtEveryStep(t *testing.T) {
 					t.Fatalf("step %d: child failed: %v\n%s", n, err, out)
 				}
 				got := checkConsistent(t, state, prefix)
-				if entries := historyEntries(t, state); entries > 2 {
+				if entries := historyEntries(t, state); entries > setups+1 {
 					// Recovery adds to the entry the crashed transaction started.
-					t.Fatalf("crash before step %d: %d history entries for the set-up and one transaction", n, entries)
+					t.Fatalf("crash before step %d: %d history entries for %d set-ups and one transaction", n, entries, setups)
 				}
 				if !crashed {
 					if !sameVersions(got, tc.after) {

@@ -185,6 +185,9 @@ func (e *Engine) Close() error {
 	return errors.Join(err, e.db.Close())
 }
 
+// StateDir is the state directory, absolute.
+func (e *Engine) StateDir() string { return e.opts.StateDir }
+
 // State gives read access to the receipts for queries.
 func (e *Engine) State() *store.State { return e.db }
 

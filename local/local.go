@@ -346,6 +346,17 @@ func (c *Client) Autoremove(ctx context.Context, expect map[string]string, each 
 	return c.transaction(ctx, wire.Request{Verb: wire.VerbAutoremove, Expect: expect}, each)
 }
 
+// Undo reverts transaction id (verb undo) or every transaction after it
+// (verb rollback), pinned to the plan the user confirmed, as Install.
+func (c *Client) Undo(ctx context.Context, verb, id string, expect map[string]string, each func(*wire.Reply) error) ([]wire.OpResult, error) {
+	return c.transaction(ctx, wire.Request{Verb: verb, Args: []string{id}, Expect: expect}, each)
+}
+
+// Clean drops from the host's cache the versions no prefix has installed.
+func (c *Client) Clean(ctx context.Context) ([]wire.Cleaned, error) {
+	return query[[]wire.Cleaned](ctx, c, wire.Request{Verb: wire.VerbClean})
+}
+
 // Mark sets a mark on installed packages: verb is mark (args: auto or
 // manual, then names), hold or unhold (args: names).
 func (c *Client) Mark(ctx context.Context, verb string, args []string) ([]wire.Marked, error) {

@@ -61,6 +61,13 @@ func Answer(e *engine.Engine, idx *index.Snapshot, req *wire.Request, prefix str
 		if req.Options.Remove {
 			return PlanRemoval(e, req, prefix)
 		}
+		if Undoing(req) {
+			p, err := PlanUndo(e, req, prefix, Sources(idx, e.StateDir()))
+			if err != nil {
+				return nil, err
+			}
+			return &wire.PlanResult{Plan: p.Items()}, nil
+		}
 	}
 	switch req.Verb {
 	case wire.VerbSearch, wire.VerbInfo, wire.VerbPlan:

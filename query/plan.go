@@ -26,6 +26,11 @@ type InstallPlan struct {
 	// Held are the installed packages an upgrade leaves as they are
 	// because they are held (tpm hold), each at its version.
 	Held []wire.Skipped
+	// Undo says the plan is an undo's (or a rollback's): its Packages go
+	// back to old versions and Removes go, all in one engine transaction
+	// once every file is here, so it is applied whole or not at all.
+	Undo    bool
+	Removes []*store.Receipt
 }
 
 // Planned is one package of a plan with the index entry it comes from.
@@ -41,6 +46,8 @@ type Planned struct {
 	// For and Alternatives: see resolve.Choice.
 	For          string
 	Alternatives []string
+	// Reason is, in an undo, the reason the package had before.
+	Reason store.Reason
 }
 
 // Items is the plan as the wire protocol shows it.
@@ -49,6 +56,10 @@ func (p *InstallPlan) Items() []wire.PlanItem {
 	for _, x := range p.Packages {
 		out = append(out, wire.PlanItem{Action: string(x.Action), Name: x.Entry.Name, Version: x.Entry.Version,
 			OldVersion: x.Old, Requested: x.Requested, Size: x.Entry.Size, For: x.For, Alternatives: x.Alternatives})
+	}
+	for _, r := range p.Removes {
+		out = append(out, wire.PlanItem{Action: string(engine.Remove), Name: r.Name, Version: r.Version,
+			OldVersion: r.Version, Requested: true})
 	}
 	for _, d := range p.Remove {
 		out = append(out, wire.PlanItem{Action: string(engine.Remove), Name: d.Package.Name, Version: d.Package.Version,
@@ -63,10 +74,18 @@ func (p *InstallPlan) Versions() map[string]string {
 	for _, x := range p.Packages {
 		out[x.Entry.Name] = x.Entry.Version
 	}
+	for _, r := range p.Removes {
+		out[r.Name] = r.Version
+	}
 	for _, d := range p.Remove {
 		out[d.Package.Name] = d.Package.Version
 	}
 	return out
+}
+
+// Empty says whether the plan does nothing.
+func (p *InstallPlan) Empty() bool {
+	return len(p.Packages) == 0 && len(p.Removes) == 0 && len(p.Remove) == 0
 }
 
 // Intent is what the plan of x asks of the engine, so the engine decides

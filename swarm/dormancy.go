@@ -129,13 +129,26 @@ func (d *dormancy[T]) isLive(ih metainfo.Hash) bool {
 	return ok
 }
 
+// activity is what a live torrent does, as its client sees it.
+type activity struct {
+	moved int64 // data bytes sent and received so far
+	// connected says a peer is connected: a request of its may be being
+	// served. anacrolix v1.59.1 panics when the torrent of a request it
+	// is reading is dropped (peerconn.go servePeerRequest), so a torrent
+	// with peers is never put to sleep.
+	connected bool
+}
+
+// busySince says whether lt was in use (a) since it was last looked at.
+func (lt *liveTorrent) busySince(a activity) bool { return a.connected || a.moved != lt.moved }
+
 // wake makes ih live at now, pinned if pin, and returns the live torrents
 // to put to sleep to make room: the least recently used that are not
-// pinned and moved no data (what moved reports) since last looked at; one
-// that did counts as used now instead. A wake that is not a pin finds no
-// room when every live torrent is pinned or busy, and is refused (ok
-// false); a pin always gets in, so a download never waits for seeding.
-func (d *dormancy[T]) wake(ih metainfo.Hash, now time.Time, pin bool, moved func(metainfo.Hash) int64) (evict []metainfo.Hash, ok bool) {
+// pinned, have no peer and moved no data (what look reports) since last
+// looked at; one busy counts as used now instead. A wake that is not a pin
+// finds no room when every live torrent is pinned or busy, and is refused
+// (ok false); a pin always gets in, so a download never waits for seeding.
+func (d *dormancy[T]) wake(ih metainfo.Hash, now time.Time, pin bool, look func(metainfo.Hash) activity) (evict []metainfo.Hash, ok bool) {
 	if e, live := d.live[ih]; live {
 		lt := e.Value.(*liveTorrent)
 		lt.used = now
@@ -156,10 +169,10 @@ func (d *dormancy[T]) wake(ih metainfo.Hash, now time.Time, pin bool, moved func
 	e := d.order.Back()
 	for looked := len(d.live); !pin && e != nil && looked > 0 && d.unpinned() >= d.limit; looked-- {
 		lt, prev := e.Value.(*liveTorrent), e.Prev()
-		switch m := moved(lt.ih); {
+		switch a := look(lt.ih); {
 		case lt.pins > 0:
-		case m != lt.moved:
-			lt.moved, lt.used = m, now
+		case lt.busySince(a):
+			lt.moved, lt.used = a.moved, now
 			d.order.MoveToFront(e)
 		default:
 			evict = append(evict, lt.ih)
@@ -170,7 +183,7 @@ func (d *dormancy[T]) wake(ih metainfo.Hash, now time.Time, pin bool, moved func
 	if !pin && d.unpinned() >= d.limit {
 		return evict, false
 	}
-	lt := &liveTorrent{ih: ih, used: now, moved: moved(ih)}
+	lt := &liveTorrent{ih: ih, used: now, moved: look(ih).moved}
 	if pin {
 		lt.pins = 1
 		d.pinnedLive++
@@ -213,15 +226,15 @@ func (d *dormancy[T]) sleep(ih metainfo.Hash) bool {
 	return true
 }
 
-// moved takes how many data bytes each live torrent has moved so far
-// (what moved reports), counts one that moved more since the last look as
-// used now, and returns those idle since before now-idle, made dormant:
-// the caller drops them from anacrolix.
-func (d *dormancy[T]) sweep(now time.Time, moved func(metainfo.Hash) int64) (idle []metainfo.Hash) {
+// sweep looks at what each live torrent does (look), counts one busy
+// since the last look (a peer connected, data moved) as used now, and
+// returns those idle since before now-idle, made dormant: the caller
+// drops them from anacrolix.
+func (d *dormancy[T]) sweep(now time.Time, look func(metainfo.Hash) activity) (idle []metainfo.Hash) {
 	for e := d.order.Back(); e != nil; {
 		lt, prev := e.Value.(*liveTorrent), e.Prev()
-		if m := moved(lt.ih); m != lt.moved {
-			lt.moved, lt.used = m, now
+		if a := look(lt.ih); lt.busySince(a) {
+			lt.moved, lt.used = a.moved, now
 			d.order.MoveToFront(e)
 		} else if lt.pins == 0 && now.Sub(lt.used) >= d.idle {
 			idle = append(idle, lt.ih)
@@ -257,11 +270,11 @@ func sweepLive(ctx context.Context, idle time.Duration, sweep func(time.Time)) {
 	}
 }
 
-// moved is the data bytes t has sent and received (0 for none).
-func moved(t *torrent.Torrent) int64 {
+// activityOf is what t does (nothing for none).
+func activityOf(t *torrent.Torrent) activity {
 	if t == nil {
-		return 0
+		return activity{}
 	}
 	st := t.Stats()
-	return st.BytesWrittenData.Int64() + st.BytesReadData.Int64()
+	return activity{moved: st.BytesWrittenData.Int64() + st.BytesReadData.Int64(), connected: len(t.PeerConns()) > 0}
 }

@@ -16,7 +16,7 @@ func testDormancy(limit int, hashes ...metainfo.Hash) *dormancy[int] {
 	return d
 }
 
-func still(metainfo.Hash) int64 { return 0 }
+func still(metainfo.Hash) activity { return activity{} }
 
 // The live set has a cap: a wake past it puts the least recently used to
 // sleep, and one used since (woken again) is kept.
@@ -54,17 +54,17 @@ func TestDormancyKeepsBusyTorrents(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	d.wake(a, t0, false, still)
 	d.wake(b, t0.Add(time.Second), false, still)
-	aMoves := func(ih metainfo.Hash) int64 {
+	aMoves := func(ih metainfo.Hash) activity {
 		if ih == a {
-			return 100
+			return activity{moved: 100}
 		}
-		return 0
+		return activity{}
 	}
 	evict, ok := d.wake(c, t0.Add(2*time.Second), false, aMoves)
 	if !ok || !slices.Equal(evict, []metainfo.Hash{b}) {
 		t.Fatalf("evicted %x (ok %v); want b, the one not moving", evict, ok)
 	}
-	busy := func(metainfo.Hash) int64 { return time.Now().UnixNano() }
+	busy := func(metainfo.Hash) activity { return activity{connected: true} }
 	evict, ok = d.wake(b, t0.Add(3*time.Second), false, busy)
 	if ok || len(evict) != 0 {
 		t.Fatalf("with every live torrent busy, a wake evicted %x (ok %v)", evict, ok)
@@ -111,7 +111,7 @@ func TestDormancySweep(t *testing.T) {
 	d.wake(a, t0, false, still)
 	d.wake(b, t0, false, still)
 	bytes := map[metainfo.Hash]int64{}
-	counter := func(ih metainfo.Hash) int64 { return bytes[ih] }
+	counter := func(ih metainfo.Hash) activity { return activity{moved: bytes[ih]} }
 	bytes[b] = 10
 	if idle := d.sweep(t0.Add(50*time.Second), counter); len(idle) != 0 {
 		t.Fatalf("idle %x before a minute", idle)

@@ -344,3 +344,38 @@ func TestSeederAnnouncesDormantTorrents(t *testing.T) {
 		t.Fatal("the dormant torrent was not announced")
 	}
 }
+
+// The repository's scan gives each file's stat with its torrent: a first
+// sync records the file whole without reading it. One found bad since
+// (a piece failed its check) stays so when the next generation keeps it
+// with the same stat; a new stat (the scan hashed it again) counts.
+func TestSeederTakesTheScansStat(t *testing.T) {
+	dir := t.TempDir()
+	tor := writePackage(t, dir, "a-1-any.tpkg", randomBytes(40<<10, 24))
+	s := newTestSeeder(t, dir)
+	it := itemOf(tor)
+	st := stampOf(filepath.Join(dir, tor.Name))
+	it.Size, it.MTimeNS, it.CTimeNS, it.Inode = st.size, st.mtime, st.ctime, st.inode
+	if _, err := s.Sync(context.Background(), []Item{it}); err != nil {
+		t.Fatal(err)
+	}
+	if _, complete := s.Seeding(); complete != 1 || s.Live() != 0 {
+		t.Fatalf("after the first sync: %d complete, %d live; want 1 complete, dormant", complete, s.Live())
+	}
+	if err := s.completion.Set(metainfo.PieceKey{InfoHash: tor.InfoHash, Index: 0}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sync(context.Background(), []Item{it}); err != nil {
+		t.Fatal(err)
+	}
+	if _, complete := s.Seeding(); complete != 0 {
+		t.Fatal("a file found bad was recorded whole again by a sync with the same stat")
+	}
+	it.MTimeNS++
+	if _, err := s.Sync(context.Background(), []Item{it}); err != nil {
+		t.Fatal(err)
+	}
+	if _, complete := s.Seeding(); complete != 1 {
+		t.Fatal("a file hashed anew (another stat) was not recorded whole")
+	}
+}

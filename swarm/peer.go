@@ -341,8 +341,14 @@ func (c *Peer) AddTrackers(trackers []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for ih, s := range c.held.all {
-		if !slices.Equal(s.Trackers, trackers) {
-			s.Trackers = slices.Compact(append(slices.Clone(s.Trackers), trackers...))
+		merged := slices.Clone(s.Trackers)
+		for _, t := range trackers {
+			if !slices.Contains(merged, t) {
+				merged = append(merged, t)
+			}
+		}
+		if len(merged) != len(s.Trackers) {
+			s.Trackers = merged
 			c.held.hold(ih, s)
 		}
 	}

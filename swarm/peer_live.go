@@ -57,16 +57,16 @@ func (c *Peer) wakeForPeer(ih metainfo.Hash) (*torrent.Torrent, bool) {
 // wakeLocked makes the held torrent ih live, pinned if pin, putting others
 // to sleep to make room.
 func (c *Peer) wakeLocked(ih metainfo.Hash, pin bool) (*torrent.Torrent, bool) {
-	liveMoved := func(ih metainfo.Hash) int64 { return moved(c.torrents[ih]) }
+	look := func(ih metainfo.Hash) activity { return activityOf(c.torrents[ih]) }
 	if t, ok := c.torrents[ih]; ok {
-		c.held.wake(ih, time.Now(), pin, liveMoved)
+		c.held.wake(ih, time.Now(), pin, look)
 		return t, true
 	}
 	s, held := c.held.get(ih)
 	if !held {
 		return nil, false
 	}
-	evict, ok := c.held.wake(ih, time.Now(), pin, liveMoved)
+	evict, ok := c.held.wake(ih, time.Now(), pin, look)
 	for _, e := range evict {
 		c.sleepLocked(e)
 	}
@@ -132,7 +132,7 @@ func (c *Peer) sweep(now time.Time) {
 	if c.closed {
 		return
 	}
-	for _, ih := range c.held.sweep(now, func(ih metainfo.Hash) int64 { return moved(c.torrents[ih]) }) {
+	for _, ih := range c.held.sweep(now, func(ih metainfo.Hash) activity { return activityOf(c.torrents[ih]) }) {
 		c.sleepLocked(ih)
 	}
 }

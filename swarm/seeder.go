@@ -235,16 +235,20 @@ func (s *Seeder) Sync(ctx context.Context, want []Item) (SyncStats, error) {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
-		if _, ok := s.held.get(ih); ok {
+		old, kept := s.held.get(ih)
+		switch {
+		case kept:
 			st.Kept++
-		} else if metainfo.HashBytes(it.InfoBytes) != ih {
+		case metainfo.HashBytes(it.InfoBytes) != ih:
 			errs = append(errs, fmt.Errorf("torrent %s: info bytes do not match the infohash", hex.EncodeToString(ih[:])))
 			continue
-		} else {
+		default:
 			st.Added++
 		}
 		s.held.hold(ih, it)
-		if it.stamp() != (fileStamp{}) {
+		// Only a file the scan hashed anew: one found bad since it was
+		// published stays so, whatever a later scan's unchanged stat says.
+		if it.stamp() != (fileStamp{}) && (!kept || old.stamp() != it.stamp()) {
 			stamps[ih] = it.stamp()
 		}
 	}
@@ -293,16 +297,16 @@ func (s *Seeder) wakeForPeer(ih metainfo.Hash) (*torrent.Torrent, bool) {
 	if s.closed {
 		return nil, false
 	}
-	liveMoved := func(ih metainfo.Hash) int64 { return moved(s.torrents[ih]) }
+	look := func(ih metainfo.Hash) activity { return activityOf(s.torrents[ih]) }
 	if t, ok := s.torrents[ih]; ok {
-		s.held.wake(ih, time.Now(), false, liveMoved)
+		s.held.wake(ih, time.Now(), false, look)
 		return t, true
 	}
 	it, held := s.held.get(ih)
 	if !held {
 		return nil, false
 	}
-	evict, ok := s.held.wake(ih, time.Now(), false, liveMoved)
+	evict, ok := s.held.wake(ih, time.Now(), false, look)
 	for _, e := range evict {
 		s.sleepLocked(e)
 	}
@@ -336,7 +340,7 @@ func (s *Seeder) sweep(now time.Time) {
 	if s.closed {
 		return
 	}
-	for _, ih := range s.held.sweep(now, func(ih metainfo.Hash) int64 { return moved(s.torrents[ih]) }) {
+	for _, ih := range s.held.sweep(now, func(ih metainfo.Hash) activity { return activityOf(s.torrents[ih]) }) {
 		s.sleepLocked(ih)
 	}
 }

@@ -33,6 +33,7 @@ type Transaction struct {
 	results []wire.OpResult
 	names   []string // installed so far, for a partial failure's message
 	stop    error    // why it ends as soon as the work that runs reports
+	undone  bool     // an undo's one engine transaction went through
 }
 
 // New is a transaction whose plan is being made (busy until Planned).
@@ -102,6 +103,9 @@ func (t *Transaction) Next() (Batch, bool) {
 	if t.busy || t.stop != nil || t.plan == nil {
 		return Batch{}, false
 	}
+	if t.plan.Undo {
+		return t.whole()
+	}
 	batch := t.ready()
 	if len(batch) == 0 {
 		return Batch{}, false
@@ -116,6 +120,28 @@ func (t *Transaction) Next() (Batch, bool) {
 			b.Old[x.Entry.Name] = x.Old
 		}
 	}
+	return b, true
+}
+
+// whole is an undo's one batch, once every package of it is here: the old
+// versions and the removals in one engine transaction.
+func (t *Transaction) whole() (Batch, bool) {
+	if t.undone || slices.Contains(t.paths, "") {
+		return Batch{}, false
+	}
+	b := Batch{Request: engine.InstallRequest{Prefix: t.prefix, Intent: engine.Intent{AllowDowngrade: true}}, Old: map[string]string{}}
+	for i, x := range t.plan.Packages {
+		t.current = append(t.current, i)
+		b.Request.Archives = append(b.Request.Archives, engine.Archive{Path: t.paths[i], Reason: t.reasonOf(x)})
+		b.Entries = append(b.Entries, x.Entry)
+		if x.Old != "" {
+			b.Old[x.Entry.Name] = x.Old
+		}
+	}
+	for _, r := range t.plan.Removes {
+		b.Request.Remove = append(b.Request.Remove, r.Name)
+	}
+	t.busy, t.placed = true, true
 	return b, true
 }
 
@@ -145,6 +171,9 @@ func (t *Transaction) ready() []int {
 // reasonOf is why x is to be installed: an upgrade keeps the reason the
 // package is here.
 func (t *Transaction) reasonOf(x query.Planned) store.Reason {
+	if x.Reason != "" {
+		return x.Reason
+	}
 	if r, ok := t.reasons[x.Entry.Name]; ok {
 		return r
 	}
@@ -170,6 +199,7 @@ func (t *Transaction) Applied(ops []engine.OpResult, err error) []*store.Catalog
 	if err != nil || t.plan == nil {
 		return nil
 	}
+	t.undone = t.plan.Undo
 	var in []*store.CatalogEntry
 	for _, i := range t.current {
 		t.applied[i] = true
@@ -180,7 +210,12 @@ func (t *Transaction) Applied(ops []engine.OpResult, err error) []*store.Catalog
 }
 
 // Done says whether nothing is left to apply.
-func (t *Transaction) Done() bool { return t.plan == nil || !slices.Contains(t.applied, false) }
+func (t *Transaction) Done() bool {
+	if t.plan != nil && t.plan.Undo {
+		return t.undone
+	}
+	return t.plan == nil || !slices.Contains(t.applied, false)
+}
 
 // Stop asks the transaction to end for why (the first reason stays). It
 // returns true when it may end now: no work runs for it.

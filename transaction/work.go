@@ -41,15 +41,36 @@ func PlanInstall(eng *engine.Engine, idx *index.Snapshot, recs cache.Records, re
 	if p.Install, err = query.PlanInstall(idx, installed, req.Args, query.InstallOptions(req)); err != nil {
 		return nil, err
 	}
+	return p, p.check(req, recs)
+}
+
+// check compares the plan with the one the user confirmed, and records
+// every file it will download.
+func (p *Plan) check(req *wire.Request, recs cache.Records) error {
 	if err := query.CheckExpect(req.Expect, p.Install.Versions()); err != nil {
-		return nil, err
+		return err
 	}
 	for _, x := range p.Install.Packages {
-		if err := recs.Put(cache.RecordOf(x.Entry)); err != nil {
-			return nil, err
+		if err := recs.Add(cache.RecordOf(x.Entry)); err != nil {
+			return err
 		}
 	}
-	return p, nil
+	return nil
+}
+
+// PlanUndo plans an undo or rollback: the old versions from the index or
+// the cache's records, what goes, all in one batch; checked and recorded
+// as PlanInstall's.
+func PlanUndo(eng *engine.Engine, idx *index.Snapshot, recs cache.Records, req *wire.Request, defPrefix string) (*Plan, error) {
+	prefix, err := query.Prefix(req, defPrefix)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{Prefix: prefix}
+	if p.Install, err = query.PlanUndo(eng, req, prefix, query.Sources(idx, eng.StateDir())); err != nil {
+		return nil, err
+	}
+	return p, p.check(req, recs)
 }
 
 // PlanRemove prepares a removal (remove, autoremove) and checks it against
@@ -104,13 +125,13 @@ func Install(eng *engine.Engine, recs cache.Records, b Batch, h engine.Hooks) Ou
 		return out
 	}
 	for _, e := range b.Entries {
-		if old := b.Old[e.Name]; old != "" {
-			out.Released = append(out.Released, cache.Release(eng.State(), recs, e.Name, old)...)
+		if old := b.Old[e.Name]; old != "" && old != e.Version {
+			out.Released = append(out.Released, cache.Retire(eng.State(), recs, e.Name, old)...)
 		}
 	}
 	for _, r := range out.Ops {
-		if r.Action == engine.Remove { // replaced by a package of the batch
-			out.Released = append(out.Released, cache.Release(eng.State(), recs, r.Name, r.Version)...)
+		if r.Action == engine.Remove { // replaced by a package of the batch, or undone
+			out.Released = append(out.Released, cache.Retire(eng.State(), recs, r.Name, r.Version)...)
 		}
 	}
 	return out
@@ -133,7 +154,7 @@ func Remove(eng *engine.Engine, recs cache.Records, cs *engine.Changeset, tag st
 		return out
 	}
 	for _, r := range out.Ops {
-		out.Released = append(out.Released, cache.Release(eng.State(), recs, r.Name, r.Version)...)
+		out.Released = append(out.Released, cache.Retire(eng.State(), recs, r.Name, r.Version)...)
 	}
 	return out
 }
@@ -146,14 +167,33 @@ func recoverAfter(eng *engine.Engine) error {
 }
 
 // Abandon forgets what a failed or cancelled transaction recorded and
-// downloaded but did not install (a version some prefix has stays), and
-// returns the cache files to stop seeding and delete.
+// downloaded but did not install (a version some prefix has, or one kept
+// for an undo, stays), and returns the cache files to stop seeding and
+// delete.
 func Abandon(eng *engine.Engine, recs cache.Records, plan *query.InstallPlan) []*cache.Record {
 	var drop []*cache.Record
 	for _, x := range plan.Packages {
-		drop = append(drop, cache.Release(eng.State(), recs, x.Entry.Name, x.Entry.Version)...)
+		drop = append(drop, cache.Release(eng.State(), recs, x.Entry.Name)...)
 	}
 	return drop
+}
+
+// Clean drops from the cache every version no prefix has installed (tpm
+// clean) and answers the request; the files go with the returned records.
+func Clean(eng *engine.Engine, recs cache.Records) (*wire.Reply, []*cache.Record) {
+	drop, err := cache.Clean(eng.State(), recs)
+	if err != nil {
+		return wire.Failure(wire.OneLine(err.Error())), drop
+	}
+	out := make([]wire.Cleaned, 0, len(drop))
+	for _, r := range drop {
+		out = append(out, wire.Cleaned{Name: r.Name, Version: r.Version, File: r.File, Size: r.Size})
+	}
+	reply, err := wire.Result(out)
+	if err != nil {
+		return wire.Failure(err.Error()), drop
+	}
+	return reply, drop
 }
 
 // Mark sets the mark a mark, hold or unhold request asks for (mark takes

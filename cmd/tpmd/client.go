@@ -48,6 +48,7 @@ type hostOptions struct {
 	torrentAddr   string
 	webSeed       bool
 	stallTimeout  time.Duration
+	keepVersions  int
 	buildDir      string
 	buildTimeout  time.Duration
 	scriptTimeout time.Duration
@@ -78,6 +79,7 @@ func hostFlags(o *hostOptions) *pflag.FlagSet {
 	o.swarm.addFlags(fs, "find peers through the DHT (BEP 5) too, joined through --dht-bootstrap")
 	fs.BoolVar(&o.webSeed, "web-seed", true, "fall back to the repository's HTTP web seed; false: peers only")
 	fs.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail a download that makes no progress for this long")
+	fs.IntVar(&o.keepVersions, "keep-versions", 2, "keep at most `N` versions of each package in the cache (installed ones included), for tpm undo; tpm clean drops the others")
 	fs.StringVar(&o.buildDir, "build-dir", "/tmp/tpm", "`DIR` where source packages are built")
 	fs.DurationVar(&o.buildTimeout, "build-timeout", time.Hour, "time limit for building one source package")
 	fs.DurationVar(&o.scriptTimeout, "script-timeout", 5*time.Minute, "time limit for each package script")
@@ -113,6 +115,10 @@ func host(args []string) int {
 	}
 	if !filepath.IsAbs(o.prefix) {
 		fmt.Fprintf(os.Stderr, "tpmd client: --prefix %q must be an absolute path\n", o.prefix)
+		return 2
+	}
+	if o.keepVersions < 1 {
+		fmt.Fprintf(os.Stderr, "tpmd client: --keep-versions %d: give at least 1 (the installed version)\n", o.keepVersions)
 		return 2
 	}
 	for name, d := range map[string]time.Duration{"--script-timeout": o.scriptTimeout, "--build-timeout": o.buildTimeout, "--stall-timeout": o.stallTimeout, "--sync-interval": o.syncInterval} {
@@ -192,6 +198,7 @@ func hostConfig(o hostOptions, key signing.PublicKey, gid int, m *metrics.Host, 
 		DHT:           o.swarm.config(),
 		LiveTorrents:  o.swarm.liveTorrents,
 		StallTimeout:  o.stallTimeout,
+		KeepVersions:  o.keepVersions,
 		BuildRoot:     o.buildDir,
 		BuildTimeout:  o.buildTimeout,
 		ScriptTimeout: o.scriptTimeout,

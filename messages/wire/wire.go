@@ -53,12 +53,15 @@ const (
 	VerbHold       = "hold"
 	VerbUnhold     = "unhold"
 	VerbHistory    = "history"
+	VerbUndo       = "undo"     // args: a transaction's number
+	VerbRollback   = "rollback" // args: a transaction's number
+	VerbClean      = "clean"
 )
 
 // Verbs by the FIFO they are allowed on.
 var (
 	QueryVerbs = []string{VerbSearch, VerbInfo, VerbList, VerbFiles, VerbOwns, VerbStatus, VerbPlan, VerbVerify, VerbHistory}
-	AdminVerbs = []string{VerbInstall, VerbRemove, VerbUpgrade, VerbSync, VerbAutoremove, VerbMark, VerbHold, VerbUnhold}
+	AdminVerbs = []string{VerbInstall, VerbRemove, VerbUpgrade, VerbSync, VerbAutoremove, VerbMark, VerbHold, VerbUnhold, VerbUndo, VerbRollback, VerbClean}
 )
 
 // IsAdmin says whether verb changes the host, so it goes to admin.fifo.
@@ -88,6 +91,8 @@ type Options struct {
 	Cascade        bool `json:"cascade,omitempty"`         // remove, plan
 	Autoremove     bool `json:"autoremove,omitempty"`      // remove, plan: also what is no longer needed
 	Remove         bool `json:"remove,omitempty"`          // plan: a removal rather than an install
+	Undo           bool `json:"undo,omitempty"`            // plan: an undo of the transaction in args
+	Rollback       bool `json:"rollback,omitempty"`        // plan: a rollback to the transaction in args
 }
 
 // ParseRequest decodes and checks one request for a FIFO that takes the
@@ -319,6 +324,15 @@ type PlanResult struct {
 	Plan []PlanItem `json:"plan"`
 	// Skipped are the packages an upgrade leaves as they are: held.
 	Skipped []Skipped `json:"skipped,omitempty"`
+}
+
+// Cleaned is one file of the result of clean: a version no prefix has
+// installed, dropped from the host's cache.
+type Cleaned struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	File    string `json:"file"`
+	Size    int64  `json:"size"`
 }
 
 // Marked is one package of the result of mark, hold and unhold.

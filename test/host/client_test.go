@@ -127,6 +127,12 @@ func TestInstallWithDependencies(t *testing.T) {
 	if _, err := os.Stat(hello); !os.IsNotExist(err) {
 		t.Fatalf("hello still there: %v", err)
 	}
+	// The removed versions stay in the cache, for tpm undo, until clean.
+	var cleaned []wire.Cleaned
+	ok(t, h.run, "clean", nil, nil, &cleaned)
+	if len(cleaned) != 3 {
+		t.Fatalf("clean after removing everything: %+v", cleaned)
+	}
 	waitFor(t, "cache emptied", func() bool {
 		ents, _ := os.ReadDir(h.cache)
 		n := 0

@@ -210,6 +210,15 @@ func TestUpgradeAndPlanErrors(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(h.prefix, "usr/share/tool/v")); string(b) != "2" {
 		t.Fatalf("tool file: %q", b)
 	}
+	// The version before stays in the cache, for an undo; clean drops it.
+	if _, err := os.Stat(filepath.Join(h.cache, "tool-1.0-any.tpkg")); err != nil {
+		t.Fatalf("the version before left the cache: %v", err)
+	}
+	var cleaned []wire.Cleaned
+	ok(t, h.run, "clean", nil, nil, &cleaned)
+	if len(cleaned) != 1 || cleaned[0].Name != "tool" || cleaned[0].Version != "1.0" {
+		t.Fatalf("clean: %+v", cleaned)
+	}
 	waitFor(t, "old version's file dropped from the cache", func() bool {
 		_, err := os.Stat(filepath.Join(h.cache, "tool-1.0-any.tpkg"))
 		return os.IsNotExist(err)

@@ -304,3 +304,51 @@ func TestCLIGoneCancelsDownload(t *testing.T) {
 		t.Logf("log:\n%s", d.Logs)
 	}
 }
+
+// TestUndoFromPeer: an upgrade undone on a host that no longer has the old
+// version (clean dropped it), while the repository does not seed and the
+// host has no web seed: the old version comes from the first host, which
+// kept it in its cache when it upgraded.
+func TestUndoFromPeer(t *testing.T) {
+	r := newRepository(t)
+	r.addPackage(t, `{"Name":"tool","Version":"1.0","Architecture":"any","Type":"Binary"}`, map[string]string{"data/usr/share/tool/v": "1"})
+	r.addPackage(t, `{"Name":"tool","Version":"2.0","Architecture":"any","Type":"Binary"}`, map[string]string{"data/usr/share/tool/v": "2"})
+	srv := startServer(t, r, "--seed=false")
+	h1, h2 := newHost(t), newHost(t)
+	startClient(t, h1, srv.url, r.pubPath) // web seed on: the server does not seed
+	waitIndex(t, h1.run, 5)
+	ok(t, h1.run, "install", []string{"tool=1.0"}, nil, nil)
+	ok(t, h1.run, "upgrade", []string{"tool"}, nil, nil)
+	waitFor(t, "first host seeding both versions", func() bool { return getStatus(t, h1.run).Seeding == 2 })
+
+	startClient(t, h2, srv.url, r.pubPath, "--web-seed=false", "--stall-timeout", "30s")
+	waitIndex(t, h2.run, 5)
+	ok(t, h2.run, "install", []string{"tool=1.0"}, nil, nil)
+	ok(t, h2.run, "upgrade", []string{"tool"}, nil, nil)
+	var cleaned []wire.Cleaned
+	ok(t, h2.run, "clean", nil, nil, &cleaned)
+	if len(cleaned) != 1 || cleaned[0].Version != "1.0" {
+		t.Fatalf("clean: %+v", cleaned)
+	}
+	waitFor(t, "tool 1.0 gone from the second host's cache", func() bool {
+		_, err := os.Stat(filepath.Join(h2.cache, "tool-1.0-any.tpkg"))
+		return os.IsNotExist(err)
+	})
+	before := getStatus(t, h1.run).BytesUp
+	var plan wire.PlanResult
+	ok(t, h2.run, "plan", []string{"2"}, func(r *wire.Request) { r.Options = wire.Options{Undo: true} }, &plan)
+	if len(plan.Plan) != 1 || plan.Plan[0].Action != "downgrade" || plan.Plan[0].Version != "1.0" {
+		t.Fatalf("undo plan: %+v", plan)
+	}
+	var results []result
+	ok(t, h2.run, "undo", []string{"2"}, nil, &results)
+	if len(results) != 1 || results[0].Action != "downgrade" || results[0].Version != "1.0" {
+		t.Fatalf("undo: %+v", results)
+	}
+	if b, _ := os.ReadFile(filepath.Join(h2.prefix, "usr/share/tool/v")); string(b) != "1" {
+		t.Fatalf("tool file after the undo: %q", b)
+	}
+	if after := getStatus(t, h1.run).BytesUp; after <= before {
+		t.Fatalf("the first host uploaded nothing for the undo (%d bytes before, %d after)", before, after)
+	}
+}
