@@ -151,14 +151,6 @@ func (pc *pieceCompletion) markStamped(stamps map[metainfo.Hash]fileStamp) error
 	return nil
 }
 
-// stamp is what ih's record says its file looked like when checked whole.
-func (pc *pieceCompletion) stamp(ih metainfo.Hash) (fileStamp, bool) {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	s, ok := pc.whole[ih]
-	return s, ok
-}
-
 // forget drops what is known of ih, whose file is gone or bad.
 func (pc *pieceCompletion) forget(ih metainfo.Hash) error {
 	pc.mu.Lock()

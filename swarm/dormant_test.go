@@ -27,15 +27,6 @@ func (s *Seeder) sleepAll() {
 	}
 }
 
-func (c *Peer) sleepAll() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, ih := range c.held.liveHashes() {
-		c.held.sleep(ih)
-		c.sleepLocked(ih)
-	}
-}
-
 // waitFor polls cond every 20 ms until it holds, failing the test after d.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -10,9 +10,9 @@ import (
 )
 
 // readThrough writes sent into a wakeConn and returns what reading it in
-// small pieces gives (until an error, if the writer closes after), with
-// the error that ended the reading, and the infohashes woken.
-func readThrough(t *testing.T, sent []byte, closeAfter bool) ([]byte, error, []metainfo.Hash) {
+// small pieces gives (until an error, if the writer closes after), the
+// infohashes woken, and the error that ended the reading.
+func readThrough(t *testing.T, sent []byte, closeAfter bool) ([]byte, []metainfo.Hash, error) {
 	t.Helper()
 	client, server := net.Pipe()
 	defer server.Close()
@@ -33,11 +33,11 @@ func readThrough(t *testing.T, sent []byte, closeAfter bool) ([]byte, error, []m
 		n, err := c.Read(buf)
 		got = append(got, buf[:n]...)
 		if err != nil {
-			return got, err, woken
+			return got, woken, err
 		}
 	}
 	client.Close()
-	return got, nil, woken
+	return got, woken, nil
 }
 
 // A plain handshake wakes the torrent it names, once, before its bytes
@@ -48,7 +48,7 @@ func TestWakeConnReadsAPlainHandshake(t *testing.T) {
 	msg = append(msg, ih[:]...)
 	msg = append(msg, bytes.Repeat([]byte{'p'}, 20)...)   // the peer id
 	msg = append(msg, 0, 0, 0, 1, 2, 0, 0, 0, 5, 1, 2, 3) // and what follows
-	got, err, woken := readThrough(t, msg, false)
+	got, woken, err := readThrough(t, msg, false)
 	if err != nil || !bytes.Equal(got, msg) {
 		t.Fatalf("read %q, %v; want the bytes sent", got, err)
 	}
@@ -62,12 +62,12 @@ func TestWakeConnReadsAPlainHandshake(t *testing.T) {
 // with its error after its bytes.
 func TestWakeConnLeavesOtherBytesAlone(t *testing.T) {
 	mse := bytes.Repeat([]byte{0x5c, 0x13, 0xee}, 40)
-	got, err, woken := readThrough(t, mse, false)
+	got, woken, err := readThrough(t, mse, false)
 	if err != nil || !bytes.Equal(got, mse) || len(woken) != 0 {
 		t.Fatalf("obfuscated: read %d bytes (%v), woken %x", len(got), err, woken)
 	}
 	short := []byte(handshakePrefix)[:10]
-	got, err, woken = readThrough(t, short, true)
+	got, woken, err = readThrough(t, short, true)
 	if !bytes.Equal(got, short) || err == nil || len(woken) != 0 {
 		t.Fatalf("short: read %q, %v, woken %x", got, err, woken)
 	}
