@@ -27,10 +27,13 @@ const (
 	maxNumWant     = 200
 	// maxPeers bounds the store's memory whatever announces arrive.
 	maxPeers = 200_000
-	// maxPeersPerIP bounds what one address holds, across torrents: a
-	// NAT of a few hundred hosts fits, a flood from one address only
-	// replaces its own oldest entries.
-	maxPeersPerIP = 1024
+	// maxPeersPerIP bounds what one address holds, across torrents (an
+	// entry is a peer of one torrent): a host seeding 16,000 packages, or
+	// a NAT of hosts seeding fewer, fits; a flood from one address only
+	// replaces its own oldest entries. At 1,024, a host seeding 3,000
+	// packages was known for its last 1,024 only, and another host found
+	// no peer for the others (test/bench/scale).
+	maxPeersPerIP = 16384
 )
 
 // announceResponse is a BEP 3 tracker response with BEP 23 compact peers

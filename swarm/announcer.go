@@ -14,8 +14,9 @@ import (
 // A dormant torrent is not in anacrolix, which therefore does not announce
 // it; yet peers must still find this client seeding it, or demand never
 // reaches it. So one goroutine per client announces the dormant torrents:
-// each as it goes dormant (or is first held dormant), then once every
-// dormantInterval while it stays so, at most dormantAnnounceRate a second
+// each when first held dormant, or half an interval after it goes dormant,
+// then once every dormantInterval while it stays so, at most
+// dormantAnnounceRate a second
 // in all: the cost anacrolix paid for each torrent on its own (an announce
 // per tracker interval), paid in order on one goroutine. A repository that
 // has its own tracker needs none of it: the tracker names it in every
@@ -37,14 +38,19 @@ const (
 	announceIdlePoll = time.Second
 )
 
-// announceQueue orders the dormant torrents' announces: soon holds those
-// gone dormant, due at once, later those announced, due an interval after;
-// each is in the order things happened, so each is sorted by when it is
-// due. Its client holds the lock.
+// announceQueue orders the dormant torrents' announces in three FIFOs:
+// fresh holds those newly held (at a start: the trackers may have
+// forgotten them while the client was down), due at once; rested those
+// gone dormant, due half an interval after (while live, anacrolix
+// announced them at the interval, so the trackers know them: announcing
+// thousands at once as a transaction's torrents fall asleep cost a host
+// more CPU than anything else at rest); later those announced, due an
+// interval after. Each is in the order things happened, so each is sorted
+// by when it is due. Its client holds the lock.
 type announceQueue struct {
-	interval    time.Duration
-	soon, later deque
-	queued      map[metainfo.Hash]bool
+	interval             time.Duration
+	fresh, rested, later deque
+	queued               map[metainfo.Hash]bool
 }
 
 type dueAnnounce struct {
@@ -56,11 +62,19 @@ func newAnnounceQueue(interval time.Duration) *announceQueue {
 	return &announceQueue{interval: interval, queued: make(map[metainfo.Hash]bool)}
 }
 
+// held queues ih, held dormant from now, unless it is queued already.
+func (q *announceQueue) held(ih metainfo.Hash, now time.Time) {
+	if !q.queued[ih] {
+		q.queued[ih] = true
+		q.fresh.push(dueAnnounce{ih, now})
+	}
+}
+
 // slept queues ih, gone dormant at now, unless it is queued already.
 func (q *announceQueue) slept(ih metainfo.Hash, now time.Time) {
 	if !q.queued[ih] {
 		q.queued[ih] = true
-		q.soon.push(dueAnnounce{ih, now})
+		q.rested.push(dueAnnounce{ih, now.Add(q.interval / 2)})
 	}
 }
 
@@ -69,11 +83,13 @@ func (q *announceQueue) slept(ih metainfo.Hash, now time.Time) {
 // queue; it is queued again when it sleeps).
 func (q *announceQueue) next(now time.Time, dormant func(metainfo.Hash) bool) (metainfo.Hash, bool) {
 	for {
-		d := &q.soon
-		if q.soon.empty() || (!q.later.empty() && q.later.head().due.Before(q.soon.head().due)) {
-			d = &q.later
+		var d *deque
+		for _, c := range []*deque{&q.fresh, &q.rested, &q.later} {
+			if !c.empty() && (d == nil || c.head().due.Before(d.head().due)) {
+				d = c
+			}
 		}
-		if d.empty() || d.head().due.After(now) {
+		if d == nil || d.head().due.After(now) {
 			return metainfo.Hash{}, false
 		}
 		a := d.pop()

@@ -127,8 +127,9 @@ func TestDormancySweep(t *testing.T) {
 	}
 }
 
-// Dormant torrents are announced as they go dormant, then every interval
-// while they stay so; one woken leaves the queue until it sleeps again.
+// Dormant torrents are announced when first held, then every interval
+// while they stay so; one woken leaves the queue until it sleeps again,
+// and is announced half an interval after (the trackers knew it live).
 func TestAnnounceQueue(t *testing.T) {
 	a, b := metainfo.Hash{1}, metainfo.Hash{2}
 	d := testDormancy(10)
@@ -152,8 +153,12 @@ func TestAnnounceQueue(t *testing.T) {
 		t.Fatalf("after the interval: %x, %v; want b (a is live)", ih, ok)
 	}
 	d.announced(b, now.Add(61*time.Second))
+	slept := time.Now()
 	d.sleep(a)
-	if ih, ok := d.nextAnnounce(time.Now()); !ok || ih != a {
-		t.Fatalf("gone dormant again, a is not due at once: %x, %v", ih, ok)
+	if ih, ok := d.nextAnnounce(slept.Add(29 * time.Second)); ok {
+		t.Fatalf("%x announced within half an interval of going dormant", ih)
+	}
+	if ih, ok := d.nextAnnounce(slept.Add(31 * time.Second)); !ok || ih != a {
+		t.Fatalf("half an interval after going dormant: %x, %v; want a", ih, ok)
 	}
 }

@@ -57,7 +57,7 @@ type PeerConfig struct {
 	// downloads are not counted); zero means 1,000.
 	LiveTorrents int
 	// IdleAfter is how long a live seeded torrent may move no data before
-	// it goes dormant; zero means 2 minutes.
+	// it goes dormant; zero means 30 s.
 	IdleAfter time.Duration
 }
 
@@ -131,18 +131,7 @@ type Peer struct {
 
 // NewPeer starts the client listening on cfg.ListenAddr.
 func NewPeer(cfg PeerConfig) (*Peer, error) {
-	if cfg.StallTimeout <= 0 {
-		cfg.StallTimeout = 2 * time.Minute
-	}
-	if cfg.QuietPeers <= 0 {
-		cfg.QuietPeers = 10 * time.Second
-	}
-	if cfg.WebSeedStall <= 0 {
-		cfg.WebSeedStall = 3 * time.Second
-	}
-	if cfg.ConnsPerTorrent <= 0 {
-		cfg.ConnsPerTorrent = peerConnsPerTorrent
-	}
+	cfg.setDefaults()
 	listen, err := parseListenAddr(cfg.ListenAddr)
 	if err != nil {
 		return nil, err
@@ -191,6 +180,21 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 	}
 	c.startLiveKeeping()
 	return c, nil
+}
+
+func (cfg *PeerConfig) setDefaults() {
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = 2 * time.Minute
+	}
+	if cfg.QuietPeers <= 0 {
+		cfg.QuietPeers = 10 * time.Second
+	}
+	if cfg.WebSeedStall <= 0 {
+		cfg.WebSeedStall = 3 * time.Second
+	}
+	if cfg.ConnsPerTorrent <= 0 {
+		cfg.ConnsPerTorrent = peerConnsPerTorrent
+	}
 }
 
 // RepositoryClientName is what the repository's seeder calls itself in the

@@ -125,16 +125,19 @@ func (c *Peer) unpin(ih metainfo.Hash) {
 	c.held.unpin(ih, time.Now())
 }
 
-// sweep puts the live torrents idle for long enough to sleep.
-func (c *Peer) sweep(now time.Time) {
+// sweep puts the live torrents idle for long enough to sleep, and says
+// how many.
+func (c *Peer) sweep(now time.Time) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return
+		return 0
 	}
-	for _, ih := range c.held.sweep(now, func(ih metainfo.Hash) activity { return activityOf(c.torrents[ih]) }) {
+	idle := c.held.sweep(now, func(ih metainfo.Hash) activity { return activityOf(c.torrents[ih]) })
+	for _, ih := range idle {
 		c.sleepLocked(ih)
 	}
+	return len(idle)
 }
 
 func (c *Peer) nextAnnounce(now time.Time) (metainfo.Hash, bool) {

@@ -42,7 +42,7 @@ type SeederConfig struct {
 	// means 1,000.
 	LiveTorrents int
 	// IdleAfter is how long a live torrent may send nothing before it
-	// goes dormant; zero means 2 minutes.
+	// goes dormant; zero means 30 s.
 	IdleAfter time.Duration
 }
 
@@ -148,6 +148,14 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 			return nil, err
 		}
 	}
+	s.startLiveKeeping(cfg.Trackers, listen)
+	return s, nil
+}
+
+// startLiveKeeping starts the seeder's goroutines for all its torrents:
+// the idle sweep and, with standard trackers or the DHT to tell, the
+// dormant torrents' announces.
+func (s *Seeder) startLiveKeeping(trackers []string, listen listenAddr) {
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	s.bg.Add(1)
@@ -155,19 +163,19 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 		defer s.bg.Done()
 		sweepLive(ctx, s.held.idle, s.sweep)
 	}()
-	if len(cfg.Trackers) > 0 || s.dht != nil {
-		s.held.announceDormant(dormantInterval)
-		tcl := trackerClient{peerID: s.client.PeerID(), port: s.port, dial: listen.trackerDial(), log: s.log}
-		s.bg.Add(1)
-		go func() {
-			defer s.bg.Done()
-			announceDormant(ctx, s.nextAnnounce, func(ctx context.Context, ih metainfo.Hash) {
-				seedAnnounce(ctx, tcl, cfg.Trackers, ih)
-				s.dht.announceSeed(ctx, ih, s.port)
-			}, s.announced)
-		}()
+	if len(trackers) == 0 && s.dht == nil {
+		return
 	}
-	return s, nil
+	s.held.announceDormant(dormantInterval)
+	tcl := trackerClient{peerID: s.client.PeerID(), port: s.port, dial: listen.trackerDial(), log: s.log}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		announceDormant(ctx, s.nextAnnounce, func(ctx context.Context, ih metainfo.Hash) {
+			seedAnnounce(ctx, tcl, trackers, ih)
+			s.dht.announceSeed(ctx, ih, s.port)
+		}, s.announced)
+	}()
 }
 
 // keepWhole records ih whole once anacrolix has checked every piece of its
@@ -333,16 +341,19 @@ func (s *Seeder) wakeForPeer(ih metainfo.Hash) (*torrent.Torrent, bool) {
 	return t, true
 }
 
-// sweep puts the live torrents idle for long enough to sleep.
-func (s *Seeder) sweep(now time.Time) {
+// sweep puts the live torrents idle for long enough to sleep, and says
+// how many.
+func (s *Seeder) sweep(now time.Time) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return
+		return 0
 	}
-	for _, ih := range s.held.sweep(now, func(ih metainfo.Hash) activity { return activityOf(s.torrents[ih]) }) {
+	idle := s.held.sweep(now, func(ih metainfo.Hash) activity { return activityOf(s.torrents[ih]) })
+	for _, ih := range idle {
 		s.sleepLocked(ih)
 	}
+	return len(idle)
 }
 
 func (s *Seeder) nextAnnounce(now time.Time) (metainfo.Hash, bool) {
