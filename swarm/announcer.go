@@ -11,41 +11,41 @@ import (
 	"github.com/anacrolix/torrent/tracker"
 )
 
-// A dormant torrent is not in anacrolix, which therefore does not announce
-// it; yet peers must still find this client seeding it, or demand never
-// reaches it. So one goroutine per client announces the dormant torrents:
-// each when first held dormant, or half an interval after it goes dormant,
-// then once every dormantInterval while it stays so, at most
-// dormantAnnounceRate a second
-// in all: the cost anacrolix paid for each torrent on its own (an announce
-// per tracker interval), paid in order on one goroutine. A repository that
-// has its own tracker needs none of it: the tracker names it in every
-// answer.
+// tpm, not anacrolix, tells the trackers what a client seeds: anacrolix
+// announces a torrent only while it is live, and "stopped" when it is
+// dropped, so a torrent going dormant would take its seeder off the
+// trackers, and a dormant one would never be announced. One goroutine per
+// client announces every torrent it holds and does not download, live or
+// dormant: each when first held, half an interval after a download of it
+// ends, then once every seedAnnounceInterval, at most seedAnnounceRate a
+// second in all. That is what anacrolix paid for each torrent on its own
+// (an announce per tracker interval), paid in order on one goroutine. A
+// repository that has its own tracker needs none of it: the tracker names
+// it in every answer.
 
-// Pacing of the dormant torrents' announces.
+// Pacing of the seeded torrents' announces.
 const (
-	// dormantInterval is how often each dormant torrent is announced: the
+	// seedAnnounceInterval is how often each seeded torrent is announced: the
 	// built-in tracker's interval (it forgets a peer after two), and
 	// within opentracker's 30 minutes.
-	dormantInterval = 10 * time.Minute
-	// dormantAnnounceRate bounds the announces a second, whatever the
+	seedAnnounceInterval = 10 * time.Minute
+	// seedAnnounceRate bounds the announces a second, whatever the
 	// number of torrents: 100,000 take 17 minutes.
-	dormantAnnounceRate = 100
+	seedAnnounceRate = 100
 	// announceTimeout bounds one announce to one tracker.
 	announceTimeout = 10 * time.Second
 	// announceIdlePoll is how often an announcer with nothing due looks
-	// again for torrents gone dormant.
+	// again for torrents newly due.
 	announceIdlePoll = time.Second
 )
 
-// announceQueue orders the dormant torrents' announces in three FIFOs:
+// announceQueue orders the seeded torrents' announces in three FIFOs:
 // fresh holds those newly held (at a start: the trackers may have
 // forgotten them while the client was down), due at once; rested those
-// gone dormant, due half an interval after (while live, anacrolix
-// announced them at the interval, so the trackers know them: announcing
-// thousands at once as a transaction's torrents fall asleep cost a host
-// more CPU than anything else at rest); later those announced, due an
-// interval after. Each is in the order things happened, so each is sorted
+// whose download ended, due half an interval after (the download told the
+// trackers: announcing thousands again at once, as a transaction's
+// downloads end, cost a host more CPU than anything else at rest); later
+// those announced, due an interval after. Each is in the order things happened, so each is sorted
 // by when it is due. Its client holds the lock.
 type announceQueue struct {
 	interval             time.Duration
@@ -70,7 +70,8 @@ func (q *announceQueue) held(ih metainfo.Hash, now time.Time) {
 	}
 }
 
-// slept queues ih, gone dormant at now, unless it is queued already.
+// slept queues ih half an interval after now (its download ended, or it
+// went dormant), unless it is queued already.
 func (q *announceQueue) slept(ih metainfo.Hash, now time.Time) {
 	if !q.queued[ih] {
 		q.queued[ih] = true
@@ -78,10 +79,10 @@ func (q *announceQueue) slept(ih metainfo.Hash, now time.Time) {
 	}
 }
 
-// next takes the announce due first, if it is due at now; dormant says
-// whether a torrent still is (one woken or dropped since leaves the
-// queue; it is queued again when it sleeps).
-func (q *announceQueue) next(now time.Time, dormant func(metainfo.Hash) bool) (metainfo.Hash, bool) {
+// next takes the announce due first, if it is due at now; seeding says
+// whether a torrent still is (one dropped, or downloading, leaves the
+// queue; it is queued again when its download ends).
+func (q *announceQueue) next(now time.Time, seeding func(metainfo.Hash) bool) (metainfo.Hash, bool) {
 	for {
 		var d *deque
 		for _, c := range []*deque{&q.fresh, &q.rested, &q.later} {
@@ -93,7 +94,7 @@ func (q *announceQueue) next(now time.Time, dormant func(metainfo.Hash) bool) (m
 			return metainfo.Hash{}, false
 		}
 		a := d.pop()
-		if dormant(a.ih) {
+		if seeding(a.ih) {
 			return a.ih, true
 		}
 		delete(q.queued, a.ih)
@@ -122,13 +123,13 @@ func (d *deque) pop() (a dueAnnounce) {
 	return a
 }
 
-// announceDormant runs a client's announces until ctx ends: next gives the
+// announceSeeds runs a client's announces until ctx ends: next gives the
 // torrent due (false: none), announce announces it, and done queues it
 // again.
-func announceDormant(ctx context.Context, next func(time.Time) (metainfo.Hash, bool), announce func(context.Context, metainfo.Hash), done func(metainfo.Hash, time.Time)) {
+func announceSeeds(ctx context.Context, next func(time.Time) (metainfo.Hash, bool), announce func(context.Context, metainfo.Hash), done func(metainfo.Hash, time.Time)) {
 	for {
 		ih, ok := next(time.Now())
-		wait := time.Second / dormantAnnounceRate
+		wait := time.Second / seedAnnounceRate
 		if ok {
 			announce(ctx, ih)
 			done(ih, time.Now())
@@ -171,7 +172,7 @@ func seedAnnounce(ctx context.Context, c trackerClient, trackers []string, ih me
 		}.Do()
 		cancel()
 		if err != nil {
-			c.log.Debug("announcing a dormant torrent", "tracker", url, "infohash", ih.HexString(), "err", err)
+			c.log.Debug("announcing a seeded torrent", "tracker", url, "infohash", ih.HexString(), "err", err)
 		}
 	}
 }

@@ -96,7 +96,10 @@ func newTorrentConfig(l listenAddr, st storage.ClientImpl, log *slog.Logger) *to
 	}
 	host := l.host
 	tc.ListenHost = func(string) string { return host }
-	tc.TrackerDialContext = l.trackerDial()
+	// tpm announces, not anacrolix (announcer.go): anacrolix tells every
+	// tracker "stopped" when a torrent is dropped, so each torrent going
+	// dormant would take its seeder off the trackers.
+	tc.DisableTrackers = true
 	tc.Slogger = log
 	return tc
 }

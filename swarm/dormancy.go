@@ -73,7 +73,7 @@ func newDormancy[T any](limit int, idle time.Duration) *dormancy[T] {
 }
 
 // hold records v as ih's; it stays live if it is. A torrent newly held
-// is dormant, and announced as such.
+// is dormant, and announced as seeded (unless a download pins it first).
 func (d *dormancy[T]) hold(ih metainfo.Hash, v T) {
 	if _, held := d.all[ih]; !held && d.announces != nil {
 		d.announces.held(ih, time.Now())
@@ -81,38 +81,41 @@ func (d *dormancy[T]) hold(ih metainfo.Hash, v T) {
 	d.all[ih] = v
 }
 
-// announceDormant makes the dormant torrents announced (announceQueue):
-// each when held, or half an interval after it goes dormant, and every
-// interval after.
-func (d *dormancy[T]) announceDormant(interval time.Duration) {
+// announceSeeds makes the torrents held announced as seeded
+// (announceQueue): each when held, or half an interval after a download of
+// it ends, and every interval after, live or dormant; never while it
+// downloads (pinned: the download announces itself).
+func (d *dormancy[T]) announceSeeds(interval time.Duration) {
 	d.announces = newAnnounceQueue(interval)
 	for ih := range d.all {
-		if !d.isLive(ih) {
-			d.announces.held(ih, time.Now())
-		}
+		d.announces.held(ih, time.Now())
 	}
 }
 
-// nextAnnounce is the dormant torrent whose announce is due at now, if any.
+// nextAnnounce is the seeded torrent whose announce is due at now, if any.
 func (d *dormancy[T]) nextAnnounce(now time.Time) (metainfo.Hash, bool) {
 	if d.announces == nil {
 		return metainfo.Hash{}, false
 	}
-	return d.announces.next(now, d.isDormant)
+	return d.announces.next(now, d.isSeeding)
 }
 
-// announced queues ih's next announce, if it is still dormant.
+// announced queues ih's next announce, if it is still seeded.
 func (d *dormancy[T]) announced(ih metainfo.Hash, now time.Time) {
-	if d.isDormant(ih) {
+	if d.isSeeding(ih) {
 		d.announces.announced(ih, now)
 	} else {
 		delete(d.announces.queued, ih)
 	}
 }
 
-func (d *dormancy[T]) isDormant(ih metainfo.Hash) bool {
-	_, held := d.all[ih]
-	return held && !d.isLive(ih)
+// isSeeding says whether ih is held and not downloading.
+func (d *dormancy[T]) isSeeding(ih metainfo.Hash) bool {
+	if _, held := d.all[ih]; !held {
+		return false
+	}
+	e, live := d.live[ih]
+	return !live || e.Value.(*liveTorrent).pins == 0
 }
 
 // get is what is held for ih.
@@ -206,6 +209,9 @@ func (d *dormancy[T]) unpin(ih metainfo.Hash, now time.Time) {
 		lt := e.Value.(*liveTorrent)
 		if lt.pins == 1 {
 			d.pinnedLive--
+			if d.announces != nil {
+				d.announces.slept(ih, now) // the download announced it seeds
+			}
 		}
 		lt.pins = max(0, lt.pins-1)
 		lt.used = now

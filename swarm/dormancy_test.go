@@ -37,7 +37,7 @@ func TestDormancyEvictsLeastRecentlyUsed(t *testing.T) {
 	if got := d.liveHashes(); !slices.Equal(got, []metainfo.Hash{c, a}) {
 		t.Fatalf("live %x; want c, a", got)
 	}
-	if !d.isDormant(b) || d.isDormant(a) {
+	if _, held := d.get(b); !held || d.isLive(b) || !d.isLive(a) {
 		t.Fatal("b is not dormant, or a is")
 	}
 	if _, ok := d.wake(x, t0, false, still); ok {
@@ -127,13 +127,14 @@ func TestDormancySweep(t *testing.T) {
 	}
 }
 
-// Dormant torrents are announced when first held, then every interval
-// while they stay so; one woken leaves the queue until it sleeps again,
-// and is announced half an interval after (the trackers knew it live).
+// Seeded torrents are announced when first held, then every interval,
+// live or dormant; one downloading (pinned) is not, and is announced
+// again half an interval after its download ends (the download announced
+// it seeds).
 func TestAnnounceQueue(t *testing.T) {
 	a, b := metainfo.Hash{1}, metainfo.Hash{2}
 	d := testDormancy(10)
-	d.announceDormant(time.Minute)
+	d.announceSeeds(time.Minute)
 	d.hold(a, 0)
 	d.hold(b, 1)
 	now := time.Now()
@@ -145,20 +146,24 @@ func TestAnnounceQueue(t *testing.T) {
 	if !slices.Equal(got, []metainfo.Hash{a, b}) {
 		t.Fatalf("announced %x; want a, b as they were held", got)
 	}
-	d.wake(a, now, false, still)
+	d.wake(a, now, true, still) // a download of a
+	d.wake(b, now, false, still)
 	if ih, ok := d.nextAnnounce(now.Add(59 * time.Second)); ok {
 		t.Fatalf("%x announced again before the interval", ih)
 	}
 	if ih, ok := d.nextAnnounce(now.Add(61 * time.Second)); !ok || ih != b {
-		t.Fatalf("after the interval: %x, %v; want b (a is live)", ih, ok)
+		t.Fatalf("after the interval: %x, %v; want b, live and seeding (a downloads)", ih, ok)
 	}
 	d.announced(b, now.Add(61*time.Second))
-	slept := time.Now()
-	d.sleep(a)
-	if ih, ok := d.nextAnnounce(slept.Add(29 * time.Second)); ok {
-		t.Fatalf("%x announced within half an interval of going dormant", ih)
+	if ih, ok := d.nextAnnounce(now.Add(62 * time.Second)); ok {
+		t.Fatalf("%x announced while it downloads", ih)
 	}
-	if ih, ok := d.nextAnnounce(slept.Add(31 * time.Second)); !ok || ih != a {
-		t.Fatalf("half an interval after going dormant: %x, %v; want a", ih, ok)
+	ended := now.Add(70 * time.Second)
+	d.unpin(a, ended)
+	if ih, ok := d.nextAnnounce(ended.Add(29 * time.Second)); ok {
+		t.Fatalf("%x announced within half an interval of its download's end", ih)
+	}
+	if ih, ok := d.nextAnnounce(ended.Add(31 * time.Second)); !ok || ih != a {
+		t.Fatalf("half an interval after its download ended: %x, %v; want a", ih, ok)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -200,13 +201,14 @@ func TestSeederFloodOfHandshakesStaysCapped(t *testing.T) {
 }
 
 // recordingTracker answers announces with the given peers and sends each
-// announce's infohash and left on the channel it returns.
+// announce's infohash and left (followed by its event, if any) on the
+// channel it returns.
 func recordingTracker(t *testing.T, seeds ...int) (string, <-chan [2]string) {
 	t.Helper()
 	got := make(chan [2]string, 100)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
-		case got <- [2]string{r.URL.Query().Get("info_hash"), r.URL.Query().Get("left")}:
+		case got <- [2]string{r.URL.Query().Get("info_hash"), r.URL.Query().Get("left") + r.URL.Query().Get("event")}:
 		default:
 		}
 		var peers []byte
@@ -241,6 +243,11 @@ func TestPeerSeedsDormantAndWakesForAPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the downloaded torrent going dormant", func() bool { return first.Stats().Live == 0 })
+	for len(announces) > 0 {
+		if a := <-announces; strings.HasSuffix(a[1], "stopped") {
+			t.Fatal("going dormant told the tracker the host stopped seeding")
+		}
+	}
 	first.Close()
 	// Restarted, the host seeds its cache dormant and tells the tracker
 	// at once: the tracker may have forgotten it meanwhile.

@@ -152,15 +152,12 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 	st := newFileStore(cfg.CacheDir, pc, true)
 	tc := newTorrentConfig(listen, st, log)
 	tc.DisableWebseeds = cfg.NoWebSeeds
-	// anacrolix announces every minute, not at the tracker's interval, for
-	// as long as a torrent "wants peers", and a complete torrent being
-	// seeded always does: with a thousand packages seeded that is a
-	// thousand announces a minute, each followed by a dial to the
-	// repository's seeder that both sides drop at once (both complete) —
-	// measurable idle CPU on every host and on the server. With the low
-	// water mark below zero no torrent wants peers: announces keep the
-	// tracker's interval and ask for none, so they only tell the tracker
-	// we seed. Downloads ask the tracker for peers themselves (announce).
+	// A complete torrent being seeded "wants peers" in anacrolix, which
+	// then looks for them (the DHT every few minutes; trackers are tpm's,
+	// see announcer.go) and dials the repository's seeder only for both
+	// sides to drop the connection (both complete). With the low water mark
+	// below zero no torrent wants peers; downloads find theirs through
+	// their own announces.
 	tc.TorrentPeersLowWater = -1
 	tc.EstablishedConnsPerTorrent = cfg.ConnsPerTorrent
 	c := &Peer{cfg: cfg, storage: st, completion: pc, log: log, downloaders: make(map[metainfo.Hash]int), trackerDial: listen.trackerDial(),
@@ -355,10 +352,6 @@ func (c *Peer) AddTrackers(trackers []string) {
 			s.Trackers = merged
 			c.held.hold(ih, s)
 		}
-	}
-	tiers := [][]string{trackers}
-	for _, t := range c.torrents {
-		t.AddTrackers(tiers)
 	}
 }
 

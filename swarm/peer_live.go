@@ -24,11 +24,11 @@ func (c *Peer) startLiveKeeping() {
 		defer c.bg.Done()
 		sweepLive(ctx, c.held.idle, c.sweep)
 	}()
-	c.held.announceDormant(dormantInterval)
+	c.held.announceSeeds(seedAnnounceInterval)
 	tcl := trackerClient{peerID: c.client.PeerID(), port: c.port, dial: c.trackerDial, log: c.log}
 	go func() {
 		defer c.bg.Done()
-		announceDormant(ctx, c.nextAnnounce, func(ctx context.Context, ih metainfo.Hash) {
+		announceSeeds(ctx, c.nextAnnounce, func(ctx context.Context, ih metainfo.Hash) {
 			c.mu.Lock()
 			s, ok := c.held.get(ih)
 			c.mu.Unlock()
@@ -74,9 +74,6 @@ func (c *Peer) wakeLocked(ih metainfo.Hash, pin bool) (*torrent.Torrent, bool) {
 		return nil, false
 	}
 	t, _ := c.client.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: s.InfoHash, InfoBytes: s.InfoBytes})
-	if len(s.Trackers) > 0 {
-		t.AddTrackers([][]string{s.Trackers})
-	}
 	c.torrents[ih] = t
 	if !pin && !t.Complete().Bool() {
 		// A file not recorded whole, or changed since (the storage

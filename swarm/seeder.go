@@ -84,8 +84,6 @@ type Seeder struct {
 	log        *slog.Logger
 	port       int
 	dht        *dhtNode
-	// trackers is the announce list of every torrent, a tier per tracker.
-	trackers [][]string
 	// stop ends the goroutines the seeder runs for all its torrents.
 	stop context.CancelFunc
 	bg   sync.WaitGroup
@@ -120,7 +118,6 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 	st := newFileStore(cfg.Dir, pc, false)
 
 	tc := newTorrentConfig(listen, st, cfg.logger())
-	tc.DisableTrackers = len(cfg.Trackers) == 0
 	tc.DisableWebseeds = true
 	tc.ExtendedHandshakeClientVersion = RepositoryClientName
 	s := &Seeder{
@@ -138,9 +135,6 @@ func NewSeeder(cfg SeederConfig) (*Seeder, error) {
 		return nil, err
 	}
 	s.port = s.client.LocalPort()
-	for _, t := range cfg.Trackers {
-		s.trackers = append(s.trackers, []string{t})
-	}
 	if cfg.DHT != nil {
 		if s.dht, err = startDHT(s.client, listen, *cfg.DHT, cfg.logger(), s.wakeForPeer); err != nil {
 			s.client.Close()
@@ -166,12 +160,12 @@ func (s *Seeder) startLiveKeeping(trackers []string, listen listenAddr) {
 	if len(trackers) == 0 && s.dht == nil {
 		return
 	}
-	s.held.announceDormant(dormantInterval)
+	s.held.announceSeeds(seedAnnounceInterval)
 	tcl := trackerClient{peerID: s.client.PeerID(), port: s.port, dial: listen.trackerDial(), log: s.log}
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
-		announceDormant(ctx, s.nextAnnounce, func(ctx context.Context, ih metainfo.Hash) {
+		announceSeeds(ctx, s.nextAnnounce, func(ctx context.Context, ih metainfo.Hash) {
 			seedAnnounce(ctx, tcl, trackers, ih)
 			s.dht.announceSeed(ctx, ih, s.port)
 		}, s.announced)
@@ -326,9 +320,6 @@ func (s *Seeder) wakeForPeer(ih metainfo.Hash) (*torrent.Torrent, bool) {
 		InfoBytes:            it.InfoBytes,
 		DisallowDataDownload: true,
 	})
-	if len(s.trackers) > 0 {
-		t.AddTrackers(s.trackers)
-	}
 	s.torrents[ih] = t
 	s.policy.track(ih, t.NumPieces())
 	if !t.Complete().Bool() {
