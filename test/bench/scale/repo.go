@@ -106,11 +106,11 @@ func repoName(i int) string { return fmt.Sprintf("repo%06d", i) }
 
 // repoResult is what one repository run measured.
 type repoResult struct {
-	published, rescan, restarted         time.Duration
-	seeded                               string
-	fresh, servedTook                    string
-	rssStart, rssServed, floodPeak       string
-	floodLive, floodInstall, floodSent   string
+	published, rescan, restarted       time.Duration
+	seeded                             string
+	fresh, servedTook                  string
+	rssStart, rssServed, floodPeak     string
+	floodLive, floodInstall, floodSent string
 }
 
 // repoServerRun serves pkgs with build b's server from a fresh state and
