@@ -241,8 +241,14 @@ func (d *dormancy[T]) sleep(ih metainfo.Hash) bool {
 // returns those idle since before now-idle, made dormant: the caller
 // drops them from anacrolix.
 func (d *dormancy[T]) sweep(now time.Time, look func(metainfo.Hash) activity) (idle []metainfo.Hash) {
-	for e := d.order.Back(); e != nil; {
-		lt, prev := e.Value.(*liveTorrent), e.Prev()
+	// The walk goes over a copy: a busy torrent moves to the front, and a
+	// walk over the list itself met it again, for ever when all were busy.
+	elems := make([]*list.Element, 0, len(d.live))
+	for e := d.order.Back(); e != nil; e = e.Prev() {
+		elems = append(elems, e)
+	}
+	for _, e := range elems {
+		lt := e.Value.(*liveTorrent)
 		if a := look(lt.ih); lt.busySince(a) {
 			lt.moved, lt.used = a.moved, now
 			d.order.MoveToFront(e)
@@ -250,7 +256,6 @@ func (d *dormancy[T]) sweep(now time.Time, look func(metainfo.Hash) activity) (i
 			idle = append(idle, lt.ih)
 			d.sleep(lt.ih)
 		}
-		e = prev
 	}
 	return idle
 }

@@ -167,3 +167,26 @@ func TestAnnounceQueue(t *testing.T) {
 		t.Fatalf("half an interval after its download ended: %x, %v; want a", ih, ok)
 	}
 }
+
+// A sweep over live torrents all busy ends, and puts none to sleep (it
+// went round them for ever: each busy one moved to the front, where the
+// walk met it again).
+func TestDormancySweepAllBusy(t *testing.T) {
+	a, b, c := metainfo.Hash{1}, metainfo.Hash{2}, metainfo.Hash{3}
+	d := testDormancy(10, a, b, c)
+	t0 := time.Unix(1000, 0)
+	for _, ih := range []metainfo.Hash{a, b, c} {
+		d.wake(ih, t0, true, still)
+	}
+	busy := func(metainfo.Hash) activity { return activity{connected: true} }
+	done := make(chan []metainfo.Hash)
+	go func() { done <- d.sweep(t0.Add(time.Hour), busy) }()
+	select {
+	case idle := <-done:
+		if len(idle) != 0 || len(d.liveHashes()) != 3 {
+			t.Fatalf("idle %x, live %x; want none idle, all three live", idle, d.liveHashes())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a sweep over busy torrents did not end")
+	}
+}
