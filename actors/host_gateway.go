@@ -27,17 +27,25 @@ const (
 )
 
 // Bounds of the spool. A request's directory counts against its owner from
-// the moment its token arrives (or the sweep finds it stale) until the
-// gateway's cleaner removed it, which it does once the request is answered
-// or refused; beyond maxDirsUID a uid's new tokens are refused (told so on
-// their reply FIFO, as a refusal for requests in flight is) and their
-// directories removed. Directories whose token never came are removed once older than
-// staleAge, by a sweep every sweepEvery.
+// the moment its token arrives until the gateway's cleaner removed it,
+// which it does once the request is answered or refused; beyond maxDirsUID
+// a uid's new tokens are refused (told so on their reply FIFO, as a
+// refusal for requests in flight is) and their directories removed.
+// Directories whose token never came are removed by the cleaner's sweep
+// once tokenGrace old (a tpm sends its token right after making its
+// directory, and gives up within 10 s), and at once beyond maxYoungUID of
+// a uid or maxYoung in all: a round every sweepEvery, and one as soon as
+// the spool holds sweepPressure directories more than expected (counted
+// every checkEvery, one fstat).
 const (
-	maxDirsUID   = 64
-	maxUncounted = 1024 // removals queued of refused directories that do not count
-	staleAge     = 24 * time.Hour
-	sweepEvery   = time.Hour
+	maxDirsUID    = 64
+	maxUncounted  = 1024 // removals queued of refused directories that do not count
+	tokenGrace    = time.Minute
+	sweepEvery    = tokenGrace / 4
+	checkEvery    = time.Second
+	sweepPressure = 256
+	maxYoungUID   = 64
+	maxYoung      = 4096
 )
 
 // gatewayActor owns the two request FIFOs, the spool and the requests in
@@ -67,10 +75,12 @@ type gatewayActor struct {
 	hooks             gatewayHooks
 }
 
-// gatewayHooks let a test hold the spool's removals (nil: none).
+// gatewayHooks let a test hold the spool's removals (nil: none) and
+// shorten the grace of directories without a token (0: tokenGrace).
 type gatewayHooks struct {
 	oldSpools func(context.Context)                   // before the old spools are removed
 	remove    func(ctx context.Context, token string) // before each directory the cleaner removes
+	grace     time.Duration
 }
 
 type inFlight struct {
@@ -94,6 +104,9 @@ type arrival struct {
 // taken answers arrivals: the reader may read on.
 type taken struct{}
 
+// spoolSwept is what a round of the cleaner's sweep did.
+type spoolSwept struct{ report fifo.SweepReport }
+
 // takeWait bounds a reader's wait for the gateway to take a read; past it
 // the reader reads on, so a stopping gateway never holds it.
 const takeWait = time.Second
@@ -112,6 +125,8 @@ func (a *gatewayActor) Receive(ctx actor.Context) {
 		ctx.Respond(&taken{})
 	case *messages.RequestAnswered: // its final reply is written; it lingers a little
 		a.release(msg.ID)
+	case *spoolSwept:
+		a.swept(msg.report)
 	case *actor.Terminated: // a request's actor finished
 		a.release(msg.Who.Id)
 	}
@@ -153,7 +168,9 @@ func (a *gatewayActor) open(ctx actor.Context) error {
 			log.Warn("left what users left in an old spool", "err", err)
 		}
 	})
-	a.env.bg.Go(func() { book.Clean(cctx, spool, cleanerConfig(log, hooks.remove)) })
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	swept := func(r fifo.SweepReport) { root.Send(self, &spoolSwept{report: r}) }
+	a.env.bg.Go(func() { book.Clean(cctx, spool, cleanerConfig(log, hooks, swept)) })
 	adminPerm, gid := os.FileMode(0o600), -1
 	if a.adminGID >= 0 {
 		adminPerm, gid = 0o620, a.adminGID
@@ -168,7 +185,6 @@ func (a *gatewayActor) open(ctx actor.Context) error {
 		return err
 	}
 	a.query, a.admin = q, ad
-	self, root := ctx.Self(), ctx.ActorSystem().Root
 	for _, l := range []struct {
 		l     *fifo.Listener
 		admin bool
@@ -319,12 +335,19 @@ func (a *gatewayActor) refuse(in *fifo.Incoming, which, why string) {
 	a.book.Remove(in.Token)
 }
 
-// cleanerConfig is how the gateway's cleaner runs: the spool's bounds, and
-// its warnings at the gateway's bounded rate.
-func cleanerConfig(log *slog.Logger, beforeRemove func(context.Context, string)) fifo.CleanConfig {
+// cleanerConfig is how the gateway's cleaner runs: the spool's bounds,
+// its warnings at the gateway's bounded rate, and each round of its sweep
+// told to the gateway.
+func cleanerConfig(log *slog.Logger, hooks gatewayHooks, swept func(fifo.SweepReport)) fifo.CleanConfig {
 	var warn warnLimiter // the cleaner's goroutine alone uses it
+	grace := tokenGrace
+	if hooks.grace > 0 {
+		grace = hooks.grace
+	}
 	return fifo.CleanConfig{
-		SweepEvery: sweepEvery, StaleAge: staleAge, BeforeRemove: beforeRemove,
+		Sweep:      fifo.SweepConfig{Grace: grace, MaxYoungUID: maxYoungUID, MaxYoung: maxYoung},
+		SweepEvery: grace / 4, CheckEvery: checkEvery, Pressure: sweepPressure,
+		BeforeRemove: hooks.remove, Swept: swept,
 		Warn: func(msg string, args ...any) {
 			if dropped, ok := warn.allow(time.Now()); ok {
 				if dropped > 0 {
@@ -333,7 +356,23 @@ func cleanerConfig(log *slog.Logger, beforeRemove func(context.Context, string))
 				log.Warn(msg, args...)
 			}
 		},
-		Removed: func(name string, uid int) { log.Debug("removing a stale request directory", "name", name, "uid", uid) },
+	}
+}
+
+// swept logs what a round of the sweep removed: a flood (directories over
+// the bounds) as a warning, at the rate of the spool's, naming its uids.
+func (a *gatewayActor) swept(r fifo.SweepReport) {
+	args := []any{"removed", r.Removed, "over_bounds", r.OverBound, "by_uid", r.ByUID, "examined", r.Examined, "took", r.Took}
+	switch {
+	case r.OverBound > 0:
+		if dropped, ok := a.dirWarn.allow(time.Now()); ok {
+			a.env.log.Warn("removed request directories that no token named: a user makes more than tpm does", append(args, "warnings_dropped", dropped)...)
+		}
+	case r.Removed > 0:
+		a.env.log.Info("removed request directories whose token never came", args...)
+	}
+	if r.Err != nil {
+		a.warning("left request directories that no token named in the spool", "failed", r.Failed, "err", r.Err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,9 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -301,4 +304,83 @@ func TestGatewayBoundsDirectoriesPerUID(t *testing.T) {
 		}
 		return left == maxInFlightUID // those in flight stay
 	})
+}
+
+// A user who makes thousands of directories in the spool and never sends
+// their tokens leaves none of them for long: they are gone within the
+// grace and a sweep (2 s and half a second here, a minute and 15 s in a
+// daemon), and root's request is answered while they are being made and
+// removed.
+func TestGatewaySweepsDirectoriesWithoutToken(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root, to make directories as another uid")
+	}
+	for _, tool := range []string{"seq", "xargs", "mkdir"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	const uid, n = 54321, 10_000
+	run := t.TempDir()
+	// The flooding user must reach the spool, as it reaches /run/tpm.
+	mustT(t, os.Chmod(filepath.Dir(run), 0o711))
+	mustT(t, os.Chmod(run, 0o711))
+	logs := &syncBuffer{}
+	var held atomic.Int64
+	startGateway(t, run, -1, &held, logs, gatewayHooks{grace: 2 * time.Second})
+	spool := filepath.Join(run, fifo.SpoolDir)
+
+	// A real process of that uid: mkdir, many names at a time.
+	flood := exec.Command("sh", "-c", fmt.Sprintf("seq -f 'tpm-flood%%025.0f' 1 %d | xargs mkdir --", n))
+	flood.Dir = spool
+	flood.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	var floodOut bytes.Buffer
+	flood.Stdout, flood.Stderr = &floodOut, &floodOut
+	mustT(t, flood.Start())
+	floodDone := make(chan error, 1)
+	go func() { floodDone <- flood.Wait() }()
+	t.Cleanup(func() { flood.Process.Kill(); <-floodDone })
+
+	theirs := func() (int, error) {
+		d, err := os.Open(spool)
+		if err != nil {
+			return 0, err
+		}
+		defer d.Close()
+		entries, err := d.ReadDir(-1)
+		k := 0
+		for _, e := range entries {
+			if info, err := e.Info(); err == nil && info.Sys().(*syscall.Stat_t).Uid == uid {
+				k++
+			}
+		}
+		return k, err
+	}
+	waitFor(t, "the flood has begun", func() bool { k, _ := theirs(); return k > 0 })
+	start := time.Now()
+	if _, r := ask(t, run); r.Type != wire.ReplyResult {
+		t.Fatalf("root's request during the flood: %+v", r)
+	}
+	t.Logf("root answered in %v during the flood", time.Since(start))
+	select {
+	case err := <-floodDone:
+		floodDone <- err
+		if err != nil {
+			// Its directories may go under xargs' feet: mkdir fails only
+			// for a name it gave twice, never for want of room.
+			t.Logf("the flood: %v: %s", err, floodOut.Bytes())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the flood did not end")
+	}
+	waitFor(t, "no directory of the flooding uid is left", func() bool {
+		k, err := theirs()
+		return err == nil && k == 0
+	})
+	if !strings.Contains(logs.String(), "no token named") {
+		t.Fatalf("no log line names the flood:\n%s", logs.String())
+	}
+	if _, r := ask(t, run); r.Type != wire.ReplyResult {
+		t.Fatalf("root's request after the flood: %+v", r)
+	}
 }

@@ -5,20 +5,25 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"tpm/reap"
 )
 
-// drainGrace is how long the output is still read once a step's process
-// group is dead: only a process that left the group (setsid) can hold the
-// pipe open longer, and the build does not wait for it.
+// drainGrace is how long the output is still read once every process of
+// a step is dead: only a process that cleared its environment and left
+// the group can hold the pipe open longer, and the build does not wait for
+// it.
 const drainGrace = 2 * time.Second
 
 // maxLine cuts lines without a newline, so that a binary blob on stdout
@@ -29,12 +34,28 @@ const maxLine = 64 << 10
 // the bucket's files are readable through the farm by everyone.
 const umaskWrapper = `umask 022 && exec "$0" "$@"`
 
+// stepMarkVar is set, to a value of each step's own, in the environment of
+// every build step, so that what a step started is found once it has left
+// the step's process group and session (setsid) and lost its parent.
+const stepMarkVar = "TPM_BUILD_RUN"
+
+// sweepLimit bounds the sweep of what a step left behind.
+const sweepLimit = 5 * time.Second
+
 // runStep runs argv in dir, in its own process group, passing each output
 // line (stdout and stderr together) to out. It returns once the process has
-// exited and every process of its group is killed, so that a step leaves
-// nothing running behind it, whether it succeeded, failed or was stopped by
-// ctx.
+// exited and every process it started is killed and reaped, those that
+// left its group with setsid included, so that a step leaves nothing
+// running behind it, nor a zombie of this process (a subreaper), whether it
+// succeeded, failed or was stopped by ctx.
 func runStep(ctx context.Context, dir string, env, argv []string, out *output) error {
+	run, err := reap.New(stepMarkVar)
+	if err != nil {
+		return err
+	}
+	// Where this fails (no prctl), the sweep still kills what it finds by
+	// its mark; only the reaping of re-parented processes is lost.
+	_ = reap.Subreaper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
@@ -42,7 +63,8 @@ func runStep(ctx context.Context, dir string, env, argv []string, out *output) e
 	defer r.Close()
 	cmd := exec.Command("/bin/sh", append([]string{"-c", umaskWrapper}, argv...)...)
 	cmd.Dir = dir
-	cmd.Env = env
+	// The mark last: Spec.Env cannot override it.
+	cmd.Env = append(slices.Clip(env), run.Env())
 	// An *os.File, not a Writer: exec then starts no copying goroutine that
 	// Wait would wait for, and we decide how long to read after the group
 	// is gone.
@@ -53,14 +75,35 @@ func runStep(ctx context.Context, dir string, env, argv []string, out *output) e
 	if err != nil {
 		return err
 	}
-	pgid := cmd.Process.Pid
+	run.Started(cmd.Process.Pid)
 
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
 		out.readFrom(r)
 	}()
+	serr := killStep(ctx, cmd.Process.Pid, run)
+	err = cmd.Wait()
+	if serr != nil {
+		if err == nil {
+			// Built, but something of it could not be killed: say so, and
+			// carry on, as a stuck process holds nothing of the build.
+			out.emit(out.step, "cleanup: "+serr.Error())
+		} else {
+			err = fmt.Errorf("%w; %w", err, serr)
+		}
+	}
 
+	r.SetReadDeadline(time.Now().Add(drainGrace))
+	<-read
+	out.flushFile()
+	return err
+}
+
+// killStep waits until the step's first process, pgid, has exited (killing
+// its group if ctx ends first), then kills its group and every process the
+// step started, and reaps them; pgid is left for cmd.Wait to reap.
+func killStep(ctx context.Context, pgid int, run *reap.Run) error {
 	// Signals go to the group only while its leader is not reaped yet (a
 	// zombie at worst): until then its pid, the group id, cannot be reused by
 	// an unrelated process.
@@ -76,16 +119,13 @@ func runStep(ctx context.Context, dir string, env, argv []string, out *output) e
 	}()
 	waitExited(pgid)
 	// What the step left in its group (make's background jobs, a daemon a
-	// test suite forgot) goes with it.
+	// test suite forgot) goes with it, and then what left the group.
 	syscall.Kill(-pgid, syscall.SIGKILL)
 	close(exited)
 	<-killer
-	err = cmd.Wait()
-
-	r.SetReadDeadline(time.Now().Add(drainGrace))
-	<-read
-	out.flushFile()
-	return err
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sweepLimit)
+	defer cancel()
+	return run.Kill(sctx)
 }
 
 // waitExited blocks until process pid has exited, without reaping it.

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,9 +13,17 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"tpm/reap"
 )
 
 const scriptDirPattern = ".script-*"
+
+// scriptMarkVar is set, to a value of its own, in the environment of every
+// maintainer script, so the processes a script started can be told from
+// every other process once they have left its process group and session
+// (setsid) and lost their parent.
+const scriptMarkVar = "TPM_SCRIPT_RUN"
 
 // runScript runs one maintainer script of op, if the package has it, with
 // the prefix as working directory, the TPM_* variables, a timeout, and its
@@ -48,7 +54,7 @@ func (e *Engine) runScript(ctx context.Context, h Hooks, prefix string, op *Op, 
 	default:
 		args = []string{op.OldVersion, op.Version}
 	}
-	mark, err := newMark()
+	run, err := reap.New(scriptMarkVar)
 	if err != nil {
 		return fmt.Errorf("%s of %s: %w", name, op.Name, err)
 	}
@@ -64,12 +70,12 @@ func (e *Engine) runScript(ctx context.Context, h Hooks, prefix string, op *Op, 
 		"TPM_PACKAGE=" + op.Name,
 		"TPM_VERSION=" + op.Version,
 		"TPM_OLD_VERSION=" + op.OldVersion,
-		scriptMarkVar + "=" + mark,
+		run.Env(),
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	out := &scriptOutput{emit: func(line string) { h.Output(op.Name, name, line) }}
-	err = runScriptProcess(ctx, cmd, out, mark)
+	err = runScriptProcess(ctx, cmd, out, run)
 	if err == nil {
 		return nil
 	}
@@ -105,13 +111,13 @@ const sweepLimit = 5 * time.Second
 // read line by line into out, and returns cmd's error. A script stopped by
 // its context (timeout, cancel) has its process group killed by cmd.Cancel;
 // then every process it started is killed too, those that left the group
-// included (see killDescendants). What a script that exited by itself
+// included (see reap.Run.Kill). What a script that exited by itself
 // leaves running (a daemon it started) is left running, and reaped when it
 // exits.
-func runScriptProcess(ctx context.Context, cmd *exec.Cmd, out *scriptOutput, mark string) error {
+func runScriptProcess(ctx context.Context, cmd *exec.Cmd, out *scriptOutput, run *reap.Run) error {
 	// Where this fails (no prctl), the sweep still kills what it finds by
 	// its mark; only the reaping of re-parented processes is lost.
-	_ = becomeSubreaper()
+	_ = reap.Subreaper()
 	// A pipe we read ourselves rather than a Writer: exec would then wait
 	// for the copy to end, which a daemon holding the pipe delays for ever.
 	r, w, err := os.Pipe()
@@ -125,11 +131,7 @@ func runScriptProcess(ctx context.Context, cmd *exec.Cmd, out *scriptOutput, mar
 	if err != nil {
 		return err
 	}
-	// What the script starts, starts no earlier than the script itself.
-	var since uint64
-	if p, err := readStat(cmd.Process.Pid); err == nil {
-		since = p.start
-	}
+	run.Started(cmd.Process.Pid)
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
@@ -137,24 +139,18 @@ func runScriptProcess(ctx context.Context, cmd *exec.Cmd, out *scriptOutput, mar
 	}()
 	err = cmd.Wait()
 	if ctx.Err() != nil {
-		if serr := killDescendants(mark, since, time.Now().Add(sweepLimit)); serr != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sweepLimit)
+		serr := run.Kill(sctx)
+		cancel()
+		if serr != nil {
 			err = fmt.Errorf("%w; %w", err, serr)
 		}
 	} else {
-		reapLeftovers(mark, since)
+		run.ReapLeftovers()
 	}
 	r.SetReadDeadline(time.Now().Add(scriptDrainGrace))
 	<-read
 	return err
-}
-
-// newMark returns a value for scriptMarkVar that no other script run has.
-func newMark() (string, error) {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("script mark: %w", err)
-	}
-	return hex.EncodeToString(b), nil
 }
 
 // maxScriptLine is the longest line passed on whole: past it a line is

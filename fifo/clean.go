@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -279,48 +278,4 @@ func RemoveRequest(ctx context.Context, spool, token string) error {
 		return fmt.Errorf("request %s: %w", token, err)
 	}
 	return nil
-}
-
-// SweepStale removes the entries of spool last changed before cutoff, as
-// RemoveRequest does, calling found with each one's name and owner before
-// it is removed. It returns what it gave up on, at most a few errors.
-func SweepStale(ctx context.Context, spool string, cutoff time.Time, found func(name string, uid int)) error {
-	dfd, err := unix.Open(spool, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(dfd)
-	buf := make([]byte, 8192)
-	var errs []error
-	for {
-		if ctx.Err() != nil {
-			return errStopped
-		}
-		n, err := unix.Getdents(dfd, buf)
-		if err != nil {
-			return err
-		}
-		if n <= 0 {
-			return errors.Join(errs...)
-		}
-		_, _, names := unix.ParseDirent(buf[:n], -1, nil)
-		for _, name := range names {
-			if name == "." || name == ".." {
-				continue
-			}
-			var st unix.Stat_t
-			if unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
-				continue
-			}
-			if time.Unix(st.Ctim.Unix()).After(cutoff) || time.Unix(st.Mtim.Unix()).After(cutoff) {
-				continue
-			}
-			if found != nil {
-				found(name, int(st.Uid))
-			}
-			if err := newRemover(ctx, requestDepth, requestSteps, -1).removeAt(dfd, name, 1); err != nil && len(errs) < 4 {
-				errs = append(errs, fmt.Errorf("stale %s: %w", name, err))
-			}
-		}
-	}
 }

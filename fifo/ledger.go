@@ -10,9 +10,9 @@ import (
 // their removal: a directory counts from the moment its token arrives
 // until it is removed, so one user cannot fill the spool while the daemon
 // runs. The daemon's FIFO readers admit, the daemon removes what it
-// answered or refused, and one cleaner goroutine (Clean) removes; it is
-// safe for all of them at once, with its own lock, as a part shared by the
-// readers and the gateway that owns it.
+// answered or refused, and one cleaner goroutine (Clean) removes, and
+// sweeps what no token named; it is safe for all of them at once, with its
+// own lock, as a part shared by the readers and the gateway that owns it.
 type Ledger struct {
 	maxPerUID, maxUncounted int
 
@@ -27,7 +27,7 @@ type Ledger struct {
 
 // NewLedger is a ledger that admits maxPerUID directories of a uid at once
 // and queues at most maxUncounted removals of directories it did not admit
-// (past that, the stale sweep finds them).
+// (past that, the sweep finds them).
 func NewLedger(maxPerUID, maxUncounted int) *Ledger {
 	return &Ledger{maxPerUID: maxPerUID, maxUncounted: maxUncounted,
 		live: map[string]int{}, byUID: map[int]int{}, queued: map[string]bool{}, wake: make(chan struct{}, 1)}
@@ -102,37 +102,89 @@ func (b *Ledger) done(tok string) {
 	}
 }
 
+// known says whether the ledger counts tok's directory or queued its
+// removal: the sweep leaves those alone.
+func (b *Ledger) known(tok string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, live := b.live[tok]
+	_, queued := b.queued[tok]
+	return live || queued
+}
+
+// expected is how many directories the ledger accounts for: those it
+// counts, and those it queued for removal that do not count.
+func (b *Ledger) expected() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.live) + b.uncounted
+}
+
 // CleanConfig is how Clean runs.
 type CleanConfig struct {
-	SweepEvery, StaleAge time.Duration
-	Warn                 func(msg string, args ...any)           // what it gives up on
-	Removed              func(name string, uid int)              // each stale directory the sweep removes
-	BeforeRemove         func(ctx context.Context, token string) // tests only: holds a removal
+	// Sweep bounds the directories no token named.
+	Sweep SweepConfig
+	// SweepEvery is how often a round of the sweep begins; CheckEvery how
+	// often the spool's directories are counted (one fstat), a round
+	// beginning at once when there are more than Pressure beyond those the
+	// ledger accounts for and those the last round left.
+	SweepEvery, CheckEvery time.Duration
+	Pressure               int
+	Warn                   func(msg string, args ...any)           // what it gives up on
+	Swept                  func(SweepReport)                       // after each round of the sweep
+	BeforeRemove           func(ctx context.Context, token string) // tests only: holds a removal
 }
 
 // Clean removes the queued directories as they come, and sweeps the spool
-// for stale ones, until ctx ends. It follows no link.
+// for directories no token named (see SweepConfig) a bounded pass at a
+// time between them, until ctx ends. It follows no link.
 func (b *Ledger) Clean(ctx context.Context, spool string, cfg CleanConfig) {
-	sweep := time.NewTicker(cfg.SweepEvery)
-	defer sweep.Stop()
+	sw, err := newSweeper(spool, cfg.Sweep)
+	if err != nil {
+		cfg.Warn("cannot sweep the spool: directories without a token stay until tpmd restarts", "err", err)
+	} else {
+		defer sw.close()
+	}
+	every := time.NewTicker(cfg.SweepEvery)
+	defer every.Stop()
+	check := time.NewTicker(cfg.CheckEvery)
+	defer check.Stop()
 	for {
-		for tok, ok := b.next(); ok && ctx.Err() == nil; tok, ok = b.next() {
-			if cfg.BeforeRemove != nil {
-				cfg.BeforeRemove(ctx, tok)
+		b.removeQueued(ctx, spool, cfg)
+		if ctx.Err() != nil {
+			return
+		}
+		if sw != nil && sw.round != nil {
+			if rep := sw.pass(ctx, b); rep != nil && ctx.Err() == nil && cfg.Swept != nil {
+				cfg.Swept(*rep)
 			}
-			if err := RemoveRequest(ctx, spool, tok); err != nil && ctx.Err() == nil {
-				cfg.Warn("left a request directory in the spool", "err", err)
-			}
-			b.done(tok)
+			continue
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-b.wake:
-		case now := <-sweep.C:
-			if err := SweepStale(ctx, spool, now.Add(-cfg.StaleAge), cfg.Removed); err != nil && ctx.Err() == nil {
-				cfg.Warn("left stale request directories in the spool", "err", err)
+		case now := <-every.C:
+			if sw != nil {
+				sw.begin(now)
+			}
+		case now := <-check.C:
+			if sw != nil && sw.pressed(b.expected(), cfg.Pressure) {
+				sw.begin(now)
 			}
 		}
+	}
+}
+
+// removeQueued removes the directories queued for removal.
+func (b *Ledger) removeQueued(ctx context.Context, spool string, cfg CleanConfig) {
+	for tok, ok := b.next(); ok && ctx.Err() == nil; tok, ok = b.next() {
+		if cfg.BeforeRemove != nil {
+			cfg.BeforeRemove(ctx, tok)
+		}
+		if err := RemoveRequest(ctx, spool, tok); err != nil && ctx.Err() == nil {
+			cfg.Warn("left a request directory in the spool", "err", err)
+		}
+		b.done(tok)
 	}
 }

@@ -38,7 +38,7 @@ func TestLedgerBoundsEachUID(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		l.Clean(ctx, spool, CleanConfig{SweepEvery: time.Hour, StaleAge: time.Hour, Warn: func(string, ...any) {}, Removed: func(string, int) {}})
+		l.Clean(ctx, spool, CleanConfig{SweepEvery: time.Hour, CheckEvery: time.Hour, Warn: func(string, ...any) {}})
 		close(done)
 	}()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
