@@ -36,10 +36,14 @@ type copierActor struct {
 	recopy   bool // copy again after the next fetch, even if unchanged
 	again    bool // a fetch was asked for during one
 	copying  bool
-	pending  bool // the kept index changed during a copy
+	pending  bool // the kept index changed during a copy or a prune
+	// pruning: a prune runs, and the next copy, whose downloads it could
+	// meet, waits for it.
+	pruning bool
 	// published and before are the copies published last and before
-	// that: their files stay, whatever comes next.
-	published, before *mirror.Copy
+	// that: their files stay, whatever comes next. kept is the copy kept
+	// from the last run, when it was published at the start.
+	published, before, kept *mirror.Copy
 }
 
 // mirrorParallel is how many packages a mirror downloads at once.
@@ -69,9 +73,11 @@ type (
 	}
 	resumed struct {
 		token uint64
+		copy  *mirror.Copy
 		gen   *generation.Generation
 		err   error
 	}
+	pruned struct{ token uint64 }
 )
 
 func (a *copierActor) Receive(ctx actor.Context) {
@@ -101,11 +107,20 @@ func (a *copierActor) Receive(ctx actor.Context) {
 		// The first copy checks every file again; until it is done, hosts
 		// get what they check anyway.
 		if msg.err == nil && a.published == nil && msg.token == a.life.token {
+			a.kept = msg.copy
 			a.env.log.Info("published the copy kept from the last run; checking every file again", "generation", msg.gen.Number)
 			ctx.Send(ctx.Parent(), &messages.GenerationReady{Generation: msg.gen})
 		}
 	case *copied:
 		a.copyEnded(ctx, msg)
+	case *pruned:
+		if msg.token == a.life.token {
+			a.pruning = false
+			if a.pending {
+				a.pending = false
+				a.copy(ctx)
+			}
+		}
 	case *messages.Demand:
 		if a.peer != nil {
 			a.peer.Wake(msg.InfoHash)
@@ -181,7 +196,7 @@ func (a *copierActor) copyEnded(ctx actor.Context, msg *copied) {
 		a.recopy = true // even if the index stays the same
 	} else {
 		a.env.log.Info("mirrored", "generation", msg.gen.Number, "packages", len(msg.gen.Packages), "took", msg.took.Round(time.Millisecond))
-		a.prune(msg.copy)
+		a.prune(ctx, msg.copy)
 		ctx.Send(ctx.Parent(), &messages.GenerationReady{Generation: msg.gen})
 	}
 	if a.pending {
@@ -194,6 +209,9 @@ func (a *copierActor) open(ctx actor.Context, addr string) {
 	peer, err := swarm.NewPeer(swarm.PeerConfig{
 		CacheDir: a.cfg.PackageDir, StateDir: a.cfg.StateDir, ListenAddr: addr, Logger: a.env.quiet, DHT: a.cfg.DHT,
 		ConnsPerTorrent: swarm.ServingConnsPerTorrent, LiveTorrents: a.cfg.LiveTorrents,
+		// Its uplink serves many hosts: it refuses what they can get
+		// from each other, as the origin does.
+		Refuse: true,
 	})
 	if err != nil {
 		ctx.Send(ctx.Parent(), &messages.Ready{Component: Copier, Err: fmt.Errorf("torrent client: %w", err)})
@@ -231,7 +249,7 @@ func (a *copierActor) fetch(ctx actor.Context) {
 }
 
 func (a *copierActor) copy(ctx actor.Context) {
-	if a.copying {
+	if a.copying || a.pruning {
 		a.pending = true
 		return
 	}
@@ -254,8 +272,8 @@ func (a *copierActor) resume(ctx actor.Context) {
 	cfg, token := a.cfg, a.life.token
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	a.env.bg.Go(func() {
-		_, g, err := keptCopy(cfg, nil)
-		root.Send(self, &resumed{token: token, gen: g, err: err})
+		c, g, err := keptCopy(cfg, nil)
+		root.Send(self, &resumed{token: token, copy: c, gen: g, err: err})
 	})
 }
 
@@ -276,21 +294,50 @@ func keptCopy(cfg MirrorConfig, fill func(*mirror.Copy) error) (*mirror.Copy, *g
 }
 
 // prune deletes, on a goroutine, the packages that neither the copy just
-// made nor the one published until now lists.
-func (a *copierActor) prune(c *mirror.Copy) {
-	old := a.before
+// made nor the one published until now lists. The first copy of a run
+// keeps the copy published at the start instead, and also deletes the
+// package files left from before the start, which no copy of this run
+// lists (Prune only knows this run's copies).
+func (a *copierActor) prune(ctx actor.Context, c *mirror.Copy) {
+	old, first := a.before, a.published == nil
 	a.before, a.published = a.published, c
-	if old == nil {
+	if first {
+		a.before = a.kept
+	}
+	if old == nil && !first {
 		return
 	}
 	keep := c.Files()
-	for f := range a.before.Files() {
-		keep[f] = true
+	if a.before != nil {
+		for f := range a.before.Files() {
+			keep[f] = true
+		}
 	}
-	peer, specs, log := a.peer, old.Specs(a.cfg.Upstreams), a.env.log
+	var specs []swarm.Spec
+	if old != nil {
+		specs = old.Specs(a.cfg.Upstreams)
+	}
+	a.pruning = true
+	peer, dir, log, token := a.peer, a.cfg.PackageDir, a.env.log, a.life.token
+	self, root := ctx.Self(), ctx.ActorSystem().Root
 	a.env.bg.Go(func() {
+		defer root.Send(self, &pruned{token: token})
+		if first {
+			// What this run downloaded for an index it did not publish.
+			specs = peer.Held()
+		}
 		if err := mirror.Prune(peer, specs, keep); err != nil {
 			log.Warn("removing packages no longer published", "err", err)
+		}
+		if !first {
+			return
+		}
+		n, err := mirror.Sweep(dir, keep)
+		if err != nil {
+			log.Warn("removing packages of copies made before the start", "err", err)
+		}
+		if n > 0 {
+			log.Info("removed packages of copies made before the start", "files", n)
 		}
 	})
 }

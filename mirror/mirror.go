@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,4 +207,47 @@ func Prune(peer Remover, old []swarm.Spec, keep map[string]bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// sweepBatch bounds the directory entries Sweep holds at once.
+const sweepBatch = 1024
+
+// Sweep deletes the package files in dir that keep does not list, and
+// says how many: those of copies made before the mirror last started,
+// which Prune, knowing only the copies of a run, never deletes. Only
+// regular files named *.tpkg directly in dir go (not hidden ones); a link
+// is never followed, and a name that became a directory meanwhile is not
+// removed (unlinkat without AT_REMOVEDIR).
+func Sweep(dir string, keep map[string]bool) (int, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return 0, fmt.Errorf("mirror: package directory: %w", err)
+	}
+	defer d.Close()
+	fd := int(d.Fd())
+	removed := 0
+	var errs []error
+	for {
+		// The type is lstat's (readdir's, or lstat when it does not say).
+		entries, err := d.ReadDir(sweepBatch)
+		for _, e := range entries {
+			name := e.Name()
+			if keep[name] || !strings.HasSuffix(name, repo.Ext) || strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
+				continue
+			}
+			if err := syscall.Unlinkat(fd, name); err != nil {
+				if !errors.Is(err, syscall.ENOENT) {
+					errs = append(errs, fmt.Errorf("mirror: remove %s: %w", name, err))
+				}
+				continue
+			}
+			removed++
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				errs = append(errs, fmt.Errorf("mirror: package directory: %w", err))
+			}
+			return removed, errors.Join(errs...)
+		}
+	}
 }

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/anacrolix/torrent/bencode"
 )
 
 // The repository's uplink is the fleet's bottleneck: every byte it sends
@@ -73,6 +76,12 @@ type originPolicy struct {
 	nextConn uint64
 	rejected atomic.Int64
 	now      func() time.Time
+	// ignore are the client names (prefixes, from the extended handshake)
+	// of peers whose pieces do not count: a mirror's policy ignores the
+	// repository's seeder and other mirrors, which refuse too, so that a
+	// host is never sent from one to the other and refused by both. The
+	// repository's counts every peer: a mirror serves what it has.
+	ignore []string
 }
 
 type originTorrent struct {
@@ -109,6 +118,29 @@ func newOriginPolicy() *originPolicy {
 	return &originPolicy{torrents: make(map[[20]byte]*originTorrent), now: time.Now}
 }
 
+// MirrorClientName is what a mirror's peer (PeerConfig.Refuse) calls
+// itself in the extended handshake.
+const MirrorClientName = "tpmd mirror"
+
+// newMirrorPolicy is a mirror's: the repository's, but for the peers that
+// refuse too (originPolicy.ignore).
+func newMirrorPolicy() *originPolicy {
+	p := newOriginPolicy()
+	p.ignore = []string{RepositoryClientName, MirrorClientName}
+	return p
+}
+
+// ignores says whether the policy ignores the pieces of a peer whose
+// client calls itself v.
+func (p *originPolicy) ignores(v string) bool {
+	for _, prefix := range p.ignore {
+		if strings.HasPrefix(v, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // track makes ih, of n pieces, a torrent the policy knows (a live one),
 // keeping its state if it knows it already.
 func (p *originPolicy) track(ih [20]byte, n int) {
@@ -141,6 +173,7 @@ type originConnState struct {
 	servedTo []bool // pieces the seeder sent this peer (some of)
 	refused  map[uint32]time.Time
 	left     bool
+	ignored  bool // a peer that refuses too (originPolicy.ignore)
 	// fed is when the peer last announced a piece the seeder did not
 	// send it, or when it joined.
 	fed time.Time
@@ -168,7 +201,7 @@ func (p *originPolicy) announced(cs *originConnState, i uint32) {
 }
 
 func (p *originPolicy) announcedLocked(cs *originConnState, i uint32) {
-	if cs.left || cs.t == nil || p.torrents[cs.ih] != cs.t || int(i) >= len(cs.has) || cs.has[i] {
+	if cs.left || cs.ignored || cs.t == nil || p.torrents[cs.ih] != cs.t || int(i) >= len(cs.has) || cs.has[i] {
 		return
 	}
 	cs.has[i] = true
@@ -186,6 +219,26 @@ func (p *originPolicy) announcedAll(cs *originConnState, bitfield []byte) {
 	for i := range cs.has {
 		if bitfield == nil || (i/8 < len(bitfield) && bitfield[i/8]&(0x80>>(i%8)) != 0) {
 			p.announcedLocked(cs, uint32(i))
+		}
+	}
+}
+
+// ignorePeer forgets what the connection's peer announced and ignores
+// what it announces from now on.
+func (p *originPolicy) ignorePeer(cs *originConnState) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cs.ignored {
+		return
+	}
+	cs.ignored = true
+	if cs.left || cs.t == nil || p.torrents[cs.ih] != cs.t {
+		return
+	}
+	for i, has := range cs.has {
+		if has {
+			cs.t.holders[i]--
+			cs.has[i] = false
 		}
 	}
 }
@@ -299,6 +352,7 @@ const (
 	msgCancel  = 8
 	msgHaveAll = 0x0e
 	msgReject  = 0x10
+	msgExt     = 20 // BEP 10; extended message 0 is the extended handshake
 )
 
 var btProtocol = []byte("\x13BitTorrent protocol")
@@ -487,6 +541,16 @@ func (c *originConn) keep(msg []byte) bool {
 		c.writeOwn(reject)
 		c.nudgeIn(again)
 		return false
+	case msgExt:
+		if len(body) > 1 && body[0] == 0 && len(c.policy.ignore) > 0 {
+			var hs struct {
+				V string `bencode:"v"`
+			}
+			// Undecodable: the peer's pieces count, as anyone's.
+			if bencode.Unmarshal(body[1:], &hs) == nil && c.policy.ignores(hs.V) {
+				c.policy.ignorePeer(st)
+			}
+		}
 	case msgCancel:
 		if len(body) == 12 && c.rejected[[12]byte(body)] {
 			// Rejected already: the client never saw the request.

@@ -59,6 +59,11 @@ type PeerConfig struct {
 	// IdleAfter is how long a live seeded torrent may move no data before
 	// it goes dormant; zero means 30 s.
 	IdleAfter time.Duration
+	// Refuse serves a piece only to a peer that cannot have it from
+	// another, as the repository's seeder does (origin.go): a mirror's
+	// peer, whose uplink serves many hosts. It calls itself
+	// MirrorClientName. Hosts refuse nothing.
+	Refuse bool
 }
 
 // Spec is one package to download or seed: its torrent as the signed index
@@ -127,6 +132,8 @@ type Peer struct {
 	// downloaders, for limitRepositoryQueue.
 	swarmMu     sync.Mutex
 	downloaders map[metainfo.Hash]int
+
+	policy *originPolicy // nil unless cfg.Refuse
 }
 
 // NewPeer starts the client listening on cfg.ListenAddr.
@@ -163,7 +170,13 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 	c := &Peer{cfg: cfg, storage: st, completion: pc, log: log, downloaders: make(map[metainfo.Hash]int), trackerDial: listen.trackerDial(),
 		held: newDormancy[Spec](cfg.LiveTorrents, cfg.IdleAfter), torrents: make(map[metainfo.Hash]*torrent.Torrent)}
 	tc.Callbacks.ReadExtendedHandshake = c.limitRepositoryQueue
-	cl, err := newTorrentClient(tc, listen, st, nil, c.wakeForPeer)
+	var wrap func(net.Conn) net.Conn
+	if cfg.Refuse {
+		c.policy = newMirrorPolicy()
+		tc.ExtendedHandshakeClientVersion = MirrorClientName
+		wrap = func(conn net.Conn) net.Conn { return newOriginConn(conn, c.policy) }
+	}
+	cl, err := newTorrentClient(tc, listen, st, wrap, c.wakeForPeer)
 	if err != nil {
 		return nil, err
 	}
@@ -353,6 +366,17 @@ func (c *Peer) AddTrackers(trackers []string) {
 			c.held.hold(ih, s)
 		}
 	}
+}
+
+// Held is every torrent the client holds, live or dormant.
+func (c *Peer) Held() []Spec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	specs := make([]Spec, 0, len(c.held.all))
+	for _, s := range c.held.all {
+		specs = append(specs, s)
+	}
+	return specs
 }
 
 // Drop stops seeding ih and forgets it; the file stays (see Remove).
@@ -856,9 +880,14 @@ func (c *Peer) Live() int {
 // Uploaded is the number of package bytes sent to peers since the start.
 func (c *Peer) Uploaded() int64 { return c.Stats().BytesUp }
 
-// Refused is always 0: only the repository's seeder refuses requests
-// (origin.go); a mirror serves what it is asked, like any host.
-func (c *Peer) Refused() int64 { return 0 }
+// Refused is the number of piece requests refused since the start because
+// other peers have the piece (PeerConfig.Refuse; 0 at a host).
+func (c *Peer) Refused() int64 {
+	if c.policy == nil {
+		return 0
+	}
+	return c.policy.Rejected()
+}
 
 // Close stops the client: connections close, downloads fail.
 func (c *Peer) Close() error {

@@ -75,10 +75,14 @@ func (c *Peer) wakeLocked(ih metainfo.Hash, pin bool) (*torrent.Torrent, bool) {
 	}
 	t, _ := c.client.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: s.InfoHash, InfoBytes: s.InfoBytes})
 	c.torrents[ih] = t
-	if !pin && !t.Complete().Bool() {
+	if c.policy != nil {
+		c.policy.track(ih, t.NumPieces())
+	}
+	if !pin && !c.completion.isWhole(ih) {
 		// A file not recorded whole, or changed since (the storage
 		// checks): anacrolix checks its pieces now; record it whole once
-		// they all pass, so the next wake need not.
+		// they all pass, so the next wake need not. Not t.Complete: a
+		// small file's check can be over already.
 		go c.recordWhenChecked(t, s)
 	}
 	return t, true
@@ -106,6 +110,9 @@ func (c *Peer) sleepLocked(ih metainfo.Hash) {
 	complete := t.Complete().Bool()
 	t.Drop()
 	delete(c.torrents, ih)
+	if c.policy != nil {
+		c.policy.untrack(ih)
+	}
 	s, held := c.held.get(ih)
 	if !held {
 		return // forgotten: Remove or a failed download deletes the rest

@@ -322,9 +322,10 @@ func (s *Seeder) wakeForPeer(ih metainfo.Hash) (*torrent.Torrent, bool) {
 	})
 	s.torrents[ih] = t
 	s.policy.track(ih, t.NumPieces())
-	if !t.Complete().Bool() {
+	if !s.completion.isWhole(ih) {
 		// Not known whole, or changed since (the storage checks): anacrolix
-		// checks its pieces now, and keepWhole records the result.
+		// checks its pieces now, and keepWhole records the result. Not
+		// t.Complete: a small file's check can be over already.
 		done := make(chan struct{})
 		s.watched[ih] = done
 		go s.keepWhole(t, ih, done)

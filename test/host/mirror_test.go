@@ -321,3 +321,65 @@ func TestMirrorRepairsAChangedFile(t *testing.T) {
 		return code == 200 && bytes.Equal(body, good)
 	})
 }
+
+// A mirror deletes a package no copy lists any more even when the copies
+// that listed it were made before it restarted: the origin drops hello,
+// the mirror publishes the index without it (hello stays: the copy
+// published before lists it), and restarted, once its first copy is
+// published, it deletes hello. What else is in its package directory
+// stays: a note, a link to a package outside it, and the link's target.
+func TestRestartedMirrorDeletesPackagesOfEarlierCopies(t *testing.T) {
+	r := newRepository(t)
+	srv := startServer(t, r)
+	state, packages, addr := t.TempDir(), t.TempDir(), freeAddr(t)
+	args := []string{"mirror", "--upstream", srv.url, "--trusted-key", r.pubPath, "--state-dir", state, "--packages", packages,
+		"--http", addr, "--public-url", "http://" + addr, "--torrent-listen", "127.0.0.1:0", "--log-level", "debug", "--sync-interval", "1s"}
+	healthy := func() bool {
+		code, _ := httpGet(t, "http://"+addr+"/healthz")
+		return code == 200
+	}
+	m := startProc(t, args...)
+	waitFor(t, "the mirror publishing", healthy)
+	_, first := httpGet(t, srv.url+"/index.db")
+	hellos, _ := filepath.Glob(filepath.Join(r.packages, "hello-*.tpkg"))
+	if len(hellos) != 1 {
+		t.Fatalf("hello's package: %v", hellos)
+	}
+	hello := filepath.Base(hellos[0])
+	if err := os.Remove(hellos[0]); err != nil {
+		t.Fatal(err)
+	}
+	srv.Cmd.Process.Signal(sighup)
+	waitFor(t, "the mirror publishing the origin's index without hello", func() bool {
+		_, o := httpGet(t, srv.url+"/index.db")
+		_, c := httpGet(t, "http://"+addr+"/index.db")
+		return o != nil && !bytes.Equal(o, first) && bytes.Equal(o, c)
+	})
+	if _, err := os.Stat(filepath.Join(packages, hello)); err != nil {
+		t.Fatalf("hello went with the first copy without it, not the second: %v", err)
+	}
+	if _, err := m.Stop(t); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := filepath.Join(t.TempDir(), "other-1-any.tpkg")
+	os.WriteFile(elsewhere, []byte("not the mirror's"), 0o644)
+	os.WriteFile(filepath.Join(packages, "notes.txt"), []byte("the admin's"), 0o644)
+	if err := os.Symlink(elsewhere, filepath.Join(packages, "other-1-any.tpkg")); err != nil {
+		t.Fatal(err)
+	}
+
+	m = startProc(t, args...)
+	waitFor(t, "the restarted mirror deleting hello", func() bool {
+		_, err := os.Lstat(filepath.Join(packages, hello))
+		return os.IsNotExist(err)
+	})
+	for _, p := range []string{filepath.Join(packages, "notes.txt"), filepath.Join(packages, "other-1-any.tpkg"), elsewhere,
+		filepath.Join(packages, interopPackage)} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	if !healthy() {
+		t.Fatalf("the restarted mirror stopped publishing\n%s", m.Logs)
+	}
+}
