@@ -53,9 +53,9 @@ type globalOptions struct {
 
 func (o *globalOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.offline, "offline", false, "use the install engine directly instead of the tpmd daemon (local .tpkg files)")
-	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/tpm", "state directory (with --offline)")
-	fs.StringVar(&o.prefix, "prefix", "/", "install prefix")
-	fs.StringVar(&o.runDir, "run-dir", "/run/tpm", "where the daemon's FIFOs are")
+	fs.StringVar(&o.stateDir, "state-dir", systemStateDir, "state directory (with --offline)")
+	fs.StringVar(&o.prefix, "prefix", systemPrefix, "install prefix")
+	fs.StringVar(&o.runDir, "run-dir", systemRunDir, "where the daemon's FIFOs are")
 	fs.BoolVarP(&o.yes, "yes", "y", false, "answer yes to every question")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per line")
 }
@@ -260,6 +260,9 @@ func (c *command) prefix() (string, error) { return engine.CleanPrefix(c.g.prefi
 // client is the way to tpmd for this run. The prefix goes with the
 // requests only when --prefix was given; otherwise the daemon's applies.
 func (c *command) client() (*local.Client, error) {
+	if err := c.guardDaemon(); err != nil {
+		return nil, err
+	}
 	cl := &local.Client{RunDir: c.g.runDir}
 	if c.prefixSet {
 		p, err := c.prefix()

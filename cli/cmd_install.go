@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -99,56 +100,60 @@ func installDaemon(ctx context.Context, c *command, verb string, args []string, 
 	})
 }
 
-// confirmPlan shows a plan tpmd made, asks unless nothing beyond what
-// was named is in it (or -y), and returns the versions it confirms.
-func (c *command) confirmPlan(items []wire.PlanItem) (map[string]string, error) {
-	return c.confirmPlanAsking(items, false)
-}
-
-// confirmPlanAsking is confirmPlan that, with always, asks whatever the
-// plan holds (an undo names a transaction, not its packages).
-func (c *command) confirmPlanAsking(items []wire.PlanItem, always bool) (map[string]string, error) {
-	c.showPlan(items)
-	return c.askPlan(items, always)
-}
-
 // askPlan asks, unless nothing beyond what was named is in items (or -y;
 // with always, whatever they hold), and returns the versions confirmed.
 func (c *command) askPlan(items []wire.PlanItem, always bool) (map[string]string, error) {
-	extra := always
-	expect := make(map[string]string)
-	for _, it := range items {
-		extra = extra || asks(it)
-		expect[it.Name] = it.Version
-	}
-	if extra {
+	if always || slices.ContainsFunc(items, asks) {
 		if err := c.proceed(); err != nil {
 			return nil, err
 		}
 	}
-	return expect, nil
+	return planVersions(items), nil
 }
 
-// showPlan prints what a plan will do (not with --json).
+// planVersions is what a confirmed plan pins: name → version.
+func planVersions(items []wire.PlanItem) map[string]string {
+	expect := make(map[string]string, len(items))
+	for _, it := range items {
+		expect[it.Name] = it.Version
+	}
+	return expect
+}
+
+// showPlan prints what a plan will do (not with --json), in the prefix
+// when --prefix names one (otherwise tpmd's own, or /, applies).
 func (c *command) showPlan(items []wire.PlanItem) {
-	if !c.g.json {
-		fmt.Fprintln(c.env.Stdout, "This will:")
-		tw := table(c.env.Stdout)
-		var total int64
-		for _, it := range items {
-			size := human.Bytes(it.Size)
-			if it.Action == string(engine.Remove) {
-				size = ""
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", describeItem(it), size, itemNote(it))
-			total += it.Size
+	if c.g.json {
+		return
+	}
+	header := "This will:"
+	if p, err := c.prefix(); err == nil && c.prefixSet {
+		header = "This will, in " + p + ":"
+	}
+	var b strings.Builder
+	tw := table(&b)
+	var total int64
+	for _, it := range items {
+		// Local files (--offline) and removals download nothing.
+		size := ""
+		if it.Size > 0 && it.Action != string(engine.Remove) {
+			size = human.Bytes(it.Size)
 		}
-		tw.Flush()
-		if total > 0 {
-			fmt.Fprintf(c.env.Stdout, "  %d package(s), %s to download\n", len(items), human.Bytes(total))
-		} else {
-			fmt.Fprintf(c.env.Stdout, "  %d package(s)\n", len(items))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", describeItem(it), size, itemNote(it))
+		total += it.Size
+	}
+	tw.Flush()
+	fmt.Fprintln(c.env.Stdout, header)
+	// The table pads empty columns (a removal's size, no note).
+	for _, line := range strings.SplitAfter(b.String(), "\n") {
+		if line != "" {
+			fmt.Fprintln(c.env.Stdout, strings.TrimRight(line, " \n"))
 		}
+	}
+	if total > 0 {
+		fmt.Fprintf(c.env.Stdout, "  %d package(s), %s to download\n", len(items), human.Bytes(total))
+	} else {
+		fmt.Fprintf(c.env.Stdout, "  %d package(s)\n", len(items))
 	}
 }
 

@@ -18,7 +18,7 @@ type keygenOptions struct {
 }
 
 func (o *keygenOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVarP(&o.output, "output", "o", "/etc/tpm", "folder for repo.key and repo.pub")
+	fs.StringVarP(&o.output, "output", "o", systemKeyDir, "folder for repo.key and repo.pub")
 	fs.BoolVar(&o.force, "force", false, "replace an existing key pair")
 }
 
@@ -26,6 +26,9 @@ func (o *keygenOptions) AddFlags(fs *pflag.FlagSet) {
 func (o *keygenOptions) run(ctx context.Context, c *command, args []string) error {
 	if len(args) > 0 {
 		return usagef("keygen takes no arguments; use -o DIR")
+	}
+	if err := c.guard("output", o.output, systemKeyDir); err != nil {
+		return err
 	}
 	key, pub, err := signing.Keygen(o.output, o.force)
 	if err != nil {

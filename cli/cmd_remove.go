@@ -34,11 +34,11 @@ func (o *removeOptions) run(ctx context.Context, c *command, names []string) err
 		Prefix: c.g.prefix, Names: names, Cascade: o.cascade, Autoremove: o.autoremove})
 }
 
-// removeDaemon is remove and autoremove through tpmd. A plain remove
-// does not ask: tpmd refuses to remove what others need, and --cascade is
-// the consent to remove them too. One that takes away what was not named
-// (autoremove) shows its plan and asks first, unlike --offline only when
-// it does more than was named.
+// removeDaemon is remove and autoremove through tpmd. A removal that may
+// take away what was not named (--cascade, autoremove) asks tpmd for its
+// plan first and, as --offline does, shows it and asks when it does; the
+// removal is then pinned to that plan. A plain remove needs no plan: tpmd
+// refuses to remove what others need.
 func removeDaemon(ctx context.Context, c *command, verb string, names []string, opts wire.Options) error {
 	cl, err := c.client()
 	if err != nil {
@@ -46,18 +46,15 @@ func removeDaemon(ctx context.Context, c *command, verb string, names []string, 
 	}
 	auto := opts.Autoremove || verb == wire.VerbAutoremove
 	var expect map[string]string
-	if auto {
-		plan, err := cl.Plan(ctx, names, wire.Options{Remove: true, Autoremove: true, Cascade: opts.Cascade})
+	if auto || opts.Cascade {
+		plan, err := cl.Plan(ctx, names, wire.Options{Remove: true, Autoremove: auto, Cascade: opts.Cascade})
 		if err != nil {
 			return err
 		}
 		if len(plan.Plan) == 0 {
-			if err := c.view.reply(&wire.Reply{Type: wire.ReplyLog, Text: "nothing to do: no package is unneeded"}); err != nil {
-				return err
-			}
-			return c.view.opResults(nil)
+			return nothingUnneeded(c)
 		}
-		if expect, err = c.confirmPlan(plan.Plan); err != nil {
+		if expect, err = c.confirmMore(plan.Plan, false); err != nil {
 			return err
 		}
 	}
@@ -67,6 +64,14 @@ func removeDaemon(ctx context.Context, c *command, verb string, names []string, 
 		}
 		return cl.Remove(ctx, names, opts, expect, each)
 	})
+}
+
+// nothingUnneeded ends an autoremove that finds nothing to remove.
+func nothingUnneeded(c *command) error {
+	if err := c.view.reply(&wire.Reply{Type: wire.ReplyLog, Text: "nothing to do: no package is unneeded"}); err != nil {
+		return err
+	}
+	return c.view.opResults(nil)
 }
 
 // removeOffline is remove and autoremove with the engine.
@@ -81,9 +86,7 @@ func removeOffline(ctx context.Context, c *command, scriptTimeout, verb string, 
 		return err
 	}
 	if len(plan.Ops) == 0 && req.Autoremove {
-		if err := c.view.reply(&wire.Reply{Type: wire.ReplyLog, Text: "nothing to do: no package is unneeded"}); err != nil {
-			return err
-		}
+		return nothingUnneeded(c)
 	}
 	return c.applyOffline(ctx, e, plan, historyTag(verb, args))
 }

@@ -46,7 +46,7 @@ func (o *undoOptions) run(ctx context.Context, c *command, args []string) error 
 	if len(plan.Plan) == 0 {
 		return nothingToUndo(c)
 	}
-	expect, err := c.confirmPlanAsking(plan.Plan, true)
+	expect, err := c.confirmMore(plan.Plan, true)
 	if err != nil {
 		return err
 	}

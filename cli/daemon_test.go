@@ -131,13 +131,20 @@ func mustResult(t *testing.T, data any) *wire.Reply {
 	return r
 }
 
-// runTPM runs tpm in-process with no terminal and empty input.
+// runTPM runs tpm in-process with no terminal and empty input, guarded
+// (GuardEnv) from the system's own directories.
 func runTPM(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out, errOut bytes.Buffer
-	code = Main(ctx, args, Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }})
+	getenv := func(name string) string {
+		if name == GuardEnv {
+			return "1"
+		}
+		return ""
+	}
+	code = Main(ctx, args, Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Getenv: getenv})
 	return code, out.String(), errOut.String()
 }
 
@@ -180,7 +187,7 @@ func TestDaemonInstallText(t *testing.T) {
 	want := []string{
 		"This will:",
 		"  install greet-data 1.0-1  2.0 KiB  (needed)",
-		"  install hello 2.0-1       4.0 KiB  ",
+		"  install hello 2.0-1       4.0 KiB",
 		"  2 package(s), 6.0 KiB to download",
 		"downloading greet-data (2.0 KiB)",
 		"downloaded greet-data from 2 peer(s)",
@@ -324,7 +331,7 @@ func TestDaemonQueriesText(t *testing.T) {
 		{[]string{"verify"}, 1, "hello: missing /usr/bin/hello (recorded as file)\n"},
 		{[]string{"sync"}, 0, "index updated to generation 3\n"},
 		// A result the stream did not announce is shown at the end.
-		{[]string{"remove", "--cascade", "hello"}, 0, "removed hello 2.0-1\nremoved greet-data 1.0-1\n"},
+		{[]string{"remove", "hello"}, 0, "removed hello 2.0-1\nremoved greet-data 1.0-1\n"},
 	} {
 		code, out, errOut := runTPM(t, append([]string{"--run-dir", d.run}, tc.args...)...)
 		if code != tc.code || out != tc.out {
@@ -336,8 +343,8 @@ func TestDaemonQueriesText(t *testing.T) {
 		t.Errorf("info:\n%s", out)
 	}
 	reqs := d.got()
-	if cascade := reqs[len(reqs)-2]; cascade.Verb != wire.VerbRemove || !cascade.Options.Cascade {
-		t.Errorf("remove request: %+v", cascade)
+	if remove := reqs[len(reqs)-2]; remove.Verb != wire.VerbRemove || len(remove.Args) != 1 || remove.Args[0] != "hello" {
+		t.Errorf("remove request: %+v", remove)
 	}
 }
 

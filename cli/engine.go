@@ -46,6 +46,9 @@ func (o *engineOptions) AddFlags(fs *pflag.FlagSet) {
 // crash left behind is finished or undone first, and reported as the
 // recovered reply.
 func (c *command) openEngine(ctx context.Context, o engineOptions) (*engine.Engine, error) {
+	if err := c.guardOffline(); err != nil {
+		return nil, err
+	}
 	timeout, err := time.ParseDuration(o.scriptTimeout)
 	if o.scriptTimeout == "" {
 		timeout, err = 5*time.Minute, nil

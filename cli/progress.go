@@ -16,7 +16,8 @@ import (
 // lines at each stage otherwise (logs and CI keep every line).
 type progressView struct {
 	w       io.Writer
-	bars    *mpb.Progress // nil: plain lines
+	opts    []mpb.ContainerOption // the bars' own, after the defaults
+	bars    *mpb.Progress         // nil: plain lines
 	overall *mpb.Bar
 	byPkg   map[string]*mpb.Bar
 	done    map[string]int64 // bytes each package reported, for the overall bar
@@ -24,18 +25,25 @@ type progressView struct {
 	stage   map[string]string
 }
 
-func newProgressView(w io.Writer) *progressView {
-	return &progressView{w: w, byPkg: map[string]*mpb.Bar{}, done: map[string]int64{}, total: map[string]int64{}, stage: map[string]string{}}
+// newProgressView shows progress on w; opts add to or override the bars'
+// defaults (a test renders them into a buffer, refreshed when it says).
+func newProgressView(w io.Writer, opts ...mpb.ContainerOption) *progressView {
+	return &progressView{w: w, opts: opts, byPkg: map[string]*mpb.Bar{}, done: map[string]int64{}, total: map[string]int64{}, stage: map[string]string{}}
 }
 
 // start turns the bars on until stop.
 func (v *progressView) start() {
 	if v.bars == nil {
-		v.bars = mpb.New(mpb.WithOutput(v.w), mpb.WithWidth(40))
+		v.bars = mpb.New(append([]mpb.ContainerOption{mpb.WithOutput(v.w), mpb.WithWidth(40)}, v.opts...)...)
 	}
 }
 
-// writer is where other lines go meanwhile: above the bars when they are on.
+// on says whether the bars are drawn.
+func (v *progressView) on() bool { return v.bars != nil }
+
+// writer is where other lines go meanwhile: above the bars when they are
+// on (mpb prints what is written to it before its next frame, so a line
+// is never drawn over), w otherwise.
 func (v *progressView) writer() io.Writer {
 	if v.bars != nil {
 		return v.bars

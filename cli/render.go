@@ -20,6 +20,11 @@ type view struct {
 	stdout, stderr io.Writer
 	json           bool
 	verbose        bool // every line of source builds, not just their steps
+	// barsOK says stdout is a terminal showing text, where bars may be
+	// drawn; stderrTTY that stderr is a terminal too (the same one, as a
+	// rule), where a warning written while bars are drawn would cut
+	// through them.
+	barsOK, stderrTTY bool
 
 	// mu keeps lines whole: the engine's hooks may report from a script's
 	// or a build's goroutine.
@@ -31,6 +36,7 @@ type view struct {
 
 func newView(stdout, stderr io.Writer, json bool) *view {
 	return &view{stdout: stdout, stderr: stderr, json: json, progress: newProgressView(stdout),
+		barsOK: !json && isTerminal(stdout), stderrTTY: isTerminal(stderr),
 		buildStep: map[string]string{}, shown: map[string]bool{}}
 }
 
@@ -39,7 +45,7 @@ func newView(stdout, stderr io.Writer, json bool) *view {
 func (v *view) startBars() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if !v.json && isTerminal(v.stdout) {
+	if v.barsOK {
 		v.progress.start()
 	}
 }
@@ -70,10 +76,10 @@ func (v *view) reply(r *wire.Reply) error {
 		v.done(r.Done)
 	case r.Type == wire.ReplyRecovered && r.Recovered != nil:
 		rec := r.Recovered
-		fmt.Fprintf(v.stderr, "tpm: recovered an interrupted transaction in %s: finished [%s], undid [%s]\n",
-			rec.Prefix, strings.Join(rec.Completed, " "), strings.Join(rec.RolledBack, " "))
+		v.warn(fmt.Sprintf("tpm: recovered an interrupted transaction in %s: finished [%s], undid [%s]",
+			rec.Prefix, strings.Join(rec.Completed, " "), strings.Join(rec.RolledBack, " ")))
 		if len(rec.ScriptsNotRun) > 0 {
-			fmt.Fprintf(v.stderr, "tpm: the interruption skipped these scripts of installed packages; run them by hand if needed: %s\n", strings.Join(rec.ScriptsNotRun, ", "))
+			v.warn("tpm: the interruption skipped these scripts of installed packages; run them by hand if needed: " + strings.Join(rec.ScriptsNotRun, ", "))
 		}
 	}
 	// A plan is shown by the verb itself, before it asks (or not at all
@@ -142,12 +148,25 @@ func (v *view) println(line string) {
 	fmt.Fprintln(v.progress.writer(), line)
 }
 
+// warn prints a line for stderr. While bars are drawn on the terminal
+// stderr shows too, it goes above them as println's lines do: written
+// straight to the terminal it would land below the bars, and their next
+// frame, drawn from where the bars began, would erase it and leave a
+// stale bar behind. A redirected stderr keeps every warning.
+func (v *view) warn(line string) {
+	if v.progress.on() && v.stderrTTY {
+		fmt.Fprintln(v.progress.writer(), line)
+		return
+	}
+	fmt.Fprintln(v.stderr, line)
+}
+
 func (v *view) done(r *wire.OpResult) {
 	v.shown[doneKey(r)] = true
 	item := wire.PlanItem{Action: r.Action, Name: r.Name, Version: r.Version, OldVersion: r.OldVersion}
 	v.println(pastTense(describeItem(item)))
 	for _, w := range r.Warnings {
-		fmt.Fprintf(v.stderr, "tpm: warning: %s (the package is in place)\n", w)
+		v.warn("tpm: warning: " + w + " (the package is in place)")
 	}
 }
 

@@ -2,9 +2,8 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"strings"
+	"slices"
 
 	"tpm/engine"
 	"tpm/messages/wire"
@@ -31,10 +30,21 @@ func historyTag(verb string, args []string) store.HistoryTag {
 	return store.HistoryTag{UID: os.Getuid(), Verb: verb, Args: args}
 }
 
-// applyOffline shows an engine plan, asks when it does more than was
-// asked for, and applies it as the history's transaction tag, reporting
-// as tpmd's stream does: the plan, script and build output, each package
-// done, and the result.
+// confirmMore shows a plan and asks whether to go on when it does more
+// than was named (or, with always, whatever it holds), and returns the
+// versions it pins. Both modes ask through it, so a verb shows the same
+// plan and asks the same question with and without --offline.
+func (c *command) confirmMore(items []wire.PlanItem, always bool) (map[string]string, error) {
+	if always || slices.ContainsFunc(items, asks) {
+		c.showPlan(items)
+	}
+	return c.askPlan(items, always)
+}
+
+// applyOffline asks as confirmMore does about an engine plan and applies
+// it as the history's transaction tag, reporting as tpmd's stream does:
+// the plan (once confirmed), script and build output, each package done,
+// and the result.
 func (c *command) applyOffline(ctx context.Context, e *engine.Engine, plan *engine.Changeset, tag store.HistoryTag) error {
 	return c.applyOfflineAsking(ctx, e, plan, tag, false)
 }
@@ -46,23 +56,11 @@ func (c *command) applyOfflineAsking(ctx context.Context, e *engine.Engine, plan
 		return c.view.opResults(nil)
 	}
 	items := query.PlanItems(plan)
-	if err := c.view.reply(&wire.Reply{Type: wire.ReplyPlan, Plan: items}); err != nil {
+	if _, err := c.confirmMore(items, always); err != nil {
 		return err
 	}
-	extra := always
-	for _, it := range items {
-		extra = extra || asks(it)
-	}
-	if extra && !c.g.json {
-		fmt.Fprintf(c.env.Stdout, "This will, in %s:\n", plan.Prefix)
-		for _, it := range items {
-			fmt.Fprintf(c.env.Stdout, "  %s\n", strings.TrimSuffix(describeItem(it)+" "+itemNote(it), " "))
-		}
-	}
-	if extra {
-		if err := c.proceed(); err != nil {
-			return err
-		}
+	if err := c.view.reply(&wire.Reply{Type: wire.ReplyPlan, Plan: items}); err != nil {
+		return err
 	}
 	plan.History = &tag
 	applied, err := e.Apply(ctx, plan, c.hooks())

@@ -59,6 +59,9 @@ func TestScripts(t *testing.T) {
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("EXAMPLES", examples)
 			e.Setenv("ARCH", hostArch())
+			// tpm refuses the system's own directories: no script may
+			// install into / (CI runs as root).
+			e.Setenv(cli.GuardEnv, "1")
 			// A binary built with -race sleeps a second when it exits 0,
 			// waiting for late race reports; with a few hundred tpm runs
 			// that would be minutes. Reports still fail the run (exit 66).

@@ -127,6 +127,9 @@ func host(args []string) int {
 			return 2
 		}
 	}
+	if !guarded(fs, "tpmd client", "state-dir", "cache-dir", "run-dir", "prefix") {
+		return 2
+	}
 	return runRole("tpmd client", o.logLevel, func(log *slog.Logger) error { return runHost(o, log) })
 }
 

@@ -158,6 +158,9 @@ func server(args []string) int {
 		fmt.Fprintf(os.Stderr, "tpmd server: --index-valid-for %v is too short: give at least 4s (default 168h)\n", o.validFor)
 		return 2
 	}
+	if !guarded(fs, "tpmd server", "state-dir", "packages") {
+		return 2
+	}
 	return runRole("tpmd server", o.logLevel, func(log *slog.Logger) error { return serve(o, check, log) })
 }
 

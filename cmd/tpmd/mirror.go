@@ -95,6 +95,9 @@ func mirror(args []string) int {
 		fmt.Fprintf(os.Stderr, "tpmd mirror: --sync-interval %v must be positive, like 2m\n", o.syncInterval)
 		return 2
 	}
+	if !guarded(fs, "tpmd mirror", "state-dir", "packages") {
+		return 2
+	}
 	return runRole("tpmd mirror", o.logLevel, func(log *slog.Logger) error { return runMirror(o, log) })
 }
 

@@ -16,10 +16,20 @@ import (
 	"time"
 )
 
+// GuardEnv is cli.GuardEnv: set, tpm and tpmd refuse the system's own
+// directories (/var/lib/tpm, /, /run/tpm, ...), so a test that forgets to
+// name its own cannot write there (CI runs as root).
+const GuardEnv = "TPM_TEST_GUARD"
+
 // Main builds tpmd with buildFlags (-race, say) and its test hooks (the
 // tpmd_testhooks build tag: --test-kill-at-step) into a temporary folder,
-// sets *bin to it, runs the tests and exits with their code.
+// sets *bin to it, runs the tests with GuardEnv set (every process they
+// start inherits it) and exits with their code.
 func Main(m *testing.M, bin *string, buildFlags ...string) {
+	if err := os.Setenv(GuardEnv, "1"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	dir, err := os.MkdirTemp("", "tpmd-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
