@@ -33,6 +33,10 @@ type swarmActor struct {
 	// trackers is the announce list of the last index (nil: it names
 	// none, and the server's own tracker is used).
 	trackers []string
+	// The DHT nodes of the last index (dhtWant), those the client was
+	// last told (dhtNodes), and whether that join runs: one at a time.
+	dhtWant, dhtNodes []string
+	dhtJoining        bool
 }
 
 // metricsTick asks the swarm to tell the host's metrics what its torrent
@@ -66,6 +70,17 @@ type downloadEnded struct {
 	requester *actor.PID
 }
 
+// dhtJoined is what joining the DHT through an index's nodes did.
+type dhtJoined struct {
+	token uint64 // of the instance that started it
+	nodes []string
+	known int // nodes in the routing table after it
+	err   error
+}
+
+// dhtJoinWait bounds one join: pings, then a bootstrap.
+const dhtJoinWait = 30 * time.Second
+
 // seeded is what a batch of seeding changes did.
 type seeded struct {
 	token          uint64 // of the instance that started it
@@ -91,6 +106,10 @@ func (a *swarmActor) Receive(ctx actor.Context) {
 			a.env.bg.Go(func() { peer.AddTrackers(trackers) })
 		}
 		a.trackers = msg.Index.Trackers
+		a.dhtWant = msg.Index.DHTNodes
+		a.joinDHT(ctx)
+	case *dhtJoined:
+		a.dhtJoinDone(ctx, msg)
 	case *actor.Stopping, *actor.Restarting:
 		if a.stopTick != nil {
 			a.stopTick()
@@ -120,6 +139,40 @@ func (a *swarmActor) Receive(ctx actor.Context) {
 	case *messages.SwarmStatusRequest:
 		ctx.Respond(a.status())
 	}
+}
+
+// joinDHT tells the client the DHT nodes the index names, unless it knows
+// them already or is being told others: with --dht and no --dht-bootstrap
+// they are how the host joins the DHT at all.
+func (a *swarmActor) joinDHT(ctx actor.Context) {
+	if a.peer == nil || a.cfg.DHT == nil || a.dhtJoining || len(a.dhtWant) == 0 || slices.Equal(a.dhtWant, a.dhtNodes) {
+		return
+	}
+	a.dhtJoining, a.dhtNodes = true, a.dhtWant
+	peer, nodes, token, self, root, life := a.peer, a.dhtWant, a.life.token, ctx.Self(), ctx.ActorSystem().Root, a.life.ctx
+	a.env.bg.Go(func() {
+		jctx, cancel := context.WithTimeout(life, dhtJoinWait)
+		defer cancel()
+		known, err := peer.JoinDHT(jctx, nodes)
+		root.Send(self, &dhtJoined{token: token, nodes: nodes, known: known, err: err})
+	})
+}
+
+// dhtJoinDone logs a join and starts the next if a newer index named
+// other nodes. A failed join is not tried again: the client keeps the
+// nodes as its starting nodes, and its DHT bootstraps through them every
+// minute until it knows one.
+func (a *swarmActor) dhtJoinDone(ctx actor.Context, msg *dhtJoined) {
+	if msg.token != a.life.token {
+		return // a predecessor's, on a client closed since
+	}
+	a.dhtJoining = false
+	if msg.err != nil {
+		a.env.log.Warn("joining the DHT through the nodes the index names", "nodes", msg.nodes, "err", msg.err)
+	} else {
+		a.env.log.Info("joined the DHT through the nodes the index names", "nodes", msg.nodes, "known", msg.known)
+	}
+	a.joinDHT(ctx)
 }
 
 // tellMetrics tells the host's metrics what the torrent client counts.

@@ -100,7 +100,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	scanner := repo.NewScanner(cat, repo.Options{Dir: cfg.PackageDir, PublicURL: cfg.PublicURL, Signer: cfg.Signer, Check: cfg.Check,
-		ValidFor: cfg.IndexValidFor, Listings: listings, Trackers: cfg.trackers(), WebSeeds: cfg.WebSeeds, SpoolDir: cfg.StateDir})
+		ValidFor: cfg.IndexValidFor, Listings: listings, Trackers: cfg.trackers(), DHTNodes: cfg.DHTNodes(), WebSeeds: cfg.WebSeeds, SpoolDir: cfg.StateDir})
 	var keyID, publicKey string
 	if k, ok := cfg.Signer.(*signing.Key); ok {
 		keyID, publicKey = k.PublicKey().ID(), k.PublicKey().String()

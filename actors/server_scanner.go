@@ -3,6 +3,8 @@ package actors
 import (
 	"context"
 	"errors"
+	"net"
+	"net/url"
 	"runtime/debug"
 	"time"
 
@@ -13,7 +15,32 @@ import (
 	"tpm/messages"
 	"tpm/metrics"
 	"tpm/repo"
+	"tpm/store"
 )
+
+// DHTNodes are the DHT nodes the signed index names (repo.Options), so
+// that a host's --dht needs no --dht-bootstrap: the server's own node, at
+// the public URL's host (where the built-in tracker is named too) and the
+// torrent port. None without the DHT, or when the port is picked at start
+// (0) or the URL names no host.
+func (cfg ServerConfig) DHTNodes() []string {
+	if cfg.DHT == nil {
+		return nil
+	}
+	u, err := url.Parse(cfg.PublicURL)
+	if err != nil {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(cfg.TorrentAddr)
+	if err != nil {
+		return nil
+	}
+	node := net.JoinHostPort(u.Hostname(), port)
+	if store.CheckDHTNode(node) != nil {
+		return nil
+	}
+	return []string{node}
+}
 
 // scannerActor runs scans: at start, every interval, and on Rescan
 // (SIGHUP, a request, a stale file). A scan runs on its own goroutine and

@@ -21,10 +21,10 @@ type Generation struct {
 	Number  uint64    // grows with every change; recorded in the index
 	Updated time.Time // when the scan that made it committed
 
-	Index     Blob   // /index.db: a bbolt snapshot of the catalog
-	IndexSig  []byte // /index.db.sig: minisign signature of Index
-	IndexJSON Blob   // /index.json: the same catalog as JSON
-	IndexETag string // quoted strong ETag of Index (its SHA-256)
+	Index     Blob      // /index.db: a bbolt snapshot of the catalog
+	IndexSig  []byte    // /index.db.sig: minisign signature of Index
+	IndexJSON *LazyBlob // /index.json: the same catalog as JSON, made when first asked for
+	IndexETag string    // quoted strong ETag of Index (its SHA-256)
 
 	// Trackers and WebSeeds are what every package's .torrent names (the
 	// publisher makes it on request: the info dictionary and these).

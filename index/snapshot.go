@@ -49,6 +49,10 @@ type Snapshot struct {
 	// cannot send announces elsewhere); nil when it names none, an index
 	// of a server older than the list.
 	Trackers []string
+	// DHTNodes are the DHT nodes ("host:port", at most
+	// store.MaxDHTNodes, each valid) the index names for a host to join
+	// through, the repository's own; nil when it names none.
+	DHTNodes []string
 
 	t *table // nil for Empty
 }
@@ -398,12 +402,10 @@ func readAll(path string) (*Snapshot, []byte, []uint32, map[string][]string, err
 	provides := make(map[string][]string)
 	size := 0
 	err = cat.View(func(tx *store.CatalogTx) error {
-		entries, err := tx.Entries()
-		if err != nil {
-			return err
-		}
 		arch := manifest.HostArchitecture()
-		for _, e := range entries {
+		// One entry decoded at a time: all 100,000 at once were most of a
+		// host's peak (287 MB) while it read a new index.
+		err := tx.EachEntry(func(e *store.CatalogEntry) error {
 			if err := checkEntry(e); err != nil {
 				return err
 			}
@@ -418,8 +420,13 @@ func readAll(path string) (*Snapshot, []byte, []uint32, map[string][]string, err
 					size += fieldLen(f)
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		idx.Generation, idx.Updated, idx.ValidUntil, idx.Trackers = tx.Generation(), tx.Updated(), tx.ValidUntil(), tx.Trackers()
+		idx.DHTNodes = tx.DHTNodes()
 		return nil
 	})
 	if err != nil {

@@ -55,6 +55,12 @@ func entryOf(spec string, deps ...string) *store.CatalogEntry {
 // catalogOf is the bytes of an index of generation gen holding entries.
 func catalogOf(t testing.TB, gen uint64, entries ...*store.CatalogEntry) []byte {
 	t.Helper()
+	return catalogWith(t, gen, nil, entries...)
+}
+
+// catalogWith is catalogOf with more written by meta, when set.
+func catalogWith(t testing.TB, gen uint64, meta func(*store.CatalogTx) error, entries ...*store.CatalogEntry) []byte {
+	t.Helper()
 	cat, err := store.OpenCatalog(filepath.Join(t.TempDir(), "catalog.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -68,6 +74,11 @@ func catalogOf(t testing.TB, gen uint64, entries ...*store.CatalogEntry) []byte 
 		}
 		if err := tx.SetValidUntil(time.Now().Add(time.Hour)); err != nil {
 			return err
+		}
+		if meta != nil {
+			if err := meta(tx); err != nil {
+				return err
+			}
 		}
 		return tx.SetGeneration(gen, time.Now())
 	})
@@ -531,4 +542,20 @@ func BenchmarkSnapshot(b *testing.B) {
 			}
 		}
 	})
+}
+
+// The DHT nodes a signed index names reach the host's snapshot; an index
+// without them (an older server's) names none.
+func TestSnapshotDHTNodes(t *testing.T) {
+	pub, sign := newKey(t)
+	old, _ := kept(t, pub, sign, catalogOf(t, 1, entryOf("a=1")))
+	if old.DHTNodes != nil {
+		t.Fatalf("an index without DHT nodes names %q", old.DHTNodes)
+	}
+	nodes := []string{"repo.example:6881", "127.0.0.1:6881"}
+	db := catalogWith(t, 2, func(tx *store.CatalogTx) error { return tx.SetDHTNodes(nodes) }, entryOf("a=1"))
+	idx, _ := kept(t, pub, sign, db)
+	if !slices.Equal(idx.DHTNodes, nodes) {
+		t.Fatalf("snapshot DHT nodes %q, want %q", idx.DHTNodes, nodes)
+	}
 }

@@ -361,7 +361,13 @@ func (p *Publisher) serveIndex(w http.ResponseWriter, r *http.Request, path stri
 		body, ctype = bytes.NewReader(g.IndexSig), "text/plain; charset=utf-8"
 		etag = p.etagsFor(g).sig
 	case "/index.json":
-		body, ctype = g.IndexJSON.Reader(), "application/json"
+		doc, err := g.IndexJSON.Get()
+		if err != nil {
+			p.log.Error("index.json", "err", err)
+			http.Error(w, "index.json could not be made; see the server's log", http.StatusInternalServerError)
+			return
+		}
+		body, ctype = doc.Reader(), "application/json"
 		etag = p.etagsFor(g).json_
 	}
 	h := w.Header()

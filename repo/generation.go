@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"tpm/generation"
@@ -47,50 +49,123 @@ type IndexReject struct {
 
 // generation builds the generation of the catalog as it is now: its
 // snapshot, signature, JSON and torrents. The caller holds s.mu, so the
-// catalog does not change in between.
-func (s *Scanner) generation() (*generation.Generation, error) {
+// catalog does not change in between. prev is what the catalog published
+// before ch was committed: the packages are prev's with ch's, not 100,000
+// entries decoded again.
+func (s *Scanner) generation(ch *catalogChanges, prev *generation.Generation) (*generation.Generation, error) {
 	var p Parts
-	// The snapshot and the entries come from one transaction, so the index
+	// The snapshot and the rest come from one transaction, so the index
 	// and the torrents cannot disagree.
 	err := s.cat.View(func(tx *store.CatalogTx) error {
-		sum := sha256.New()
-		index, err := generation.SpoolBlob(s.opts.SpoolDir, func(w io.Writer) error {
-			_, err := tx.WriteTo(io.MultiWriter(w, sum))
-			return err
-		})
-		if err != nil {
+		var err error
+		if p, err = partsAfter(tx, prev, ch); err != nil {
 			return err
 		}
-		if p, err = PartsOf(tx); err != nil {
-			return err
-		}
-		p.Index = index
-		sum.Sum(p.IndexSum[:0])
-		return nil
+		return s.snapshot(tx, &p)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("scan: read snapshot: %w", err)
 	}
 	p.PublicURL, p.WebSeeds, p.SpoolDir = s.opts.PublicURL, s.opts.WebSeeds, s.opts.SpoolDir
+	return Build(p)
+}
+
+// snapshot spools tx's snapshot into p.Index, hashing and signing it as
+// it is written: one pass over the file, the signer's hash on the other
+// core.
+func (s *Scanner) snapshot(tx *store.CatalogTx, p *Parts) error {
+	sum := sha256.New()
+	var sig chan signed
+	var pw *io.PipeWriter
+	w := io.MultiWriter(sum)
 	if s.opts.Signer != nil {
+		var pr *io.PipeReader
+		pr, pw = io.Pipe()
+		sig = make(chan signed, 1)
 		comment := fmt.Sprintf("timestamp:%d\tfile:index.db\tgeneration:%d", p.Updated.Unix(), p.Number)
-		p.IndexSig, err = s.opts.Signer.SignReader(p.Index.Reader(), comment)
+		go func() {
+			b, err := s.opts.Signer.SignReader(pr, comment)
+			pr.CloseWithError(err) // a signer that stopped early must not block the writer
+			sig <- signed{b, err}
+		}()
+		w = io.MultiWriter(sum, pw)
+	}
+	index, err := generation.SpoolBlob(s.opts.SpoolDir, func(f io.Writer) error {
+		_, err := tx.WriteTo(io.MultiWriter(f, w))
+		return err
+	})
+	if sig != nil {
+		pw.CloseWithError(err)
+		r := <-sig
+		if err == nil && r.err != nil {
+			err = fmt.Errorf("sign index: %w", r.err)
+		}
+		p.IndexSig = r.sig
+	}
+	if err != nil {
+		return err
+	}
+	p.Index = index
+	sum.Sum(p.IndexSum[:0])
+	return nil
+}
+
+type signed struct {
+	sig []byte
+	err error
+}
+
+// partsAfter is PartsOf(tx) when tx is prev's catalog with ch committed:
+// prev's packages, less the files ch rejected or deleted, with the entries
+// ch put (TestRescanMatchesAFullRead holds it to PartsOf).
+func partsAfter(tx *store.CatalogTx, prev *generation.Generation, ch *catalogChanges) (Parts, error) {
+	p := Parts{Number: tx.Generation(), Updated: tx.Updated(), Trackers: tx.Trackers()}
+	var err error
+	if p.Rejections, err = tx.Rejections(); err != nil {
+		return p, err
+	}
+	gone := make(map[string]bool, len(ch.rejects)+len(ch.deletes)+len(ch.puts))
+	for _, r := range ch.rejects {
+		gone[r.File] = true
+	}
+	for _, f := range ch.deletes {
+		gone[f] = true
+	}
+	puts := make([]generation.Package, 0, len(ch.puts))
+	for _, e := range ch.puts {
+		pkg, err := packageOf(e)
 		if err != nil {
-			return nil, fmt.Errorf("scan: sign index: %w", err)
+			return p, err
+		}
+		gone[e.File] = true
+		puts = append(puts, pkg)
+	}
+	slices.SortFunc(puts, func(a, b generation.Package) int { return strings.Compare(a.File, b.File) })
+	p.Packages = make([]generation.Package, 0, len(prev.Packages)+len(puts))
+	for _, pkg := range prev.Packages {
+		for len(puts) > 0 && puts[0].File < pkg.File {
+			p.Packages, puts = append(p.Packages, puts[0]), puts[1:]
+		}
+		if !gone[pkg.File] {
+			p.Packages = append(p.Packages, pkg)
 		}
 	}
-	return Build(p)
+	p.Packages = append(p.Packages, puts...)
+	return p, nil
 }
 
 // Parts is what a generation is made of: a catalog's snapshot, its
 // signature and what it holds, and where the torrents say the swarm is.
 type Parts struct {
-	Index      generation.Blob
-	IndexSum   [32]byte // SHA-256 of Index
-	IndexSig   []byte
-	Number     uint64
-	Updated    time.Time
-	Entries    []*store.CatalogEntry
+	Index    generation.Blob
+	IndexSum [32]byte // SHA-256 of Index
+	IndexSig []byte
+	Number   uint64
+	Updated  time.Time
+	Entries  []*store.CatalogEntry
+	// Packages, when set, are the generation's packages already made (by
+	// file name), and Entries is not read.
+	Packages   []generation.Package
 	Rejections []*store.Rejection
 	Trackers   []string // the announce list
 	// PublicURL is the server publishing it, the first web seed; WebSeeds
@@ -121,41 +196,58 @@ func Build(p Parts) (*generation.Generation, error) {
 		Updated:  p.Updated,
 		Index:    p.Index,
 		IndexSig: p.IndexSig,
-		Packages: make([]generation.Package, 0, len(p.Entries)),
+		Packages: p.Packages,
 		Trackers: p.Trackers,
 		WebSeeds: append([]string{swarm.PublicWebSeed(p.PublicURL)}, p.WebSeeds...),
 	}
-	for _, e := range p.Entries {
-		var ih [20]byte
-		if _, err := hex.Decode(ih[:], []byte(e.InfoHash)); err != nil {
-			return nil, fmt.Errorf("catalog entry %s: bad infohash: %w", e.File, err)
+	if g.Packages == nil {
+		g.Packages = make([]generation.Package, 0, len(p.Entries))
+		for _, e := range p.Entries {
+			pkg, err := packageOf(e)
+			if err != nil {
+				return nil, err
+			}
+			g.Packages = append(g.Packages, pkg)
 		}
-		g.Packages = append(g.Packages, generation.Package{
-			Manifest: e.Manifest, File: e.File,
-			Size: e.Size, SHA256: e.SHA256, InfoHash: ih, InfoBytes: e.InfoBytes,
-			MTimeNS: e.MTimeNS, CTimeNS: e.CTimeNS, Inode: e.Inode,
-		})
 	}
 	for _, r := range p.Rejections {
 		g.Rejected = append(g.Rejected, generation.Rejected{File: r.File, Reason: r.Reason})
 	}
-	var err error
-	g.IndexJSON, err = generation.SpoolBlob(p.SpoolDir, func(w io.Writer) error { return writeIndexJSON(w, p) })
-	if err != nil {
-		return nil, fmt.Errorf("index.json: %w", err)
-	}
 	g.IndexETag = `"` + hex.EncodeToString(p.IndexSum[:]) + `"`
-	return generation.New(g), nil
+	made := generation.New(g)
+	// Made from the generation, not p: p's entries would stay in memory
+	// for as long as the generation is published.
+	made.IndexJSON = generation.NewLazyBlob(func() (generation.Blob, error) {
+		b, err := generation.SpoolBlob(p.SpoolDir, func(w io.Writer) error { return writeIndexJSON(w, made) })
+		if err != nil {
+			return b, fmt.Errorf("index.json: %w", err)
+		}
+		return b, nil
+	})
+	return made, nil
 }
 
-// writeIndexJSON writes the IndexJSON of p one package at a time: encoded
+// packageOf is the generation's package of a catalog entry.
+func packageOf(e *store.CatalogEntry) (generation.Package, error) {
+	var ih [20]byte
+	if _, err := hex.Decode(ih[:], []byte(e.InfoHash)); err != nil {
+		return generation.Package{}, fmt.Errorf("catalog entry %s: bad infohash: %w", e.File, err)
+	}
+	return generation.Package{
+		Manifest: e.Manifest, File: e.File,
+		Size: e.Size, SHA256: e.SHA256, InfoHash: ih, InfoBytes: e.InfoBytes,
+		MTimeNS: e.MTimeNS, CTimeNS: e.CTimeNS, Inode: e.Inode,
+	}, nil
+}
+
+// writeIndexJSON writes the IndexJSON of g one package at a time: encoded
 // whole, the document of 100,000 packages held 50 MB at once.
-func writeIndexJSON(w io.Writer, p Parts) error {
-	updated, err := json.Marshal(p.Updated)
+func writeIndexJSON(w io.Writer, g *generation.Generation) error {
+	updated, err := json.Marshal(g.Updated)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "{\n \"format\": %d,\n \"generation\": %d,\n \"updated\": %s,\n \"packages\": [", IndexFormat, p.Number, updated)
+	fmt.Fprintf(w, "{\n \"format\": %d,\n \"generation\": %d,\n \"updated\": %s,\n \"packages\": [", IndexFormat, g.Number, updated)
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -173,14 +265,15 @@ func writeIndexJSON(w io.Writer, p Parts) error {
 		_, err := w.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 		return err
 	}
-	for i, e := range p.Entries {
+	for i := range g.Packages {
+		e := &g.Packages[i]
 		if err := item(i, IndexPackage{Manifest: e.Manifest, File: e.File, Size: e.Size, SHA256: e.SHA256,
-			InfoHash: e.InfoHash, InfoBytes: e.InfoBytes, Torrent: "/torrents/" + e.File + ".torrent"}); err != nil {
+			InfoHash: hex.EncodeToString(e.InfoHash[:]), InfoBytes: e.InfoBytes, Torrent: "/torrents/" + e.File + ".torrent"}); err != nil {
 			return err
 		}
 	}
 	io.WriteString(w, "\n ],\n \"rejected\": [")
-	for i, r := range p.Rejections {
+	for i, r := range g.Rejected {
 		if err := item(i, IndexReject{File: r.File, Reason: r.Reason}); err != nil {
 			return err
 		}

@@ -33,6 +33,8 @@ import (
 	"tpm/store"
 	"tpm/swarm"
 	"tpm/tarball"
+
+	"golang.org/x/sys/unix"
 )
 
 // Ext is the extension of package files; other files are ignored.
@@ -97,6 +99,11 @@ type Options struct {
 	// signed index for the hosts (empty: none, the DHT and the web seeds
 	// only). A change makes a new generation.
 	Trackers []string
+	// DHTNodes are the DHT nodes ("host:port", store.CheckDHTNode) the
+	// signed index names for hosts to join through: the server's own, so
+	// a host's --dht needs no --dht-bootstrap. A change makes a new
+	// generation.
+	DHTNodes []string
 	// WebSeeds are the base URLs of mirrors' /packages/ named in every
 	// .torrent's url-list after the server's own.
 	WebSeeds []string
@@ -161,8 +168,36 @@ func statOf(fi fs.FileInfo) fileStat {
 	return st
 }
 
-func (st fileStat) matchesEntry(e *store.CatalogEntry) bool {
-	return st.size == e.Size && st.mtimeNS == e.MTimeNS && st.ctimeNS == e.CTimeNS && st.inode == e.Inode
+// listed is a name of the directory as statAll found it.
+type listed struct {
+	fileStat
+	found, dir bool
+}
+
+func statOfUnix(st *unix.Stat_t) fileStat {
+	return fileStat{size: st.Size, mtimeNS: st.Mtim.Nano(), ctimeNS: st.Ctim.Nano(), inode: st.Ino,
+		regular: st.Mode&unix.S_IFMT == unix.S_IFREG}
+}
+
+func (st fileStat) matchesEntry(k known) bool {
+	return st.size == k.size && st.mtimeNS == k.mtimeNS && st.ctimeNS == k.ctimeNS && st.inode == k.inode
+}
+
+// known is what a scan compares a published file with.
+type known struct {
+	size, mtimeNS, ctimeNS int64
+	inode                  uint64
+	sha256                 string
+}
+
+// lookup is what g publishes of file, as a scan compares it with the
+// directory.
+func lookup(g *generation.Generation, file string) (known, bool) {
+	pkg := g.Package(file)
+	if pkg == nil {
+		return known{}, false
+	}
+	return known{size: pkg.Size, mtimeNS: pkg.MTimeNS, ctimeNS: pkg.CTimeNS, inode: pkg.Inode, sha256: pkg.SHA256}, true
 }
 
 func (st fileStat) matchesRejection(r *store.Rejection) bool {
@@ -208,7 +243,12 @@ func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation
 		return nil, ScanStats{}, err
 	}
 	sp := &scanPass{files: files}
-	if err := s.cat.View(sp.readCatalog); err != nil {
+	// A verify is a scrub: it compares the files with the catalog itself.
+	last := s.last
+	if verify {
+		last = nil
+	}
+	if err := s.cat.View(func(tx *store.CatalogTx) error { return sp.readCatalog(tx, last) }); err != nil {
 		return nil, sp.stats, fmt.Errorf("scan: read catalog: %w", err)
 	}
 	outcomes, err := s.readChanged(ctx, sp, verify)
@@ -216,7 +256,8 @@ func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation
 		return nil, sp.stats, err
 	}
 	ch := sp.changes(outcomes)
-	changed := ch.any() || sp.trackers == nil || !slices.Equal(sp.trackers, s.opts.Trackers)
+	changed := ch.any() || sp.trackers == nil || !slices.Equal(sp.trackers, s.opts.Trackers) ||
+		!slices.Equal(sp.dhtNodes, s.opts.DHTNodes)
 	now := s.opts.Now()
 	// An index that has lived a quarter of its validity is signed again as
 	// a new generation: clients refuse an expired one.
@@ -234,7 +275,7 @@ func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation
 			return nil, sp.stats, fmt.Errorf("scan: update catalog: %w", err)
 		}
 	}
-	g, err := s.renew(ch.listings)
+	g, err := s.renew(ch, sp.published)
 	if err != nil {
 		return nil, sp.stats, err
 	}
@@ -247,34 +288,46 @@ func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation
 // scanPass is one scan's view of the directory and of the catalog, and
 // what it counted.
 type scanPass struct {
-	files      map[string]fileStat
-	entries    map[string]*store.CatalogEntry
+	files map[string]fileStat
+	// published is what the catalog publishes as this scan found it: the
+	// next generation is made from it and the changes. It is the last
+	// generation when their numbers agree, so a rescan decodes no entry
+	// (0.9 s of a 3.4 s rescan at 100,000), else read from the catalog.
+	published  *generation.Generation
 	rejections map[string]*store.Rejection
 	gen        uint64
 	updated    time.Time // of generation gen
 	trackers   []string
+	dhtNodes   []string
 	stats      ScanStats
 }
 
-// readCatalog takes the catalog's entries, rejections and generation.
-func (sp *scanPass) readCatalog(tx *store.CatalogTx) error {
-	es, err := tx.Entries()
-	if err != nil {
-		return err
-	}
+// readCatalog takes the catalog's entries (from last when it is the
+// catalog's generation), rejections and generation.
+func (sp *scanPass) readCatalog(tx *store.CatalogTx, last *generation.Generation) error {
 	rs, err := tx.Rejections()
 	if err != nil {
 		return err
 	}
-	sp.entries = make(map[string]*store.CatalogEntry, len(es))
-	for _, e := range es {
-		sp.entries[e.File] = e
+	if last != nil && last.Number == tx.Generation() {
+		sp.published = last
+	} else {
+		var pkgs []generation.Package
+		err := tx.EachEntry(func(e *store.CatalogEntry) error {
+			pkg, err := packageOf(e)
+			pkgs = append(pkgs, pkg)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		sp.published = generation.New(generation.Generation{Number: tx.Generation(), Packages: pkgs})
 	}
 	sp.rejections = make(map[string]*store.Rejection, len(rs))
 	for _, r := range rs {
 		sp.rejections[r.File] = r
 	}
-	sp.gen, sp.updated, sp.trackers = tx.Generation(), tx.Updated(), tx.Trackers()
+	sp.gen, sp.updated, sp.trackers, sp.dhtNodes = tx.Generation(), tx.Updated(), tx.Trackers(), tx.DHTNodes()
 	return nil
 }
 
@@ -284,7 +337,7 @@ func (sp *scanPass) readCatalog(tx *store.CatalogTx) error {
 func (sp *scanPass) sortFiles(verify bool) (toRead []string, outcomes []outcome, rechecked map[string]bool) {
 	rechecked = map[string]bool{}
 	for name, st := range sp.files {
-		if e := sp.entries[name]; e != nil && st.matchesEntry(e) {
+		if e, ok := lookup(sp.published, name); ok && st.matchesEntry(e) {
 			if verify {
 				rechecked[name] = true
 				toRead = append(toRead, name)
@@ -332,9 +385,9 @@ func (s *Scanner) readChanged(ctx context.Context, sp *scanPass, verify bool) ([
 // the outcome to record, a rejection when the bytes no longer match the
 // entry, or false when there is nothing to record.
 func (sp *scanPass) recheck(o outcome) (outcome, bool) {
-	old := sp.entries[o.file]
+	old, _ := lookup(sp.published, o.file)
 	switch {
-	case o.entry != nil && o.entry.SHA256 == old.SHA256:
+	case o.entry != nil && o.entry.SHA256 == old.sha256:
 		sp.stats.Unchanged++
 		sp.stats.BytesRead += o.read
 		return o, false
@@ -346,7 +399,7 @@ func (sp *scanPass) recheck(o outcome) (outcome, bool) {
 		sum = o.entry.SHA256
 	}
 	st := sp.files[o.file]
-	o.entry, o.reject = nil, rejection(o.file, st, fmt.Sprintf("its bytes changed on disk while its size and times did not (bit rot, a bad disk or tampering): sha256 %s, published as %s; restore the file from a good copy", sum, old.SHA256))
+	o.entry, o.reject = nil, rejection(o.file, st, fmt.Sprintf("its bytes changed on disk while its size and times did not (bit rot, a bad disk or tampering): sha256 %s, published as %s; restore the file from a good copy", sum, old.sha256))
 	return o, true
 }
 
@@ -356,6 +409,7 @@ type catalogChanges struct {
 	listings           map[string][]string // by sha256, of the entries put
 	rejects            []*store.Rejection
 	deletes, unrejects []string
+	replaced           int // puts of files published before
 }
 
 func (ch *catalogChanges) any() bool {
@@ -370,8 +424,9 @@ func (sp *scanPass) changes(outcomes []outcome) *catalogChanges {
 		sp.stats.BytesRead += o.read
 		switch {
 		case o.entry != nil:
-			if sp.entries[o.file] != nil {
+			if _, ok := lookup(sp.published, o.file); ok {
 				sp.stats.Changed++
+				ch.replaced++
 			} else {
 				sp.stats.Added++
 			}
@@ -387,12 +442,13 @@ func (sp *scanPass) changes(outcomes []outcome) *catalogChanges {
 			ch.rejects = append(ch.rejects, o.reject)
 		default: // changed while being read: unpublish until it settles
 			sp.stats.Skipped++
-			if sp.entries[o.file] != nil {
+			if _, ok := lookup(sp.published, o.file); ok {
 				ch.deletes = append(ch.deletes, o.file)
 			}
 		}
 	}
-	for name := range sp.entries {
+	for i := range sp.published.Packages {
+		name := sp.published.Packages[i].File
 		if _, ok := sp.files[name]; !ok {
 			sp.stats.Removed++
 			ch.deletes = append(ch.deletes, name)
@@ -436,18 +492,22 @@ func (s *Scanner) commit(ch *catalogChanges, gen uint64, now time.Time) error {
 		if err := tx.SetTrackers(s.opts.Trackers); err != nil {
 			return err
 		}
+		if err := tx.SetDHTNodes(s.opts.DHTNodes); err != nil {
+			return err
+		}
 		return tx.SetGeneration(gen, now)
 	})
 }
 
 // renew makes the generation the catalog now holds the last one, and keeps
-// the listings of the packages read.
-func (s *Scanner) renew(listings map[string][]string) (*generation.Generation, error) {
-	g, err := s.generation()
+// the listings of the packages read. prev is what the catalog published
+// before ch was committed.
+func (s *Scanner) renew(ch *catalogChanges, prev *generation.Generation) (*generation.Generation, error) {
+	g, err := s.generation(ch, prev)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.keepListings(g, listings); err != nil {
+	if err := s.keepListings(g, ch); err != nil {
 		return nil, err
 	}
 	s.last = g
@@ -455,15 +515,17 @@ func (s *Scanner) renew(listings map[string][]string) (*generation.Generation, e
 }
 
 // keepListings records the listings of the packages read by this scan and
-// forgets those of packages no longer published.
-func (s *Scanner) keepListings(g *generation.Generation, listings map[string][]string) error {
+// forgets those of packages no longer published (after a first scan, only
+// a change of the last generation can have made any).
+func (s *Scanner) keepListings(g *generation.Generation, ch *catalogChanges) error {
 	if s.opts.Listings == nil {
 		return nil
 	}
-	for sum, paths := range listings {
-		if err := s.opts.Listings.Put(sum, paths); err != nil {
-			return fmt.Errorf("scan: listings: %w", err)
-		}
+	if err := s.opts.Listings.PutAll(ch.listings); err != nil {
+		return fmt.Errorf("scan: listings: %w", err)
+	}
+	if s.last != nil && len(ch.deletes)+len(ch.rejects)+ch.replaced == 0 {
+		return nil // nothing left the generation: every put was a new file
 	}
 	published := make(map[string]bool, len(g.Packages))
 	for _, p := range g.Packages {
@@ -479,26 +541,58 @@ func (s *Scanner) keepListings(g *generation.Generation, listings map[string][]s
 // files are left out: uploaders write ".name.tpkg.tmp"-style files and
 // rename them into place when complete.
 func (s *Scanner) list() (map[string]fileStat, error) {
-	des, err := os.ReadDir(s.opts.Dir)
+	dir, err := os.Open(s.opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("scan %s: %w", s.opts.Dir, err)
 	}
-	files := make(map[string]fileStat, len(des))
-	for _, de := range des {
-		name := de.Name()
-		if !strings.HasSuffix(name, Ext) || strings.HasPrefix(name, ".") || de.IsDir() {
-			continue
+	defer dir.Close()
+	all, err := dir.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("scan %s: %w", s.opts.Dir, err)
+	}
+	names := slices.DeleteFunc(all, func(name string) bool {
+		return !strings.HasSuffix(name, Ext) || strings.HasPrefix(name, ".")
+	})
+	stats, err := s.statAll(int(dir.Fd()), names)
+	if err != nil {
+		return nil, fmt.Errorf("scan %s: %w", s.opts.Dir, err)
+	}
+	files := make(map[string]fileStat, len(names))
+	for i, name := range names {
+		if st := stats[i]; st.found && !st.dir {
+			files[name] = st.fileStat
 		}
-		fi, err := de.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // removed since the listing
-		}
-		if err != nil {
-			return nil, fmt.Errorf("scan %s: %w", s.opts.Dir, err)
-		}
-		files[name] = statOf(fi)
 	}
 	return files, nil
+}
+
+// statAll stats names in the directory dfd on Workers goroutines (100,000
+// lstat calls one after the other were a quarter of a rescan). A name
+// removed since the listing is not found.
+func (s *Scanner) statAll(dfd int, names []string) ([]listed, error) {
+	stats := make([]listed, len(names))
+	workers := max(1, min(s.opts.Workers, len(names)/1000))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(names); i += workers {
+				var st unix.Stat_t
+				err := unix.Fstatat(dfd, names[i], &st, unix.AT_SYMLINK_NOFOLLOW)
+				switch {
+				case err == nil:
+					stats[i] = listed{fileStat: statOfUnix(&st), found: true, dir: st.Mode&unix.S_IFMT == unix.S_IFDIR}
+				case !errors.Is(err, unix.ENOENT):
+					errs[w] = fmt.Errorf("%s: %w", names[i], err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return stats, errors.Join(errs...)
 }
 
 func rejection(name string, st fileStat, reason string) *store.Rejection {

@@ -154,7 +154,11 @@ func checkGeneration(t *testing.T, f *fixture, g *generation.Generation) {
 		return nil
 	})
 	var doc IndexJSON
-	if err := json.Unmarshal(blobBytes(t, g.IndexJSON), &doc); err != nil {
+	blob, err := g.IndexJSON.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(blobBytes(t, blob), &doc); err != nil {
 		t.Fatal(err)
 	}
 	if doc.Generation != g.Number || len(doc.Packages) != len(g.Packages) || len(doc.Rejected) != len(g.Rejected) {
@@ -388,6 +392,53 @@ func TestTrackersInTheIndex(t *testing.T) {
 	if got := mi.UpvertedAnnounceList().DistinctValues(); !slices.Equal(got, trackers) {
 		t.Errorf("torrent trackers %q, want %q", got, trackers)
 	}
+}
+
+// The DHT nodes are in the signed index: naming them (a restart with
+// --dht) makes a new generation whose index.db names them, an unchanged
+// rescan does not, and dropping them makes one that names none.
+func TestDHTNodesInTheIndex(t *testing.T) {
+	f := newFixture(t, CheckFull)
+	repotest.Make(t, f.dir, pkg("a", "1", 100, 1))
+	g1, _ := f.scan(t)
+	if got := indexDHTNodes(t, g1); got != nil {
+		t.Fatalf("an index without the DHT names %q", got)
+	}
+	nodes := []string{"127.0.0.1:6881"}
+	scanWith := func(nodes []string) *generation.Generation {
+		f.scanner = NewScanner(f.cat, Options{Dir: f.dir, PublicURL: "http://127.0.0.1:9/", Signer: f.key,
+			Trackers: []string{"http://127.0.0.1:9/announce"}, DHTNodes: nodes})
+		g, _ := f.scan(t)
+		return g
+	}
+	g2 := scanWith(nodes)
+	if g2.Number != g1.Number+1 || !slices.Equal(indexDHTNodes(t, g2), nodes) {
+		t.Fatalf("generation %d after %d names %q, want %q", g2.Number, g1.Number, indexDHTNodes(t, g2), nodes)
+	}
+	checkGeneration(t, f, g2)
+	if g, st := f.scan(t); g.Number != g2.Number || st.NewGeneration {
+		t.Fatalf("unchanged rescan made generation %d", g.Number)
+	}
+	if g3 := scanWith(nil); g3.Number != g2.Number+1 || indexDHTNodes(t, g3) != nil {
+		t.Fatalf("generation %d after %d names %q", g3.Number, g2.Number, indexDHTNodes(t, g3))
+	}
+}
+
+// indexDHTNodes reads the DHT nodes of g's index.db as a host does.
+func indexDHTNodes(t *testing.T, g *generation.Generation) []string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "index.db")
+	if err := os.WriteFile(path, blobBytes(t, g.Index), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := store.OpenCatalogReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	var nodes []string
+	cat.View(func(tx *store.CatalogTx) error { nodes = tx.DHTNodes(); return nil })
+	return nodes
 }
 
 func TestEmptyDirectoryIsGenerationOne(t *testing.T) {

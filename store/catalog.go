@@ -11,9 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -30,7 +33,8 @@ var (
 	keyGeneration  = []byte("generation")
 	keyUpdated     = []byte("updated")
 	keyValidUntil  = []byte("valid-until")
-	keyTrackers    = []byte("trackers") // JSON list of announce URLs
+	keyTrackers    = []byte("trackers")  // JSON list of announce URLs
+	keyDHTNodes    = []byte("dht-nodes") // JSON list of "host:port"
 )
 
 // CatalogFormat is the version of the catalog's layout. A reader that finds
@@ -252,6 +256,18 @@ func (t *CatalogTx) Entries() ([]*CatalogEntry, error) {
 	return listJSON[CatalogEntry](t.tx.Bucket(bucketCatalog), "catalog entry")
 }
 
+// EachEntry calls f with every entry, by file name, each decoded only for
+// the call: a reader of 100,000 entries need not hold them all decoded.
+func (t *CatalogTx) EachEntry(f func(*CatalogEntry) error) error {
+	return t.tx.Bucket(bucketCatalog).ForEach(func(k, raw []byte) error {
+		var e CatalogEntry
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return fmt.Errorf("catalog entry %q: %w", k, err)
+		}
+		return f(&e)
+	})
+}
+
 // PutEntry records e under e.File, replacing any entry or rejection of the
 // same file.
 func (t *CatalogTx) PutEntry(e *CatalogEntry) error {
@@ -265,7 +281,13 @@ func (t *CatalogTx) PutEntry(e *CatalogEntry) error {
 	if err := t.tx.Bucket(bucketRejected).Delete([]byte(e.File)); err != nil {
 		return err
 	}
-	return t.tx.Bucket(bucketCatalog).Put([]byte(e.File), raw)
+	b := t.tx.Bucket(bucketCatalog)
+	// The catalog is the published index: every host fetches it whole. At
+	// bbolt's default half-full split a first scan of 100,000 entries (put
+	// in order, in one transaction) left pages 41 % used, 139 MB; full
+	// pages make it 60 MB. A later put in the middle splits one page.
+	b.FillPercent = 1.0
+	return b.Put([]byte(e.File), raw)
 }
 
 // DeleteEntry forgets the entry of file, if any.
@@ -357,6 +379,101 @@ func (t *CatalogTx) SetTrackers(urls []string) error {
 		return err
 	}
 	return t.tx.Bucket(bucketCatMeta).Put(keyTrackers, b)
+}
+
+// MaxDHTNodes bounds the DHT nodes an index names: a host pings and
+// bootstraps through each one.
+const MaxDHTNodes = 16
+
+// maxDHTNodesBytes bounds the list read from an index (16 names of 253
+// bytes and their ports, in JSON), so a hostile one costs nothing to skip.
+const maxDHTNodesBytes = 8 << 10
+
+// DHTNodes are the DHT nodes (BEP 5, "host:port") the index names for
+// hosts to join through, like a .torrent's "nodes": the repository's own.
+// nil when it names none (an index of an older server, or of one without
+// the DHT). The index is signed, but a key can leak: only valid names are
+// returned, at most MaxDHTNodes, each once.
+func (t *CatalogTx) DHTNodes() []string {
+	raw := t.tx.Bucket(bucketCatMeta).Get(keyDHTNodes)
+	if raw == nil || len(raw) > maxDHTNodesBytes {
+		return nil
+	}
+	var all []string
+	if err := json.Unmarshal(raw, &all); err != nil {
+		return nil
+	}
+	var nodes []string
+	for _, n := range all {
+		if len(nodes) < MaxDHTNodes && CheckDHTNode(n) == nil && !slices.Contains(nodes, n) {
+			nodes = append(nodes, n)
+		}
+	}
+	return nodes
+}
+
+// SetDHTNodes records the DHT nodes the index names; none removes the
+// key, so the index reads as one of an older server.
+func (t *CatalogTx) SetDHTNodes(nodes []string) error {
+	meta := t.tx.Bucket(bucketCatMeta)
+	if len(nodes) == 0 {
+		return meta.Delete(keyDHTNodes)
+	}
+	if len(nodes) > MaxDHTNodes {
+		return fmt.Errorf("%d DHT nodes: at most %d", len(nodes), MaxDHTNodes)
+	}
+	for _, n := range nodes {
+		if err := CheckDHTNode(n); err != nil {
+			return err
+		}
+	}
+	b, err := json.Marshal(nodes)
+	if err != nil {
+		return err
+	}
+	return meta.Put(keyDHTNodes, b)
+}
+
+// CheckDHTNode refuses what is not a DHT node hosts could join through:
+// "host:port" with a port from 1 to 65535 and a host that is an IP
+// address (not unspecified nor multicast, no zone) or a DNS name.
+func CheckDHTNode(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("DHT node %q: %w", s, err)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("DHT node %q: the port is not 1 to 65535", s)
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		if ip.IsUnspecified() || ip.IsMulticast() {
+			return fmt.Errorf("DHT node %q: not an address hosts can reach", s)
+		}
+		return nil
+	}
+	if !validHostName(host) {
+		return fmt.Errorf("DHT node %q: the host is neither an IP address nor a DNS name", s)
+	}
+	return nil
+}
+
+// validHostName says whether s is a DNS name: dot-separated labels of
+// letters, digits and inner hyphens, at most 63 bytes each, 253 in all.
+func validHostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // SetGeneration records the number and time of a new generation. Numbers

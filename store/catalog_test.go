@@ -2,10 +2,13 @@ package store
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,5 +199,80 @@ func TestCatalogSnapshotOpensReadOnly(t *testing.T) {
 	if r, err := OpenCatalogReadOnly(other); err == nil {
 		r.Close()
 		t.Error("OpenCatalogReadOnly opened an installed-state database")
+	}
+}
+
+// The DHT nodes an index names: none in an index without the key (an older
+// server's), what was set read back in order, and what a hostile index
+// holds bounded: only valid "host:port", each once, at most MaxDHTNodes,
+// nothing from a value too large or not JSON.
+func TestCatalogDHTNodes(t *testing.T) {
+	c, err := OpenCatalog(filepath.Join(t.TempDir(), "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	read := func() (nodes []string) {
+		t.Helper()
+		c.View(func(tx *CatalogTx) error { nodes = tx.DHTNodes(); return nil })
+		return nodes
+	}
+	if got := read(); got != nil {
+		t.Fatalf("an index without the key names %q", got)
+	}
+	set := func(nodes []string) error {
+		return c.Update(func(tx *CatalogTx) error { return tx.SetDHTNodes(nodes) })
+	}
+	want := []string{"repo.example:6881", "127.0.0.1:6881", "[::1]:7000"}
+	if err := set(want); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("read %q, want %q", got, want)
+	}
+	if err := set(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != nil {
+		t.Fatalf("after none was set: %q", got)
+	}
+
+	hostile := []string{"", "repo", "repo:", "repo:0", "repo:65536", "repo:-1", "0.0.0.0:6881", "[::]:1",
+		"224.0.0.1:6881", "[fe80::1%eth0]:1", "a b:1", "-x.example:1", "x..example:1", "\x00:1",
+		strings.Repeat("a", 64) + ".example:1", strings.Repeat("a.", 127) + "example:1"}
+	for _, n := range hostile {
+		if err := CheckDHTNode(n); err == nil {
+			t.Errorf("CheckDHTNode(%q) accepted it", n)
+		}
+		if err := set([]string{n}); err == nil {
+			t.Errorf("SetDHTNodes(%q) accepted it", n)
+		}
+	}
+	many := make([]string, MaxDHTNodes+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("10.0.0.%d:6881", i+1)
+	}
+	if err := set(many); err == nil {
+		t.Errorf("SetDHTNodes took %d nodes", len(many))
+	}
+
+	putRaw := func(raw []byte) {
+		t.Helper()
+		if err := c.Update(func(tx *CatalogTx) error { return tx.tx.Bucket(bucketCatMeta).Put(keyDHTNodes, raw) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mixed := append(append([]string{"10.0.0.1:6881"}, hostile...), many...)
+	raw, _ := json.Marshal(mixed)
+	putRaw(raw)
+	got := read()
+	if len(got) != MaxDHTNodes || got[0] != "10.0.0.1:6881" || got[1] != "10.0.0.2:6881" {
+		t.Fatalf("a hostile list read as %q", got)
+	}
+	for _, bad := range [][]byte{[]byte("not json"), []byte(`{"a":1}`), append(raw, bytes.Repeat([]byte(" "), maxDHTNodesBytes)...)} {
+		putRaw(bad)
+		if got := read(); got != nil {
+			t.Errorf("%.20q read as %q", bad, got)
+		}
 	}
 }

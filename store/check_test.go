@@ -119,8 +119,7 @@ func TestListings(t *testing.T) {
 	if _, _, ok := l.Get("a", 10); ok {
 		t.Fatal("a listing before any was put")
 	}
-	l.Put("a", []string{"usr/bin/a", "usr/share/a/x", "usr/share/a/y"})
-	l.Put("b", nil)
+	l.PutAll(map[string][]string{"a": {"usr/bin/a", "usr/share/a/x", "usr/share/a/y"}, "b": nil})
 	if got, n, ok := l.Get("a", 10); !ok || n != 3 || strings.Join(got, ",") != "usr/bin/a,usr/share/a/x,usr/share/a/y" {
 		t.Fatalf("a: %q %d %v", got, n, ok)
 	}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,10 +55,21 @@ func OpenListings(path string) (*Listings, error) {
 // Close releases the file.
 func (l *Listings) Close() error { return l.bolt.Close() }
 
-// Put records the paths of the package whose sha256 is sum.
-func (l *Listings) Put(sum string, paths []string) error {
+// PutAll records the paths of each package, by sha256, in one
+// transaction: one each made a first scan of 100,000 packages wait for
+// 100,000 commits.
+func (l *Listings) PutAll(listings map[string][]string) error {
+	if len(listings) == 0 {
+		return nil
+	}
 	return l.bolt.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketListings).Put([]byte(sum), []byte(strings.Join(paths, "\n")))
+		b := tx.Bucket(bucketListings)
+		for _, sum := range slices.Sorted(maps.Keys(listings)) {
+			if err := b.Put([]byte(sum), []byte(strings.Join(listings[sum], "\n"))); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -1,11 +1,14 @@
 package swarm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -134,8 +137,10 @@ func (pc *pieceCompletion) markStamped(stamps map[metainfo.Hash]fileStamp) error
 	}
 	err := pc.db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(wholeBucket)
-		for ih, stamp := range changed {
-			if err := b.Put(ih[:], stamp.encode()); err != nil {
+		// In key order: bbolt inserts into a sorted slice per node, and the
+		// 100,000 of a first scan in map order took 9 s of moving memory.
+		for _, ih := range slices.SortedFunc(maps.Keys(changed), func(a, b metainfo.Hash) int { return bytes.Compare(a[:], b[:]) }) {
+			if err := b.Put(ih[:], changed[ih].encode()); err != nil {
 				return err
 			}
 		}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +19,8 @@ import (
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 	"golang.org/x/time/rate"
+
+	"tpm/store"
 )
 
 // The DHT (BEP 5) is an option beside the trackers: with every tracker
@@ -24,9 +28,11 @@ import (
 // torrent client's port (anacrolix would otherwise open a uTP socket for
 // it, which tpm does not speak), bootstraps from the nodes it is given (the
 // repository server's torrent address: the server is the fleet's bootstrap
-// node), and stores the peers announced to it in a bounded store of its
-// own (the DHT library keeps none unless given one, and its example keeps
-// one peer per IP address, which hides every host behind one NAT but one).
+// node) and, on a host, from those its signed index names (the same
+// address, so --dht needs no --dht-bootstrap), and stores the peers
+// announced to it in a bounded store of its own (the DHT library keeps
+// none unless given one, and its example keeps one peer per IP address,
+// which hides every host behind one NAT but one).
 
 // DHTConfig turns the DHT on for a seeder or a peer.
 type DHTConfig struct {
@@ -37,8 +43,12 @@ type DHTConfig struct {
 
 // dhtNode is a running DHT node and its socket.
 type dhtNode struct {
-	server *dht.Server
-	conn   net.PacketConn
+	server    *dht.Server
+	conn      net.PacketConn
+	bootstrap []string // DHTConfig.Bootstrap, joined through first
+
+	mu        sync.Mutex
+	fromIndex []string // the nodes the last signed index named (join)
 }
 
 // Close stops the node and closes its socket now (the library closes it
@@ -103,10 +113,12 @@ func startDHT(cl *torrent.Client, l listenAddr, cfg DHTConfig, log *slog.Logger,
 	}
 	logger := alog.NewLogger("dht")
 	logger.SetHandlers(alog.SlogHandlerAsHandler{SlogHandler: log.Handler()})
-	bootstrap := cfg.Bootstrap
+	n := &dhtNode{conn: conn, bootstrap: cfg.Bootstrap}
 	s, err := dht.NewServer(&dht.ServerConfig{
-		Conn:          conn,
-		StartingNodes: func() ([]dht.Addr, error) { return dht.ResolveHostPorts(bootstrap) },
+		Conn: conn,
+		// Asked at every bootstrap, and by a traversal while the routing
+		// table is empty: nodes an index names later count from then on.
+		StartingNodes: n.startingNodes,
 		PeerStore:     newDHTPeers(time.Now),
 		// A host that announces a torrent to this node is a peer of it: a
 		// root node (the repository's seeder), which learns of no peers
@@ -128,9 +140,112 @@ func startDHT(cl *torrent.Client, l listenAddr, cfg DHTConfig, log *slog.Logger,
 		conn.Close()
 		return nil, fmt.Errorf("DHT: %w", err)
 	}
+	n.server = s
 	go s.TableMaintainer()
 	cl.AddDhtServer(torrent.AnacrolixDhtServerWrapper{Server: s})
-	return &dhtNode{server: s, conn: conn}, nil
+	return n, nil
+}
+
+// Bounds of joining through named nodes: a DNS name's addresses tried, and
+// the wait for a resolution when the library asks for starting nodes.
+const (
+	dhtAddrsPerName = 4
+	dhtResolveWait  = 5 * time.Second
+)
+
+// startingNodes are the configured nodes, then the index's, resolved.
+func (n *dhtNode) startingNodes() ([]dht.Addr, error) {
+	n.mu.Lock()
+	names := append(slices.Clone(n.bootstrap), n.fromIndex...)
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), dhtResolveWait)
+	defer cancel()
+	addrs := resolveDHTNodes(ctx, names)
+	if len(addrs) == 0 {
+		return nil, errors.New("no DHT node to join yet (none from --dht-bootstrap or the index resolved)")
+	}
+	return addrs, nil
+}
+
+// resolveDHTNodes turns "host:port" names into UDP addresses, each once;
+// a name that does not resolve within ctx is skipped.
+func resolveDHTNodes(ctx context.Context, names []string) []dht.Addr {
+	var out []dht.Addr
+	seen := map[string]bool{}
+	add := func(ip net.IP, port int) {
+		ua := &net.UDPAddr{IP: ip, Port: port}
+		if !seen[ua.String()] {
+			seen[ua.String()] = true
+			out = append(out, dht.NewAddr(ua))
+		}
+	}
+	for _, name := range names {
+		host, p, err := net.SplitHostPort(name)
+		port, perr := strconv.Atoi(p)
+		if err != nil || perr != nil {
+			continue
+		}
+		if ip := net.ParseIP(host); ip != nil {
+			add(ip, port)
+			continue
+		}
+		ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+		if err != nil {
+			continue
+		}
+		for _, ip := range ips[:min(len(ips), dhtAddrsPerName)] {
+			add(ip.IP, port)
+		}
+	}
+	return out
+}
+
+// JoinDHT joins the DHT through nodes a signed index names, after those of
+// DHTConfig.Bootstrap (see dhtNode.join); without the DHT it does nothing.
+// It waits for answers until ctx ends: call it on a goroutine.
+func (c *Peer) JoinDHT(ctx context.Context, nodes []string) (int, error) {
+	return c.dht.join(ctx, nodes)
+}
+
+// join makes nodes (those a signed index names) this node's starting
+// nodes after the configured ones, and joins through them now rather than
+// at the table maintainer's next minute: a ping to each, whose answer puts
+// it in the routing table, then a bootstrap, which asks them for more.
+// The index is signed, but a key can leak: invalid names are dropped, and
+// at most store.MaxDHTNodes kept. It returns how many nodes the routing
+// table holds.
+func (n *dhtNode) join(ctx context.Context, nodes []string) (int, error) {
+	if n == nil {
+		return 0, nil
+	}
+	var valid []string
+	for _, s := range nodes {
+		if len(valid) < store.MaxDHTNodes && store.CheckDHTNode(s) == nil && !slices.Contains(valid, s) {
+			valid = append(valid, s)
+		}
+	}
+	n.mu.Lock()
+	n.fromIndex = valid
+	n.mu.Unlock()
+	if len(valid) == 0 {
+		return n.Nodes(), fmt.Errorf("none of the %d DHT nodes named is a valid HOST:PORT", len(nodes))
+	}
+	var wg sync.WaitGroup
+	for _, a := range resolveDHTNodes(ctx, valid) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.server.Query(ctx, a, "ping", dht.QueryInput{})
+		}()
+	}
+	wg.Wait()
+	// Its error is no news: a bootstrap already running (the table
+	// maintainer's) finds the nodes pinged in the table.
+	n.server.BootstrapContext(ctx)
+	if known := n.Nodes(); known > 0 {
+		return known, nil
+	}
+	return 0, fmt.Errorf("no DHT node answered (%s)", strings.Join(valid, ", "))
 }
 
 // Bounds of the DHT's peer store: what a node keeps of the peers announced

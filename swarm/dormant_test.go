@@ -296,21 +296,9 @@ func TestPeerSeedsDormantAndWakesForAPeer(t *testing.T) {
 // repository's node, which then dials the host: with no tracker and the
 // repository the only seed, the download completes.
 func TestDHTAnnounceWakesADormantTorrent(t *testing.T) {
-	dir := t.TempDir()
-	tor := writePackage(t, dir, "d-1-any.tpkg", randomBytes(200<<10, 22))
-	s, err := NewSeeder(SeederConfig{Dir: dir, StateDir: t.TempDir(), ListenAddr: "127.0.0.1:0", DHT: &DHTConfig{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := s.Sync(ctx, []Item{itemOf(tor)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.WaitComplete(ctx, tor.InfoHash); err != nil {
-		t.Fatal(err)
-	}
+	s, tor := dhtSeeder(ctx, t, "d-1-any.tpkg", randomBytes(200<<10, 22))
 	s.sleepAll()
 	if s.Live() != 0 {
 		t.Fatal("still live")

@@ -76,7 +76,7 @@ func hostFlags(o *hostOptions) *pflag.FlagSet {
 	fs.StringVar(&o.prefix, "prefix", "/", "install prefix for requests that name none")
 	fs.DurationVar(&o.syncInterval, "sync-interval", time.Hour, "time between index fetches")
 	fs.StringVar(&o.torrentAddr, "torrent-listen", ":6881", "BitTorrent listen `ADDR`")
-	o.swarm.addFlags(fs, "find peers through the DHT (BEP 5) too, joined through --dht-bootstrap")
+	o.swarm.addFlags(fs, "find peers through the DHT (BEP 5) too, joined through the repository's node the signed index names (and any --dht-bootstrap)")
 	fs.BoolVar(&o.webSeed, "web-seed", true, "fall back to the repository's HTTP web seed; false: peers only")
 	fs.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail a download that makes no progress for this long")
 	fs.IntVar(&o.keepVersions, "keep-versions", 2, "keep at most `N` versions of each package in the cache (installed ones included), for tpm undo; tpm clean drops the others")

@@ -116,7 +116,7 @@ func serverFlags(o *options) *pflag.FlagSet {
 	fs.BoolVar(&o.seed, "seed", true, "seed the packages; with --seed=false clients get them from each other and the web seed")
 	fs.BoolVar(&o.tracker, "tracker", true, "run the built-in tracker at /announce; with --tracker=false the torrents name only the --announce trackers")
 	fs.StringArrayVar(&o.announce, "announce", nil, "a standard tracker's `URL` (http://…/announce or udp://host:port) for every torrent's announce list; repeatable")
-	o.swarm.addFlags(fs, "run a DHT node (BEP 5) on the torrent port, the hosts' bootstrap node (with --seed=false it seeds nothing)")
+	o.swarm.addFlags(fs, "run a DHT node (BEP 5) on the torrent port, the hosts' bootstrap node, named in the signed index at the --public-url host and the --torrent-listen port (with --seed=false it seeds nothing)")
 	fs.StringArrayVar(&o.mirrors, "mirror", nil, "a mirror's public `URL` (tpmd mirror --public-url), named as a web seed in every torrent; repeatable")
 	fs.SortFlags = false
 	return fs
@@ -181,9 +181,13 @@ func serve(o options, check repo.Check, log *slog.Logger) error {
 	if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	cfg := serverConfig(o, check, key, log)
+	if o.swarm.on && len(cfg.DHTNodes()) == 0 {
+		log.Warn("--dht: the index names no DHT node (the --public-url host or the --torrent-listen port is missing or 0): hosts need --dht-bootstrap")
+	}
 	return service.Run(log, service.Role{Name: "tpmd server", PidFile: o.pidFile, OnHUP: "SIGHUP: rescanning",
 		Start: func() (service.Daemon, func(), error) {
-			srv, err := actors.StartServer(serverConfig(o, check, key, log))
+			srv, err := actors.StartServer(cfg)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -259,7 +263,7 @@ type swarmOptions struct {
 
 func (d *swarmOptions) addFlags(fs *pflag.FlagSet, dht string) {
 	fs.BoolVar(&d.on, "dht", false, dht)
-	fs.StringArrayVar(&d.bootstrap, "dht-bootstrap", nil, "a DHT node to join through, `HOST:PORT` (the server's --torrent-listen address); repeatable")
+	fs.StringArrayVar(&d.bootstrap, "dht-bootstrap", nil, "a DHT node to join through, `HOST:PORT` (the server's --torrent-listen address; a client also joins through the node its signed index names, after these); repeatable")
 	fs.IntVar(&d.liveTorrents, "live-torrents", 1000, "at most `N` seeded torrents live at once; the others are dormant (a map entry each) until a peer asks for them")
 }
 

@@ -60,6 +60,7 @@ func repoRun(work string, builds []build, add func(what, who, figure string)) {
 		add(fmt.Sprintf("tpmd server over %d packages of %d B, first start: signed index published (scan included)", n, *payload), b.name, r.published.Round(time.Millisecond).String())
 		add(fmt.Sprintf("tpmd server over %d packages, first start: every package seeded (/healthz seeding=%d/%d)", n, n, n), b.name, r.seeded)
 		add(fmt.Sprintf("tpmd server VmRSS over %d packages after start", n), b.name, r.rssStart)
+		add(fmt.Sprintf("/index.db over %d packages: bytes every host fetches", n), b.name, r.indexSize)
 		add("a host with --web-seed=false installs a package nobody asked for before (median of 3)", b.name, r.fresh)
 		add(fmt.Sprintf("a host installs %d more packages from the repository (one request, --web-seed=false)", *served), b.name, r.servedTook)
 		add(fmt.Sprintf("tpmd server VmRSS after serving %d installs", *served+3), b.name, r.rssServed)
@@ -110,6 +111,7 @@ type repoResult struct {
 	seeded                             string
 	fresh, servedTook                  string
 	rssStart, rssServed, floodPeak     string
+	indexSize                          string
 	floodLive, floodInstall, floodSent string
 }
 
@@ -136,6 +138,7 @@ func repoServerRun(work string, b build, pkgs string, n int) repoResult {
 		r.seeded = time.Since(t0).Round(time.Millisecond).String()
 	}
 	r.rssStart = benchkit.ProcStatus(srv.Process.Pid, "VmRSS")
+	r.indexSize = indexSize(base)
 
 	run := filepath.Join(dir, "run")
 	host := benchkit.Start(bin, filepath.Join(dir, "client.log"), "client", "--server", base, "--trusted-key", pubPath,
@@ -328,4 +331,14 @@ func floodWith(ctx context.Context, wg *sync.WaitGroup, base, seeder string, has
 			}
 		}()
 	}
+}
+
+// indexSize is the length of the published /index.db.
+func indexSize(base string) string {
+	resp, err := http.Head(base + "/index.db")
+	if err != nil {
+		return "failed: " + err.Error()
+	}
+	resp.Body.Close()
+	return fmt.Sprintf("%.1f MB", float64(resp.ContentLength)/1e6)
 }
