@@ -113,12 +113,14 @@ func (a *scannerActor) start(ctx actor.Context, reason string, verify bool) {
 			scan = scanner.Verify
 		}
 		g, stats, err := scan(scanCtx)
+		root.Send(self, &scanFinished{token: token, verify: verify, generation: g, stats: stats, err: err})
 		// A scan of a large repository leaves hundreds of MB of garbage
 		// (every entry decoded, every file's header read), which the
 		// runtime would hand back to the system only over minutes: a
-		// server's memory would stay at its scan's peak.
+		// server's memory would stay at its scan's peak. After the
+		// generation is on its way: a forced collection of a large heap
+		// is a tenth of a second or more of a rescan.
 		debug.FreeOSMemory()
-		root.Send(self, &scanFinished{token: token, verify: verify, generation: g, stats: stats, err: err})
 	})
 }
 

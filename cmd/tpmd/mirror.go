@@ -66,6 +66,7 @@ func mirrorFlags(o *mirrorOptions) *pflag.FlagSet {
 	fs.StringVar(&o.pidFile, "pid-file", "", "pid `FILE`, locked while running (default STATE-DIR/tpmd-mirror.pid)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	addFileIOFlag(fs)
+	o.swarm.addMemoryFlag(fs)
 	fs.SortFlags = false
 	return fs
 }
@@ -102,6 +103,7 @@ func mirror(args []string) int {
 }
 
 func runMirror(o mirrorOptions, log *slog.Logger) error {
+	o.swarm.applyMemoryLimit(log)
 	if o.publicURL == "" {
 		o.publicURL = defaultPublicURL(o.httpAddr)
 	}
