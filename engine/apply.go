@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -410,7 +409,7 @@ func (e *Engine) stage(ctx context.Context, t *tree, op *Op, strip bool) error {
 		return err
 	}
 	defer f.Close()
-	r, err := tarball.NewReader(bufio.NewReaderSize(f, 1<<20), e.opts.Limits)
+	r, err := tarball.NewReader(archiveReader(f, 1<<20), e.opts.Limits)
 	if err != nil {
 		return err
 	}

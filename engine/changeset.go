@@ -319,14 +319,25 @@ func (e *Engine) readArchive(name string) (*tarball.Package, []byte, error) {
 		return nil, nil, fmt.Errorf("cannot read package: %w", err)
 	}
 	defer f.Close()
-	pkg, err := tarball.ReadHead(bufio.NewReaderSize(f, 64<<10), e.opts.Limits)
+	pkg, err := tarball.ReadHead(archiveReader(f, 64<<10), e.opts.Limits)
 	if !errors.Is(err, tarball.ErrNoListing) {
 		return pkg, nil, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, nil, err
 	}
-	return tarball.InspectKeep(bufio.NewReaderSize(f, 1<<20), e.opts.Limits, keepStream)
+	return tarball.InspectKeep(archiveReader(f, 1<<20), e.opts.Limits, keepStream)
+}
+
+// archiveReader buffers f with at most limit bytes, fewer for a smaller
+// file: a buffer of 1 MiB for each of 3,000 packages of 2 KB was a fifth
+// of the installer's CPU, zeroing memory and collecting it.
+func archiveReader(f *os.File, limit int) *bufio.Reader {
+	size := limit
+	if fi, err := f.Stat(); err == nil && fi.Size() < int64(limit) {
+		size = max(int(fi.Size()), 4096)
+	}
+	return bufio.NewReaderSize(f, size)
 }
 
 // movedIn says whether rel arrives inside the op's bucket, which is renamed
