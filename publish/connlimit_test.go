@@ -175,9 +175,15 @@ func TestConnectionRefusedOnlyWhenAllWork(t *testing.T) {
 func TestIdleTimeoutShortensUnderPressure(t *testing.T) {
 	lim := ConnLimits{Total: 16, PerAddr: 16, Pressure: 4, Idle: time.Hour, PressureIdle: 50 * time.Millisecond}
 	srv, addr := startLimited(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), lim)
-	for range 8 {
+	for i := range 8 {
 		if _, _, err := ask(dialFrom(t, "127.0.0.20", addr), "/"); err != nil {
 			t.Fatal(err)
+		}
+		if i < 3 {
+			// The server reports a connection idle a moment after its
+			// answer: the first three must be quiet before the 4th
+			// comes, or the last of them goes idle under pressure too.
+			until(t, "the first connections quiet", func() bool { return quietConns(srv) == i+1 })
 		}
 	}
 	// The 4th to 8th went idle under pressure: they close by themselves.
@@ -224,4 +230,11 @@ func TestAddrKey(t *testing.T) {
 	if k := key("[::ffff:192.0.2.1]:80"); k != netip.MustParseAddr("192.0.2.1") {
 		t.Errorf("IPv4-mapped: %v", k)
 	}
+}
+
+// quietConns is how many connections srv counts as quiet.
+func quietConns(srv *Server) int {
+	srv.ln.mu.Lock()
+	defer srv.ln.mu.Unlock()
+	return srv.ln.quiet.Len()
 }
