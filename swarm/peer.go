@@ -134,7 +134,18 @@ type Peer struct {
 	downloaders map[metainfo.Hash]int
 
 	policy *originPolicy // nil unless cfg.Refuse
+
+	// announcing bounds the downloads' announces in flight (each is an
+	// HTTP connection of its own to the tracker).
+	announcing chan struct{}
 }
+
+// maxAnnouncing is the most announces a client's downloads have in flight
+// at once. A transaction of 300 packages announced 300 at once, over 300
+// connections from one address: past the repository's per-address cap
+// (128) the tracker refused the rest, and those downloads waited for
+// their next announce (3 s, then 3 more): 10 s for what took 1.2 s.
+const maxAnnouncing = 32
 
 // NewPeer starts the client listening on cfg.ListenAddr.
 func NewPeer(cfg PeerConfig) (*Peer, error) {
@@ -168,7 +179,8 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 	tc.TorrentPeersLowWater = -1
 	tc.EstablishedConnsPerTorrent = cfg.ConnsPerTorrent
 	c := &Peer{cfg: cfg, storage: st, completion: pc, log: log, downloaders: make(map[metainfo.Hash]int), trackerDial: listen.trackerDial(),
-		held: newDormancy[Spec](cfg.LiveTorrents, cfg.IdleAfter), torrents: make(map[metainfo.Hash]*torrent.Torrent)}
+		announcing: make(chan struct{}, maxAnnouncing),
+		held:       newDormancy[Spec](cfg.LiveTorrents, cfg.IdleAfter), torrents: make(map[metainfo.Hash]*torrent.Torrent)}
 	tc.Callbacks.ReadExtendedHandshake = c.limitRepositoryQueue
 	var wrap func(net.Conn) net.Conn
 	if cfg.Refuse {
@@ -781,6 +793,11 @@ const reannounce = 5 * time.Second
 func (c *Peer) announce(ctx context.Context, t *torrent.Torrent, s Spec, left int64) int {
 	seeders := -1
 	for _, url := range s.Trackers {
+		select {
+		case c.announcing <- struct{}{}:
+		case <-ctx.Done():
+			return seeders
+		}
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		res, err := tracker.Announce{
 			TrackerUrl:  url,
@@ -791,6 +808,7 @@ func (c *Peer) announce(ctx context.Context, t *torrent.Torrent, s Spec, left in
 			},
 		}.Do()
 		cancel()
+		<-c.announcing
 		if err != nil {
 			c.log.Debug("announce", "tracker", url, "err", err)
 			continue
