@@ -81,6 +81,14 @@ func zombieChildren(t *testing.T) []int {
 // A make step that starts a setsid child and succeeds leaves neither the
 // child nor a zombie once the build is done.
 func TestBuildStepLeavesNoSetsidChild(t *testing.T) {
+	buildStray(t)
+}
+
+// buildStray builds a package whose make step starts a setsid child, with
+// env added to the build's, and checks that neither the child nor a zombie
+// is left.
+func buildStray(t *testing.T, env ...string) {
+	t.Helper()
 	needTools(t, "make", "setsid")
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
@@ -88,7 +96,7 @@ func TestBuildStepLeavesNoSetsidChild(t *testing.T) {
 		"configure": okConfigure,
 		"Makefile":  "all:\n" + stragglerMake + "install:\n\tmkdir -p $(DESTDIR)$(PREFIX)/share\n\techo hi > $(DESTDIR)$(PREFIX)/share/hi\n",
 	}), "stray")
-	spec.Env = []string{"PIDFILE=" + pidFile, "PREFIX=" + BucketPath(spec.Prefix, "stray")}
+	spec.Env = append([]string{"PIDFILE=" + pidFile, "PREFIX=" + BucketPath(spec.Prefix, "stray")}, env...)
 	if _, err := Build(context.Background(), spec, testLog(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -116,16 +124,5 @@ func TestTimedOutStepLeavesNoSetsidChild(t *testing.T) {
 // The step's mark is the last word of its environment: Spec.Env cannot
 // take a step out of the sweep.
 func TestStepMarkCannotBeOverridden(t *testing.T) {
-	needTools(t, "make", "setsid")
-	dir := t.TempDir()
-	pidFile := filepath.Join(dir, "pid")
-	spec := testSpec(t, sourcePackage(t, dir, "stray", map[string]string{
-		"configure": okConfigure,
-		"Makefile":  "all:\n" + stragglerMake + "install:\n\tmkdir -p $(DESTDIR)$(PREFIX)/share\n\techo hi > $(DESTDIR)$(PREFIX)/share/hi\n",
-	}), "stray")
-	spec.Env = []string{"PIDFILE=" + pidFile, "PREFIX=" + BucketPath(spec.Prefix, "stray"), stepMarkVar + "=chosen"}
-	if _, err := Build(context.Background(), spec, testLog(t)); err != nil {
-		t.Fatal(err)
-	}
-	assertNoneLeft(t, straggler(t, pidFile))
+	buildStray(t, stepMarkVar+"=chosen")
 }

@@ -214,11 +214,12 @@ func Build(p Parts) (*generation.Generation, error) {
 		g.Rejected = append(g.Rejected, generation.Rejected{File: r.File, Reason: r.Reason})
 	}
 	g.IndexETag = `"` + hex.EncodeToString(p.IndexSum[:]) + `"`
-	made := generation.New(g)
-	// Made from the generation, not p: p's entries would stay in memory
-	// for as long as the generation is published.
+	made, dir := generation.New(g), p.SpoolDir
+	// Made from the generation, and closing over dir alone: a closure on p
+	// would keep p's entries (a mirror's 100,000, decoded) in memory for as
+	// long as the generation is published and nobody asks for index.json.
 	made.IndexJSON = generation.NewLazyBlob(func() (generation.Blob, error) {
-		b, err := generation.SpoolBlob(p.SpoolDir, func(w io.Writer) error { return writeIndexJSON(w, made) })
+		b, err := generation.SpoolBlob(dir, func(w io.Writer) error { return writeIndexJSON(w, made) })
 		if err != nil {
 			return b, fmt.Errorf("index.json: %w", err)
 		}
