@@ -1,11 +1,9 @@
 package swarm
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"testing"
 	"time"
 
@@ -13,25 +11,6 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	pp "github.com/anacrolix/torrent/peer_protocol"
 )
-
-// dialRawPort is dialRaw for any client's port.
-func dialRawPort(t *testing.T, port int, ih [20]byte) *rawPeer {
-	t.Helper()
-	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := conn.Write(handshake(ih, true)); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(conn)
-	if _, err := io.ReadFull(r, make([]byte, handshakeLen)); err != nil {
-		t.Fatalf("handshake: %v", err)
-	}
-	return &rawPeer{conn, &pp.Decoder{R: r, MaxLength: 1 << 20}}
-}
 
 // extHandshake is a BEP 10 handshake naming the client v.
 func extHandshake(v string) pp.Message {

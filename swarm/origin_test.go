@@ -337,7 +337,13 @@ type rawPeer struct {
 
 func dialRaw(t *testing.T, s *Seeder, ih [20]byte) *rawPeer {
 	t.Helper()
-	conn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port())))
+	return dialRawPort(t, s.Port(), ih)
+}
+
+// dialRawPort is dialRaw for any client's port.
+func dialRawPort(t *testing.T, port int, ih [20]byte) *rawPeer {
+	t.Helper()
+	conn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		t.Fatal(err)
 	}
