@@ -36,6 +36,9 @@ type HostConfig struct {
 	NoWebSeeds   bool             // download from peers only
 	DHT          *swarm.DHTConfig // nil: no DHT
 	LiveTorrents int              // seeded torrents live at once (zero: 1,000)
+	// ParallelDownloads is how many downloads run at once, the others
+	// waiting their turn (zero: DefaultParallelDownloads).
+	ParallelDownloads int
 	// KeepVersions is how many versions of each package the cache holds,
 	// installed ones included, for undo (zero: cache.DefaultKeep).
 	KeepVersions int

@@ -37,6 +37,20 @@ type testHost struct {
 // into the repository before the server starts.
 func startPairWith(t testing.TB, addPackages func(dir string)) (*testHost, string) {
 	t.Helper()
+	return startPairOpts(t, pairOptions{addPackages: addPackages})
+}
+
+// pairOptions vary startPair's repository and host.
+type pairOptions struct {
+	addPackages func(dir string) // writes more packages before the server starts
+	parallel    int              // the host's ParallelDownloads
+	// front, when set, returns the URL the host is given for the server
+	// (whose own it is given): a proxy in between.
+	front func(server string) string
+}
+
+func startPairOpts(t testing.TB, o pairOptions) (*testHost, string) {
+	t.Helper()
 	keyPath, pubPath, err := signing.Keygen(t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
@@ -46,8 +60,8 @@ func startPairWith(t testing.TB, addPackages func(dir string)) (*testHost, strin
 	pkgs := t.TempDir()
 	repotest.Make(t, pkgs, repotest.Package{Name: "small", Version: "1", PayloadBytes: 1 << 10, Seed: 1})
 	repotest.Make(t, pkgs, repotest.Package{Name: "big", Version: "1", PayloadBytes: 4 << 20, Seed: 2})
-	if addPackages != nil {
-		addPackages(pkgs)
+	if o.addPackages != nil {
+		o.addPackages(pkgs)
 	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -68,9 +82,13 @@ func startPairWith(t testing.TB, addPackages func(dir string)) (*testHost, strin
 	}
 	run := t.TempDir()
 	th := &testHost{cacheDir: t.TempDir(), buildRoot: buildRoot(t), starts: newStarts()}
-	c, err := StartHost(HostConfig{Servers: []string{"http://" + srv.HTTPAddr()}, TrustedKey: pub, StateDir: t.TempDir(),
+	server := "http://" + srv.HTTPAddr()
+	if o.front != nil {
+		server = o.front(server)
+	}
+	c, err := StartHost(HostConfig{Servers: []string{server}, TrustedKey: pub, StateDir: t.TempDir(),
 		CacheDir: th.cacheDir, RunDir: run, AdminGID: -1, Prefix: t.TempDir(), TorrentAddr: "127.0.0.1:0", Logger: log,
-		BuildRoot: th.buildRoot}.withCrashes().withStarts(th.starts))
+		BuildRoot: th.buildRoot, ParallelDownloads: o.parallel}.withCrashes().withStarts(th.starts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,8 +110,14 @@ func startPairWith(t testing.TB, addPackages func(dir string)) (*testHost, strin
 }
 
 // request sends one request and returns a function that reads its next
-// reply line.
+// reply line; the whole request has 20 s.
 func request(t testing.TB, run, verb string, args ...string) func() wire.Reply {
+	t.Helper()
+	return requestFor(t, 20*time.Second, run, verb, args...)
+}
+
+// requestFor is request with its time limit.
+func requestFor(t testing.TB, limit time.Duration, run, verb string, args ...string) func() wire.Reply {
 	t.Helper()
 	rep, err := fifo.NewOutgoing(filepath.Join(run, fifo.SpoolDir))
 	if err != nil {
@@ -101,7 +125,7 @@ func request(t testing.TB, run, verb string, args ...string) func() wire.Reply {
 	}
 	t.Cleanup(func() { rep.Close() })
 	line, _ := json.Marshal(wire.Request{V: wire.ProtocolVersion, Verb: verb, Args: args})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	t.Cleanup(cancel)
 	if err := rep.Send(ctx, fifo.Path(run, wire.IsAdmin(verb)), line, -1); err != nil {
 		t.Fatal(err)

@@ -33,6 +33,7 @@ func (a *installerActor) status(ctx actor.Context, to *actor.PID) {
 	ctx.ReenterAfter(f, func(res any, err error) {
 		if sw, ok := res.(*messages.SwarmStatus); ok && err == nil {
 			st.TorrentPort, st.Seeding, st.Peers, st.BytesUp, st.BytesDown = sw.Port, sw.Seeding, sw.Peers, sw.BytesUp, sw.BytesDown
+			st.Downloading, st.DownloadsWaiting = sw.Downloading, sw.DownloadsWaiting
 		}
 		reply, err := wire.Result(st)
 		if err != nil {

@@ -100,7 +100,11 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	scanner := repo.NewScanner(cat, repo.Options{Dir: cfg.PackageDir, PublicURL: cfg.PublicURL, Signer: cfg.Signer, Check: cfg.Check,
-		ValidFor: cfg.IndexValidFor, Listings: listings, Trackers: cfg.trackers(), DHTNodes: cfg.DHTNodes(), WebSeeds: cfg.WebSeeds, SpoolDir: cfg.StateDir})
+		ValidFor: cfg.IndexValidFor, Listings: listings, Trackers: cfg.trackers(), DHTNodes: cfg.DHTNodes(), WebSeeds: cfg.WebSeeds, SpoolDir: cfg.StateDir,
+		Watch: true})
+	if _, err := scanner.Watching(); err != nil {
+		cfg.Logger.Info("rescans list the package directory whole", "why", err)
+	}
 	var keyID, publicKey string
 	if k, ok := cfg.Signer.(*signing.Key); ok {
 		keyID, publicKey = k.PublicKey().ID(), k.PublicKey().String()
@@ -113,7 +117,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		components: func(e *env, m *metrics.Server) []component {
 			return cfg.components(e, m, scanner)
 		},
-		closeRest: func() error { return errors.Join(cat.Close(), listings.Close()) },
+		closeRest: func() error { return errors.Join(scanner.Close(), cat.Close(), listings.Close()) },
 	})
 	if err != nil {
 		return nil, err

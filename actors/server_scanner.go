@@ -48,17 +48,18 @@ func (cfg ServerConfig) DHTNodes() []string {
 // after it. The catalog and the scan over it (repo.Scanner) are the
 // server's, so a restarted scanner goes on with the same catalog.
 type scannerActor struct {
-	env         *env
-	scanner     *repo.Scanner
-	interval    time.Duration
-	verifyEvery time.Duration // 0: no periodic verify
-	metrics     *metrics.Server
-	life        lifetime
-	cancelTimer scheduler.CancelFunc
-	stopVerify  scheduler.CancelFunc
-	busy        bool
-	pending     string // reason of a scan asked for while busy
-	pendingFull bool   // and whether one of those asked to verify
+	env          *env
+	scanner      *repo.Scanner
+	interval     time.Duration
+	verifyEvery  time.Duration // 0: no periodic verify
+	metrics      *metrics.Server
+	life         lifetime
+	cancelTimer  scheduler.CancelFunc
+	stopVerify   scheduler.CancelFunc
+	busy         bool
+	pending      string // reason of a scan asked for while busy
+	pendingFull  bool   // and whether one of those asked to verify
+	pendingWhole bool   // or to list the directory whole
 }
 
 // scanFinished is what a scan's goroutine reports.
@@ -75,13 +76,13 @@ func (a *scannerActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.life = newLifetime()
 		a.cancelTimer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root).
-			SendRepeatedly(a.interval, a.interval, ctx.Self(), &messages.Rescan{Reason: "timer"})
+			SendRepeatedly(a.interval, a.interval, ctx.Self(), &messages.Rescan{Reason: "timer", Whole: true})
 		if a.verifyEvery > 0 {
 			a.stopVerify = scheduler.NewTimerScheduler(ctx.ActorSystem().Root).
 				SendRepeatedly(a.verifyEvery, a.verifyEvery, ctx.Self(), &messages.Rescan{Reason: "verify", Verify: true})
 		}
 		ctx.Send(ctx.Parent(), &messages.Ready{Component: Scanner})
-		a.start(ctx, "start", false)
+		a.start(ctx, "start", scanKind{})
 	case *actor.Stopping, *actor.Restarting:
 		for _, stop := range []scheduler.CancelFunc{a.cancelTimer, a.stopVerify} {
 			if stop != nil {
@@ -95,32 +96,44 @@ func (a *scannerActor) Receive(ctx actor.Context) {
 		if a.busy {
 			a.pending = msg.Reason
 			a.pendingFull = a.pendingFull || msg.Verify
+			a.pendingWhole = a.pendingWhole || msg.Whole
 			return
 		}
-		a.start(ctx, msg.Reason, msg.Verify)
+		a.start(ctx, msg.Reason, scanKind{verify: msg.Verify, whole: msg.Whole})
 	case *scanFinished:
 		a.finished(ctx, msg)
 	}
 }
 
-func (a *scannerActor) start(ctx actor.Context, reason string, verify bool) {
-	a.busy, a.pending, a.pendingFull = true, "", false
+// scanKind is what a scan looks at: the watch's changes (zero), every
+// file's stat (whole), or every file's bytes (verify).
+type scanKind struct{ verify, whole bool }
+
+func (a *scannerActor) start(ctx actor.Context, reason string, kind scanKind) {
+	a.busy, a.pending, a.pendingFull, a.pendingWhole = true, "", false, false
 	scanCtx, token, self, root, scanner := a.life.ctx, a.life.token, ctx.Self(), ctx.ActorSystem().Root, a.scanner
-	a.env.log.Debug("scan starting", "reason", reason, "verify", verify)
+	a.env.log.Debug("scan starting", "reason", reason, "verify", kind.verify, "whole", kind.whole)
 	a.env.bg.Go(func() {
 		scan := scanner.Scan
-		if verify {
+		switch {
+		case kind.verify:
 			scan = scanner.Verify
+		case kind.whole:
+			scan = scanner.ScanWhole
 		}
 		g, stats, err := scan(scanCtx)
-		root.Send(self, &scanFinished{token: token, verify: verify, generation: g, stats: stats, err: err})
-		// A scan of a large repository leaves hundreds of MB of garbage
-		// (every entry decoded, every file's header read), which the
-		// runtime would hand back to the system only over minutes: a
-		// server's memory would stay at its scan's peak. After the
-		// generation is on its way: a forced collection of a large heap
-		// is a tenth of a second or more of a rescan.
-		debug.FreeOSMemory()
+		root.Send(self, &scanFinished{token: token, verify: kind.verify, generation: g, stats: stats, err: err})
+		// A scan that listed the directory or changed many files leaves
+		// hundreds of MB of garbage (every entry decoded, every file's
+		// header read), which the runtime would hand back to the system
+		// only over minutes: a server's memory would stay at its scan's
+		// peak. After the generation is on its way: a forced collection of
+		// a large heap is a tenth of a second or more, which a watched
+		// rescan of a few files (its garbage the runtime's to collect as
+		// usual) does not pay.
+		if !stats.Watched || stats.Added+stats.Changed+stats.Removed+stats.Rejected >= 1000 || err != nil {
+			debug.FreeOSMemory()
+		}
 	})
 }
 
@@ -148,12 +161,12 @@ func (a *scannerActor) finished(ctx actor.Context, msg *scanFinished) {
 		log.Info("scan", "generation", msg.generation.Number, "new", st.NewGeneration,
 			"added", st.Added, "changed", st.Changed, "removed", st.Removed, "rejected", st.Rejected,
 			"unchanged", st.Unchanged, "skipped", st.Skipped, "published", st.Published,
-			"read_bytes", st.BytesRead, "took", st.Duration.Round(time.Millisecond))
+			"read_bytes", st.BytesRead, "watched", st.Watched, "took", st.Duration.Round(time.Millisecond))
 		if st.NewGeneration {
 			ctx.Send(ctx.Parent(), &messages.GenerationReady{Generation: msg.generation})
 		}
 	}
 	if !a.busy && a.pending != "" {
-		a.start(ctx, a.pending, a.pendingFull)
+		a.start(ctx, a.pending, scanKind{verify: a.pendingFull, whole: a.pendingWhole})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -139,6 +140,17 @@ func TestServerPublishesAndRescans(t *testing.T) {
 	if !strings.Contains(ts.logs.String(), "added=1") {
 		t.Error("the scan's log line does not count the added package")
 	}
+	// The seeder applies what each generation changed: the two packages
+	// it seeds already are not compared again (kept=0).
+	ts.waitLog(t, "msg=seeding generation=2 added=1 dropped=0 kept=0 ")
+	ts.waitHealth(t, "seeding=3/3 ")
+	if err := os.Remove(filepath.Join(ts.dir, "a-1-any.tpkg")); err != nil {
+		t.Fatal(err)
+	}
+	ts.Rescan("test")
+	ts.waitGeneration(t, 3)
+	ts.waitLog(t, "msg=seeding generation=3 added=0 dropped=1 kept=0 ")
+	ts.waitHealth(t, "seeding=2/2 ")
 }
 
 // A crashing scanner is restarted, and /index.db answers throughout.

@@ -56,6 +56,9 @@ func (o *statusOptions) run(ctx context.Context, c *command, args []string) erro
 		}
 		fmt.Fprintf(tw, "seeding\t%d packages to %d peers\n", s.Seeding, s.Peers)
 		fmt.Fprintf(tw, "traffic\t%s up, %s down\n", human.Bytes(s.BytesUp), human.Bytes(s.BytesDown))
+		if s.Downloading+s.DownloadsWaiting > 0 {
+			fmt.Fprintf(tw, "downloading\t%d packages, %d waiting their turn\n", s.Downloading, s.DownloadsWaiting)
+		}
 		if s.Installing != "" {
 			fmt.Fprintf(tw, "installing\t%s\n", s.Installing)
 		}

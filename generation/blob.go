@@ -3,9 +3,11 @@ package generation
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sync"
 )
 
 // Blob is a document a generation publishes (index.db, index.json): at
@@ -41,12 +43,22 @@ func (b Blob) Bytes() ([]byte, error) { return io.ReadAll(b.Reader()) }
 // SpoolBlob makes a Blob of what write writes: in an unlinked file in dir,
 // or in memory when dir is "".
 func SpoolBlob(dir string, write func(io.Writer) error) (Blob, error) {
+	return SpoolBlobFollowed(dir, write)
+}
+
+// SpoolBlobFollowed is SpoolBlob with readers: each runs on a goroutine of
+// its own over the blob's bytes, reading what is spooled while the rest is
+// still being written (in memory, once it all is). It returns when write
+// and every reader have, with the first error of each. A reader that
+// returns early stops nothing; one that reads to the end sees every byte.
+func SpoolBlobFollowed(dir string, write func(io.Writer) error, readers ...func(io.Reader) error) (Blob, error) {
 	if dir == "" {
 		var buf bytes.Buffer
 		if err := write(&buf); err != nil {
 			return Blob{}, err
 		}
-		return BytesBlob(buf.Bytes()), nil
+		b := BytesBlob(buf.Bytes())
+		return b, follow(readers, func() io.Reader { return b.Reader() })
 	}
 	f, err := os.CreateTemp(dir, ".spool-*")
 	if err != nil {
@@ -57,18 +69,97 @@ func SpoolBlob(dir string, write func(io.Writer) error) (Blob, error) {
 		f.Close()
 		return Blob{}, fmt.Errorf("spool: %w", err)
 	}
-	w := bufio.NewWriterSize(f, 1<<20)
+	sp := &spooled{f: f}
+	sp.grew = sync.NewCond(&sp.mu)
+	followed := make(chan error, 1)
+	go func() { followed <- follow(readers, sp.reader) }()
+	w := bufio.NewWriterSize(sp, 1<<20)
 	err = write(w)
 	if err == nil {
 		err = w.Flush()
 	}
-	var size int64
-	if err == nil {
-		size, err = f.Seek(0, io.SeekCurrent)
+	size := sp.end(err)
+	if ferr := <-followed; err == nil && ferr != nil {
+		err = ferr
 	}
 	if err != nil {
 		f.Close()
 		return Blob{}, fmt.Errorf("spool: %w", err)
 	}
 	return Blob{f, size}, nil
+}
+
+// follow runs each reader over its own reader of the blob, side by side,
+// and returns their errors.
+func follow(readers []func(io.Reader) error, open func() io.Reader) error {
+	errs := make([]error, len(readers))
+	var wg sync.WaitGroup
+	for i, read := range readers {
+		wg.Go(func() { errs[i] = read(open()) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// spooled is a spool file being written, which readers follow: they read
+// back (from the page cache) what is written, and wait for more.
+type spooled struct {
+	f *os.File
+
+	mu      sync.Mutex
+	grew    *sync.Cond // broadcast when written grows or the writing ends
+	written int64
+	ended   bool
+	err     error // why the writing ended early
+}
+
+func (sp *spooled) Write(p []byte) (int, error) {
+	n, err := sp.f.Write(p)
+	sp.mu.Lock()
+	sp.written += int64(n)
+	sp.mu.Unlock()
+	sp.grew.Broadcast()
+	return n, err
+}
+
+// end ends the writing (with err when it failed) and returns the size.
+func (sp *spooled) end(err error) int64 {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.ended, sp.err = true, err
+	if err == nil {
+		sp.err = io.EOF
+	}
+	sp.grew.Broadcast()
+	return sp.written
+}
+
+func (sp *spooled) reader() io.Reader { return &follower{sp: sp} }
+
+// follower reads a spooled file from its start, as it is written.
+type follower struct {
+	sp  *spooled
+	off int64
+}
+
+func (r *follower) Read(p []byte) (int, error) {
+	sp := r.sp
+	sp.mu.Lock()
+	for r.off >= sp.written && !sp.ended {
+		sp.grew.Wait()
+	}
+	avail, err := sp.written-r.off, sp.err
+	sp.mu.Unlock()
+	if avail <= 0 {
+		if err == io.EOF {
+			return 0, io.EOF
+		}
+		return 0, fmt.Errorf("spool ended early: %w", err)
+	}
+	n, rerr := sp.f.ReadAt(p[:min(int64(len(p)), avail)], r.off)
+	r.off += int64(n)
+	if rerr == io.EOF && n > 0 {
+		rerr = nil
+	}
+	return n, rerr
 }

@@ -33,6 +33,11 @@ type Generation struct {
 	Packages []Package  // by file name
 	Rejected []Rejected // by file name
 
+	// Changes, when known, is what this generation changed of the one
+	// before: those that follow every generation (the seeder) apply it
+	// instead of comparing 100,000 packages.
+	Changes *Changes
+
 	byFile map[string]int
 	byHash map[[20]byte]int
 }
@@ -50,6 +55,15 @@ type Package struct {
 	MTimeNS int64
 	CTimeNS int64
 	Inode   uint64
+}
+
+// Changes is what a generation changed of generation From.
+type Changes struct {
+	From uint64
+	// Added are the packages new in this generation, or whose files were
+	// hashed again (a file touched, its bytes the same); Removed are those
+	// of From it no longer publishes.
+	Added, Removed [][20]byte
 }
 
 // Rejected is a file of the package directory that is not published.

@@ -89,9 +89,10 @@ type SwarmStatusRequest struct{}
 
 // SwarmStatus is what the host's torrent client does.
 type SwarmStatus struct {
-	Port               int
-	Seeding, Peers     int
-	BytesUp, BytesDown int64
+	Port                          int
+	Seeding, Peers                int
+	BytesUp, BytesDown            int64
+	Downloading, DownloadsWaiting int
 }
 
 // BuildRequest asks the builder actor to build one source package. Output

@@ -24,6 +24,9 @@ type Rescan struct {
 	Reason string
 	// Verify reads every published file again (repo.Scanner.Verify).
 	Verify bool
+	// Whole lists the directory whole instead of taking its changes from
+	// the scanner's watch (repo.Scanner.ScanWhole).
+	Whole bool
 }
 
 // GenerationReady carries a new generation from the scanner, through the

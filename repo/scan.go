@@ -110,6 +110,12 @@ type Options struct {
 	// SpoolDir, when set, holds each generation's index.db and index.json
 	// (unlinked files, generation.SpoolBlob) instead of memory.
 	SpoolDir string
+	// Watch keeps a change journal of Dir (inotify, on a local
+	// filesystem): a Scan then stats only the files changed since the
+	// last scan, where a listing stats every one. The first scan, ScanWhole
+	// and Verify list the directory whole, and so does a Scan after a
+	// change may have been lost. Close stops it.
+	Watch bool
 }
 
 // DefaultValidFor is how long an index is valid unless the server says.
@@ -131,6 +137,12 @@ type Scanner struct {
 
 	mu   sync.Mutex // one scan at a time, even across actor restarts
 	last *generation.Generation
+	// With Options.Watch: the journal (nil when the directory cannot be
+	// watched: watchErr says why), and the directory as the last scan
+	// found it, which the journal's changes bring up to date.
+	watch    *watch
+	watchErr error
+	files    map[string]fileStat
 }
 
 // NewScanner returns a scanner; it reads nothing until Scan.
@@ -147,7 +159,31 @@ func NewScanner(cat *store.Catalog, opts Options) *Scanner {
 	if opts.ValidFor <= 0 {
 		opts.ValidFor = DefaultValidFor
 	}
-	return &Scanner{opts: opts, cat: cat}
+	s := &Scanner{opts: opts, cat: cat}
+	if opts.Watch {
+		s.watch, s.watchErr = startWatch(opts.Dir)
+	}
+	return s
+}
+
+// Watching says whether scans take the directory's changes from a watch,
+// and if not, why (nil when Options.Watch was not set).
+func (s *Scanner) Watching() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.watch != nil, s.watchErr
+}
+
+// Close stops the watch; the scanner must not scan afterwards.
+func (s *Scanner) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watch == nil {
+		return nil
+	}
+	err := s.watch.close()
+	s.watch, s.files = nil, nil
+	return err
 }
 
 // fileStat is what a scan compares with the catalog.
@@ -221,7 +257,13 @@ type outcome struct {
 // index see the same ETag. A cancelled ctx stops the scan before it commits
 // anything.
 func (s *Scanner) Scan(ctx context.Context) (*generation.Generation, ScanStats, error) {
-	return s.scan(ctx, false)
+	return s.scan(ctx, scanChanges)
+}
+
+// ScanWhole is a Scan that lists the directory whole, whatever the watch
+// says: the periodic scan's safety net.
+func (s *Scanner) ScanWhole(ctx context.Context) (*generation.Generation, ScanStats, error) {
+	return s.scan(ctx, scanWhole)
 }
 
 // Verify is a scan that also reads every published file again, as a
@@ -230,19 +272,40 @@ func (s *Scanner) Scan(ctx context.Context) (*generation.Generation, ScanStats, 
 // tampered mirror) is rejected with the reason, so it is no longer
 // published, seeded or served.
 func (s *Scanner) Verify(ctx context.Context) (*generation.Generation, ScanStats, error) {
-	return s.scan(ctx, true)
+	return s.scan(ctx, scanVerify)
 }
 
-func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation, ScanStats, error) {
+// scanMode is how much of the directory a scan looks at.
+type scanMode int
+
+const (
+	scanChanges scanMode = iota // what the watch says changed, when it can say
+	scanWhole                   // every file's stat
+	scanVerify                  // every file's bytes
+)
+
+func (s *Scanner) scan(ctx context.Context, mode scanMode) (*generation.Generation, ScanStats, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	start := time.Now()
+	g, st, err := s.scanLocked(ctx, mode)
+	if err != nil {
+		// The watch's changes it took are in no catalog: the next scan
+		// lists the directory.
+		s.files = nil
+	}
+	return g, st, err
+}
 
-	files, err := s.list()
+func (s *Scanner) scanLocked(ctx context.Context, mode scanMode) (*generation.Generation, ScanStats, error) {
+	start := time.Now()
+	verify := mode == scanVerify
+
+	files, watchedNames, err := s.listing(mode)
 	if err != nil {
 		return nil, ScanStats{}, err
 	}
-	sp := &scanPass{files: files}
+	sp := &scanPass{files: files, changed: watchedNames}
+	sp.stats.Watched = watchedNames != nil
 	// A verify is a scrub: it compares the files with the catalog itself.
 	last := s.last
 	if verify {
@@ -289,6 +352,9 @@ func (s *Scanner) scan(ctx context.Context, verify bool) (*generation.Generation
 // what it counted.
 type scanPass struct {
 	files map[string]fileStat
+	// changed, from a watch, are the only names that may differ from the
+	// catalog, sorted (nil: any may, the directory was listed).
+	changed []string
 	// published is what the catalog publishes as this scan found it: the
 	// next generation is made from it and the changes. It is the last
 	// generation when their numbers agree, so a rescan decodes no entry
@@ -336,7 +402,18 @@ func (sp *scanPass) readCatalog(tx *store.CatalogTx, last *generation.Generation
 // by their stat are read again too (rechecked).
 func (sp *scanPass) sortFiles(verify bool) (toRead []string, outcomes []outcome, rechecked map[string]bool) {
 	rechecked = map[string]bool{}
-	for name, st := range sp.files {
+	look := sp.files
+	if sp.changed != nil {
+		// The watch vouches for the others: unchanged, unlooked at.
+		look = make(map[string]fileStat, len(sp.changed))
+		for _, name := range sp.changed {
+			if st, ok := sp.files[name]; ok {
+				look[name] = st
+			}
+		}
+		sp.stats.Unchanged = len(sp.files) - len(look)
+	}
+	for name, st := range look {
 		if e, ok := lookup(sp.published, name); ok && st.matchesEntry(e) {
 			if verify {
 				rechecked[name] = true
@@ -447,19 +524,38 @@ func (sp *scanPass) changes(outcomes []outcome) *catalogChanges {
 			}
 		}
 	}
-	for i := range sp.published.Packages {
-		name := sp.published.Packages[i].File
-		if _, ok := sp.files[name]; !ok {
+	sp.gone(func(name string) {
+		if _, ok := lookup(sp.published, name); ok {
 			sp.stats.Removed++
 			ch.deletes = append(ch.deletes, name)
 		}
-	}
-	for name := range sp.rejections {
-		if _, ok := sp.files[name]; !ok {
+		if sp.rejections[name] != nil {
 			ch.unrejects = append(ch.unrejects, name)
 		}
-	}
+	})
 	return ch
+}
+
+// gone calls f with each name the catalog may know that is no longer in
+// the directory: of the watch's changed names, or of every name the
+// catalog publishes or rejects.
+func (sp *scanPass) gone(f func(name string)) {
+	names := sp.changed
+	if names == nil {
+		for i := range sp.published.Packages {
+			names = append(names, sp.published.Packages[i].File)
+		}
+		for name := range sp.rejections {
+			if _, published := lookup(sp.published, name); !published {
+				names = append(names, name)
+			}
+		}
+	}
+	for _, name := range names {
+		if _, ok := sp.files[name]; !ok {
+			f(name)
+		}
+	}
 }
 
 // commit writes the changes to the catalog as generation gen, valid from
@@ -533,6 +629,65 @@ func (s *Scanner) keepListings(g *generation.Generation, ch *catalogChanges) err
 	}
 	if err := s.opts.Listings.Keep(func(sum string) bool { return published[sum] }); err != nil {
 		return fmt.Errorf("scan: listings: %w", err)
+	}
+	return nil
+}
+
+// listing returns the package files of the directory with their stats:
+// the last scan's brought up to date by the watch's changes, when it has
+// them all (changed: those names, sorted, not nil), else a listing.
+func (s *Scanner) listing(mode scanMode) (files map[string]fileStat, changed []string, err error) {
+	if s.watch == nil {
+		files, err = s.list()
+		return files, nil, err
+	}
+	// Taken before a listing too: what changes after it is the next
+	// scan's.
+	names, complete := s.watch.changes()
+	if complete && mode == scanChanges && s.files != nil {
+		if err := s.restat(names); err == nil {
+			if names == nil {
+				names = []string{} // none changed, and the watch says so
+			}
+			sort.Strings(names)
+			return s.files, names, nil
+		}
+	}
+	if !complete {
+		// Overflowed, or the directory moved: a new watch, on the
+		// directory now at Dir, vouches for what follows.
+		s.watch.close()
+		if s.watch, s.watchErr = startWatch(s.opts.Dir); s.watchErr == nil {
+			s.watch.changes()
+		}
+	}
+	s.files = nil
+	if files, err = s.list(); err == nil && s.watch != nil {
+		s.files = files
+	}
+	return files, nil, err
+}
+
+// restat brings s.files up to date with the stats of names, changed since.
+func (s *Scanner) restat(names []string) error {
+	dir, err := os.Open(s.opts.Dir)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	for _, name := range names {
+		if !strings.HasSuffix(name, Ext) || strings.HasPrefix(name, ".") {
+			continue
+		}
+		var st unix.Stat_t
+		switch err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); {
+		case errors.Is(err, unix.ENOENT) || (err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR):
+			delete(s.files, name)
+		case err != nil:
+			return err
+		default:
+			s.files[name] = statOfUnix(&st)
+		}
 	}
 	return nil
 }
@@ -861,5 +1016,8 @@ type ScanStats struct {
 	Duration                          time.Duration
 	Published                         int  // packages in the resulting generation
 	NewGeneration                     bool // false when nothing changed
-	Rejections                        []generation.Rejected
+	// Watched: the directory's changes came from the watch, and only the
+	// files changed were stat'ed.
+	Watched    bool
+	Rejections []generation.Rejected
 }

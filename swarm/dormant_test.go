@@ -376,3 +376,53 @@ func TestSeederTakesTheScansStat(t *testing.T) {
 		t.Fatal("a file hashed anew (another stat) was not recorded whole")
 	}
 }
+
+// Update applies a generation's change as Sync applies the whole set: the
+// removed are dropped and forgotten, the added held, a file hashed again
+// recorded whole, and the rest left as they were. A removed torrent that
+// is added again in the same change stays; one never held is nothing.
+func TestSeederUpdateIsSyncOfTheChange(t *testing.T) {
+	dir := t.TempDir()
+	var its []Item
+	for i, name := range []string{"a-1-any.tpkg", "b-1-any.tpkg", "c-1-any.tpkg"} {
+		tor := writePackage(t, dir, name, randomBytes(20<<10, uint64(30+i)))
+		it := itemOf(tor)
+		st := stampOf(filepath.Join(dir, tor.Name))
+		it.Size, it.MTimeNS, it.CTimeNS, it.Inode = st.size, st.mtime, st.ctime, st.inode
+		its = append(its, it)
+	}
+	s := newTestSeeder(t, dir)
+	ctx := context.Background()
+	if st, err := s.Sync(ctx, its[:2]); err != nil || st != (SyncStats{Added: 2}) {
+		t.Fatalf("Sync = %+v, %v", st, err)
+	}
+	// a found bad since: an Update that does not name it leaves it so.
+	if err := s.completion.Set(metainfo.PieceKey{InfoHash: its[0].InfoHash, Index: 0}, false); err != nil {
+		t.Fatal(err)
+	}
+	never := [20]byte{1, 2, 3}
+	st, err := s.Update(ctx, its[2:], [][20]byte{its[1].InfoHash, never})
+	if err != nil || st != (SyncStats{Added: 1, Dropped: 1}) {
+		t.Fatalf("Update = %+v, %v; want c added, b dropped", st, err)
+	}
+	if held, complete := s.Seeding(); held != 2 || complete != 1 {
+		t.Fatalf("after the update: %d held, %d complete; want a and c held, c complete", held, complete)
+	}
+	if _, ok := s.held.get(its[1].InfoHash); ok {
+		t.Fatal("b is still held")
+	}
+	// a hashed again (a new stat), removed and added in one change: kept,
+	// and recorded whole.
+	its[0].MTimeNS++
+	st, err = s.Update(ctx, its[:1], [][20]byte{its[0].InfoHash})
+	if err != nil || st != (SyncStats{Kept: 1}) {
+		t.Fatalf("Update of a file hashed again = %+v, %v", st, err)
+	}
+	if held, complete := s.Seeding(); held != 2 || complete != 2 {
+		t.Fatalf("after a was hashed again: %d held, %d complete; want 2, 2", held, complete)
+	}
+	bad := Item{InfoHash: its[1].InfoHash, InfoBytes: its[0].InfoBytes}
+	if _, err := s.Update(ctx, []Item{bad}, nil); err == nil {
+		t.Fatal("Update accepted info bytes of another torrent")
+	}
+}

@@ -210,26 +210,57 @@ type SyncStats struct {
 
 // Sync makes the seeded set equal to want: torrents not in want are
 // dropped, new ones held dormant and recorded whole as the scanner saw
-// their files, and the rest are left alone, connections and all.
+// their files, and the rest are left alone, connections and all. It
+// compares the whole set (100 ms at 100,000); Update applies a change.
 func (s *Seeder) Sync(ctx context.Context, want []Item) (SyncStats, error) {
+	return s.change(ctx, want, func(wanted map[metainfo.Hash]Item) (gone []metainfo.Hash) {
+		for ih := range s.held.all {
+			if _, ok := wanted[ih]; !ok {
+				gone = append(gone, ih)
+			}
+		}
+		return gone
+	})
+}
+
+// Update changes the seeded set by a generation's changes: the torrents
+// of remove are dropped, and those of add held (new ones) or their files'
+// stamps recorded (files hashed again), as Sync does for the whole set.
+func (s *Seeder) Update(ctx context.Context, add []Item, remove [][20]byte) (SyncStats, error) {
+	return s.change(ctx, add, func(wanted map[metainfo.Hash]Item) (gone []metainfo.Hash) {
+		for _, ih := range remove {
+			_, held := s.held.get(ih)
+			if _, readded := wanted[ih]; held && !readded {
+				gone = append(gone, ih)
+			}
+		}
+		return gone
+	})
+}
+
+// change holds items and drops what gone says of them, under s.mu.
+func (s *Seeder) change(ctx context.Context, items []Item, gone func(wanted map[metainfo.Hash]Item) []metainfo.Hash) (SyncStats, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var st SyncStats
 	if s.closed {
-		return st, errors.New("seeder is closed")
+		return SyncStats{}, errors.New("seeder is closed")
 	}
-	wanted := make(map[metainfo.Hash]Item, len(want))
-	for _, it := range want {
+	wanted := make(map[metainfo.Hash]Item, len(items))
+	for _, it := range items {
 		wanted[it.InfoHash] = it
 	}
-	for ih := range s.held.all {
-		if _, ok := wanted[ih]; !ok {
-			s.dropLocked(ih)
-			if err := s.completion.forget(ih); err != nil {
-				s.log.Warn("forgetting a dropped package", "infohash", ih.HexString(), "err", err)
-			}
-			st.Dropped++
+	return s.changeLocked(ctx, wanted, gone(wanted))
+}
+
+// changeLocked drops gone and holds wanted; s.mu is held.
+func (s *Seeder) changeLocked(ctx context.Context, wanted map[metainfo.Hash]Item, gone []metainfo.Hash) (SyncStats, error) {
+	var st SyncStats
+	for _, ih := range gone {
+		s.dropLocked(ih)
+		if err := s.completion.forget(ih); err != nil {
+			s.log.Warn("forgetting a dropped package", "infohash", ih.HexString(), "err", err)
 		}
+		st.Dropped++
 	}
 	var errs []error
 	stamps := make(map[metainfo.Hash]fileStamp)

@@ -48,6 +48,7 @@ type hostOptions struct {
 	torrentAddr   string
 	webSeed       bool
 	stallTimeout  time.Duration
+	parallel      int
 	keepVersions  int
 	buildDir      string
 	buildTimeout  time.Duration
@@ -72,13 +73,14 @@ func hostFlags(o *hostOptions) *pflag.FlagSet {
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/tpm", "installed-state database, index and piece-completion `DIR`")
 	fs.StringVar(&o.cacheDir, "cache-dir", "/var/cache/tpm", "`DIR` of the installed packages' files, seeded")
 	fs.StringVar(&o.runDir, "run-dir", "/run/tpm", "`DIR` of the FIFOs, the request spool and the pid file")
-	fs.StringVar(&o.adminGroup, "admin-group", "", "`GROUP` that may also write admin.fifo (mode 0620)")
+	fs.StringVar(&o.adminGroup, "admin-group", "", "`GROUP` (a name from /etc/group, or a GID) that may also write admin.fifo (mode 0620)")
 	fs.StringVar(&o.prefix, "prefix", "/", "install prefix for requests that name none")
 	fs.DurationVar(&o.syncInterval, "sync-interval", time.Hour, "time between index fetches")
 	fs.StringVar(&o.torrentAddr, "torrent-listen", ":6881", "BitTorrent listen `ADDR`")
 	o.swarm.addFlags(fs, "find peers through the DHT (BEP 5) too, joined through the repository's node the signed index names (and any --dht-bootstrap)")
 	fs.BoolVar(&o.webSeed, "web-seed", true, "fall back to the repository's HTTP web seed; false: peers only")
 	fs.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail a download that makes no progress for this long")
+	fs.IntVar(&o.parallel, "parallel-downloads", actors.DefaultParallelDownloads, "run at most `N` downloads at once; the others of a transaction wait their turn")
 	fs.IntVar(&o.keepVersions, "keep-versions", 2, "keep at most `N` versions of each package in the cache (installed ones included), for tpm undo; tpm clean drops the others")
 	fs.StringVar(&o.buildDir, "build-dir", "/tmp/tpm", "`DIR` where source packages are built")
 	fs.DurationVar(&o.buildTimeout, "build-timeout", time.Hour, "time limit for building one source package")
@@ -117,6 +119,10 @@ func host(args []string) int {
 		fmt.Fprintf(os.Stderr, "tpmd client: --prefix %q must be an absolute path\n", o.prefix)
 		return 2
 	}
+	if o.parallel < 1 || o.parallel > 1024 {
+		fmt.Fprintf(os.Stderr, "tpmd client: --parallel-downloads %d: give 1 to 1024\n", o.parallel)
+		return 2
+	}
 	if o.keepVersions < 1 {
 		fmt.Fprintf(os.Stderr, "tpmd client: --keep-versions %d: give at least 1 (the installed version)\n", o.keepVersions)
 		return 2
@@ -133,18 +139,31 @@ func host(args []string) int {
 	return runRole("tpmd client", o.logLevel, func(log *slog.Logger) error { return runHost(o, log) })
 }
 
+// adminGID is the group ID of --admin-group: a name from /etc/group, or a
+// number. tpmd is built without cgo, so a group only a directory service
+// (LDAP, SSSD) knows is given by number.
+func adminGID(group string) (int, error) {
+	if group == "" {
+		return -1, nil
+	}
+	if gid, err := strconv.Atoi(group); err == nil && gid >= 0 {
+		return gid, nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return 0, fmt.Errorf("--admin-group: %w (a group from a directory service such as LDAP is given by its number)", err)
+	}
+	return strconv.Atoi(g.Gid)
+}
+
 func runHost(o hostOptions, log *slog.Logger) error {
 	key, err := signing.LoadPublicKey(o.trustedKey)
 	if err != nil {
 		return fmt.Errorf("%w (--trusted-key: the repository's repo.pub)", err)
 	}
-	gid := -1
-	if o.adminGroup != "" {
-		g, err := user.LookupGroup(o.adminGroup)
-		if err != nil {
-			return fmt.Errorf("--admin-group: %w", err)
-		}
-		gid, _ = strconv.Atoi(g.Gid)
+	gid, err := adminGID(o.adminGroup)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(o.runDir, 0o755); err != nil {
 		return fmt.Errorf("run directory: %w", err)
@@ -187,28 +206,29 @@ func startHost(o hostOptions, key signing.PublicKey, gid int, log *slog.Logger) 
 
 func hostConfig(o hostOptions, key signing.PublicKey, gid int, m *metrics.Host, log *slog.Logger) actors.HostConfig {
 	return actors.HostConfig{
-		Metrics:       m,
-		Servers:       o.servers,
-		TrustedKey:    key,
-		StateDir:      o.stateDir,
-		CacheDir:      o.cacheDir,
-		RunDir:        o.runDir,
-		AdminGID:      gid,
-		Prefix:        o.prefix,
-		SyncInterval:  o.syncInterval,
-		TorrentAddr:   o.torrentAddr,
-		NoWebSeeds:    !o.webSeed,
-		DHT:           o.swarm.config(),
-		LiveTorrents:  o.swarm.liveTorrents,
-		StallTimeout:  o.stallTimeout,
-		KeepVersions:  o.keepVersions,
-		BuildRoot:     o.buildDir,
-		BuildTimeout:  o.buildTimeout,
-		ScriptTimeout: o.scriptTimeout,
-		LinkDir:       o.linkDir,
-		Logger:        log,
-		Step:          o.step,
-		Linger:        o.linger,
+		Metrics:           m,
+		Servers:           o.servers,
+		TrustedKey:        key,
+		StateDir:          o.stateDir,
+		CacheDir:          o.cacheDir,
+		RunDir:            o.runDir,
+		AdminGID:          gid,
+		Prefix:            o.prefix,
+		SyncInterval:      o.syncInterval,
+		TorrentAddr:       o.torrentAddr,
+		NoWebSeeds:        !o.webSeed,
+		DHT:               o.swarm.config(),
+		LiveTorrents:      o.swarm.liveTorrents,
+		StallTimeout:      o.stallTimeout,
+		ParallelDownloads: o.parallel,
+		KeepVersions:      o.keepVersions,
+		BuildRoot:         o.buildDir,
+		BuildTimeout:      o.buildTimeout,
+		ScriptTimeout:     o.scriptTimeout,
+		LinkDir:           o.linkDir,
+		Logger:            log,
+		Step:              o.step,
+		Linger:            o.linger,
 	}
 }
 

@@ -392,9 +392,13 @@ type Status struct {
 	Peers           int       `json:"peers"`
 	BytesUp         int64     `json:"bytes_up"`
 	BytesDown       int64     `json:"bytes_down"`
-	Installing      string    `json:"installing"`
-	Queued          int       `json:"queued"` // transactions waiting for the one that runs
-	TorrentPort     int       `json:"torrent_port"`
+	// Downloading counts the downloads running; DownloadsWaiting those
+	// waiting for one of them to end (tpmd client --parallel-downloads).
+	Downloading      int    `json:"downloading"`
+	DownloadsWaiting int    `json:"downloads_waiting"`
+	Installing       string `json:"installing"`
+	Queued           int    `json:"queued"` // transactions waiting for the one that runs
+	TorrentPort      int    `json:"torrent_port"`
 }
 
 // ServerStatus is one repository server as the host's last index fetch

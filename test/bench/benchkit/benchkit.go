@@ -37,11 +37,12 @@ func Check(err error) {
 	}
 }
 
-// Build builds the main packages pkgs (e.g. "./cmd/tpmd") into dir. With
-// rev set, it builds them from a worktree of that git revision (removed
-// afterwards), so a benchmark can set the code before a change beside the
-// code after it; "" builds the working tree.
-func Build(dir, rev string, pkgs ...string) {
+// Build builds tpm and tpmd into dir as the tree's own Makefile does
+// (make build: its Go flags and environment, cgo or not). With rev set, it
+// builds them from a worktree of that git revision (removed afterwards),
+// so a benchmark can set the code before a change beside the code after
+// it; "" builds the working tree.
+func Build(dir, rev string) {
 	Check(os.MkdirAll(dir, 0o755))
 	src := "."
 	if rev != "" {
@@ -53,10 +54,10 @@ func Build(dir, rev string, pkgs ...string) {
 	}
 	abs, err := filepath.Abs(dir)
 	Check(err)
-	cmd := exec.Command("go", append([]string{"build", "-o", abs + "/"}, pkgs...)...)
+	cmd := exec.Command("make", "-s", "build", "BIN="+abs)
 	cmd.Dir = src
 	if out, err := cmd.CombinedOutput(); err != nil {
-		Fail("go build %v at %q: %v\n%s", pkgs, rev, err, out)
+		Fail("make build at %q: %v\n%s", rev, err, out)
 	}
 }
 

@@ -53,7 +53,7 @@ func main() {
 		builds = append([]build{{name: *baseline, rev: *baseline, dir: filepath.Join(work, "bin-base")}}, builds...)
 	}
 	for _, b := range builds {
-		benchkit.Build(b.dir, b.rev, "./cmd/tpmd")
+		benchkit.Build(b.dir, b.rev)
 	}
 	var rows []string
 	add := func(what, who, figure string) {
