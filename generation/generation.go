@@ -24,7 +24,7 @@ type Generation struct {
 	Index     Blob      // /index.db: a bbolt snapshot of the catalog
 	IndexSig  []byte    // /index.db.sig: minisign signature of Index
 	IndexJSON *LazyBlob // /index.json: the same catalog as JSON, made when first asked for
-	IndexETag string    // quoted strong ETag of Index (its SHA-256)
+	IndexETag string    // quoted strong ETag of Index (the SHA-256 of IndexSig, else of Index)
 
 	// Trackers and WebSeeds are what every package's .torrent names (the
 	// publisher makes it on request: the info dictionary and these).

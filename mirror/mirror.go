@@ -12,7 +12,6 @@ package mirror
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -69,7 +68,7 @@ func Open(stateDir string, key signing.PublicKey) (*Copy, error) {
 			return nil, fmt.Errorf("mirror: kept index: %w", err)
 		}
 	}
-	c.Index, c.IndexSum, c.IndexSig = generation.BytesBlob(data), sha256.Sum256(data), sig
+	c.Index, c.IndexSig = generation.BytesBlob(data), sig
 	return c, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,4 +118,15 @@ func jsonOf(t *testing.T, g *generation.Generation) string {
 		t.Fatal(err)
 	}
 	return string(blobBytes(t, b))
+}
+
+// An index's ETag is the sha256 of its signature, or of the index itself
+// when nothing signs it: two indexes never share one.
+func TestIndexETag(t *testing.T) {
+	signed := indexETag(Parts{IndexSum: [32]byte{1}, IndexSig: []byte("sig one")})
+	other := indexETag(Parts{IndexSum: [32]byte{1}, IndexSig: []byte("sig two")})
+	unsigned := indexETag(Parts{IndexSum: [32]byte{1}})
+	if signed == other || signed == unsigned || unsigned != `"01`+strings.Repeat("00", 31)+`"` {
+		t.Fatalf("ETags %s, %s, %s", signed, other, unsigned)
+	}
 }
