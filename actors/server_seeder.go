@@ -126,13 +126,13 @@ func (a *seederActor) sync(ctx actor.Context, g *generation.Generation) {
 	if c := g.Changes; c != nil && a.seeded != 0 && c.From == a.seeded {
 		// One new file costs a map entry, not 100 ms of comparing the
 		// whole catalogue under the seeder's lock.
-		added := make([]generation.Package, 0, len(c.Added))
+		added := make([]swarm.Item, 0, len(c.Added))
 		for _, ih := range c.Added {
 			if p := g.ByInfoHash(ih); p != nil {
-				added = append(added, *p)
+				added = append(added, itemOf(p))
 			}
 		}
-		change = func() (swarm.SyncStats, error) { return seeder.Update(syncCtx, items(added), c.Removed) }
+		change = func() (swarm.SyncStats, error) { return seeder.Update(syncCtx, added, c.Removed) }
 	}
 	a.env.bg.Go(func() {
 		start := time.Now()
@@ -198,8 +198,12 @@ func closeSeeding(ctx actor.Context, e *env, client io.Closer) {
 // items are the seeder's items of packages.
 func items(pkgs []generation.Package) []swarm.Item {
 	its := make([]swarm.Item, len(pkgs))
-	for i, p := range pkgs {
-		its[i] = swarm.Item{InfoHash: p.InfoHash, InfoBytes: p.InfoBytes, Size: p.Size, MTimeNS: p.MTimeNS, CTimeNS: p.CTimeNS, Inode: p.Inode}
+	for i := range pkgs {
+		its[i] = itemOf(&pkgs[i])
 	}
 	return its
+}
+
+func itemOf(p *generation.Package) swarm.Item {
+	return swarm.Item{InfoHash: p.InfoHash, InfoBytes: p.InfoBytes, Size: p.Size, MTimeNS: p.MTimeNS, CTimeNS: p.CTimeNS, Inode: p.Inode}
 }

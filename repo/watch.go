@@ -28,6 +28,12 @@ type watch struct {
 // uploads costs no more memory.
 const maxDirty = 10_000
 
+// maxWatchReads bounds the reading of the queue at one scan (64 KiB
+// each): the kernel's 16,384 events take at most 70, while a process that
+// keeps changing the same few files could keep a reader busy for ever.
+// Past it, the scan lists the directory.
+const maxWatchReads = 128
+
 const watchEvents = unix.IN_CREATE | unix.IN_CLOSE_WRITE | unix.IN_MODIFY | unix.IN_ATTRIB |
 	unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF |
 	unix.IN_ONLYDIR | unix.IN_EXCL_UNLINK
@@ -41,9 +47,9 @@ var localFilesystems = map[int64]string{
 	0x2fc12fc1: "zfs",
 }
 
-// startWatch watches dir, or says why it does not. Its first changes are
-// incomplete: it vouches only for what follows them, which a listing
-// follows.
+// startWatch watches dir, or says why it does not. It knows only what
+// changed after it started: the caller lists the directory after it, and
+// takes changes only from then on.
 func startWatch(dir string) (*watch, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
@@ -64,14 +70,19 @@ func startWatch(dir string) (*watch, error) {
 }
 
 // changes reads the queued events and returns the names changed since the
-// last call, and whether they are all the changes since then (false at the
-// first call, and whenever one may have been lost). With the names
-// incomplete the caller lists the directory, after this call.
+// last call (or the start), and whether they are all the changes since
+// then (false whenever one may have been lost, or the queue held more than
+// a scan takes). With the names incomplete the caller lists the directory,
+// after this call.
 func (w *watch) changes() (names []string, complete bool) {
 	dirty := map[string]struct{}{}
 	complete = w.fd >= 0
 	buf := make([]byte, 64<<10)
-	for w.fd >= 0 {
+	for reads := 0; w.fd >= 0; reads++ {
+		if reads == maxWatchReads || len(dirty) > maxDirty {
+			complete = false
+			break
+		}
 		n, err := unix.Read(w.fd, buf)
 		if errors.Is(err, unix.EINTR) {
 			continue
